@@ -1,0 +1,77 @@
+"""Configuration: one frozen dataclass, built once from DROPBATCH_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+from .errors import UsageError
+
+GB = 1_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    project: str = "dropbatch-local"
+    location: str = "us-central1"
+    bucket: str = "dropbatch-local"
+    incoming_prefix: str = "incoming/"
+    batches_prefix: str = "batches/"
+    model: str = "gemini-2.5-flash"
+    notifications_topic: str = "dropbatch-notifications"
+    split_topic: str = "dropbatch-split"
+    sweep_topic: str = "dropbatch-sweep"
+    uploads_topic: str = "dropbatch-uploads"
+    vertex_endpoint: str = ""  # empty: LOCATION-aiplatform.googleapis.com; local stack: http://127.0.0.1:PORT
+    # Vertex AI limits for one batch job input file (today: 200,000 requests, 1 GB).
+    max_job_requests: int = 200_000
+    max_job_bytes: int = 1 * GB
+    # Limits for one dropped file; past max_job_* a file becomes several jobs.
+    max_file_requests: int = 1_000_000
+    max_file_bytes: int = 20 * GB
+    max_line_bytes: int = 20_000_000
+    max_errors: int = 1_000
+    max_event_age_s: int = 24 * 3600
+    max_concurrent_jobs: int = 8
+    job_deadline_s: int = 96 * 3600
+    claim_lease_s: int = 600
+    split_budget_s: int = 480
+    retry_rounds: int = 1
+    workers: int = 32
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Config":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get("DROPBATCH_" + field.name.upper())
+            if raw is None:
+                continue
+            if isinstance(field.default, int):
+                try:
+                    values[field.name] = int(raw.replace("_", ""))
+                except ValueError:
+                    raise UsageError(f"DROPBATCH_{field.name.upper()}={raw!r} is not a whole number") from None
+            else:
+                values[field.name] = raw
+        if "project" not in values and environ.get("GOOGLE_CLOUD_PROJECT"):
+            values["project"] = environ["GOOGLE_CLOUD_PROJECT"]
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def model_name(self) -> str:
+        return self.model_resource(self.model)
+
+    def model_resource(self, model: str) -> str:
+        if model.startswith("projects/"):
+            return model
+        if not model.startswith("publishers/"):
+            model = f"publishers/google/models/{model}"
+        return f"projects/{self.project}/locations/{self.location}/{model}"
+
+
+@functools.cache
+def get_config() -> Config:
+    return Config.from_env()

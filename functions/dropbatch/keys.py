@@ -1,0 +1,47 @@
+"""Request keys and batch ids: the rules that turn user strings into safe object names."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+BATCH_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,50}\Z")
+
+
+def key_problem(key) -> str | None:
+    """Why `key` cannot be a request key, or None when it can."""
+    if not isinstance(key, str):
+        return f"key must be a string, not {type(key).__name__}; quote it, e.g. \"key\": \"{key}\""
+    if key in (".", ".."):
+        return f"key {key!r} is not allowed; use letters, digits, '.', '_' or '-'"
+    if not KEY_RE.match(key):
+        shown = key if len(key) <= 40 else key[:40] + "..."
+        return (f"key {shown!r} must be 1-128 characters of A-Z a-z 0-9 . _ - "
+                f"(it becomes an object name: results/KEY.json)")
+    return None
+
+
+def line_key(line: int, width: int) -> str:
+    """The key of a request without one: its 1-based line number, zero-padded to the width of the line count."""
+    return str(line).zfill(width)
+
+
+def key_width(total_lines: int) -> int:
+    return len(str(max(total_lines, 1)))
+
+
+def batch_id(bucket: str, name: str, generation: int | str) -> str:
+    """Readable, path- and label-safe, the same for the same upload and new for a re-upload."""
+    base = name.rsplit("/", 1)[-1]
+    for ext in (".gz", ".jsonl", ".json"):
+        if base.lower().endswith(ext):
+            base = base[: -len(ext)]
+    slug = _SLUG_RE.sub("-", base.lower()).strip("-")[:40].strip("-") or "batch"
+    digest = hashlib.sha256(f"{bucket}/{name}#{generation}".encode()).hexdigest()[:10]
+    return f"{slug}-{digest}"
+
+
+def is_batch_id(value: str) -> bool:
+    return bool(BATCH_ID_RE.match(value))

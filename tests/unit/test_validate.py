@@ -1,0 +1,207 @@
+"""Every error code with a real file; the real-world corpus passes; the report is exactly DESIGN.md's."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pytest
+
+from corpus import CORPUS, SEED_LINE, write_jsonl
+from dropbatch.config import Config
+from dropbatch.validate import iter_requests, validate_path
+
+
+def run(tmp_path, lines, name="f.jsonl", config=None, raw=None):
+    path = tmp_path / name
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        write_jsonl(path, lines)
+    return validate_path(path, config or Config()).to_dict()
+
+
+def codes(report):
+    return [(e["line"], e["code"]) for e in report["errors"]]
+
+
+def req(text="hi", **extra):
+    return {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **extra}}
+
+
+def test_corpus_is_valid(tmp_path):
+    report = run(tmp_path, CORPUS)
+    assert report["errors"] == []
+    assert report["valid"] is True
+    assert report["requests"] == len(CORPUS)
+
+
+def test_report_shape(tmp_path):
+    report = run(tmp_path, [SEED_LINE, b"{oops"])
+    assert set(report) >= {"valid", "source", "requests", "errors", "truncated"}
+    assert report["valid"] is False and report["truncated"] is False and report["requests"] == 2
+    assert report["source"].endswith("f.jsonl")
+    (err,) = report["errors"]
+    assert err["line"] == 2 and err["code"] == "invalid_json" and err["field"] is None
+    assert "JSON" in err["message"]
+
+
+@pytest.mark.parametrize("line, code, field, words", [
+    (b"[1, 2]", "not_object", None, "must be an object"),
+    ({"key": "a"}, "missing_request", "request", "no \"request\""),
+    ({"contents": [{"parts": [{"text": "x"}]}]}, "schema", "contents", "wrap it"),
+    ({"messages": [], "request": SEED_LINE["request"]}, "schema", "messages", "OpenAI"),
+    (req(temperature=0.3), "schema", "request.temperature", "generationConfig"),
+    (req(thinking_config={"thinking_budget": 0}), "schema", "request.thinking_config", "generationConfig"),
+    (req(config={"temperature": 0}), "schema", "request.config", "google-genai"),
+    (req(generationConfig={"responseSchema": {"type_": "OBJECT"}}), "schema",
+     "request.generationConfig.responseSchema.type_", "write 'type'"),
+    (req(generationConfig={"temperature": "hot"}), "schema", "request.generationConfig.temperature", "number"),
+    (req(generationConfig={"maxOutputTokens": 1.5}), "schema", "request.generationConfig.maxOutputTokens", "whole"),
+    (req(safetySettings=[{"category": "HARM_X", "threshold": "BLOCK_NONE"}]), "schema",
+     "request.safetySettings[0].category", "use one of"),
+    ({"request": {"contents": [{"role": "user", "parts": "hello"}]}}, "schema", "request.contents[0].parts",
+     "[{\"text\""),
+    ({"request": {"contents": [{"role": "user", "parts": [{"text": "a", "fileData": {
+        "fileUri": "gs://b/o", "mimeType": "image/png"}}]}]}}, "schema", "request.contents[0].parts[0]", "only one"),
+    ({"request": {"contents": []}}, "empty_contents", "request.contents", "at least one"),
+    ({"request": {"generationConfig": {}}}, "empty_contents", "request.contents", "at least one"),
+    ({"request": {"contents": [{"role": "user", "parts": []}]}}, "empty_parts", "request.contents[0].parts", "part"),
+    ({"request": {"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}}, "invalid_role",
+     "request.contents[0].role", "use 'user' or 'model'"),
+    ({"request": {"contents": [{"role": "user", "parts": [{"thought": True}]}]}}, "part_payload",
+     "request.contents[0].parts[0]", "exactly one"),
+    ({"request": {"contents": [{"role": "user", "parts": [{"fileData": {
+        "fileUri": "https://example.com/a.png", "mimeType": "image/png"}}]}]}}, "file_uri",
+     "request.contents[0].parts[0].fileData.fileUri", "gs://"),
+    ({"request": {"contents": [{"role": "user", "parts": [{"fileData": {
+        "fileUri": "gs://b/a.exe", "mimeType": "application/x-msdownload"}}]}]}}, "mime_type",
+     "request.contents[0].parts[0].fileData.mimeType", "does not accept"),
+    ({"request": {"contents": [{"role": "user", "parts": [{"inlineData": {"data": "AAAA"}}]}]}}, "mime_type",
+     "request.contents[0].parts[0].inlineData.mimeType", "missing"),
+    ({"request": {"contents": [{"role": "user", "parts": [{"inlineData": {
+        "mimeType": "image/png", "data": "AA*A"}}]}]}}, "invalid_base64",
+     "request.contents[0].parts[0].inlineData.data", "base64"),
+    ({"key": "../etc", **req()}, "invalid_key", "key", "1-128"),
+    ({"key": "..", **req()}, "invalid_key", "key", "not allowed"),
+    ({"key": 5, **req()}, "invalid_key", "key", "string"),
+])
+def test_each_error_code(tmp_path, line, code, field, words):
+    report = run(tmp_path, [SEED_LINE, line])
+    found = [e for e in report["errors"] if e["code"] == code]
+    assert found, report["errors"]
+    assert found[0]["line"] == 2 and found[0]["field"] == field
+    assert words in found[0]["message"]
+    assert report["valid"] is False
+
+
+def test_duplicate_key_names_first_line(tmp_path):
+    report = run(tmp_path, [{"key": "a", **req()}, req(), {"key": "a", **req()}])
+    assert codes(report) == [(3, "duplicate_key")]
+    assert "line 1" in report["errors"][0]["message"]
+
+
+def test_key_collision_with_line_number_key(tmp_path):
+    # 3 lines: width 1; line 2 has no key, so its key is "2"; line 3 claims "2" explicitly.
+    report = run(tmp_path, [req(), req(), {"key": "2", **req()}])
+    assert codes(report) == [(3, "key_collision")]
+    # "02" is not a line-number key at width 1, and a keyed line 1 frees "1".
+    assert run(tmp_path, [{"key": "x", **req()}, {"key": "02", **req()}, {"key": "1", **req()}])["valid"]
+
+
+def test_blank_lines_bom_crlf_keep_editor_line_numbers(tmp_path):
+    raw = b"\xef\xbb\xbf" + orjson.dumps(SEED_LINE) + b"\r\n\r\n   \r\n" + b"{bad\r\n"
+    report = run(tmp_path, None, raw=raw)
+    assert report["requests"] == 2 and report["blank_lines"] == 2
+    assert codes(report) == [(4, "invalid_json")]
+
+
+def test_invalid_utf8_mid_file(tmp_path):
+    raw = orjson.dumps(SEED_LINE) + b"\n" + b'{"request": {"contents": "\xff\xfe"}}\n' + orjson.dumps(SEED_LINE)
+    report = run(tmp_path, None, raw=raw)
+    assert codes(report) == [(2, "invalid_json")] and "UTF-8" in report["errors"][0]["message"]
+
+
+def test_nan_is_not_json(tmp_path):
+    report = run(tmp_path, None, raw=b'{"request": {"contents": [], "generationConfig": {"temperature": NaN}}}\n')
+    assert codes(report) == [(1, "invalid_json")]
+
+
+def test_gzip_accepted_and_not_gzip_reported(tmp_path):
+    data = b"".join(orjson.dumps(line) + b"\n" for line in CORPUS)
+    assert run(tmp_path, None, name="a.jsonl.gz", raw=gzip.compress(data))["valid"]
+    report = run(tmp_path, None, name="b.jsonl.gz", raw=data)
+    assert codes(report) == [(None, "not_gzip")]
+    truncated = gzip.compress(data * 50)[:-30]
+    report = run(tmp_path, None, name="c.jsonl.gz", raw=truncated)
+    assert "read_error" in [c for _, c in codes(report)]
+
+
+def test_empty_file(tmp_path):
+    assert codes(run(tmp_path, None, raw=b"")) == [(None, "empty_file")]
+    assert codes(run(tmp_path, None, raw=b"\n\n  \n")) == [(None, "empty_file")]
+
+
+def test_file_too_large_and_gzip_bomb(tmp_path):
+    cfg = Config(max_file_bytes=10_000)
+    lines = [SEED_LINE] * 100
+    report = run(tmp_path, lines, config=cfg)
+    assert (None, "file_too_large") in codes(report)
+    bomb = gzip.compress(b"\n" * 5_000_000)
+    report = run(tmp_path, None, name="bomb.jsonl.gz", raw=bomb, config=cfg)
+    assert (None, "file_too_large") in codes(report)
+    assert "decompressed" in report["errors"][-1]["message"]
+
+
+def test_line_too_long_is_skipped_in_bounded_memory(tmp_path):
+    cfg = Config(max_line_bytes=1000)
+    report = run(tmp_path, [SEED_LINE, req("x" * 5000), SEED_LINE], config=cfg)
+    assert codes(report) == [(2, "line_too_long")]
+    assert report["requests"] == 3
+
+
+def test_too_many_requests_and_job_plan(tmp_path):
+    cfg = Config(max_job_requests=4, max_file_requests=10)
+    report = run(tmp_path, [req(str(i)) for i in range(10)], config=cfg)
+    assert report["valid"]
+    assert [(j["first_line"], j["last_line"], j["requests"]) for j in report["jobs"]] == [(1, 4, 4), (5, 8, 4),
+                                                                                         (9, 10, 2)]
+    assert codes(run(tmp_path, [req()] * 11, config=cfg)) == [(None, "too_many_requests")]
+
+
+def test_job_plan_respects_byte_limit(tmp_path):
+    line_size = len(orjson.dumps(req("y" * 100))) + 1
+    cfg = Config(max_job_bytes=line_size * 3)
+    report = run(tmp_path, [req("y" * 100)] * 7, config=cfg)
+    assert [j["requests"] for j in report["jobs"]] == [3, 3, 1]
+
+
+def test_errors_truncated_at_limit(tmp_path):
+    cfg = Config(max_errors=5)
+    report = run(tmp_path, [b"{"] * 12, config=cfg)
+    assert len(report["errors"]) == 5 and report["truncated"] is True and report["error_count"] == 12
+
+
+def test_every_problem_of_a_line_is_reported(tmp_path):
+    line = {"key": "bad key", "request": {"contents": [{"role": "bot", "parts": []}], "temperature": 1}}
+    got = {e["code"] for e in run(tmp_path, [line])["errors"]}
+    assert got == {"invalid_key", "invalid_role", "empty_parts", "schema"}
+
+
+def test_deep_nesting_is_an_error_not_a_crash(tmp_path):
+    schema = b'{"type": "ARRAY", "items": ' * 200 + b'{"type": "OBJECT"}' + b"}" * 200
+    raw = b'{"request": {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseSchema": ' + schema
+    report = run(tmp_path, None, raw=raw + b"}}}\n")
+    assert report["errors"] and report["errors"][0]["code"] == "schema"
+    assert "nested" in report["errors"][0]["message"]
+    raw = b'{"request": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"
+    assert codes(run(tmp_path, None, raw=raw)) == [(1, "invalid_json")]
+
+
+def test_iter_requests_gives_line_number_keys(tmp_path):
+    path = tmp_path / "k.jsonl"
+    lines = [req("a")] * 9 + [b""] + [{"key": "mine", **req("b")}]
+    write_jsonl(path, lines)
+    with open(path, "rb") as f:
+        got = [(line, key) for line, key, _ in iter_requests(f, str(path), Config(), total_lines=11)]
+    assert got[:2] == [(1, "01"), (2, "02")] and got[-1] == (11, "mine") and len(got) == 10
