@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import orjson
 
@@ -67,6 +68,55 @@ def cmd_validate(args, config: Config) -> int:
     return 0 if report["valid"] else 1
 
 
+def cmd_local(args, config: Config) -> int:
+    from .local import stack as local
+
+    if args.action == "up":
+        start = time.monotonic()
+        try:
+            running = local.up(config)
+        except local.StackError as exc:
+            raise UsageError(str(exc)) from None
+        if args.json:
+            _print_json(running.public())
+        else:
+            print(f"local stack up in {time.monotonic() - start:.1f} s: bucket gs://{running.bucket} "
+                  f"(storage {running.storage}), logs in {running.logs}")
+        return 0
+    if args.action == "down":
+        stopped = local.down()
+        if not args.json:
+            print("local stack stopped" if stopped else "no local stack was running")
+        return 0
+    running = local.status()
+    if running is None:
+        if args.json:
+            _print_json(None)
+        else:
+            print("no local stack is running (start one with `dropbatch local up`)")
+        return 1
+    if args.json:
+        _print_json(running.public())
+    else:
+        print(f"local stack: project {running.project}, bucket gs://{running.bucket}")
+        print(f"  storage   {running.storage}\n  pubsub    {running.pubsub}\n  vertex    {running.vertex}")
+        for name, port in running.ports.items():
+            if name in local.FUNCTIONS:
+                print(f"  function  {local.FUNCTIONS[name]:<14} http://127.0.0.1:{port}")
+        print(f"  topics    {', '.join(f'{k}={v}' for k, v in running.topics.items())}")
+        print(f"  logs      {running.logs}")
+        print(f"  to use it: eval \"$(dropbatch local env)\"")
+    return 0
+
+
+def cmd_local_env(args, config: Config) -> int:
+    from .local import stack as local
+
+    for key, value in local.require().client_env().items():
+        print(f"export {key}={value}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
         self.print_usage(sys.stderr)
@@ -81,12 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_validate)
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser("local", help="start, stop or describe the embedded local stack")
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.add_argument("--json", action="store_true", help="print what a client needs to reach the stack, as JSON")
+    p.set_defaults(func=lambda a, c: cmd_local_env(a, c) if a.action == "env" else cmd_local(a, c))
     return parser
-
-
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv=None) -> int:

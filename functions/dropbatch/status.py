@@ -1,0 +1,104 @@
+"""The sweep: GET every active job (never trusting a message), advance batches, queue split tasks.
+
+Runs on every tick of the sweep topic (Cloud Scheduler in the cloud, the ticker locally). It also picks up
+what an event never delivered: half-finished claims whose lease ran out, parts waiting for a job slot,
+and split tasks that never finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from . import logs, notify, submit, vertex
+from .config import Config, get_config
+from .errors import DropbatchError, TransientError
+from .ledger import Store, execution_id, now
+
+
+def handle_event(event) -> None:
+    sweep(get_config())
+
+
+def sweep(config: Config) -> dict:
+    store = Store(config)
+    seen = {"batches": 0, "errors": 0}
+    for batch_id in store.active_batches():
+        seen["batches"] += 1
+        token = logs.bind(batch_id=batch_id)
+        try:
+            advance(store, batch_id)
+        except DropbatchError as exc:  # one batch's trouble must not stall the others; the next tick retries
+            seen["errors"] += 1
+            logs.warning(f"sweep could not advance the batch: {exc}", transient=isinstance(exc, TransientError))
+        finally:
+            logs.reset(token)
+    return seen
+
+
+def _age_s(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+
+
+def _lease_expired(doc: dict) -> bool:
+    lease = doc.get("lease_until")
+    return not lease or dt.datetime.fromisoformat(lease) < dt.datetime.now(dt.timezone.utc)
+
+
+def advance(store: Store, batch_id: str) -> None:
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["state"] in submit.FINISHED:
+        store.mark_inactive(batch_id)
+        return
+    if doc["state"] in (submit.CLAIMED, submit.STAGED):
+        if _lease_expired(doc):  # its event was lost or its function died: finish the submission here
+            taken = submit.take_over(store, batch_id, execution_id())
+            if taken:
+                submit.advance_submission(store, taken, taken["owner"])
+        return
+    if doc["state"] == submit.SUBMITTED:
+        refresh_jobs(store, doc)
+    elif doc["state"] == submit.SPLITTING:
+        from . import split
+
+        split.requeue_stale_tasks(store, doc)
+
+
+def refresh_jobs(store: Store, doc: dict) -> None:
+    config, batch_id = store.config, doc["batch_id"]
+    updates = {}
+    for part in doc["parts"]:
+        if part["job"] and part["state"] not in vertex.TERMINAL:
+            job = vertex.get_job(config, part["job"])
+            if job["state"] != part["state"] or job["completion_stats"] != part["completion_stats"]:
+                updates[part["index"]] = job
+                if job["state"] != part["state"]:
+                    logs.info("job state", job=job["name"], state=job["state"], part=part["index"])
+    stalled = [p for p in doc["parts"] if p["job"] and p["state"] not in vertex.TERMINAL
+               and p["index"] not in updates and _age_s(p.get("created")) > config.job_deadline_s]
+
+    def record(d):
+        for index, job in updates.items():
+            d["parts"][index].update(state=job["state"], completion_stats=job["completion_stats"],
+                                     output_dir=job["output_dir"], error=job["error"], ended=job["end_time"])
+        for p in stalled:
+            d["parts"][p["index"]]["stalled"] = d["parts"][p["index"]].get("stalled") or now()
+    if updates or stalled:
+        doc = store.update_ledger(batch_id, record)
+    for p in stalled:
+        if not p.get("stalled"):
+            logs.error("job stuck past its deadline", job=p["job"], state=p["state"], deadline_s=config.job_deadline_s)
+            notify.send(config, notify.build("stalled", batch_id=batch_id, source=doc["source"],
+                                             counts={"total": doc["requests"]},
+                                             error=f"job {p['job']} is still {p['state']} after "
+                                                   f"{config.job_deadline_s} s"))
+    if any(not p["job"] for p in doc["parts"]):
+        doc = submit.submit_parts(store, batch_id)
+        if doc["state"] != submit.SUBMITTED:
+            return
+    if all(p["job"] and p["state"] in vertex.TERMINAL for p in doc["parts"]):
+        from . import split
+
+        split.queue_tasks(store, doc)

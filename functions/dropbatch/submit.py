@@ -1,0 +1,262 @@
+"""A dropped file: claim the batch once, validate it streaming, stage keyed parts, create the jobs.
+
+Every step can run twice: the claim is a create with if_generation_match=0, a half-finished claim is taken
+over only when its lease has run out, staged bytes are deterministic, and a job is looked up by its labels
+before one is created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+
+from . import keys, logs, notify, vertex
+from .config import Config, get_config
+from .errors import PermanentError, TransientError
+from .events import event_age_s, object_event
+from .ledger import Store, execution_id, now
+from .validate import iter_requests, validate_stream
+
+LINE_LABEL = "dropbatch-line"
+SUFFIXES = (".jsonl", ".jsonl.gz")
+# Ledger states, in order. A batch is `claimed` while its file is validated and staged.
+CLAIMED, STAGED, SUBMITTED, SPLITTING, DONE, REJECTED, FAILED = (
+    "claimed", "staged", "submitted", "splitting", "done", "rejected", "failed")
+FINISHED = (DONE, REJECTED, FAILED)
+
+
+def handle_event(event) -> None:
+    config = get_config()
+    ev = object_event(event)
+    if ev is None:
+        logs.info("ignored: not an object event", event_type=event.get("type"))
+        return
+    reason = ignore_reason(config, ev)
+    if reason:
+        logs.info(f"ignored: {reason}", object=ev.name, bucket=ev.bucket, kind=ev.kind)
+        return
+    submit_object(config, ev.bucket, ev.name, ev.generation)
+
+
+def ignore_reason(config: Config, ev) -> str | None:
+    if ev.bucket != config.bucket:
+        return f"bucket {ev.bucket!r} is not the one this function serves ({config.bucket!r})"
+    if ev.kind != "finalized":
+        return f"{ev.kind} events are not uploads"
+    if not ev.name.startswith(config.incoming_prefix):
+        return f"outside the trigger prefix {config.incoming_prefix!r}"
+    if ev.name.startswith(config.batches_prefix):
+        return "written by dropbatch"
+    if not ev.name.endswith(SUFFIXES):
+        return "not a .jsonl or .jsonl.gz file"
+    if not ev.generation:
+        return "the event has no object generation"
+    age = event_age_s(ev.time)
+    if age > config.max_event_age_s:
+        return f"the event is {age:.0f} s old (max {config.max_event_age_s} s)"
+    return None
+
+
+def submit_object(config: Config, bucket: str, name: str, generation: int) -> dict | None:
+    batch_id = keys.batch_id(bucket, name, generation)
+    token = logs.bind(batch_id=batch_id)
+    try:
+        store = Store(config)
+        me = execution_id()
+        doc = claim(store, batch_id, f"gs://{bucket}/{name}", name, generation, me)
+        if doc is None:
+            return None
+        try:
+            return advance_submission(store, doc, me)
+        except BaseException:
+            release(store, batch_id, me)
+            raise
+    finally:
+        logs.reset(token)
+
+
+def _lease_until(config: Config) -> str:
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=config.claim_lease_s)).isoformat()
+
+
+def claim(store: Store, batch_id: str, source: str, name: str, generation: int, me: str) -> dict | None:
+    """The ledger, claimed by this execution; None when the batch needs nothing from us."""
+    config = store.config
+    doc = {"batch_id": batch_id, "state": CLAIMED, "source": source, "object": name, "generation": generation,
+           "created": now(), "updated": now(), "owner": me, "lease_until": _lease_until(config),
+           "model": None, "requests": None, "parts": [], "notified": {}, "round": 0, "error": None}
+    if store.create_json(store.ledger_path(batch_id), doc):
+        store.mark_active(batch_id)
+        logs.info("batch claimed", source=source)
+        return doc
+    return take_over(store, batch_id, me)
+
+
+def take_over(store: Store, batch_id: str, me: str) -> dict | None:
+    """Resume a half-finished claim whose owner is gone (its lease ran out)."""
+    taken = {}
+
+    def mutate(doc):
+        if doc["state"] not in (CLAIMED, STAGED):
+            return False
+        lease = dt.datetime.fromisoformat(doc["lease_until"]) if doc.get("lease_until") else None
+        if doc.get("owner") and lease and lease > dt.datetime.now(dt.timezone.utc):
+            raise TransientError(f"batch {batch_id} is being submitted by execution {doc['owner']}; retry later")
+        doc["owner"], doc["lease_until"] = me, _lease_until(store.config)
+        taken["yes"] = True
+
+    doc = store.update_ledger(batch_id, mutate)
+    if doc is None or not taken:
+        logs.info("duplicate delivery: batch already handled", state=doc and doc["state"])
+        return None
+    logs.info("resuming a half-finished claim", state=doc["state"])
+    return doc
+
+
+def release(store: Store, batch_id: str, me: str) -> None:
+    """Give the lease back after a failure, so the platform's retry can resume at once."""
+    def mutate(doc):
+        if doc.get("owner") != me:
+            return False
+        doc["owner"], doc["lease_until"] = None, None
+
+    try:
+        store.update_ledger(batch_id, mutate, attempts=3)
+    except Exception as exc:  # the lease then simply runs out
+        logs.warning(f"could not release the claim: {exc}")
+
+
+def advance_submission(store: Store, doc: dict, me: str) -> dict:
+    if doc["state"] == CLAIMED:
+        doc = validate_and_stage(store, doc)
+    if doc["state"] == STAGED:
+        doc = submit_parts(store, doc["batch_id"])
+        if doc["state"] == SUBMITTED and not doc["notified"].get("submitted"):
+            notify.send(store.config, notify.build(
+                "submitted", batch_id=doc["batch_id"], source=doc["source"], counts={"total": doc["requests"]},
+                report=store.uri(store.path(doc["batch_id"], "report.json")),
+                results_prefix=store.uri(store.path(doc["batch_id"], "results/"))))
+            doc = store.update_ledger(doc["batch_id"], lambda d: d["notified"].update(submitted=now()))
+    return doc
+
+
+def _open_source(store: Store, doc: dict):
+    from google.api_core.exceptions import NotFound
+
+    bucket_name, _, name = doc["source"][5:].partition("/")
+    blob = store.client.bucket(bucket_name).blob(name, generation=doc["generation"])
+    try:
+        blob.reload()
+    except NotFound:
+        raise PermanentError(f"{doc['source']}#{doc['generation']} no longer exists") from None
+    return blob, blob.open("rb", chunk_size=8 << 20)
+
+
+def validate_and_stage(store: Store, doc: dict) -> dict:
+    config, batch_id = store.config, doc["batch_id"]
+    try:
+        blob, stream = _open_source(store, doc)
+    except PermanentError as exc:
+        return _fail(store, doc, str(exc))
+    with stream:
+        report = validate_stream(stream, doc["object"], config, source=doc["source"])
+    body = report.to_dict()
+    store.write_json(store.path(batch_id, "report.json"), body)
+    logs.info("validated", requests=report.requests, errors=report.error_count, jobs=len(report.jobs))
+    if not report.valid:
+        first = body["errors"][0] if body["errors"] else None
+        summary = f"{report.error_count} error(s) in {doc['source']}"
+        if first:
+            summary += f"; first: line {first['line']}: {first['message']}" if first["line"] else \
+                f"; {first['message']}"
+        notify.send(config, notify.build("rejected", batch_id=batch_id, source=doc["source"],
+                                         counts={"total": report.requests, "errors": report.error_count},
+                                         report=store.uri(store.path(batch_id, "report.json")), error=summary))
+        store.update_ledger(batch_id, lambda d: d.update(state=REJECTED, error=summary, notified={"terminal": now()}))
+        store.mark_inactive(batch_id)
+        return store.read_ledger(batch_id)[0]
+    model = (blob.metadata or {}).get("model") or config.model
+    parts = stage_input(store, doc, report, blob)
+    return store.update_ledger(batch_id, lambda d: d.update(state=STAGED, model=model, requests=report.requests,
+                                                            lines=report.lines, parts=parts))
+
+
+def stage_input(store: Store, doc: dict, report, blob) -> list[dict]:
+    """Write {"request": ...} lines with the dropbatch-line label, one part per planned job, and their keys."""
+    batch_id = doc["batch_id"]
+    parts = [{"index": i, "round": 0, "first_line": p["first_line"], "last_line": p["last_line"],
+              "requests": p["requests"], "input": store.uri(store.path(batch_id, f"input/part-{i:05d}.jsonl")),
+              "job": None, "state": None, "output_dir": None, "completion_stats": None, "error": None, "split": None}
+             for i, p in enumerate(report.jobs)]
+    with blob.open("rb", chunk_size=8 << 20) as stream:
+        records = iter_requests(stream, doc["object"], store.config, report.lines)
+        pending = next(records, None)
+        for part in parts:
+            pending = write_part(store, batch_id, part, pending, records)
+    return parts
+
+
+def write_part(store: Store, batch_id: str, part: dict, pending, records):
+    """Stream one part's lines (and its keys sidecar) to GCS; returns the first record of the next part."""
+    name = store.path(batch_id, f"input/part-{part['index']:05d}")
+    keys_blob = store.bucket.blob(name + ".keys.jsonl")
+    data_blob = store.bucket.blob(name + ".jsonl")
+    with keys_blob.open("wb", chunk_size=8 << 20, content_type="application/jsonl") as keys_out, \
+            data_blob.open("wb", chunk_size=8 << 20, content_type="application/jsonl") as data_out:
+        while pending is not None and pending[0] <= part["last_line"]:
+            line, key, request = pending
+            request["labels"] = {**(request.get("labels") or {}), LINE_LABEL: str(line)}
+            data_out.write(orjson.dumps({"request": request}) + b"\n")
+            keys_out.write(orjson.dumps([line, key]) + b"\n")
+            pending = next(records, None)
+    return pending
+
+
+def submit_parts(store: Store, batch_id: str) -> dict:
+    """Create the jobs of the parts that have none, within the cap on concurrent jobs."""
+    config = store.config
+    doc, _ = store.read_ledger(batch_id)
+    room = config.max_concurrent_jobs - active_job_count(store, exclude=batch_id) - sum(
+        1 for p in doc["parts"] if p["job"] and p["state"] not in vertex.TERMINAL)
+    for part in doc["parts"]:
+        if part["job"] or room <= 0:
+            continue
+        try:
+            job = vertex.create_job(config, batch_id=batch_id, part=part["index"], round_=part["round"],
+                                    input_uri=part["input"], model=doc["model"],
+                                    output_prefix=store.uri(store.path(batch_id, f"output/r{part['round']}-p{part['index']:05d}")))
+        except PermanentError as exc:
+            return _fail(store, doc, f"Vertex AI refused the job: {exc}")
+        room -= 1
+        logs.info("job created", job=job["name"], part=part["index"])
+
+        def record(d, index=part["index"], job=job):
+            d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"])
+
+        doc = store.update_ledger(batch_id, record)
+    return store.update_ledger(batch_id, lambda d: d.update(state=SUBMITTED, owner=None, lease_until=None)
+                               if d["state"] == STAGED else False)
+
+
+def active_job_count(store: Store, exclude: str | None = None) -> int:
+    count = 0
+    for other in store.active_batches():
+        if other == exclude:
+            continue
+        doc, _ = store.read_ledger(other)
+        if doc:
+            count += sum(1 for p in doc.get("parts", []) if p.get("job") and p.get("state") not in vertex.TERMINAL)
+    return count
+
+
+def _fail(store: Store, doc: dict, reason: str) -> dict:
+    batch_id = doc["batch_id"]
+    logs.error(f"batch failed: {reason}")
+    notify.send(store.config, notify.build("failed", batch_id=batch_id, source=doc["source"],
+                                           counts={"total": doc.get("requests")}, error=reason,
+                                           report=store.uri(store.path(batch_id, "report.json"))))
+    doc = store.update_ledger(batch_id, lambda d: d.update(state=FAILED, error=reason, notified={
+        **d["notified"], "terminal": now()}, owner=None, lease_until=None))
+    store.mark_inactive(batch_id)
+    return doc

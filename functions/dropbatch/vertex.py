@@ -1,0 +1,98 @@
+"""Vertex AI batch jobs through aiplatform_v1.JobServiceClient: create once (found again by label), get, cancel."""
+
+from __future__ import annotations
+
+import functools
+
+from .config import Config
+from .errors import PermanentError, TransientError
+
+TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
+            "JOB_STATE_PARTIALLY_SUCCEEDED"}
+BATCH_LABEL = "dropbatch-batch"
+PART_LABEL = "dropbatch-part"
+
+
+@functools.cache
+def job_client(endpoint: str, location: str):
+    from google.cloud import aiplatform_v1
+
+    if endpoint.startswith("http://"):  # the local emulator: plain HTTP, no credentials
+        from google.auth.credentials import AnonymousCredentials
+
+        return aiplatform_v1.JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                                              client_options={"api_endpoint": endpoint})
+    return aiplatform_v1.JobServiceClient(
+        client_options={"api_endpoint": endpoint or f"{location}-aiplatform.googleapis.com"})
+
+
+def client(config: Config):
+    return job_client(config.vertex_endpoint, config.location)
+
+
+def _call(fn, *args, **kwargs):
+    """Run a client call; 429/5xx/timeouts become TransientError, other API errors PermanentError."""
+    from google.api_core import exceptions
+
+    try:
+        return fn(*args, **kwargs)
+    except (exceptions.TooManyRequests, exceptions.ServerError, exceptions.DeadlineExceeded,
+            exceptions.ServiceUnavailable, exceptions.RetryError) as exc:
+        raise TransientError(f"Vertex AI: {exc}") from exc
+    except exceptions.GoogleAPICallError as exc:
+        raise PermanentError(f"Vertex AI: {exc}") from exc
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise TransientError(f"Vertex AI unreachable: {exc}") from exc
+
+
+def job_to_dict(job) -> dict:
+    """The fields dropbatch records of a job, as plain JSON."""
+    stats = job.completion_stats
+    error = {"code": job.error.code, "message": job.error.message} if job.error.code or job.error.message else None
+    return {"name": job.name, "state": job.state.name, "output_dir": job.output_info.gcs_output_directory or None,
+            "completion_stats": {"successful": stats.successful_count, "failed": stats.failed_count,
+                                 "incomplete": stats.incomplete_count},
+            "error": error, "create_time": _time(job.create_time), "end_time": _time(job.end_time)}
+
+
+def _time(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def find_job(config: Config, batch_id: str, part: int, round_: int = 0):
+    from google.cloud import aiplatform_v1
+
+    parent = f"projects/{config.project}/locations/{config.location}"
+    flt = f'labels.{BATCH_LABEL}="{batch_id}" AND labels.{PART_LABEL}="{round_}-{part}"'
+    request = aiplatform_v1.ListBatchPredictionJobsRequest(parent=parent, filter=flt)
+    for job in _call(client(config).list_batch_prediction_jobs, request=request):
+        return job
+    return None
+
+
+def create_job(config: Config, *, batch_id: str, part: int, round_: int, input_uri: str, output_prefix: str,
+               model: str, user_labels: dict | None = None) -> dict:
+    """Create the job for one part, or return the one a previous try already created."""
+    from google.cloud import aiplatform_v1
+
+    existing = find_job(config, batch_id, part, round_)
+    if existing is not None:
+        return job_to_dict(existing)
+    labels = {**(user_labels or {}), BATCH_LABEL: batch_id, PART_LABEL: f"{round_}-{part}"}
+    job = aiplatform_v1.BatchPredictionJob(
+        display_name=f"dropbatch-{batch_id}-{round_}-{part}"[:128],
+        model=config.model_resource(model),
+        input_config={"instances_format": "jsonl", "gcs_source": {"uris": [input_uri]}},
+        output_config={"predictions_format": "jsonl", "gcs_destination": {"output_uri_prefix": output_prefix}},
+        labels=labels,
+    )
+    parent = f"projects/{config.project}/locations/{config.location}"
+    return job_to_dict(_call(client(config).create_batch_prediction_job, parent=parent, batch_prediction_job=job))
+
+
+def get_job(config: Config, name: str) -> dict:
+    return job_to_dict(_call(client(config).get_batch_prediction_job, name=name))
+
+
+def cancel_job(config: Config, name: str) -> None:
+    _call(client(config).cancel_batch_prediction_job, name=name)
