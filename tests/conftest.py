@@ -1,8 +1,145 @@
+"""Shared fixtures: the local stack is started once per test run (session scope) and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import orjson
 import pytest
+import requests
 
 from dropbatch.config import Config
+
+# The stack under test splits files past 40 requests into several jobs, so small files exercise that path.
+STACK_ENV = {"DROPBATCH_MAX_JOB_REQUESTS": "40", "DROPBATCH_CLAIM_LEASE_S": "8", "DROPBATCH_SPLIT_BUDGET_S": "60"}
 
 
 @pytest.fixture
 def config() -> Config:
     return Config()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from dropbatch.local import stack as local
+
+    state = tmp_path_factory.mktemp("stack")
+    saved = {k: os.environ.get(k) for k in (*STACK_ENV, "DROPBATCH_STATE_DIR")}
+    os.environ.update(STACK_ENV, DROPBATCH_STATE_DIR=str(state))
+    started = time.monotonic()
+    running = local.up()
+    running.up_seconds = time.monotonic() - started
+    os.environ.update(running.client_env())
+    from dropbatch.config import get_config
+
+    get_config.cache_clear()
+    yield running
+    local.down()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+class Emulator:
+    def __init__(self, url: str):
+        self.url = url
+
+    def faults(self, **values) -> dict:
+        r = requests.post(f"{self.url}/_emulator/faults", json=values, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/_emulator/reset", timeout=10).raise_for_status()
+
+    def stats(self) -> dict:
+        return requests.get(f"{self.url}/_emulator/stats", timeout=10).json()
+
+
+@pytest.fixture
+def vertex(stack):
+    emulator = Emulator(stack.vertex)
+    emulator.reset()
+    emulator.faults(queued_s=0.1, pending_s=0.1, running_s=0.1)
+    yield emulator
+    emulator.reset()
+
+
+class Inbox:
+    """A pull subscription on the notifications topic: what a user's consumer would see."""
+
+    def __init__(self, stack):
+        from google.cloud import pubsub_v1
+
+        self.client = pubsub_v1.SubscriberClient()
+        self.path = self.client.subscription_path(stack.project, f"test-{uuid.uuid4().hex[:8]}")
+        self.client.create_subscription(name=self.path, topic=f"projects/{stack.project}/topics/"
+                                                              f"{stack.topics['notifications']}")
+        self.messages: list[dict] = []
+
+    def pull(self, timeout: float = 1.0) -> None:
+        from google.api_core.exceptions import DeadlineExceeded
+
+        try:
+            r = self.client.pull(subscription=self.path, max_messages=100, timeout=timeout)
+        except DeadlineExceeded:
+            return
+        if r.received_messages:
+            for m in r.received_messages:
+                body = orjson.loads(m.message.data)
+                body["_attributes"] = dict(m.message.attributes)
+                self.messages.append(body)
+            self.client.acknowledge(subscription=self.path, ack_ids=[m.ack_id for m in r.received_messages])
+
+    def of(self, batch_id: str) -> list[dict]:
+        return [m for m in self.messages if m["batch_id"] == batch_id]
+
+    def wait_for(self, batch_id: str, states, timeout: float = 60) -> dict:
+        states = {states} if isinstance(states, str) else set(states)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in self.of(batch_id):
+                if m["state"] in states:
+                    return m
+            self.pull()
+        raise AssertionError(f"no {states} message for {batch_id} in {timeout} s; got {self.of(batch_id)}")
+
+    def close(self) -> None:
+        self.client.delete_subscription(subscription=self.path)
+
+
+@pytest.fixture
+def inbox(stack):
+    box = Inbox(stack)
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def bucket(stack):
+    from dropbatch.ledger import storage_client
+
+    return storage_client(stack.project).bucket(stack.bucket)
+
+
+def drop(bucket, name: str, lines, metadata=None):
+    """Upload a batch file as a user would; returns (blob, batch_id)."""
+    from dropbatch.keys import batch_id
+
+    blob = bucket.blob(f"incoming/{name}")
+    if metadata:
+        blob.metadata = metadata
+    blob.upload_from_string(b"".join((l if isinstance(l, bytes) else orjson.dumps(l)) + b"\n" for l in lines))
+    return blob, batch_id(bucket.name, blob.name, blob.generation)
+
+
+def read_json(bucket, path):
+    return orjson.loads(bucket.blob(path).download_as_bytes())
+
+
+def req(text: str, **extra) -> dict:
+    return {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **extra}}

@@ -117,6 +117,244 @@ def cmd_local_env(args, config: Config) -> int:
     return 0
 
 
+def cmd_split(args, config: Config) -> int:
+    from . import split
+
+    for path in [args.input]:
+        if not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file")
+    total = sum(os.path.getsize(f) for f in split._prediction_files(args.predictions))
+    with _progress(not args.json and total > 20_000_000, "splitting", total) as advance:
+        manifest = split.split_local(args.input, args.predictions, args.out, config, progress=advance)
+    if args.json:
+        _print_json(manifest)
+    else:
+        print_summary(manifest)
+    return 1 if manifest["state"] == "failed" else 0
+
+
+class _NoProgress:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(enabled: bool, what: str, total: int):
+    """A rich progress bar on stderr for long work; a no-op for small work, --json and pipes."""
+    if not enabled or not sys.stderr.isatty():
+        return _NoProgress()
+    import contextlib
+
+    import rich.progress
+
+    @contextlib.contextmanager
+    def bar():
+        with rich.progress.Progress(*rich.progress.Progress.get_default_columns(),
+                                    rich.progress.DownloadColumn(), transient=True) as progress:
+            task = progress.add_task(what, total=total)
+            yield lambda n: progress.advance(task, n)
+    return bar()
+
+
+def print_summary(manifest: dict, seconds: float | None = None) -> None:
+    c, u = manifest["counts"], manifest["usage"]
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    print(f"{manifest['state']}{took}: {c['succeeded']:,} of {c['total']:,} succeeded, {c['failed']:,} failed, "
+          f"{c['missing']:,} missing")
+    if c.get("duplicate_outputs") or c.get("unmatched_outputs"):
+        print(f"  {c['duplicate_outputs']:,} duplicate and {c['unmatched_outputs']:,} unmatched output lines "
+              "(counted, not used)")
+    print(f"  tokens: {u['prompt_tokens']:,} prompt, {u['candidates_tokens']:,} output, {u['total_tokens']:,} total")
+    print(f"  results: {manifest['results_prefix']}")
+
+
+def _target() -> Config:
+    """The local stack when one runs (or can be started); else the project configured in DROPBATCH_*."""
+    from .local import stack as local
+
+    if os.environ.get("DROPBATCH_BUCKET") and not os.environ.get("STORAGE_EMULATOR_HOST") and \
+            local.status() is None:
+        return Config.from_env()
+    running = local.status() or _start_stack()
+    os.environ.update(running.client_env())
+    return running.config()
+
+
+def _start_stack():
+    from .local import stack as local
+
+    print("starting the local stack ...", file=sys.stderr)
+    try:
+        return local.up()
+    except local.StackError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_run(args, config: Config) -> int:
+    from . import keys
+    from .ledger import Store
+
+    path = args.file
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    args.wait = args.wait or bool(args.out)
+    config = _target()
+    store = Store(config)
+    name = config.incoming_prefix + os.path.basename(path)
+    blob = store.bucket.blob(name)
+    if args.model:
+        blob.metadata = {"model": args.model}
+    started = time.monotonic()
+    blob.upload_from_filename(path, content_type="application/jsonl")
+    batch_id = keys.batch_id(config.bucket, name, blob.generation)
+    if not args.json:
+        print(f"uploaded gs://{config.bucket}/{name} -> batch {batch_id}")
+    doc = watch(store, batch_id, args.wait, quiet=args.json)
+    seconds = time.monotonic() - started
+    state = doc.get("final_state") or doc["state"]
+    if state == "rejected":
+        report, _ = store.read_json(store.path(batch_id, "report.json"))
+        if args.json:
+            _print_json({"batch_id": batch_id, "state": state, "report": report})
+        else:
+            print(f"rejected: {report['error_count']:,} error(s) in {report['requests']:,} requests")
+            print_report_errors(report)
+        return 1
+    if not args.wait or doc["state"] not in ("done",):
+        if args.json:
+            _print_json({"batch_id": batch_id, "state": state, "error": doc.get("error")})
+        else:
+            print(f"{state}: batch {batch_id}" + (f" ({doc['error']})" if doc.get("error") else "")
+                  + ("; follow it with `dropbatch status " + batch_id + "`" if state == "submitted" else ""))
+        return 1 if state == "failed" else 0
+    manifest, _ = store.read_json(store.path(batch_id, "manifest.json"))
+    if args.out:
+        download_results(store, batch_id, args.out)
+    if args.json:
+        _print_json(manifest)
+    else:
+        print_summary(manifest, seconds)
+        if args.out:
+            print(f"  downloaded to {args.out}/")
+    return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
+
+
+STAGES = {"claimed": "validating", "staged": "submitting", "submitted": "running", "splitting": "splitting"}
+
+
+def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float = 3600) -> dict:
+    """Follow the ledger until submitted (or, with wait, until done), with a live line on a terminal."""
+    deadline = time.monotonic() + timeout
+    show = not quiet and sys.stderr.isatty()
+    status = None
+    if show:
+        from rich.console import Console
+
+        status = Console(stderr=True).status("waiting for the upload event ...")
+        status.start()
+    try:
+        while time.monotonic() < deadline:
+            doc, _ = store.read_ledger(batch_id)
+            if doc:
+                state = doc["state"]
+                if state in ("done", "rejected", "failed") or (not wait and state != "claimed" and state != "staged"):
+                    return doc
+                if status:
+                    total = doc.get("requests") or 0
+                    finished = sum(int((p.get("completion_stats") or {}).get("successful") or 0)
+                                   + int((p.get("completion_stats") or {}).get("failed") or 0) for p in doc["parts"])
+                    jobs = ", ".join(sorted({(p.get("state") or "waiting").replace("JOB_STATE_", "").lower()
+                                             for p in doc["parts"]})) or "-"
+                    status.update(f"{STAGES.get(state, state)}: jobs {jobs}; {finished:,}/{total:,} requests")
+            time.sleep(0.3)
+    finally:
+        if status:
+            status.stop()
+    raise UsageError(f"batch {batch_id} did not finish within {timeout:.0f} s; follow it with "
+                     f"`dropbatch status {batch_id}`")
+
+
+def download_results(store, batch_id: str, out: str) -> None:
+    from google.cloud.storage import transfer_manager
+
+    prefix = store.path(batch_id, "")
+    names = [b.name[len(prefix):] for b in store.client.list_blobs(store.bucket, prefix=prefix + "results/")]
+    names += ["errors.jsonl", "manifest.json", "report.json"]
+    os.makedirs(out, exist_ok=True)
+    results = transfer_manager.download_many_to_path(store.bucket, names, destination_directory=out,
+                                                     blob_name_prefix=prefix, max_workers=16,
+                                                     worker_type=transfer_manager.THREAD)
+    failed = [r for r in results if isinstance(r, Exception)]
+    if failed:
+        raise UsageError(f"{len(failed)} downloads failed, first: {failed[0]}")
+
+
+def cmd_status(args, config: Config) -> int:
+    from .ledger import Store
+
+    store = Store(_target())
+    doc, _ = store.read_ledger(args.batch_id)
+    if doc is None:
+        raise UsageError(f"no batch {args.batch_id!r} in gs://{store.config.bucket}")
+    if args.json:
+        _print_json(doc)
+        return 0
+    state = doc.get("final_state") or doc["state"]
+    print(f"{doc['batch_id']}: {state}  ({doc['source']}, {doc.get('requests') or 0:,} requests)")
+    for p in doc["parts"]:
+        stats = p.get("completion_stats") or {}
+        print(f"  part {p['index']} round {p['round']}: {(p.get('state') or 'waiting').replace('JOB_STATE_', '')}"
+              f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.get('job') or ''}")
+    if doc.get("counts"):
+        print(f"  counts: {doc['counts']}")
+    if doc.get("error"):
+        print(f"  error: {doc['error']}")
+    return 0
+
+
+def cmd_list(args, config: Config) -> int:
+    from .ledger import ACTIVE, Store
+
+    store = Store(_target())
+    it = store.client.list_blobs(store.bucket, prefix=store.prefix, delimiter="/")
+    list(it)
+    ids = sorted(p[len(store.prefix):-1] for p in it.prefixes if not p.endswith(ACTIVE))
+    rows = []
+    for batch_id in ids[-args.limit:]:
+        doc, _ = store.read_ledger(batch_id)
+        if doc:
+            rows.append({"batch_id": batch_id, "state": doc.get("final_state") or doc["state"],
+                         "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"]})
+    rows.sort(key=lambda r: r["created"])
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['created'][:19]}  {r['state']:<20} {r['batch_id']:<52} {r['source']}")
+        if not rows:
+            print("no batches yet")
+    return 0
+
+
+def cmd_cancel(args, config: Config) -> int:
+    from . import vertex
+    from .ledger import Store
+
+    store = Store(_target())
+    doc = store.update_ledger(args.batch_id, lambda d: d.update(cancel_requested=True))
+    if doc is None:
+        raise UsageError(f"no batch {args.batch_id!r}")
+    cancelled = 0
+    for p in doc["parts"]:
+        if p.get("job") and p.get("state") not in vertex.TERMINAL:
+            vertex.cancel_job(store.config, p["job"])
+            cancelled += 1
+    print(f"cancel requested for {cancelled} job(s) of {args.batch_id}; partial results will still be split")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
         self.print_usage(sys.stderr)
@@ -131,6 +369,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("split", help="split a job's prediction files into one result per request (local files)")
+    p.add_argument("--input", required=True, help="the JSONL file the job was given")
+    p.add_argument("--predictions", required=True, nargs="+", help="prediction JSONL files or directories")
+    p.add_argument("--out", required=True, help="directory for KEY.json, errors.jsonl, manifest.json")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_split)
+    p = sub.add_parser("run", help="upload a file to the running stack (or start one) and follow it")
+    p.add_argument("file")
+    p.add_argument("--model", help="the Gemini model for this file (default: DROPBATCH_MODEL)")
+    p.add_argument("--wait", action="store_true", help="wait for the results, not only the submission")
+    p.add_argument("--out", help="download the result objects into this directory (with --wait)")
+    p.add_argument("--json", action="store_true", help="print the manifest (or report) as JSON")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="the state of one batch")
+    p.add_argument("batch_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("list", help="recent batches")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("cancel", help="cancel the running jobs of a batch (partial results are still split)")
+    p.add_argument("batch_id")
+    p.set_defaults(func=cmd_cancel)
     p = sub.add_parser("local", help="start, stop or describe the embedded local stack")
     p.add_argument("action", choices=["up", "down", "status", "env"])
     p.add_argument("--json", action="store_true", help="print what a client needs to reach the stack, as JSON")

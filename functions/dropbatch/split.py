@@ -322,6 +322,8 @@ def terminal_state(counts: dict, job_states: list[str]) -> str:
         return "cancelled"
     if "JOB_STATE_EXPIRED" in job_states:
         return "expired"
+    if "JOB_STATE_FAILED" in job_states:  # the job's own verdict; the counts still show what did succeed
+        return "failed"
     if counts["total"] and counts["succeeded"] == counts["total"]:
         return "succeeded"
     if counts["succeeded"] == 0:
@@ -488,16 +490,19 @@ def output_files(store, output_dir: str | None) -> list:
 
 
 def run_task(config, task: dict) -> None:
+    from . import notify, submit, vertex
+    from .errors import TransientError
     from .ledger import Store
-    from . import notify, submit
 
     store = Store(config)
     batch_id = task["batch_id"]
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["state"] != submit.SPLITTING:
+    if doc is None or doc["state"] not in (submit.SUBMITTED, submit.SPLITTING):
         logs.info("split task ignored: the batch is not splitting", state=doc and doc["state"])
         return
     part = doc["parts"][task["part"]]
+    if part["state"] not in vertex.TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
+        raise TransientError(f"part {part['index']} is still {part['state']} in the ledger")
     if part["round"] != task.get("round", 0):
         logs.info("split task ignored: an older round")
         return

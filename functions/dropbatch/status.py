@@ -94,11 +94,11 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                                              counts={"total": doc["requests"]},
                                              error=f"job {p['job']} is still {p['state']} after "
                                                    f"{config.job_deadline_s} s"))
-    if any(not p["job"] for p in doc["parts"]):
+    if any(not p["job"] and p["state"] not in vertex.TERMINAL for p in doc["parts"]):
         doc = submit.submit_parts(store, batch_id)
         if doc["state"] != submit.SUBMITTED:
             return
-    if all(p["job"] and p["state"] in vertex.TERMINAL for p in doc["parts"]):
+    if all(p["state"] in vertex.TERMINAL for p in doc["parts"]):
         from . import split
 
         split.queue_tasks(store, doc)

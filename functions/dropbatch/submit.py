@@ -220,7 +220,13 @@ def submit_parts(store: Store, batch_id: str) -> dict:
     room = config.max_concurrent_jobs - active_job_count(store, exclude=batch_id) - sum(
         1 for p in doc["parts"] if p["job"] and p["state"] not in vertex.TERMINAL)
     for part in doc["parts"]:
-        if part["job"] or room <= 0:
+        if part["job"] or part["state"] in vertex.TERMINAL:
+            continue
+        if doc.get("cancel_requested"):  # never started: nothing to cancel at Vertex
+            doc = store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(
+                state="JOB_STATE_CANCELLED"))
+            continue
+        if room <= 0:
             continue
         try:
             job = vertex.create_job(config, batch_id=batch_id, part=part["index"], round_=part["round"],

@@ -1,0 +1,168 @@
+"""The main job on the local stack: drop a file through the GCS API, read the messages a user reads."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import orjson
+import pytest
+import requests
+
+from conftest import drop, read_json, req
+from corpus import CORPUS
+
+pytestmark = pytest.mark.stack
+
+
+def plain(lines):
+    return [{k: v for k, v in line.items() if k != "key"} for line in lines]
+
+
+def test_drop_a_file_get_results_and_messages(stack, bucket, inbox, vertex):
+    lines = plain(CORPUS) + [req("BLOCKME now")]
+    blob, batch_id = drop(bucket, "happy path.jsonl", lines)
+    submitted = inbox.wait_for(batch_id, "submitted")
+    assert submitted["schema"] == "dropbatch.batch.v1" and submitted["counts"] == {"total": len(lines)}
+    assert submitted["_attributes"] == {"batch_id": batch_id, "state": "submitted"}
+    done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded", "failed"])
+    assert done["state"] == "partially_succeeded"
+    assert done["counts"] == {"total": 12, "succeeded": 11, "failed": 1, "missing": 0, "duplicate_outputs": 0,
+                              "unmatched_outputs": 0}
+    prefix = f"batches/{batch_id}/"
+    assert done["results_prefix"] == f"gs://{stack.bucket}/{prefix}results/"
+    assert done["manifest"] == f"gs://{stack.bucket}/{prefix}manifest.json"
+    names = sorted(b.name[len(prefix) + 8:] for b in bucket.list_blobs(prefix=prefix + "results/"))
+    assert names == [f"{i:02d}.json" for i in range(1, 13)]
+    first = read_json(bucket, prefix + "results/01.json")
+    assert first["status"] == "succeeded" and first["key"] == "01" and first["batch_id"] == batch_id
+    assert first["text"] and first["finish_reason"] == "STOP" and first["job"].startswith("projects/")
+    assert "dropbatch-line" not in (first["request"].get("labels") or {})
+    blocked = read_json(bucket, prefix + "results/12.json")
+    assert blocked["status"] == "failed" and blocked["error"]["code"] == "PROHIBITED_CONTENT"
+    errors = [orjson.loads(l) for l in bucket.blob(prefix + "errors.jsonl").download_as_bytes().splitlines()]
+    assert [(e["key"], e["status"]) for e in errors] == [("12", "failed")]
+    manifest = read_json(bucket, prefix + "manifest.json")
+    assert manifest["usage"]["total_tokens"] > 0 and manifest["jobs"][0]["state"] == "JOB_STATE_SUCCEEDED"
+    ledger = read_json(bucket, prefix + "ledger.json")
+    assert ledger["state"] == "done" and ledger["final_state"] == "partially_succeeded"
+    staged = bucket.blob(prefix + "input/part-00000.jsonl").download_as_bytes().splitlines()
+    assert [orjson.loads(l)["request"]["labels"]["dropbatch-line"] for l in staged] == [str(i) for i in range(1, 13)]
+    assert blob.exists(), "the user's object stays where it was"
+    assert not list(bucket.list_blobs(prefix=f"batches/_active/{batch_id}"))
+
+
+def test_rejected_file_keeps_object_and_names_lines(stack, bucket, inbox):
+    lines = [req("fine"), b"{broken", {"request": {"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}}]
+    blob, batch_id = drop(bucket, "broken.jsonl", lines)
+    msg = inbox.wait_for(batch_id, "rejected")
+    assert msg["counts"] == {"total": 3, "errors": 2} and "line 2" in msg["error"]
+    report = read_json(bucket, f"batches/{batch_id}/report.json")
+    assert report["valid"] is False
+    assert [(e["line"], e["code"]) for e in report["errors"]] == [(2, "invalid_json"), (3, "invalid_role")]
+    assert msg["report"] == f"gs://{stack.bucket}/batches/{batch_id}/report.json"
+    assert blob.exists() and blob.download_as_bytes().count(b"\n") == 3
+    assert not list(bucket.list_blobs(prefix=f"batches/{batch_id}/input/"))
+
+
+def test_same_notification_ten_times_creates_one_job(stack, bucket, inbox, vertex):
+    from google.cloud import pubsub_v1
+
+    blob, batch_id = drop(bucket, "tenfold.jsonl", [req(f"q{i}") for i in range(5)])
+    inbox.wait_for(batch_id, "submitted")
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(stack.project, stack.topics["uploads"])
+    attrs = {"bucketId": stack.bucket, "objectId": blob.name, "objectGeneration": str(blob.generation),
+             "eventType": "OBJECT_FINALIZE", "payloadFormat": "JSON_API_V1"}
+    for _ in range(10):
+        publisher.publish(topic, b"{}", **attrs).result()
+    done = inbox.wait_for(batch_id, "succeeded")
+    assert done["counts"]["succeeded"] == 5
+    time.sleep(3)  # let every redelivery land
+    inbox.pull()
+    states = [m["state"] for m in inbox.of(batch_id)]
+    assert states.count("submitted") == 1 and states.count("succeeded") == 1, states
+    jobs = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+                        params={"filter": f'labels.dropbatch-batch="{batch_id}"'}).json()["batchPredictionJobs"]
+    assert len(jobs) == 1
+
+
+def test_over_limit_file_becomes_several_jobs_one_batch(stack, bucket, inbox, vertex):
+    # The stack under test allows 40 requests a job (conftest.STACK_ENV).
+    lines = [req(f"question {i}") for i in range(95)]
+    _, batch_id = drop(bucket, "big.jsonl", lines)
+    done = inbox.wait_for(batch_id, "succeeded", timeout=90)
+    assert done["counts"]["total"] == 95 and done["counts"]["succeeded"] == 95
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    assert [j["requests"] for j in manifest["jobs"]] == [40, 40, 15]
+    assert len({j["name"] for j in manifest["jobs"]}) == 3
+    results = list(bucket.list_blobs(prefix=f"batches/{batch_id}/results/"))
+    assert len(results) == 95
+    assert [m["state"] for m in inbox.of(batch_id)] == ["submitted", "succeeded"]
+
+
+def test_429_on_create_is_retried_without_duplicate_job(stack, bucket, inbox, vertex):
+    vertex.faults(create_errors=[429, 503])
+    _, batch_id = drop(bucket, "throttled.jsonl", [req("a"), req("b")])
+    done = inbox.wait_for(batch_id, "succeeded", timeout=90)
+    assert done["counts"]["succeeded"] == 2
+    stats = vertex.stats()
+    assert stats["calls"]["create"] == 3  # two refused, one created
+    jobs = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+                        params={"filter": f'labels.dropbatch-batch="{batch_id}"'}).json()["batchPredictionJobs"]
+    assert len(jobs) == 1
+
+
+def test_model_from_object_metadata(stack, bucket, inbox, vertex):
+    _, batch_id = drop(bucket, "pro.jsonl", [req("a")], metadata={"model": "gemini-2.5-pro"})
+    inbox.wait_for(batch_id, "succeeded")
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    job = requests.get(f"{stack.vertex}/v1/{manifest['jobs'][0]['name']}").json()
+    assert job["model"].endswith("publishers/google/models/gemini-2.5-pro")
+
+
+@pytest.mark.parametrize("outcome, state", [("FAILED", "failed"), ("EXPIRED", "expired"),
+                                            ("CANCELLED", "cancelled")])
+def test_failed_jobs_still_get_partial_results(stack, bucket, inbox, vertex, outcome, state):
+    vertex.faults(job_outcome=outcome, fail_rate=0.3)
+    _, batch_id = drop(bucket, f"outcome-{outcome}.jsonl", [req(f"p{i}") for i in range(10)])
+    done = inbox.wait_for(batch_id, state, timeout=60)
+    assert done["error"] and outcome.lower()[:6] in done["error"].lower() or outcome == "CANCELLED"
+    c = done["counts"]
+    assert c["total"] == 10 and c["succeeded"] + c["failed"] == 10 and c["failed"] > 0
+    assert len(list(bucket.list_blobs(prefix=f"batches/{batch_id}/results/"))) == 10
+
+
+def test_missing_and_duplicate_outputs_are_counted(stack, bucket, inbox, vertex):
+    vertex.faults(drop_rate=0.2, duplicate_rate=0.2)
+    _, batch_id = drop(bucket, "lossy.jsonl", [req(f"p{i}") for i in range(30)])
+    done = inbox.wait_for(batch_id, ["partially_succeeded", "succeeded"], timeout=60)
+    c = done["counts"]
+    assert c["missing"] > 0 and c["duplicate_outputs"] > 0
+    assert c["succeeded"] + c["missing"] == 30
+    errors = [orjson.loads(l) for l in bucket.blob(f"batches/{batch_id}/errors.jsonl").download_as_bytes().splitlines()]
+    assert sum(e["status"] == "missing" for e in errors) == c["missing"]
+
+
+def test_gzip_file_and_names_with_spaces_and_unicode(stack, bucket, inbox, vertex):
+    import gzip
+
+    data = gzip.compress(b"".join(orjson.dumps(req(f"z{i}")) + b"\n" for i in range(3)))
+    blob = bucket.blob("incoming/Résumé final (v2).jsonl.gz")
+    blob.upload_from_string(data)
+    from dropbatch.keys import batch_id as derive
+
+    batch_id = derive(bucket.name, blob.name, blob.generation)
+    assert batch_id.startswith("r-sum-final-v2-")
+    done = inbox.wait_for(batch_id, "succeeded")
+    assert done["counts"]["succeeded"] == 3
+
+
+def test_inline_data_request(stack, bucket, inbox, vertex):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 20).decode()
+    line = {"key": "img", "request": {"contents": [{"role": "user", "parts": [
+        {"inlineData": {"mimeType": "image/png", "data": png}}, {"text": "what is it"}]}]}}
+    _, batch_id = drop(bucket, "inline.jsonl", [line])
+    inbox.wait_for(batch_id, "succeeded")
+    result = read_json(bucket, f"batches/{batch_id}/results/img.json")
+    assert result["status"] == "succeeded"
