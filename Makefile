@@ -33,5 +33,24 @@ bench-validate: $(STAMP) ## validation speed and memory against the json_format 
 bench-coldstart: $(STAMP) ## import cost of functions/main.py against vertexai.batch_prediction
 	$(PY) tests/bench/bench_coldstart.py
 
+demo: $(STAMP) ## the main job: start the local stack, drop examples/requests.jsonl, print the results
+	$(VENV)/bin/dropbatch local up
+	@echo; echo "== a broken file is caught in seconds, by line:"
+	-$(VENV)/bin/dropbatch validate examples/broken.jsonl
+	@echo; echo "== drop examples/requests.jsonl and wait for the results:"
+	$(VENV)/bin/dropbatch run examples/requests.jsonl --out out/demo
+	@echo; echo "== a few results (out/demo/results/KEY.json):"
+	@$(PY) -c "import json,glob; [print(f'  {r[\"key\"]:<16} {r[\"status\"]:<10} {(r[\"text\"] or \"\").replace(chr(10), chr(32))[:70]}') for r in (json.load(open(p)) for p in sorted(glob.glob('out/demo/results/*.json'))[:5])]"
+	@echo; echo "The stack keeps running: 'make status' describes it, 'make down' stops it."
+
+up: $(STAMP) ## start the local stack
+	$(VENV)/bin/dropbatch local up
+
+down: ## stop the local stack
+	-$(VENV)/bin/dropbatch local down
+
+status: ## describe the local stack
+	$(VENV)/bin/dropbatch local status
+
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis

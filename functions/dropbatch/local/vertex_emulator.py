@@ -176,13 +176,19 @@ class Emulator:
             job["updateTime"] = now_iso()
             return job
 
+    def _sleep(self, name: str, seconds: float) -> None:
+        """Wait out a state, but wake up at once when the job is cancelled."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self._cancelled(name):
+            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+
     def _cancelled(self, name: str) -> bool:
         return self.jobs[name]["state"] in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")
 
     def _run(self, name: str) -> None:
         f = self.faults
         for state, wait in (("JOB_STATE_PENDING", f.queued_s), ("JOB_STATE_RUNNING", f.pending_s)):
-            time.sleep(wait)
+            self._sleep(name, wait)
             if self._cancelled(name):
                 return self._finish(name, "JOB_STATE_CANCELLED")
             self._set(name, state=state, **({"startTime": now_iso()} if state == "JOB_STATE_RUNNING" else {}))
@@ -190,7 +196,7 @@ class Emulator:
             stats = self._predict(name)
         except Exception as exc:  # the job fails as Vertex's would, with the reason in `error`
             return self._finish(name, "JOB_STATE_FAILED", error={"code": 3, "message": f"{type(exc).__name__}: {exc}"})
-        time.sleep(f.running_s)
+        self._sleep(name, f.running_s)
         if self._cancelled(name):
             return self._finish(name, "JOB_STATE_CANCELLED", completionStats=stats)
         outcome = f.job_outcome

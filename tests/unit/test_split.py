@@ -1,0 +1,158 @@
+"""The splitter on real-format output: shuffled, re-serialized with nulls, several files, duplicates,
+failures with JSON in `status`, blocked prompts, missing and unmatched lines; label and fingerprint matching."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from corpus import write_jsonl
+from dropbatch.config import Config
+from dropbatch.split import build_result, canonical, fingerprint, parse_status, split_local
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def req(text, **extra):
+    return {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **extra}}
+
+
+def echo(request, label=None):
+    """What Vertex writes back: snake_case parts with null oneof siblings, keys reordered, labels maybe."""
+    parts = [{"file_data": None, "text": p["text"]} for p in request["contents"][0]["parts"]]
+    out = {"contents": [{"parts": parts, "role": "user"}]}
+    for k, v in request.items():
+        if k != "contents":
+            out[k] = v
+    if label is not None:
+        out["labels"] = {**request.get("labels", {}), "dropbatch-line": str(label)}
+    return dict(reversed(list(out.items())))
+
+
+def ok(request, text, label=None, tokens=(3, 4)):
+    return {"status": "", "processed_time": "2026-11-20T14:04:28.376+00:00", "request": echo(request, label),
+            "response": {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                                         "finishReason": "STOP"}],
+                         "usageMetadata": {"promptTokenCount": tokens[0], "candidatesTokenCount": tokens[1],
+                                           "totalTokenCount": sum(tokens)}}}
+
+
+@pytest.fixture
+def scenario(tmp_path):
+    inputs = [req("alpha"), {"key": "custom", **req("beta")}, req("same"), req("same"), req("blocked"),
+              req("bad"), req("lost"), req("gamma", generationConfig={"temperature": 0.5})]
+    write_jsonl(tmp_path / "in.jsonl", inputs)
+    r = [line["request"] for line in inputs]
+    outputs = [
+        ok(r[0], "A"), ok(r[1], "B"), ok(r[2], "S1"), ok(r[3], "S2"),
+        {"status": "", "processed_time": "t", "request": echo(r[4]),
+         "response": {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+                      "usageMetadata": {"promptTokenCount": 2, "totalTokenCount": 2}}},
+        {"status": 'Bad Request: {"error": {"code": 400, "message": "Please use a valid role: user, model.", '
+                   '"status": "INVALID_ARGUMENT"}}', "processed_time": "t", "request": echo(r[5])},
+        ok(r[7], "G", tokens=(5, 6)),
+        ok(r[0], "A-duplicate"),  # Vertex has been seen writing a request twice
+        ok(req("never sent")["request"], "X"),  # matches no input
+    ]
+    random.Random(3).shuffle(outputs)
+    preds = tmp_path / "prediction-model-2026" / "x"
+    preds.mkdir(parents=True)
+    write_jsonl(preds / "predictions.jsonl", outputs[:5])
+    write_jsonl(preds / "predictions_00001.jsonl", outputs[5:])
+    return tmp_path, outputs
+
+
+def load(out: Path, key: str) -> dict:
+    return orjson.loads((out / f"{key}.json").read_bytes())
+
+
+def test_split_exact_results(scenario):
+    tmp, outputs = scenario
+    out = tmp / "out"
+    manifest = split_local(str(tmp / "in.jsonl"), [str(tmp / "prediction-model-2026")], str(out), Config())
+    assert manifest["counts"] == {"total": 8, "succeeded": 5, "failed": 2, "missing": 1, "duplicate_outputs": 1,
+                                  "unmatched_outputs": 1}
+    assert manifest["state"] == "partially_succeeded"
+    assert manifest["usage"] == {"prompt_tokens": 3 * 4 + 5 + 2, "candidates_tokens": 4 * 4 + 6,
+                                 "total_tokens": 7 * 4 + 11 + 2}
+    assert sorted(p.name for p in out.glob("*.json")) == sorted(
+        ["1.json", "custom.json", "3.json", "4.json", "5.json", "6.json", "8.json", "manifest.json"])
+    first = load(out, "1")
+    assert first["status"] == "succeeded" and first["text"] in ("A", "A-duplicate") and first["key"] == "1"
+    assert load(out, "custom")["text"] == "B"
+    assert {load(out, "3")["text"], load(out, "4")["text"]} == {"S1", "S2"}  # identical requests: one output each
+    blocked = load(out, "5")
+    assert blocked["status"] == "failed" and blocked["error"]["code"] == "PROHIBITED_CONTENT" and blocked["text"] is None
+    bad = load(out, "6")
+    assert bad["error"] == {"code": 400, "message": "Please use a valid role: user, model.",
+                            "status": "INVALID_ARGUMENT"}
+    gamma = load(out, "8")
+    assert gamma["text"] == "G" and gamma["usage"]["totalTokenCount"] == 11 and gamma["finish_reason"] == "STOP"
+    assert set(gamma) == {"key", "status", "request", "response", "text", "finish_reason", "usage", "error",
+                          "processed_time", "batch_id", "job"}
+    errors = [orjson.loads(l) for l in (out / "errors.jsonl").read_bytes().splitlines()]
+    assert [(e["key"], e["line"], e["status"]) for e in errors] == [("5", 5, "failed"), ("6", 6, "failed"),
+                                                                   ("7", 7, "missing")]
+
+
+def test_split_is_deterministic(scenario):
+    tmp, _ = scenario
+    a, b = tmp / "a", tmp / "b"
+    for out in (a, b):
+        split_local(str(tmp / "in.jsonl"), [str(tmp / "prediction-model-2026")], str(out), Config())
+    for path in a.glob("*.json"):
+        if path.name != "manifest.json":
+            assert path.read_bytes() == (b / path.name).read_bytes()
+
+
+def test_labels_win_over_fingerprints(tmp_path):
+    inputs = [req("same"), req("same")]
+    write_jsonl(tmp_path / "in.jsonl", inputs)
+    r = inputs[0]["request"]
+    write_jsonl(tmp_path / "p.jsonl", [ok(r, "for line 2", label=2), ok(r, "for line 1", label=1)])
+    split_local(str(tmp_path / "in.jsonl"), [str(tmp_path / "p.jsonl")], str(tmp_path / "o"), Config())
+    assert load(tmp_path / "o", "1")["text"] == "for line 1" and load(tmp_path / "o", "2")["text"] == "for line 2"
+
+
+def test_the_shared_sample_lines_parse(tmp_path):
+    lines = (DATA / "vertex-output-illustrative.jsonl").read_bytes().splitlines()
+    results = [build_result(str(i), orjson.loads(l), "b", "j") for i, l in enumerate(lines)]
+    assert [r["status"] for r in results] == ["succeeded", "failed", "failed"]
+    assert results[0]["text"] == "A laptop, a mug, a notebook." and "labels" not in results[0]["request"]
+    assert results[1]["error"]["code"] == 400 and results[2]["error"]["code"] == "PROHIBITED_CONTENT"
+
+
+def test_fingerprint_folds_the_echo():
+    mine = {"contents": {"role": "user", "parts": {"text": "x"}}, "generationConfig": {"temperature": 1}}
+    theirs = {"generation_config": {"temperature": 1.0}, "labels": {"dropbatch-line": "9"},
+              "contents": [{"parts": [{"file_data": None, "text": "x"}], "role": "user"}], "tools": []}
+    assert canonical(mine) == canonical(theirs) and fingerprint(mine) == fingerprint(theirs)
+    assert fingerprint(mine) != fingerprint({**mine, "generationConfig": {"temperature": 0.5}})
+
+
+@pytest.mark.parametrize("status, code, message", [
+    ('Bad Request: {"error": {"code": 400, "message": "m", "status": "INVALID_ARGUMENT"}}', 400, "m"),
+    ("Internal error 500 occurred", 500, "Internal error 500 occurred"),
+    ("something odd", None, "something odd"),
+])
+def test_parse_status(status, code, message):
+    err = parse_status(status)
+    assert err["code"] == code and err["message"] == message
+
+
+def test_cli_split(scenario):
+    tmp, _ = scenario
+    out = subprocess.run([sys.executable, "-m", "dropbatch", "split", "--input", str(tmp / "in.jsonl"),
+                          "--predictions", str(tmp / "prediction-model-2026"), "--out", str(tmp / "c"), "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert orjson.loads(out.stdout)["counts"]["succeeded"] == 5
+    human = subprocess.run([sys.executable, "-m", "dropbatch", "split", "--input", str(tmp / "in.jsonl"),
+                            "--predictions", str(tmp / "nope"), "--out", str(tmp / "c")], capture_output=True,
+                           text=True)
+    assert human.returncode == 2 and "no such file" in human.stderr and "Traceback" not in human.stderr
