@@ -49,7 +49,12 @@ def _lease_expired(doc: dict) -> bool:
 
 def advance(store: Store, batch_id: str) -> None:
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["state"] in submit.FINISHED:
+    if doc is None:  # marked, never claimed: the claiming execution may still be on its way
+        marker, _ = store.read_json(f"{store.prefix}_active/{batch_id}")
+        if marker is None or _age_s(marker.get("since")) > 2 * store.config.claim_lease_s:
+            store.mark_inactive(batch_id)
+        return
+    if doc["state"] in submit.FINISHED:
         store.mark_inactive(batch_id)
         return
     if doc["state"] in (submit.CLAIMED, submit.STAGED):

@@ -86,8 +86,8 @@ def claim(store: Store, batch_id: str, source: str, name: str, generation: int, 
     doc = {"batch_id": batch_id, "state": CLAIMED, "source": source, "object": name, "generation": generation,
            "created": now(), "updated": now(), "owner": me, "lease_until": _lease_until(config),
            "model": None, "requests": None, "parts": [], "notified": {}, "round": 0, "error": None}
+    store.mark_active(batch_id)  # first: a claim must never exist without the sweep knowing of it
     if store.create_json(store.ledger_path(batch_id), doc):
-        store.mark_active(batch_id)
         logs.info("batch claimed", source=source)
         return doc
     return take_over(store, batch_id, me)
