@@ -144,6 +144,14 @@ def fake_gcs_binary() -> str:
     return str(_get_binary_path())
 
 
+def gcs_root() -> str:
+    """fake-gcs-server's files: tmpfs when there is one (its memory backend slows down as objects pile up)."""
+    import hashlib
+
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else state_dir()
+    return str(base / f"dropbatch-gcs-{hashlib.sha256(str(state_dir()).encode()).hexdigest()[:8]}")
+
+
 def _spawn(name: str, cmd: list[str], env: dict, logs: Path) -> int:
     log = open(logs / f"{name}.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -205,7 +213,7 @@ def up(config: Config | None = None, faults: dict | None = None, quiet: bool = F
         _create_topics(stack)
         stack.pids["storage"] = _spawn("storage", [
             fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["storage"]),
-            "-backend", "memory", "-public-host", f"127.0.0.1:{ports['storage']}",
+            "-backend", "filesystem", "-filesystem-root", gcs_root(), "-public-host", f"127.0.0.1:{ports['storage']}",
             "-external-url", f"http://127.0.0.1:{ports['storage']}", "-log-level", "warn",
             "-event.pubsub-project-id", stack.project, "-event.pubsub-topic", topics["uploads"],
             "-event.bucket", stack.bucket, "-event.object-prefix", config.incoming_prefix,
@@ -276,6 +284,7 @@ def down() -> bool:
                 os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
         _state_file().unlink()
+    shutil.rmtree(gcs_root(), ignore_errors=True)
     return True
 
 
