@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHECKOV := .venv-checkov/bin/checkov
+CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit demo up down status bench bench-validate bench-coldstart lint-infra clean
+.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-e2e bench-soak clean
 
 help: ## list every target
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt functions/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,13 +21,22 @@ $(STAMP): requirements.txt functions/requirements.txt pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project and its test dependencies
 
-test: $(STAMP) ## run the whole test suite (unit, integration, e2e on the local stack, infra checks)
+# checkov lives in a venv of its own so its many pins cannot disturb the project's.
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install -q --upgrade pip
+	.venv-checkov/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
+
+test: $(STAMP) $(CHECKOV) ## run the whole test suite (unit, integration, e2e on the local stack, infra checks)
 	$(PY) -m pytest tests
+
+test-infra: $(STAMP) $(CHECKOV) ## only the offline infra checks (fmt, checkov, IAM rules, provider schema)
+	$(PY) -m pytest tests/infra
 
 test-unit: $(STAMP) ## only the fast unit tests
 	$(PY) -m pytest tests/unit
 
-bench: bench-validate bench-coldstart ## run every benchmark
+bench: bench-validate bench-coldstart bench-split bench-e2e ## run every benchmark (not bench-soak)
 
 bench-validate: $(STAMP) ## validation speed and memory against the json_format baseline
 	$(PY) tests/bench/bench_validate.py
@@ -52,5 +63,14 @@ down: ## stop the local stack
 status: ## describe the local stack
 	$(VENV)/bin/dropbatch local status
 
-clean: ## remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis
+bench-split: $(STAMP) ## result writing: bounded pool vs sequential, through a 20 ms latency proxy
+	$(PY) tests/bench/bench_split.py
+
+bench-e2e: $(STAMP) ## upload to terminal message for 1,000 requests on the local stack; calls per batch
+	$(PY) tests/bench/bench_e2e.py
+
+bench-soak: $(STAMP) ## 20 files of 1,000 requests dropped at once; throughput and peak memory per function
+	BENCH_FILES=20 $(PY) tests/bench/bench_e2e.py
+
+clean: ## remove the venvs and caches
+	rm -rf $(VENV) .venv-checkov .cache .pytest_cache .hypothesis

@@ -228,21 +228,47 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             continue
         if room <= 0:
             continue
+        if not claim_part(store, batch_id, part["index"]):
+            continue  # another execution (an overlapping sweep, a redelivery) is creating this job
         try:
             job = vertex.create_job(config, batch_id=batch_id, part=part["index"], round_=part["round"],
                                     input_uri=part["input"], model=doc["model"],
                                     output_prefix=store.uri(store.path(batch_id, f"output/r{part['round']}-p{part['index']:05d}")))
         except PermanentError as exc:
             return _fail(store, doc, f"Vertex AI refused the job: {exc}")
+        except BaseException:  # a retry may create it at once (and finds it by label if it was created)
+            store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(creating=None))
+            raise
         room -= 1
         logs.info("job created", job=job["name"], part=part["index"])
 
         def record(d, index=part["index"], job=job):
-            d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"])
+            d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
 
         doc = store.update_ledger(batch_id, record)
     return store.update_ledger(batch_id, lambda d: d.update(state=SUBMITTED, owner=None, lease_until=None)
                                if d["state"] == STAGED else False)
+
+
+CREATE_LEASE_S = 120  # longer than one create call with its retries
+
+
+def claim_part(store: Store, batch_id: str, index: int) -> bool:
+    """Win the right to create one part's job, so overlapping sweeps and redeliveries never create two."""
+    me, won = execution_id(), []
+
+    def mutate(d):
+        part = d["parts"][index]
+        creating = part.get("creating")
+        if part["job"] or part["state"] in vertex.TERMINAL or (
+                creating and (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(
+                    creating["at"].replace("Z", "+00:00"))).total_seconds() < CREATE_LEASE_S):
+            return False
+        part["creating"] = {"by": me, "at": now()}
+        won.append(True)
+
+    store.update_ledger(batch_id, mutate)
+    return bool(won)
 
 
 def active_job_count(store: Store, exclude: str | None = None) -> int:

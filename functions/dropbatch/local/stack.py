@@ -33,7 +33,7 @@ PUBSUB_INSTALL = ("the Pub/Sub emulator is missing. Install the Google Cloud CLI
                   "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
                   "(or `gcloud components install pubsub-emulator` and a JRE 11+)")
 # Settings that make the local stack quick to react; any DROPBATCH_* in the caller's environment wins.
-LOCAL_DEFAULTS = {"DROPBATCH_CLAIM_LEASE_S": "20", "DROPBATCH_MAX_EVENT_AGE_S": "3600"}
+LOCAL_DEFAULTS = {"DROPBATCH_CLAIM_LEASE_S": "60", "DROPBATCH_MAX_EVENT_AGE_S": "3600"}
 
 
 class StackError(DropbatchError):
@@ -214,7 +214,7 @@ def up(config: Config | None = None, faults: dict | None = None, quiet: bool = F
         stack.pids["storage"] = _spawn("storage", [
             fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["storage"]),
             "-backend", "filesystem", "-filesystem-root", gcs_root(), "-public-host", f"127.0.0.1:{ports['storage']}",
-            "-external-url", f"http://127.0.0.1:{ports['storage']}", "-log-level", "warn",
+            "-external-url", f"http://127.0.0.1:{ports['storage']}", "-log-level", "info",
             "-event.pubsub-project-id", stack.project, "-event.pubsub-topic", topics["uploads"],
             "-event.bucket", stack.bucket, "-event.object-prefix", config.incoming_prefix,
             "-event.list", "finalize"], base_env, logs)

@@ -1,0 +1,129 @@
+# Three Gen2 functions from one source archive; each with its own identity and only its own work.
+
+locals {
+  function_env = {
+    DROPBATCH_PROJECT             = var.project_id
+    DROPBATCH_LOCATION            = var.region
+    DROPBATCH_BUCKET              = google_storage_bucket.drop.name
+    DROPBATCH_INCOMING_PREFIX     = var.incoming_prefix
+    DROPBATCH_MODEL               = var.model
+    DROPBATCH_NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name
+    DROPBATCH_SPLIT_TOPIC         = google_pubsub_topic.split.name
+    DROPBATCH_SWEEP_TOPIC         = google_pubsub_topic.sweep.name
+    DROPBATCH_MAX_CONCURRENT_JOBS = tostring(var.max_concurrent_jobs)
+    DROPBATCH_JOB_DEADLINE_S      = tostring(var.job_deadline_hours * 3600)
+    DROPBATCH_CLAIM_LEASE_S       = "600" # longer than the submit function's timeout
+    DROPBATCH_SPLIT_BUDGET_S      = "480" # checkpoint a minute before the split function's timeout
+  }
+  functions = {
+    submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi" }
+    status = { entry = "on_job_event", sa = google_service_account.status.email, timeout = 300, memory = "512Mi" }
+    split  = { entry = "split_results", sa = google_service_account.split.email, timeout = 540, memory = "1Gi" }
+  }
+}
+
+resource "google_cloudfunctions2_function" "submit" {
+  name     = "dropbatch-submit"
+  project  = var.project_id
+  location = var.region
+  labels   = var.labels
+
+  build_config {
+    runtime     = "python311"
+    entry_point = local.functions.submit.entry
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = local.functions.submit.sa
+    timeout_seconds                  = local.functions.submit.timeout
+    available_memory                 = local.functions.submit.memory
+    max_instance_count               = var.function_max_instances
+    max_instance_request_concurrency = 1
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_env
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.storage.object.v1.finalized"
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.eventarc.email
+    event_filters {
+      attribute = "bucket"
+      value     = google_storage_bucket.drop.name
+    }
+  }
+
+  depends_on = [google_project_iam_member.gcs_agent_publisher, google_project_iam_member.eventarc_receiver]
+}
+
+resource "google_cloudfunctions2_function" "status" {
+  name     = "dropbatch-status"
+  project  = var.project_id
+  location = var.region
+  labels   = var.labels
+
+  build_config {
+    runtime     = "python311"
+    entry_point = local.functions.status.entry
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  # Pushed to by its own subscription (pubsub.tf), which carries the dead-letter and retry policy.
+  service_config {
+    service_account_email            = local.functions.status.sa
+    timeout_seconds                  = local.functions.status.timeout
+    available_memory                 = local.functions.status.memory
+    max_instance_count               = 1 # one sweep at a time is enough; overlapping sweeps are safe
+    max_instance_request_concurrency = 1
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_env
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloudfunctions2_function" "split" {
+  name     = "dropbatch-split"
+  project  = var.project_id
+  location = var.region
+  labels   = var.labels
+
+  build_config {
+    runtime     = "python311"
+    entry_point = local.functions.split.entry
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = local.functions.split.sa
+    timeout_seconds                  = local.functions.split.timeout
+    available_memory                 = local.functions.split.memory
+    available_cpu                    = "1"
+    max_instance_count               = var.function_max_instances
+    max_instance_request_concurrency = 1
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_env
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,168 @@
+# Identities and grants. Every grant is on the bucket or topic it needs, except where none exists (commented).
+# No basic roles, no roles/iam.* grants. The functions may write only under batches/ (IAM conditions), so
+# no function can overwrite or delete a user's file.
+
+resource "google_service_account" "submit" {
+  account_id   = "dropbatch-submit"
+  project      = var.project_id
+  display_name = "dropbatch submit_batch: validates dropped files and creates batch jobs"
+}
+
+resource "google_service_account" "status" {
+  account_id   = "dropbatch-status"
+  project      = var.project_id
+  display_name = "dropbatch on_job_event: polls active jobs and queues split tasks"
+}
+
+resource "google_service_account" "split" {
+  account_id   = "dropbatch-split"
+  project      = var.project_id
+  display_name = "dropbatch split_results: writes one result object per request"
+}
+
+resource "google_service_account" "eventarc" {
+  account_id   = "dropbatch-eventarc"
+  project      = var.project_id
+  display_name = "dropbatch: Eventarc trigger identity that invokes submit_batch"
+}
+
+resource "google_service_account" "pusher" {
+  account_id   = "dropbatch-pusher"
+  project      = var.project_id
+  display_name = "dropbatch: Pub/Sub push identity that invokes on_job_event and split_results"
+}
+
+locals {
+  function_sas = {
+    submit = google_service_account.submit.member
+    status = google_service_account.status.member
+    split  = google_service_account.split.member
+  }
+}
+
+# --- The bucket -------------------------------------------------------------------------------
+
+# Every function reads the bucket (the dropped file, the ledgers, the outputs) and lists batches/.
+resource "google_storage_bucket_iam_member" "functions_read" {
+  for_each = local.function_sas
+  bucket   = google_storage_bucket.drop.name
+  role     = "roles/storage.objectViewer"
+  member   = each.value
+}
+
+# ... and writes only under batches/ (ledger, staged input, results, manifest).
+resource "google_storage_bucket_iam_member" "functions_write_batches" {
+  for_each = local.function_sas
+  bucket   = google_storage_bucket.drop.name
+  role     = "roles/storage.objectUser"
+  member   = each.value
+  condition {
+    title       = "batches-only"
+    description = "dropbatch writes only its own objects under batches/"
+    expression  = local.batches_scope
+  }
+}
+
+# The Vertex AI service agent reads the staged input and writes the predictions, both under batches/.
+resource "google_storage_bucket_iam_member" "vertex_agent_read" {
+  bucket = google_storage_bucket.drop.name
+  role   = "roles/storage.objectViewer"
+  member = local.vertex_agent
+  condition {
+    title       = "batches-only"
+    description = "Vertex AI reads staged inputs under batches/"
+    expression  = local.batches_scope
+  }
+}
+
+resource "google_storage_bucket_iam_member" "vertex_agent_write" {
+  bucket = google_storage_bucket.drop.name
+  role   = "roles/storage.objectCreator"
+  member = local.vertex_agent
+  condition {
+    title       = "batches-only"
+    description = "Vertex AI writes predictions under batches/"
+    expression  = local.batches_scope
+  }
+}
+
+# --- Topics ---------------------------------------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "notifications_publishers" {
+  for_each = local.function_sas
+  project  = var.project_id
+  topic    = google_pubsub_topic.notifications.name
+  role     = "roles/pubsub.publisher"
+  member   = each.value
+}
+
+# status queues split tasks; split publishes its own continuation before its deadline.
+resource "google_pubsub_topic_iam_member" "split_publishers" {
+  for_each = { status = google_service_account.status.member, split = google_service_account.split.member }
+  project  = var.project_id
+  topic    = google_pubsub_topic.split.name
+  role     = "roles/pubsub.publisher"
+  member   = each.value
+}
+
+# The Pub/Sub service agent moves undeliverable messages to the dead-letter topics and acks the originals.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = google_pubsub_topic.dead_letter
+  project  = var.project_id
+  topic    = each.value.name
+  role     = "roles/pubsub.publisher"
+  member   = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each     = google_pubsub_subscription.push
+  project      = var.project_id
+  subscription = each.value.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+# --- Invoking the functions -----------------------------------------------------------------
+
+resource "google_cloud_run_service_iam_member" "eventarc_invokes_submit" {
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.submit.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.eventarc.member
+}
+
+resource "google_cloud_run_service_iam_member" "pusher_invokes" {
+  for_each = { status = google_cloudfunctions2_function.status, split = google_cloudfunctions2_function.split }
+  project  = var.project_id
+  location = var.region
+  service  = each.value.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.pusher.member
+}
+
+# --- Project level, only where no narrower binding exists -------------------------------------
+
+# Vertex AI batch jobs have no resource to bind on before they exist: creating and reading them needs
+# aiplatform.batchPredictionJobs.* at the project (roles/aiplatform.user is the narrowest predefined role).
+resource "google_project_iam_member" "vertex_users" {
+  for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member }
+  project  = var.project_id
+  role     = "roles/aiplatform.user"
+  member   = each.value
+}
+
+# Eventarc requires its trigger identity to hold eventReceiver on the project (no resource-level binding).
+resource "google_project_iam_member" "eventarc_receiver" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.eventarc.member
+}
+
+# Cloud Storage triggers publish through Pub/Sub topics that Eventarc creates and names itself, so the
+# Cloud Storage service agent needs publisher on the project (Eventarc's documented requirement).
+resource "google_project_iam_member" "gcs_agent_publisher" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = local.gcs_agent
+}

@@ -1,0 +1,154 @@
+# dropbatch: a bucket to drop JSONL files into, three functions, the topics between them, a sweep.
+# Every grant is in iam.tf with its reason; functions in functions.tf; topics and subscriptions in pubsub.tf.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  services = [
+    "aiplatform.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "eventarc.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "logging.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ]
+  project_number = data.google_project.this.number
+  # Service agents the flow depends on (created by Google when the APIs are enabled).
+  vertex_agent  = "serviceAccount:service-${local.project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+  gcs_agent     = "serviceAccount:service-${local.project_number}@gs-project-accounts.iam.gserviceaccount.com"
+  pubsub_agent  = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  batches_scope = "resource.name.startsWith(\"projects/_/buckets/${var.bucket_name}/objects/batches/\")"
+  # Staged inputs, matched by suffix: lifecycle conditions cannot match the middle of a name.
+  staged_suffixes = concat(
+    [for i in range(10) : format("/input/part-%05d.jsonl", i)],
+    [for i in range(10) : format("/input/part-%05d.keys.jsonl", i)],
+  )
+}
+
+resource "google_project_service" "apis" {
+  for_each           = toset(local.services)
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# The drop bucket. Users write incoming/; the functions write only batches/ (see the IAM conditions).
+resource "google_storage_bucket" "drop" {
+  #checkov:skip=CKV_GCP_62:Access logs go to Cloud Audit Logs (data access logs), not to a second log bucket.
+  name                        = var.bucket_name
+  project                     = var.project_id
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  # Staged copies of the input are only needed while the job runs.
+  lifecycle_rule {
+    condition {
+      age            = var.staged_input_retention_days
+      matches_prefix = ["batches/"]
+      matches_suffix = local.staged_suffixes
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Old batches (results, outputs, ledgers), when a retention is set.
+  dynamic "lifecycle_rule" {
+    for_each = var.batch_retention_days > 0 ? [1] : []
+    content {
+      condition {
+        age            = var.batch_retention_days
+        matches_prefix = ["batches/"]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  # Versions replaced or deleted: kept a while, so a mistaken overwrite of a user's file can be undone.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.noncurrent_version_retention_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# The functions' source archive lives in a bucket of its own, readable only by Cloud Build.
+resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:Access logs go to Cloud Audit Logs (data access logs), not to a second log bucket.
+  name                        = "${var.bucket_name}-fn-source"
+  project                     = var.project_id
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 5
+      with_state         = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+data "archive_file" "source" {
+  type        = "zip"
+  source_dir  = "${path.module}/../functions"
+  output_path = "${path.module}/.build/functions.zip"
+  excludes    = ["**/__pycache__/**", "**/*.pyc"]
+}
+
+resource "google_storage_bucket_object" "source" {
+  name   = "functions-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+# The local stack's ticker, in the cloud: publish to the sweep topic on a schedule.
+resource "google_cloud_scheduler_job" "sweep" {
+  name      = "dropbatch-sweep"
+  project   = var.project_id
+  region    = var.region
+  schedule  = var.sweep_schedule
+  time_zone = "Etc/UTC"
+
+  retry_config {
+    retry_count = 1
+  }
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.sweep.id
+    data       = base64encode("{\"source\": \"cloud-scheduler\"}")
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,33 @@
+output "bucket" {
+  description = "Drop JSONL files into gs://BUCKET/incoming/."
+  value       = google_storage_bucket.drop.name
+}
+
+output "drop_command" {
+  description = "How to drop a file."
+  value       = "gcloud storage cp examples/requests.jsonl gs://${google_storage_bucket.drop.name}/${var.incoming_prefix}"
+}
+
+output "topics" {
+  description = "Pub/Sub topics: completion messages, split tasks, sweep ticks, dead letters."
+  value = {
+    notifications = google_pubsub_topic.notifications.name
+    split         = google_pubsub_topic.split.name
+    sweep         = google_pubsub_topic.sweep.name
+    dead_letter   = { for k, t in google_pubsub_topic.dead_letter : k => t.name }
+  }
+}
+
+output "functions" {
+  description = "The three function names."
+  value = {
+    submit = google_cloudfunctions2_function.submit.name
+    status = google_cloudfunctions2_function.status.name
+    split  = google_cloudfunctions2_function.split.name
+  }
+}
+
+output "subscribe_command" {
+  description = "Create a subscription to the completion messages and read them."
+  value       = "gcloud pubsub subscriptions create dropbatch-me --project ${var.project_id} --topic ${google_pubsub_topic.notifications.name} && gcloud pubsub subscriptions pull dropbatch-me --project ${var.project_id} --auto-ack --limit 10"
+}

@@ -1,0 +1,123 @@
+variable "project_id" {
+  type        = string
+  description = "The Google Cloud project that runs dropbatch."
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID: 6-30 lowercase letters, digits and hyphens."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region for the functions, the bucket and the Vertex AI batch jobs (a Gemini batch region)."
+  default     = "us-central1"
+  validation {
+    condition     = can(regex("^(us|europe|asia|australia|northamerica|southamerica|me|africa)-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1 or europe-west4."
+  }
+}
+
+variable "bucket_name" {
+  type        = string
+  description = "The bucket users drop files into (incoming/) and where dropbatch keeps batches/."
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.bucket_name)) && !can(regex("^goog", var.bucket_name))
+    error_message = "bucket_name must be 3-63 lowercase letters, digits, '-' or '_', and must not start with 'goog'."
+  }
+}
+
+variable "incoming_prefix" {
+  type        = string
+  description = "Objects under this prefix ending in .jsonl or .jsonl.gz become batches."
+  default     = "incoming/"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]+/$", var.incoming_prefix)) && var.incoming_prefix != "batches/"
+    error_message = "incoming_prefix must be one folder name ending in '/', and not 'batches/'."
+  }
+}
+
+variable "model" {
+  type        = string
+  description = "Default Gemini model for batch jobs (a file may override it with object metadata `model`)."
+  default     = "gemini-2.5-flash"
+  validation {
+    condition     = can(regex("^gemini-[0-9a-z.-]+$", var.model))
+    error_message = "model must be a Gemini model ID such as gemini-2.5-flash."
+  }
+}
+
+variable "sweep_schedule" {
+  type        = string
+  description = "Cron schedule of the sweep that polls active jobs (Cloud Scheduler, in UTC)."
+  default     = "*/2 * * * *"
+  validation {
+    condition     = length(split(" ", var.sweep_schedule)) == 5
+    error_message = "sweep_schedule must be a five-field cron expression, e.g. */2 * * * *."
+  }
+}
+
+variable "max_concurrent_jobs" {
+  type        = number
+  description = "How many batch jobs dropbatch keeps running at once; further parts wait for the sweep."
+  default     = 8
+  validation {
+    condition     = var.max_concurrent_jobs >= 1 && var.max_concurrent_jobs <= 100
+    error_message = "max_concurrent_jobs must be between 1 and 100."
+  }
+}
+
+variable "job_deadline_hours" {
+  type        = number
+  description = "A job still queued or running after this many hours is reported as stalled."
+  default     = 96
+  validation {
+    condition     = var.job_deadline_hours >= 1 && var.job_deadline_hours <= 168
+    error_message = "job_deadline_hours must be between 1 and 168."
+  }
+}
+
+variable "staged_input_retention_days" {
+  type        = number
+  description = "Days to keep the staged copy of each input (batches/*/input/part-*.jsonl); the user's file is never deleted."
+  default     = 14
+  validation {
+    condition     = var.staged_input_retention_days >= 1
+    error_message = "staged_input_retention_days must be at least 1."
+  }
+}
+
+variable "batch_retention_days" {
+  type        = number
+  description = "Days to keep everything under batches/ (results, outputs, ledgers); 0 keeps them forever."
+  default     = 90
+  validation {
+    condition     = var.batch_retention_days >= 0
+    error_message = "batch_retention_days must be 0 (forever) or more."
+  }
+}
+
+variable "noncurrent_version_retention_days" {
+  type        = number
+  description = "Days to keep overwritten or deleted object versions (versioning protects users' files)."
+  default     = 30
+  validation {
+    condition     = var.noncurrent_version_retention_days >= 1
+    error_message = "noncurrent_version_retention_days must be at least 1."
+  }
+}
+
+variable "function_max_instances" {
+  type        = number
+  description = "Upper bound on instances of each function."
+  default     = 10
+  validation {
+    condition     = var.function_max_instances >= 1 && var.function_max_instances <= 100
+    error_message = "function_max_instances must be between 1 and 100."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes them."
+  default     = { app = "dropbatch" }
+}

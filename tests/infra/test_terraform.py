@@ -1,0 +1,220 @@
+"""Offline checks of infra/ and cloudbuild.yaml: formatting, checkov, the IAM and wiring rules, and every
+resource, block and argument name against the google provider's schema."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import hcl2
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
+# Project-level grants allowed, each because no narrower binding exists (the reason is beside each in iam.tf).
+PROJECT_ROLES = {"roles/aiplatform.user", "roles/eventarc.eventReceiver", "roles/pubsub.publisher"}
+
+
+def unquote(value):
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def clean(node):
+    """python-hcl2's output without its quoting and block markers."""
+    if isinstance(node, dict):
+        return {unquote(k): clean(v) for k, v in node.items() if k not in ("__is_block__", "__comments__")}
+    if isinstance(node, list):
+        return [clean(v) for v in node]
+    return unquote(node)
+
+
+def load_all() -> dict:
+    merged: dict = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": [], "terraform": []}
+    for path in sorted(INFRA.glob("*.tf")):
+        doc = clean(hcl2.load(path.open()))
+        for kind in ("resource", "data"):
+            for entry in doc.get(kind, []):
+                for rtype, named in entry.items():
+                    for name, body in named.items():
+                        merged[kind].setdefault(rtype, {})[name] = body
+        for kind in ("variable", "output"):
+            for entry in doc.get(kind, []):
+                merged[kind].update(entry)
+        merged["locals"] += doc.get("locals", [])
+        merged["terraform"] += doc.get("terraform", [])
+    return merged
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict:
+    return load_all()
+
+
+def test_terraform_fmt():
+    if not shutil.which("terraform"):
+        pytest.skip("terraform is not installed; CI and Cloud Build run `terraform fmt -check`")
+    out = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(INFRA)], capture_output=True, text=True)
+    assert out.returncode == 0, f"terraform fmt would change: {out.stdout}"
+
+
+def test_checkov_zero_failed():
+    if not CHECKOV.exists():
+        pytest.skip("checkov is installed by `make test` into .venv-checkov")
+    out = subprocess.run([str(CHECKOV), "-d", str(INFRA), "--framework", "terraform", "--skip-download",
+                          "--quiet", "--compact", "-o", "json"], capture_output=True, text=True, timeout=600)
+    report = json.loads(out.stdout)
+    summary = report["summary"]
+    failed = [(c["check_id"], c["resource"]) for c in report.get("results", {}).get("failed_checks", [])]
+    assert summary["failed"] == 0 and summary["parsing_errors"] == 0, failed
+    assert summary["passed"] > 30
+
+
+def test_every_variable_typed_described_and_validated(tf):
+    for name, body in tf["variable"].items():
+        assert body.get("type"), f"variable {name} has no type"
+        assert len(body.get("description", "")) > 10, f"variable {name} has no description"
+    for name in ("region", "bucket_name", "model", "sweep_schedule", "project_id"):
+        assert tf["variable"][name].get("validation"), f"variable {name} is not validated"
+
+
+def test_provider_versions_bounded(tf):
+    providers = tf["terraform"][0]["required_providers"][0]
+    for name, spec in providers.items():
+        assert ">=" in spec["version"] and "<" in spec["version"].replace("<=", ""), (name, spec)
+    assert "<" in tf["terraform"][0]["required_version"]
+
+
+def test_one_service_account_per_function(tf):
+    functions = tf["resource"]["google_cloudfunctions2_function"]
+    assert set(functions) == {"submit", "status", "split"}
+    text = (INFRA / "functions.tf").read_text()
+    accounts = set(re.findall(r"google_service_account\.(\w+)\.email", text.split("resource ")[0]))
+    assert accounts == {"submit", "status", "split"}
+    for name, fn in functions.items():
+        assert fn["service_config"][0]["service_account_email"] == f"${{local.functions.{name}.sa}}"
+        assert fn["service_config"][0]["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    trigger = functions["submit"]["event_trigger"][0]
+    assert trigger["event_type"] == "google.cloud.storage.object.v1.finalized"
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+
+
+def roles(tf):
+    for rtype, named in tf["resource"].items():
+        if rtype.endswith(("_iam_member", "_iam_binding", "_iam_policy")):
+            for name, body in named.items():
+                yield rtype, name, body.get("role", "")
+
+
+def test_no_basic_or_iam_roles(tf):
+    for rtype, name, role in roles(tf):
+        assert role not in BASIC_ROLES, (rtype, name, role)
+        assert not role.startswith("roles/iam."), (rtype, name, role)
+        assert "admin" not in role.lower(), (rtype, name, role)
+        assert not rtype.endswith(("_iam_binding", "_iam_policy")), "authoritative IAM would drop others' grants"
+
+
+def test_project_level_grants_only_where_unavoidable(tf):
+    project = [(name, role) for rtype, name, role in roles(tf) if rtype == "google_project_iam_member"]
+    assert {role for _, role in project} <= PROJECT_ROLES, project
+    iam = (INFRA / "iam.tf").read_text()
+    for name, _ in project:
+        block = iam.split(f'resource "google_project_iam_member" "{name}"')[0].rsplit("\n\n", 1)[-1]
+        assert block.strip().startswith("#"), f"project-level grant {name} has no reason beside it"
+
+
+def test_functions_write_only_under_batches(tf):
+    members = tf["resource"]["google_storage_bucket_iam_member"]
+    for name, body in members.items():
+        if body["role"] in ("roles/storage.objectUser", "roles/storage.objectCreator", "roles/storage.objectAdmin"):
+            assert body.get("condition"), f"{name} may write anywhere in the bucket"
+            assert body["condition"][0]["expression"] == "${local.batches_scope}"
+
+
+def test_every_push_path_has_dead_letter_and_bounded_retry(tf):
+    subs = tf["resource"]["google_pubsub_subscription"]
+    push = {n: s for n, s in subs.items() if s.get("push_config")}
+    assert push, "no push subscriptions"
+    for name, sub in push.items():
+        assert sub.get("dead_letter_policy"), name
+        assert sub["dead_letter_policy"][0]["max_delivery_attempts"] <= 20
+        assert sub.get("retry_policy"), name
+        assert sub["push_config"][0].get("oidc_token"), f"{name} pushes without authentication"
+    local_push = next(l["push"] for l in tf["locals"] if "push" in l)
+    assert set(local_push) == {"sweep", "split"}
+
+
+def test_bucket_is_private_versioned_with_lifecycle(tf):
+    bucket = tf["resource"]["google_storage_bucket"]["drop"]
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is True
+    assert len(bucket["lifecycle_rule"]) >= 2 and bucket.get("dynamic")
+    assert bucket["force_destroy"] is False
+
+
+def test_outputs_and_scheduler(tf):
+    assert {"bucket", "topics", "functions", "subscribe_command"} <= set(tf["output"])
+    job = tf["resource"]["google_cloud_scheduler_job"]["sweep"]
+    assert job["pubsub_target"][0]["topic_name"] == "${google_pubsub_topic.sweep.id}"
+
+
+def test_names_match_the_provider_schema(tf):
+    import provider_schema
+
+    lib = provider_schema.fetch()
+    if lib is None:
+        pytest.skip("npm is not available to fetch the provider schema package")
+    schema = provider_schema.load(lib)
+    meta = {"count", "for_each", "depends_on", "lifecycle", "provider", "dynamic"}
+
+    def check(where, body, names):
+        for key, value in body.items():
+            if key in meta:
+                if key == "dynamic":
+                    for dyn in value:
+                        for block, spec in dyn.items():
+                            assert block in names, f"{where}: no block {block!r}"
+                            check(f"{where}.{block}", spec["content"][0], names[block])
+                continue
+            assert key in names, f"{where}: {key!r} is not an argument of this resource (provider 6.50)"
+            if names[key] is not None and isinstance(value, list) and value and isinstance(value[0], dict):
+                for item in value:
+                    check(f"{where}.{key}", item, names[key])
+
+    checked = 0
+    for kind in ("resource", "data"):
+        for rtype, named in tf[kind].items():
+            if rtype.startswith("archive_"):
+                continue  # another provider; left to terraform validate
+            assert rtype in schema[kind], f"{kind} type {rtype} does not exist in the google provider"
+            for name, body in named.items():
+                check(f"{rtype}.{name}", body, schema[kind][rtype])
+                checked += 1
+    assert checked >= 20
+    # Attributes read from other resources exist on them.
+    text = "\n".join(p.read_text() for p in INFRA.glob("*.tf"))
+    for rtype, attr in set(re.findall(r"\b(google_[a-z0-9_]+)\.[a-z0-9_]+(?:\[[^\]]+\])?\.([a-z0-9_]+)", text)):
+        kind = "resource"
+        getters = schema["getters"].get((kind, rtype), set())
+        assert attr in getters or attr in schema[kind].get(rtype, {}), f"{rtype} has no attribute {attr}"
+
+
+def test_cloudbuild_steps_have_ids_and_pinned_images():
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    ids = [s.get("id") for s in build["steps"]]
+    assert all(ids) and len(set(ids)) == len(ids)
+    for step in build["steps"]:
+        image = step["name"]
+        tag = image.rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
+        assert "@sha256:" in image or (tag and tag != "latest" and re.search(r"\d", tag)), image
+    assert {"test", "terraform-fmt", "terraform-init", "terraform-plan", "terraform-apply", "smoke"} <= set(ids)
+    assert "make test" in build["steps"][0]["args"][-1]
+    assert "_SKIP_SMOKE" in build["substitutions"]
