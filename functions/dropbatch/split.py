@@ -586,12 +586,14 @@ def run_task(config, task: dict) -> None:
                         return
             offset = 0
         sink.flush()
+        logs.info("results written", part=part["index"], retries=sink.retries)
         missing = matcher.missing()
         store.create_json(done_path, {
             "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
             "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,
             "errors": sorted(matcher.failures + missing, key=lambda e: e["line"]),
-            "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3)})
+            "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3),
+            "lines": list(index.lines()) if part["round"] else None})
         logs.info("part split", part=part["index"], counts=matcher.counts, missing=len(missing))
     doc = store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(split="done")
                               if d["parts"][part["index"]].get("split") != "done" else False)
@@ -599,36 +601,114 @@ def run_task(config, task: dict) -> None:
         finalize(store, batch_id)
 
 
+def merge_rounds(doc: dict, dones: dict) -> tuple[dict, dict, list]:
+    """Counts, usage and errors of a batch: a later round's outcome replaces the earlier one for its lines."""
+    counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}
+    usage = {name: 0 for name, *_ in USAGE_FIELDS}
+    errors: dict[int, dict] = {}
+    for part in sorted(doc["parts"], key=lambda p: (p["round"], p["index"])):
+        done = dones[_part_name(part)]
+        if part["round"] == 0:
+            counts["total"] += done["requests"]
+        for line in done.get("lines") or ():
+            errors.pop(line, None)
+        for k in ("duplicate_outputs", "unmatched_outputs"):
+            counts[k] += done["counts"].get(k, 0)
+        for k in usage:
+            usage[k] += done["usage"].get(k, 0)
+        errors.update((e["line"], e) for e in done["errors"])
+    ordered = [errors[line] for line in sorted(errors)]
+    counts["failed"] = sum(e["status"] == "failed" for e in ordered)
+    counts["missing"] = sum(e["status"] == "missing" for e in ordered)
+    counts["succeeded"] = counts["total"] - counts["failed"] - counts["missing"]
+    return counts, usage, ordered
+
+
+def stage_retry(store, doc: dict, errors: list) -> list[dict]:
+    """Stage the requests that failed for a transient reason (or never came back) as the next round's parts."""
+    config, batch_id, round_ = store.config, doc["batch_id"], doc["round"] + 1
+    keys = {e["line"]: e["key"] for e in errors}
+    originals = [p for p in doc["parts"] if p["round"] == 0 and any(p["first_line"] <= l <= p["last_line"]
+                                                                     for l in keys)]
+    parts, data, sidecar = [], bytearray(), bytearray()
+    base = len(doc["parts"])
+
+    def flush(first, last, count):
+        part = {"index": base + len(parts), "round": round_, "first_line": first, "last_line": last,
+                "requests": count, "job": None, "state": None, "output_dir": None, "completion_stats": None,
+                "error": None, "split": None}
+        name = store.path(batch_id, f"input/retry-{_part_name(part)}")
+        store.bucket.blob(name + ".keys.jsonl").upload_from_string(bytes(sidecar), content_type="application/jsonl")
+        store.bucket.blob(name + ".jsonl").upload_from_string(bytes(data), content_type="application/jsonl")
+        part["input"] = store.uri(name + ".jsonl")
+        parts.append(part)
+        data.clear()
+        sidecar.clear()
+
+    count, first = 0, None
+    for original in originals:
+        path = store.path(batch_id, f"input/part-{original['index']:05d}.jsonl")
+        with store.bucket.blob(path).open("rb", chunk_size=8 << 20) as f:
+            for raw in f:
+                line = int(orjson.loads(raw)["request"]["labels"][LINE_LABEL])
+                if line not in keys:
+                    continue
+                data.extend(raw if raw.endswith(b"\n") else raw + b"\n")
+                sidecar.extend(orjson.dumps([line, keys[line]]) + b"\n")
+                first = first or line
+                count += 1
+                if count >= config.max_job_requests:
+                    flush(first, line, count)
+                    count, first = 0, None
+                last = line
+    if count:
+        flush(first, last, count)
+    return parts
+
+
 def finalize(store, batch_id: str, force_after_s: float | None = None) -> None:
-    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the manifest."""
+    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the manifest.
+
+    Before that, requests that failed for a transient reason (or never came back) get another round,
+    up to DROPBATCH_RETRY_ROUNDS, and the user hears only of the end of the last one.
+    """
     from . import notify, submit
 
     doc, _ = store.read_ledger(batch_id)
     if doc is None or doc["notified"].get("terminal"):
         store.mark_inactive(batch_id)
         return
-    parts = [store.read_json(store.path(batch_id, f"split/{_part_name(p)}.done.json"))[0] for p in doc["parts"]]
-    counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}
-    usage = {name: 0 for name, *_ in USAGE_FIELDS}
-    errors = []
-    for done in parts:
-        counts["total"] += done["requests"]
-        for k in counts:
-            if k != "total":
-                counts[k] += done["counts"].get(k, 0)
-        for k in usage:
-            usage[k] += done["usage"].get(k, 0)
-        errors += done["errors"]
-    errors.sort(key=lambda e: e["line"])
+    dones = {_part_name(p): store.read_json(store.path(batch_id, f"split/{_part_name(p)}.done.json"))[0]
+             for p in doc["parts"]}
+    counts, usage, errors = merge_rounds(doc, dones)
+    last_round = [p for p in doc["parts"] if p["round"] == doc["round"]]
+    retry = [e for e in errors if e.get("retryable")]
+    cancelled = doc.get("cancel_requested") or any(p["state"] == "JOB_STATE_CANCELLED" for p in last_round)
+    if retry and doc["round"] < store.config.retry_rounds and not cancelled:
+        parts = stage_retry(store, doc, retry)
+        current = doc["round"]
+
+        def next_round(d):
+            if d["round"] != current or d["state"] not in (submit.SUBMITTED, submit.SPLITTING):
+                return False  # another finisher started the round already
+            d.update(round=current + 1, state=submit.STAGED, parts=d["parts"] + parts)
+
+        store.update_ledger(batch_id, next_round)
+        logs.info("retry round staged", round=current + 1, requests=len(retry))
+        submit.submit_parts(store, batch_id)
+        return
     store.bucket.blob(store.path(batch_id, "errors.jsonl")).upload_from_string(
         b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
     jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
              "requests": p["requests"], "completion_stats": p["completion_stats"], "error": p["error"],
              "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
+    rounds = [{"round": r, "requests": sum(p["requests"] for p in doc["parts"] if p["round"] == r),
+               "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
     results_prefix = store.uri(store.path(batch_id, "results/"))
-    manifest = build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix,
+    manifest = build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix, rounds=rounds,
                               timings={"received": doc["created"], "finished": now(),
-                                       "split_seconds": round(sum(d["seconds"] for d in parts), 3)})
+                                       "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
+    manifest["state"] = terminal_state(counts, [p["state"] or "" for p in last_round])
     manifest_path = store.path(batch_id, "manifest.json")
     if not store.create_json(manifest_path, manifest):
         if force_after_s is None:
@@ -637,7 +717,7 @@ def finalize(store, batch_id: str, force_after_s: float | None = None) -> None:
         if _age_s(existing["timings"]["finished"]) < force_after_s:
             return
         manifest = existing
-    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error")]
+    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
     notify.send(store.config, notify.build(
         manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
         manifest=store.uri(manifest_path), results_prefix=results_prefix,

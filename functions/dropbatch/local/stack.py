@@ -182,7 +182,35 @@ def status() -> Stack | None:
     return None
 
 
-def up(config: Config | None = None, faults: dict | None = None, quiet: bool = False) -> Stack:
+def _function_command(name: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "functions_framework", "--target", FUNCTIONS[name], "--source", str(MAIN_PY),
+            "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def _env(stack: Stack, **overrides) -> dict:
+    env = {**os.environ, **LOCAL_DEFAULTS, **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
+           **stack.client_env(), "PYTHONUNBUFFERED": "1", **overrides}
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    return env
+
+
+def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Stack:
+    """Kill one function's processes (SIGKILL by default: a crash, not a shutdown) and start it again on the
+    same port, optionally with other environment variables (fault tests point it at a failing proxy)."""
+    stack = require()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(stack.pids[name], kill_signal)
+    deadline = time.monotonic() + 10
+    while _alive(stack.pids[name]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    logs = Path(stack.logs)
+    stack.pids[name] = _spawn(name, _function_command(name, stack.ports[name]), _env(stack, **env), logs)
+    _save(stack)
+    _wait(name, lambda: _answers(stack.ports[name]), 60, stack.pids[name], logs)
+    return stack
+
+
+def up(config: Config | None = None, faults: dict | None = None) -> Stack:
     """Start the stack (a no-op when it is already up) and return it once every part answers."""
     running = status()
     if running is not None:
@@ -196,18 +224,14 @@ def up(config: Config | None = None, faults: dict | None = None, quiet: bool = F
               "sweep": config.sweep_topic, "split": config.split_topic}
     stack = Stack(project=config.project, bucket=config.bucket, ports=ports, pids={}, topics=topics,
                   logs=str(logs), started=time.time())
-    base_env = {**os.environ, **LOCAL_DEFAULTS, **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
-                **stack.client_env(), "PYTHONUNBUFFERED": "1"}
-    base_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    base_env = _env(stack)
     try:
         stack.pids["pubsub"] = _spawn("pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
         stack.pids["vertex"] = _spawn("vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
                                                  str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode()],
                                       base_env, logs)
-        for name, target in FUNCTIONS.items():
-            stack.pids[name] = _spawn(name, [sys.executable, "-m", "functions_framework", "--target", target,
-                                             "--source", str(MAIN_PY), "--signature-type", "cloudevent",
-                                             "--host", "127.0.0.1", "--port", str(ports[name])], base_env, logs)
+        for name in FUNCTIONS:
+            stack.pids[name] = _spawn(name, _function_command(name, ports[name]), base_env, logs)
         _save(stack)
         _wait("pubsub", lambda: _answers(ports["pubsub"]), 30, stack.pids["pubsub"], logs)
         _create_topics(stack)

@@ -1,0 +1,143 @@
+"""The fault suite on the local stack: every test asserts the end state (jobs, result objects, errors.jsonl,
+manifest counts, messages), not just that nothing crashed."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from conftest import drop, read_json, req
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def jobs_of(stack, batch_id):
+    r = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+                     params={"filter": f'labels.dropbatch-batch="{batch_id}"'})
+    return r.json().get("batchPredictionJobs", [])
+
+
+def results(bucket, batch_id) -> dict:
+    prefix = f"batches/{batch_id}/results/"
+    return {b.name[len(prefix):-5]: orjson.loads(b.download_as_bytes()) for b in bucket.list_blobs(prefix=prefix)}
+
+
+def errors_of(bucket, batch_id) -> list:
+    return [orjson.loads(l) for l in bucket.blob(f"batches/{batch_id}/errors.jsonl").download_as_bytes().splitlines()]
+
+
+def terminal_messages(inbox, batch_id):
+    inbox.pull()
+    return [m for m in inbox.of(batch_id) if m["state"] not in ("submitted", "stalled")]
+
+
+def test_retry_round_turns_transient_failures_into_successes(stack, bucket, inbox, vertex):
+    vertex.faults(fail_rate=0.4, fail_code=429)
+    _, batch_id = drop(bucket, "retry.jsonl", [req(f"retry me {i}") for i in range(30)])
+    done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded", "failed"], timeout=90)
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    first, second = [j for j in manifest["jobs"] if j["round"] == 0], [j for j in manifest["jobs"] if j["round"] == 1]
+    failed_first = sum(int(j["completion_stats"]["failed"]) for j in first)
+    assert failed_first > 0 and second, manifest["jobs"]
+    assert manifest["rounds"] == [{"round": 0, "requests": 30, "jobs": 1},
+                                  {"round": 1, "requests": failed_first, "jobs": 1}]
+    c = done["counts"]
+    assert c["total"] == 30 and c["failed"] < failed_first and c["succeeded"] + c["failed"] == 30
+    got = results(bucket, batch_id)
+    assert len(got) == 30 and sum(r["status"] == "succeeded" for r in got.values()) == c["succeeded"]
+    assert [e["key"] for e in errors_of(bucket, batch_id)] == sorted(k for k, r in got.items() if r["status"] == "failed")
+    time.sleep(2)
+    assert len(terminal_messages(inbox, batch_id)) == 1
+
+
+def test_non_retryable_failures_are_not_retried(stack, bucket, inbox, vertex):
+    _, batch_id = drop(bucket, "noretry.jsonl", [req("fine"), req("BLOCKME"), req("fine too")])
+    done = inbox.wait_for(batch_id, "partially_succeeded")
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    assert len(manifest["rounds"]) == 1 and done["counts"]["failed"] == 1
+    assert errors_of(bucket, batch_id)[0]["retryable"] is False
+
+
+def test_permanent_400_on_create_fails_once(stack, bucket, inbox, vertex):
+    vertex.faults(create_errors=[400])
+    _, batch_id = drop(bucket, "refused.jsonl", [req("a")])
+    msg = inbox.wait_for(batch_id, "failed")
+    assert "refused" in msg["error"] and "400" in msg["error"]
+    time.sleep(3)
+    assert vertex.stats()["calls"]["create"] == 1, "a permanent error must not be retried"
+    assert jobs_of(stack, batch_id) == []
+    assert read_json(bucket, f"batches/{batch_id}/ledger.json")["state"] == "failed"
+
+
+def test_partially_succeeded_job(stack, bucket, inbox, vertex):
+    vertex.faults(job_outcome="PARTIALLY_SUCCEEDED", fail_rate=0.3, fail_code=400)
+    _, batch_id = drop(bucket, "partial.jsonl", [req(f"p{i}") for i in range(10)])
+    done = inbox.wait_for(batch_id, "partially_succeeded", timeout=60)
+    assert 0 < done["counts"]["failed"] < 10 and len(results(bucket, batch_id)) == 10
+
+
+def test_split_killed_at_random_points_and_redelivered(stack, bucket, inbox, vertex):
+    from dropbatch.local import stack as local
+
+    n = 2500
+    rng = random.Random(11)
+    _, batch_id = drop(bucket, "killed-split.jsonl", [req(f"k{i}") for i in range(n)])
+    prefix = f"batches/{batch_id}/results/"
+    kills = 0
+    deadline = time.monotonic() + 120
+    while kills < 3 and time.monotonic() < deadline:
+        written = sum(1 for _ in bucket.list_blobs(prefix=prefix))
+        if written >= 100 * (kills + 1) and written < n:
+            time.sleep(rng.uniform(0, 0.3))
+            local.restart_function("split")  # SIGKILL mid-split; Pub/Sub redelivers the unacknowledged task
+            kills += 1
+        time.sleep(0.05)
+    done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded"], timeout=180)
+    assert kills == 3
+    assert done["counts"] == {"total": n, "succeeded": n, "failed": 0, "missing": 0, "duplicate_outputs": 0,
+                              "unmatched_outputs": 0}
+    assert len(results(bucket, batch_id)) == n
+    time.sleep(3)
+    assert len(terminal_messages(inbox, batch_id)) == 1
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gcs_503s_during_result_writes(stack, bucket, inbox, vertex):
+    from dropbatch.local import stack as local
+
+    port = free_port()
+    proxy = subprocess.Popen([sys.executable, str(ROOT / "tests/bench/proxy.py"), "--upstream", stack.storage,
+                              "--port", str(port), "--latency-ms", "0", "--fail-rate", "0.2"])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        local.restart_function("split", STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{port}")
+        _, batch_id = drop(bucket, "flaky-gcs.jsonl", [req(f"f{i}") for i in range(200)])
+        done = inbox.wait_for(batch_id, "succeeded", timeout=120)
+    finally:
+        local.restart_function("split", kill_signal=15)
+        proxy.terminate()
+    assert done["counts"]["succeeded"] == 200 and done["counts"]["duplicate_outputs"] == 0
+    got = results(bucket, batch_id)
+    assert len(got) == 200 and all(r["status"] == "succeeded" for r in got.values())
+    lines = [orjson.loads(l) for l in (Path(stack.logs) / "split.log").read_text().splitlines() if l.startswith("{")]
+    written = [l for l in lines if l.get("batch_id") == batch_id and l["message"] == "results written"]
+    assert written and sum(l["retries"] for l in written) > 0, "the proxy's 503s were not met"
