@@ -22,6 +22,7 @@ import orjson
 
 from . import logs
 from .keys import key_width, line_key
+from .validate import bounded_lines
 
 LINE_LABEL = "dropbatch-line"
 RETRYABLE_CODES = {408, 429, 500, 502, 503, 504}
@@ -146,7 +147,12 @@ def parse_status(status: str) -> dict:
 
 
 def is_retryable(error: dict | None) -> bool:
-    return bool(error) and (error.get("code") in RETRYABLE_CODES or error.get("status") in RETRYABLE_STATUS)
+    """Worth another round: rate limits, server errors, deadlines, the Vertex service agent being provisioned."""
+    if not error:
+        return False
+    message = str(error.get("message") or "").lower()
+    return (error.get("code") in RETRYABLE_CODES or error.get("status") in RETRYABLE_STATUS
+            or ("service agent" in message and "provision" in message))
 
 
 def _get(obj: dict, camel: str, snake: str):
@@ -426,13 +432,15 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
     started = time.monotonic()
     for path in files:
         with open(path, "rb") as f:
-            for raw in f:
-                if raw.strip():
+            for raw, size in bounded_lines(f, 2 * config.max_line_bytes):
+                if raw is None:
+                    matcher.counts["unmatched_outputs"] += 1
+                elif raw.strip():
                     hit = matcher.match(raw)
                     if hit:
                         sink.put(f"{hit[0]}.json", hit[1])
                 if progress:
-                    progress(len(raw))
+                    progress(size)
     errors = sorted(matcher.failures + matcher.missing(), key=lambda e: e["line"])
     sink.put("errors.jsonl", b"".join(orjson.dumps(e) + b"\n" for e in errors))
     counts = {"total": index.total, **matcher.counts, "missing": len(errors) - len(matcher.failures)}
@@ -500,9 +508,15 @@ def now() -> str:
 
 def handle_event(event) -> None:
     from .config import get_config
-    from .events import pubsub_json
+    from .events import PUBSUB, pubsub_json
 
+    if event.get("type") != PUBSUB:
+        logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
+        return
     task, _ = pubsub_json(event)
+    if not isinstance(task.get("batch_id"), str) or not isinstance(task.get("part"), int):
+        logs.warning("ignored: not a split task")
+        return
     config = get_config()
     token = logs.bind(batch_id=task.get("batch_id"))
     try:
@@ -550,6 +564,9 @@ def run_task(config, task: dict) -> None:
     if doc is None or doc["state"] not in (submit.SUBMITTED, submit.SPLITTING):
         logs.info("split task ignored: the batch is not splitting", state=doc and doc["state"])
         return
+    if not 0 <= task["part"] < len(doc["parts"]):
+        logs.warning("split task ignored: no such part", part=task["part"])
+        return
     part = doc["parts"][task["part"]]
     if part["state"] not in vertex.TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
         raise TransientError(f"part {part['index']} is still {part['state']} in the ledger")
@@ -572,9 +589,11 @@ def run_task(config, task: dict) -> None:
             with files[i].open("rb", chunk_size=8 << 20) as stream:
                 if offset:
                     stream.seek(offset)
-                for raw in stream:
-                    offset += len(raw)
-                    if raw.strip():
+                for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
+                    offset += size
+                    if raw is None:
+                        matcher.counts["unmatched_outputs"] += 1  # over the size limit: counted, not read
+                    elif raw.strip():
                         hit = matcher.match(raw)
                         if hit:
                             sink.put(f"{hit[0]}.json", hit[1])

@@ -12,10 +12,14 @@ import datetime as dt
 from . import logs, notify, submit, vertex
 from .config import Config, get_config
 from .errors import DropbatchError, TransientError
+from .events import PUBSUB
 from .ledger import Store, execution_id, now
 
 
 def handle_event(event) -> None:
+    if event.get("type") != PUBSUB:
+        logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
+        return
     sweep(get_config())
 
 

@@ -518,6 +518,24 @@ class _Limited(io.RawIOBase):
         return n
 
 
+def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[bytes | None, int]]:
+    """(line, bytes read) for each line; None for a line over `limit`, skipped without holding it."""
+    while True:
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            size = len(raw)
+            while True:
+                more = stream.readline(_READ_CHUNK)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield None, size
+        else:
+            yield raw, len(raw)
+
+
 def open_source(path: str | os.PathLike) -> IO[bytes]:
     try:
         return open(path, "rb")
@@ -547,25 +565,13 @@ class Reader:
         if compressed:
             inner = _Limited(gzip.GzipFile(fileobj=io.BufferedReader(outer, _READ_CHUNK)), cfg.max_file_bytes)
         stream = io.BufferedReader(inner, _READ_CHUNK)
-        limit = cfg.max_line_bytes
         lineno = 0
         try:
-            while True:
-                raw = stream.readline(limit + 1)
-                if not raw:
-                    break
+            for raw, size in bounded_lines(stream, cfg.max_line_bytes):
                 lineno += 1
-                report.bytes += len(raw)
-                if lineno == 1 and raw.startswith(BOM):
+                report.bytes += size
+                if lineno == 1 and raw and raw.startswith(BOM):
                     raw = raw[3:]
-                if len(raw) > limit and not raw.endswith(b"\n"):
-                    while True:  # skip the rest of an over-long line without holding it
-                        more = stream.readline(_READ_CHUNK)
-                        report.bytes += len(more)
-                        if not more or more.endswith(b"\n"):
-                            break
-                    yield lineno, None
-                    continue
                 yield lineno, raw
         except (OSError, EOFError, zlib.error) as exc:
             report.add(lineno + 1, "read_error", None,

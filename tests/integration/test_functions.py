@@ -79,7 +79,7 @@ def jobs_of(stack, batch_id):
     return r.json().get("batchPredictionJobs", [])
 
 
-def test_ignored_events_create_nothing(stack, bucket, functions):
+def test_ignored_events_create_nothing(stack, bucket, functions, capfd):
     submit = functions["submit_batch"]
     blob = upload(bucket, "manual/ignored.jsonl", [req("x")])
     old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
@@ -87,10 +87,18 @@ def test_ignored_events_create_nothing(stack, bucket, functions):
              finalized(bucket.name, "manual/notes.txt", 5), finalized(bucket.name, blob.name, blob.generation, old),
              finalized(bucket.name, "batches/x/results/manual/a.jsonl", 5),
              notification(bucket.name, blob.name, blob.generation, "OBJECT_DELETE")]
+    capfd.readouterr()
+    reasons = []
     for headers, body in cases:
         r = submit.post("/", headers=headers, data=body)
         assert r.status_code == 200, r.data
+        lines = [orjson.loads(l) for l in capfd.readouterr().out.splitlines() if l.startswith("{")]
+        ignored = [l for l in lines if l["message"].startswith("ignored: ")]
+        assert len(ignored) == 1 and ignored[0]["severity"] == "INFO", lines
+        reasons.append(ignored[0]["message"])
     assert ledger_of(bucket, blob)[1] is None
+    assert "another-bucket" in reasons[0] and "prefix" in reasons[1] and "not a .jsonl" in reasons[2]
+    assert "old" in reasons[3] and "prefix" in reasons[4] and "deleted events" in reasons[5]
 
 
 def test_eventarc_event_submits_and_the_stack_finishes(stack, bucket, functions, inbox, vertex):
@@ -163,3 +171,21 @@ def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions)
             "subscription": "projects/p/subscriptions/split"}
     r = functions["split_results"].post("/", json=task)
     assert r.status_code == 200, r.data
+
+
+def test_request_text_and_inline_data_never_reach_logs(stack, bucket, functions, inbox, vertex, capfd):
+    secret, blob_data = "SECRET-PROMPT-7f3a9c", base64.b64encode(b"SECRET-BYTES-41d2" * 4).decode()
+    line = {"key": "s", "request": {"contents": [{"role": "user", "parts": [
+        {"text": secret}, {"inlineData": {"mimeType": "image/png", "data": blob_data}}]}]}}
+    blob = upload(bucket, "manual/secret.jsonl", [line, req("x")])
+    capfd.readouterr()
+    r = functions["submit_batch"].post("/", headers=finalized(bucket.name, blob.name, blob.generation)[0],
+                                       data=finalized(bucket.name, blob.name, blob.generation)[1])
+    assert r.status_code == 200
+    batch_id, _ = ledger_of(bucket, blob)
+    message = inbox.wait_for(batch_id, "succeeded")
+    out = capfd.readouterr()
+    assert batch_id in out.out
+    logs = out.out + out.err + "".join((Path(stack.logs) / f"{n}.log").read_text() for n in ("submit", "status", "split"))
+    assert secret not in logs and blob_data not in logs and "SECRET-BYTES" not in logs
+    assert secret not in orjson.dumps(inbox.of(batch_id)).decode() and message["counts"]["succeeded"] == 2
