@@ -129,7 +129,10 @@ def test_failed_jobs_still_get_partial_results(stack, bucket, inbox, vertex, out
     done = inbox.wait_for(batch_id, state, timeout=60)
     assert done["error"] and outcome.lower()[:6] in done["error"].lower() or outcome == "CANCELLED"
     c = done["counts"]
-    assert c["total"] == 10 and c["succeeded"] + c["failed"] == 10 and c["failed"] > 0
+    assert c["total"] == 10 and c["succeeded"] + c["failed"] == 10 and c["missing"] == 0
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    first = [j for j in manifest["jobs"] if j["round"] == 0]
+    assert first[0]["state"] == f"JOB_STATE_{outcome}" and int(first[0]["completion_stats"]["failed"]) > 0
     assert len(list(bucket.list_blobs(prefix=f"batches/{batch_id}/results/"))) == 10
 
 
