@@ -80,9 +80,9 @@ def test_permanent_400_on_create_fails_once(stack, bucket, inbox, vertex):
 
 def test_partially_succeeded_job(stack, bucket, inbox, vertex):
     vertex.faults(job_outcome="PARTIALLY_SUCCEEDED", fail_rate=0.3, fail_code=400)
-    _, batch_id = drop(bucket, "partial.jsonl", [req(f"p{i}") for i in range(10)])
+    _, batch_id = drop(bucket, "partial.jsonl", [req(f"p{i}") for i in range(30)])
     done = inbox.wait_for(batch_id, "partially_succeeded", timeout=60)
-    assert 0 < done["counts"]["failed"] < 10 and len(results(bucket, batch_id)) == 10
+    assert 0 < done["counts"]["failed"] < 30 and len(results(bucket, batch_id)) == 30
 
 
 def test_split_killed_at_random_points_and_redelivered(stack, bucket, inbox, vertex):

@@ -125,15 +125,15 @@ def test_model_from_object_metadata(stack, bucket, inbox, vertex):
                                             ("CANCELLED", "cancelled")])
 def test_failed_jobs_still_get_partial_results(stack, bucket, inbox, vertex, outcome, state):
     vertex.faults(job_outcome=outcome, fail_rate=0.3)
-    _, batch_id = drop(bucket, f"outcome-{outcome}.jsonl", [req(f"p{i}") for i in range(10)])
+    _, batch_id = drop(bucket, f"outcome-{outcome}.jsonl", [req(f"p{i}") for i in range(30)])
     done = inbox.wait_for(batch_id, state, timeout=60)
     assert done["error"] and outcome.lower()[:6] in done["error"].lower() or outcome == "CANCELLED"
     c = done["counts"]
-    assert c["total"] == 10 and c["succeeded"] + c["failed"] == 10 and c["missing"] == 0
+    assert c["total"] == 30 and c["succeeded"] + c["failed"] == 30 and c["missing"] == 0
     manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
     first = [j for j in manifest["jobs"] if j["round"] == 0]
     assert first[0]["state"] == f"JOB_STATE_{outcome}" and int(first[0]["completion_stats"]["failed"]) > 0
-    assert len(list(bucket.list_blobs(prefix=f"batches/{batch_id}/results/"))) == 10
+    assert len(list(bucket.list_blobs(prefix=f"batches/{batch_id}/results/"))) == 30
 
 
 def test_missing_and_duplicate_outputs_are_counted(stack, bucket, inbox, vertex):
