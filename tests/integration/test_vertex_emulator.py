@@ -124,3 +124,45 @@ def test_injected_faults(stack, bucket, client, vertex):
     job = wait_terminal(client, job.name)
     assert job.state.name == "JOB_STATE_EXPIRED" and "expired" in job.error.message
     assert 0 < job.completion_stats.failed_count < 40
+
+
+SEED_CALLS = """
+import os, time
+from google.auth.credentials import AnonymousCredentials
+import vertexai
+from vertexai.batch_prediction import BatchPredictionJob
+
+bucket = os.environ["DROPBATCH_BUCKET"]
+vertexai.init(project=os.environ["DROPBATCH_PROJECT"], location="us-central1", api_transport="rest",
+              api_endpoint=os.environ["DROPBATCH_VERTEX_ENDPOINT"], credentials=AnonymousCredentials())
+job = BatchPredictionJob.submit(source_model="gemini-2.5-flash", input_dataset=f"gs://{bucket}/seed/input.jsonl",
+                                output_uri_prefix=f"gs://{bucket}/seed/out")
+print("state", job.state.name)
+while not job.has_ended:
+    time.sleep(0.2)
+    job.refresh()
+print("succeeded", job.has_succeeded)
+print("output", job.output_location)
+print("listed", job.resource_name in [j.resource_name for j in BatchPredictionJob.list()])
+job.delete()
+print("deleted")
+"""
+
+
+def test_seed_notebook_sdk_calls(stack, bucket, vertex):
+    """The seed notebook's own calls: vertexai.init, BatchPredictionJob.submit, refresh, list, delete."""
+    import os
+    import subprocess
+    import sys
+
+    from corpus import SEED_LINE
+
+    stage(bucket, "seed/input.jsonl", [SEED_LINE])
+    env = {**os.environ, **stack.client_env()}
+    out = subprocess.run([sys.executable, "-c", SEED_CALLS], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line and line.split(" ", 1)[0]
+                 in ("state", "succeeded", "output", "listed"))
+    assert lines["state"] == "JOB_STATE_QUEUED" and lines["succeeded"] == "True" and lines["listed"] == "True"
+    assert lines["output"].startswith(f"gs://{bucket.name}/seed/out/prediction-model-")
+    assert "deleted" in out.stdout
