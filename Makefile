@@ -8,7 +8,7 @@ CHECKOV := .venv-checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-e2e bench-soak clean
+.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-e2e bench-soak clean
 
 help: ## list every target
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ test-infra: $(STAMP) $(CHECKOV) ## only the offline infra checks (fmt, checkov, 
 test-unit: $(STAMP) ## only the fast unit tests
 	$(PY) -m pytest tests/unit
 
-bench: bench-validate bench-coldstart bench-split bench-e2e ## run every benchmark (not bench-soak)
+bench: bench-validate bench-coldstart bench-split bench-split-memory bench-e2e ## every benchmark (not bench-soak)
 
 bench-validate: $(STAMP) ## validation speed and memory against the json_format baseline
 	$(PY) tests/bench/bench_validate.py
@@ -65,6 +65,9 @@ status: ## describe the local stack
 
 bench-split: $(STAMP) ## result writing: bounded pool vs sequential, through a 20 ms latency proxy
 	$(PY) tests/bench/bench_split.py
+
+bench-split-memory: $(STAMP) ## split memory: the index for 1M requests, streaming a 1 GB prediction file
+	$(PY) tests/bench/bench_split_memory.py
 
 bench-e2e: $(STAMP) ## upload to terminal message for 1,000 requests on the local stack; calls per batch
 	$(PY) tests/bench/bench_e2e.py

@@ -141,5 +141,26 @@ def read_json(bucket, path):
     return orjson.loads(bucket.blob(path).download_as_bytes())
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never answered")
+
+
 def req(text: str, **extra) -> dict:
     return {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **extra}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import hashlib
+import heapq
 import os
 import re
 import threading
@@ -263,9 +264,10 @@ class Matcher:
                                   "retryable": is_retryable(result["error"])})
         return key, orjson.dumps(result)
 
-    def missing(self) -> list[dict]:
-        return [{"key": self.index.key(line), "line": line, "status": "missing", "error": None, "retryable": True}
-                for line in self.index.lines() if not self.seen[line - self.index.first]]
+    def missing(self):
+        """errors.jsonl entries of the requests no output line answered, in line order (a generator)."""
+        return ({"key": self.index.key(line), "line": line, "status": "missing", "error": None, "retryable": True}
+                for line in self.index.lines() if not self.seen[line - self.index.first])
 
 
 # ---------------------------------------------------------------- where results go
@@ -441,9 +443,15 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
                         sink.put(f"{hit[0]}.json", hit[1])
                 if progress:
                     progress(size)
-    errors = sorted(matcher.failures + matcher.missing(), key=lambda e: e["line"])
-    sink.put("errors.jsonl", b"".join(orjson.dumps(e) + b"\n" for e in errors))
-    counts = {"total": index.total, **matcher.counts, "missing": len(errors) - len(matcher.failures)}
+    missing = 0
+    tmp = Path(out_dir) / ".errors.jsonl.tmp"
+    with open(tmp, "wb") as f:  # streamed: a mostly-missing million-request split must not hold its errors
+        for e in heapq.merge(sorted(matcher.failures, key=lambda e: e["line"]), matcher.missing(),
+                             key=lambda e: e["line"]):
+            missing += e["status"] == "missing"
+            f.write(orjson.dumps(e) + b"\n")
+    tmp.replace(Path(out_dir) / "errors.jsonl")
+    counts = {"total": index.total, **matcher.counts, "missing": missing}
     counts = {k: counts[k] for k in ("total", "succeeded", "failed", "missing", "duplicate_outputs",
                                      "unmatched_outputs")}
     manifest = build_manifest(None, counts, matcher.usage, [], os.path.abspath(input_path),
@@ -606,7 +614,7 @@ def run_task(config, task: dict) -> None:
             offset = 0
         sink.flush()
         logs.info("results written", part=part["index"], retries=sink.retries)
-        missing = matcher.missing()
+        missing = list(matcher.missing())
         store.create_json(done_path, {
             "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
             "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,

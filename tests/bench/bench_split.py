@@ -10,7 +10,6 @@ import json
 import os
 import random
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,22 +18,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never answered")
 
 
 def predictions(n: int) -> list[bytes]:
@@ -54,6 +37,8 @@ def predictions(n: int) -> list[bytes]:
 
 
 def main() -> None:
+    from conftest import free_port, wait_port
+
     n = int(os.environ.get("BENCH_N", "10000"))
     sample = int(os.environ.get("BENCH_SEQ", "200"))
     latency = float(os.environ.get("BENCH_LATENCY_MS", "20"))

@@ -4,7 +4,6 @@ manifest counts, messages), not just that nothing crashed."""
 from __future__ import annotations
 
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import orjson
 import pytest
 import requests
 
-from conftest import drop, read_json, req
+from conftest import drop, free_port, read_json, req, wait_port
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,12 +109,6 @@ def test_split_killed_at_random_points_and_redelivered(stack, bucket, inbox, ver
     assert len(terminal_messages(inbox, batch_id)) == 1
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gcs_503s_during_result_writes(stack, bucket, inbox, vertex):
     from dropbatch.local import stack as local
 
@@ -123,12 +116,7 @@ def test_gcs_503s_during_result_writes(stack, bucket, inbox, vertex):
     proxy = subprocess.Popen([sys.executable, str(ROOT / "tests/bench/proxy.py"), "--upstream", stack.storage,
                               "--port", str(port), "--latency-ms", "0", "--fail-rate", "0.2"])
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(port)
         local.restart_function("split", STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{port}")
         _, batch_id = drop(bucket, "flaky-gcs.jsonl", [req(f"f{i}") for i in range(200)])
         done = inbox.wait_for(batch_id, "succeeded", timeout=120)
