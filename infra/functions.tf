@@ -16,21 +16,25 @@ locals {
     DROPBATCH_SPLIT_BUDGET_S      = "480" # checkpoint a minute before the split function's timeout
   }
   functions = {
-    submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi" }
-    status = { entry = "on_job_event", sa = google_service_account.status.email, timeout = 300, memory = "512Mi" }
-    split  = { entry = "split_results", sa = google_service_account.split.email, timeout = 540, memory = "1Gi" }
+    submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi", max = var.function_max_instances }
+    # One sweep at a time is enough (overlapping sweeps are safe, just wasted).
+    status = { entry = "on_job_event", sa = google_service_account.status.email, timeout = 300, memory = "512Mi", max = 1 }
+    split  = { entry = "split_results", sa = google_service_account.split.email, timeout = 540, memory = "1Gi", max = var.function_max_instances }
   }
 }
 
-resource "google_cloudfunctions2_function" "submit" {
-  name     = "dropbatch-submit"
+# submit_batch runs on an Eventarc storage trigger; on_job_event and split_results are pushed to by their own
+# subscriptions (pubsub.tf), which carry the dead-letter topic and the retry policy.
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+  name     = "dropbatch-${each.key}"
   project  = var.project_id
   location = var.region
   labels   = var.labels
 
   build_config {
     runtime     = "python311"
-    entry_point = local.functions.submit.entry
+    entry_point = each.value.entry
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -40,90 +44,31 @@ resource "google_cloudfunctions2_function" "submit" {
   }
 
   service_config {
-    service_account_email            = local.functions.submit.sa
-    timeout_seconds                  = local.functions.submit.timeout
-    available_memory                 = local.functions.submit.memory
-    max_instance_count               = var.function_max_instances
-    max_instance_request_concurrency = 1
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision   = true
-    environment_variables            = local.function_env
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.storage.object.v1.finalized"
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.eventarc.email
-    event_filters {
-      attribute = "bucket"
-      value     = google_storage_bucket.drop.name
-    }
-  }
-
-  depends_on = [google_project_iam_member.gcs_agent_publisher, google_project_iam_member.eventarc_receiver]
-}
-
-resource "google_cloudfunctions2_function" "status" {
-  name     = "dropbatch-status"
-  project  = var.project_id
-  location = var.region
-  labels   = var.labels
-
-  build_config {
-    runtime     = "python311"
-    entry_point = local.functions.status.entry
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  # Pushed to by its own subscription (pubsub.tf), which carries the dead-letter and retry policy.
-  service_config {
-    service_account_email            = local.functions.status.sa
-    timeout_seconds                  = local.functions.status.timeout
-    available_memory                 = local.functions.status.memory
-    max_instance_count               = 1 # one sweep at a time is enough; overlapping sweeps are safe
-    max_instance_request_concurrency = 1
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision   = true
-    environment_variables            = local.function_env
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_cloudfunctions2_function" "split" {
-  name     = "dropbatch-split"
-  project  = var.project_id
-  location = var.region
-  labels   = var.labels
-
-  build_config {
-    runtime     = "python311"
-    entry_point = local.functions.split.entry
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email            = local.functions.split.sa
-    timeout_seconds                  = local.functions.split.timeout
-    available_memory                 = local.functions.split.memory
+    service_account_email            = each.value.sa
+    timeout_seconds                  = each.value.timeout
+    available_memory                 = each.value.memory
     available_cpu                    = "1"
-    max_instance_count               = var.function_max_instances
+    max_instance_count               = each.value.max
     max_instance_request_concurrency = 1
     ingress_settings                 = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision   = true
     environment_variables            = local.function_env
   }
 
-  depends_on = [google_project_service.apis]
+  dynamic "event_trigger" {
+    for_each = each.key == "submit" ? [1] : []
+    content {
+      trigger_region        = var.region
+      event_type            = "google.cloud.storage.object.v1.finalized"
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.eventarc.email
+      event_filters {
+        attribute = "bucket"
+        value     = google_storage_bucket.drop.name
+      }
+    }
+  }
+
+  depends_on = [google_project_iam_member.gcs_agent_publisher, google_project_iam_member.eventarc_receiver,
+  google_project_service.apis]
 }

@@ -127,13 +127,13 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 resource "google_cloud_run_service_iam_member" "eventarc_invokes_submit" {
   project  = var.project_id
   location = var.region
-  service  = google_cloudfunctions2_function.submit.service_config[0].service
+  service  = google_cloudfunctions2_function.fn["submit"].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.eventarc.member
 }
 
 resource "google_cloud_run_service_iam_member" "pusher_invokes" {
-  for_each = { status = google_cloudfunctions2_function.status, split = google_cloudfunctions2_function.split }
+  for_each = { status = google_cloudfunctions2_function.fn["status"], split = google_cloudfunctions2_function.fn["split"] }
   project  = var.project_id
   location = var.region
   service  = each.value.service_config[0].service

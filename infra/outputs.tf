@@ -20,11 +20,7 @@ output "topics" {
 
 output "functions" {
   description = "The three function names."
-  value = {
-    submit = google_cloudfunctions2_function.submit.name
-    status = google_cloudfunctions2_function.status.name
-    split  = google_cloudfunctions2_function.split.name
-  }
+  value       = { for k, fn in google_cloudfunctions2_function.fn : k => fn.name }
 }
 
 output "subscribe_command" {

@@ -52,8 +52,8 @@ resource "google_pubsub_subscription" "dead_letter" {
 
 locals {
   push = {
-    sweep = { topic = google_pubsub_topic.sweep.id, fn = google_cloudfunctions2_function.status, ack = 300 }
-    split = { topic = google_pubsub_topic.split.id, fn = google_cloudfunctions2_function.split, ack = 600 }
+    sweep = { topic = google_pubsub_topic.sweep.id, fn = google_cloudfunctions2_function.fn["status"], ack = 300 }
+    split = { topic = google_pubsub_topic.split.id, fn = google_cloudfunctions2_function.fn["split"], ack = 600 }
   }
 }
 

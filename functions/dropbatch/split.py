@@ -517,6 +517,7 @@ def now() -> str:
 def handle_event(event) -> None:
     from .config import get_config
     from .events import PUBSUB, pubsub_json
+    from .ledger import execution_id
 
     if event.get("type") != PUBSUB:
         logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
@@ -526,7 +527,7 @@ def handle_event(event) -> None:
         logs.warning("ignored: not a split task")
         return
     config = get_config()
-    token = logs.bind(batch_id=task.get("batch_id"))
+    token = logs.bind(batch_id=task["batch_id"], execution_id=execution_id(), event_id=event.get("id"))
     try:
         run_task(config, task)
     finally:

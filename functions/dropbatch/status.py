@@ -20,7 +20,11 @@ def handle_event(event) -> None:
     if event.get("type") != PUBSUB:
         logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
         return
-    sweep(get_config())
+    token = logs.bind(execution_id=execution_id(), event_id=event.get("id"))
+    try:
+        sweep(get_config())
+    finally:
+        logs.reset(token)
 
 
 def sweep(config: Config) -> dict:
@@ -63,9 +67,7 @@ def advance(store: Store, batch_id: str) -> None:
         return
     if doc["state"] in (submit.CLAIMED, submit.STAGED):
         if _lease_expired(doc):  # its event was lost or its function died: finish the submission here
-            taken = submit.take_over(store, batch_id, execution_id())
-            if taken:
-                submit.advance_submission(store, taken, taken["owner"])
+            submit.resume(store, batch_id)
         return
     if doc["state"] == submit.SUBMITTED:
         refresh_jobs(store, doc)

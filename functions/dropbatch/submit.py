@@ -60,20 +60,29 @@ def ignore_reason(config: Config, ev) -> str | None:
 
 def submit_object(config: Config, bucket: str, name: str, generation: int) -> dict | None:
     batch_id = keys.batch_id(bucket, name, generation)
-    token = logs.bind(batch_id=batch_id)
+    me = execution_id()
+    token = logs.bind(batch_id=batch_id, execution_id=me)
     try:
         store = Store(config)
-        me = execution_id()
         doc = claim(store, batch_id, f"gs://{bucket}/{name}", name, generation, me)
-        if doc is None:
-            return None
-        try:
-            return advance_submission(store, doc, me)
-        except BaseException:
-            release(store, batch_id, me)
-            raise
+        return None if doc is None else run_claimed(store, doc, me)
     finally:
         logs.reset(token)
+
+
+def resume(store: Store, batch_id: str) -> dict | None:
+    """The sweep's way in: finish a submission whose event was lost or whose function died."""
+    me = execution_id()
+    doc = take_over(store, batch_id, me)
+    return None if doc is None else run_claimed(store, doc, me)
+
+
+def run_claimed(store: Store, doc: dict, me: str) -> dict:
+    try:
+        return advance_submission(store, doc)
+    except BaseException:
+        release(store, doc["batch_id"], me)
+        raise
 
 
 def _lease_until(config: Config) -> str:
@@ -127,7 +136,7 @@ def release(store: Store, batch_id: str, me: str) -> None:
         logs.warning(f"could not release the claim: {exc}")
 
 
-def advance_submission(store: Store, doc: dict, me: str) -> dict:
+def advance_submission(store: Store, doc: dict) -> dict:
     if doc["state"] == CLAIMED:
         doc = validate_and_stage(store, doc)
     if doc["state"] == STAGED:

@@ -94,16 +94,20 @@ def test_provider_versions_bounded(tf):
 
 def test_one_service_account_per_function(tf):
     functions = tf["resource"]["google_cloudfunctions2_function"]
-    assert set(functions) == {"submit", "status", "split"}
-    text = (INFRA / "functions.tf").read_text()
-    accounts = set(re.findall(r"google_service_account\.(\w+)\.email", text.split("resource ")[0]))
-    assert accounts == {"submit", "status", "split"}
-    for name, fn in functions.items():
-        assert fn["service_config"][0]["service_account_email"] == f"${{local.functions.{name}.sa}}"
-        assert fn["service_config"][0]["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
-    trigger = functions["submit"]["event_trigger"][0]
-    assert trigger["event_type"] == "google.cloud.storage.object.v1.finalized"
-    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert set(functions) == {"fn"} and functions["fn"]["for_each"] == "${local.functions}"
+    table = next(l["functions"] for l in tf["locals"] if "functions" in l)
+    assert set(table) == {"submit", "status", "split"}
+    accounts = [spec["sa"] for spec in table.values()]
+    assert sorted(accounts) == sorted(f"${{google_service_account.{k}.email}}" for k in table), accounts
+    fn = functions["fn"]
+    assert fn["service_config"][0]["service_account_email"] == "${each.value.sa}"
+    assert fn["service_config"][0]["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    trigger = fn["dynamic"][0]["event_trigger"]
+    assert trigger["for_each"] == '${each.key == "submit" ? [1] : []}'
+    content = trigger["content"][0]
+    assert content["event_type"] == "google.cloud.storage.object.v1.finalized"
+    assert content["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert content["service_account_email"] == "${google_service_account.eventarc.email}"
 
 
 def roles(tf):
