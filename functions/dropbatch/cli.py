@@ -245,33 +245,38 @@ STAGES = {"claimed": "validating", "staged": "submitting", "submitted": "running
 
 
 def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float = 3600) -> dict:
-    """Follow the ledger until submitted (or, with wait, until done), with a live line on a terminal."""
+    """Follow the ledger until submitted (or, with wait, until done), with a live progress bar on a terminal:
+    the stage, the jobs' states, and requests finished (Vertex's completion stats) out of the total."""
     deadline = time.monotonic() + timeout
-    show = not quiet and sys.stderr.isatty()
-    status = None
-    if show:
-        from rich.console import Console
+    progress = task = None
+    if not quiet and sys.stderr.isatty():
+        import rich.progress
 
-        status = Console(stderr=True).status("waiting for the upload event ...")
-        status.start()
+        progress = rich.progress.Progress(rich.progress.SpinnerColumn(), rich.progress.TextColumn("{task.description}"),
+                                          rich.progress.BarColumn(), rich.progress.MofNCompleteColumn(),
+                                          rich.progress.TimeElapsedColumn(), transient=True)
+        progress.start()
+        task = progress.add_task("waiting for the upload event", total=None)
     try:
         while time.monotonic() < deadline:
             doc, _ = store.read_ledger(batch_id)
             if doc:
                 state = doc["state"]
-                if state in ("done", "rejected", "failed") or (not wait and state != "claimed" and state != "staged"):
+                if state in ("done", "rejected", "failed") or (not wait and state not in ("claimed", "staged")):
                     return doc
-                if status:
-                    total = doc.get("requests") or 0
-                    finished = sum(int((p.get("completion_stats") or {}).get("successful") or 0)
-                                   + int((p.get("completion_stats") or {}).get("failed") or 0) for p in doc["parts"])
+                if progress:
+                    stats = [p.get("completion_stats") or {} for p in doc["parts"] if p["round"] == doc["round"]]
+                    finished = sum(int(s.get("successful") or 0) + int(s.get("failed") or 0) for s in stats)
                     jobs = ", ".join(sorted({(p.get("state") or "waiting").replace("JOB_STATE_", "").lower()
-                                             for p in doc["parts"]})) or "-"
-                    status.update(f"{STAGES.get(state, state)}: jobs {jobs}; {finished:,}/{total:,} requests")
+                                             for p in doc["parts"] if p["round"] == doc["round"]})) or "-"
+                    round_ = f" (retry round {doc['round']})" if doc["round"] else ""
+                    progress.update(task, description=f"{STAGES.get(state, state)}{round_}: jobs {jobs}",
+                                    total=sum(p["requests"] for p in doc["parts"] if p["round"] == doc["round"])
+                                    or None, completed=finished)
             time.sleep(0.3)
     finally:
-        if status:
-            status.stop()
+        if progress:
+            progress.stop()
     raise UsageError(f"batch {batch_id} did not finish within {timeout:.0f} s; follow it with "
                      f"`dropbatch status {batch_id}`")
 
