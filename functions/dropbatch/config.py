@@ -36,7 +36,7 @@ class Config:
     max_concurrent_jobs: int = 8
     job_deadline_s: int = 96 * 3600
     claim_lease_s: int = 600
-    split_budget_s: int = 480
+    split_budget_s: float = 480.0  # checkpoint and continue in a new task after this long
     retry_rounds: int = 1
     workers: int = 32
 
@@ -48,11 +48,13 @@ class Config:
             raw = environ.get("DROPBATCH_" + field.name.upper())
             if raw is None:
                 continue
-            if isinstance(field.default, int):
+            if isinstance(field.default, (int, float)):
+                cast = type(field.default)
                 try:
-                    values[field.name] = int(raw.replace("_", ""))
+                    values[field.name] = cast(raw.replace("_", ""))
                 except ValueError:
-                    raise UsageError(f"DROPBATCH_{field.name.upper()}={raw!r} is not a whole number") from None
+                    what = "a whole number" if cast is int else "a number"
+                    raise UsageError(f"DROPBATCH_{field.name.upper()}={raw!r} is not {what}") from None
             else:
                 values[field.name] = raw
         if "project" not in values and environ.get("GOOGLE_CLOUD_PROJECT"):

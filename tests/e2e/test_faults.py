@@ -129,3 +129,29 @@ def test_gcs_503s_during_result_writes(stack, bucket, inbox, vertex):
     lines = [orjson.loads(l) for l in (Path(stack.logs) / "split.log").read_text().splitlines() if l.startswith("{")]
     written = [l for l in lines if l.get("batch_id") == batch_id and l["message"] == "results written"]
     assert written and sum(l["retries"] for l in written) > 0, "the proxy's 503s were not met"
+
+
+def test_split_checkpoints_and_continues_in_new_tasks(stack, bucket, inbox, vertex):
+    """A split task that reaches its time budget checkpoints and publishes its continuation; the chain of
+    tasks ends with exact results and one message (budget 50 ms here, so it happens many times)."""
+    from dropbatch.local import stack as local
+
+    vertex.faults(fail_rate=0.1, fail_code=400, lines_per_file=700)
+    n = 2000
+    local.restart_function("split", kill_signal=15, DROPBATCH_SPLIT_BUDGET_S="0.05")
+    try:
+        _, batch_id = drop(bucket, "checkpointed.jsonl", [req(f"c{i}") for i in range(n)])
+        done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded"], timeout=180)
+    finally:
+        local.restart_function("split", kill_signal=15)
+    c = done["counts"]
+    assert c["total"] == n and c["succeeded"] + c["failed"] == n and c["failed"] > 0 and c["missing"] == 0
+    assert c["duplicate_outputs"] == 0 and c["unmatched_outputs"] == 0
+    got = results(bucket, batch_id)
+    assert len(got) == n and sum(r["status"] == "failed" for r in got.values()) == c["failed"]
+    assert len(errors_of(bucket, batch_id)) == c["failed"]
+    lines = [orjson.loads(l) for l in (Path(stack.logs) / "split.log").read_text().splitlines() if l.startswith("{")]
+    checkpoints = [l for l in lines if l.get("batch_id") == batch_id and l["message"].startswith("split checkpointed")]
+    assert len(checkpoints) >= 3
+    time.sleep(2)
+    assert len(terminal_messages(inbox, batch_id)) == 1
