@@ -11,6 +11,7 @@ import orjson
 
 from .config import Config
 from .errors import DropbatchError, UsageError
+from .keys import is_batch_id
 
 SHOWN_ERRORS = 20
 
@@ -299,6 +300,8 @@ def download_results(store, batch_id: str, out: str) -> None:
 def cmd_status(args, config: Config) -> int:
     from .ledger import Store
 
+    if not is_batch_id(args.batch_id):
+        raise UsageError(f"{args.batch_id!r} is not a batch id (dropbatch list shows them)")
     store = Store(_target())
     doc, _ = store.read_ledger(args.batch_id)
     if doc is None:
@@ -347,6 +350,8 @@ def cmd_cancel(args, config: Config) -> int:
     from . import vertex
     from .ledger import Store
 
+    if not is_batch_id(args.batch_id):
+        raise UsageError(f"{args.batch_id!r} is not a batch id (dropbatch list shows them)")
     store = Store(_target())
     doc = store.update_ledger(args.batch_id, lambda d: d.update(cancel_requested=True))
     if doc is None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from . import logs
-from .keys import key_width, line_key
+from .keys import is_batch_id, key_width, line_key
 from .validate import bounded_lines
 
 LINE_LABEL = "dropbatch-line"
@@ -516,14 +516,19 @@ def now() -> str:
 
 def handle_event(event) -> None:
     from .config import get_config
+    from .errors import PermanentError
     from .events import PUBSUB, pubsub_json
     from .ledger import execution_id
 
     if event.get("type") != PUBSUB:
         logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
         return
-    task, _ = pubsub_json(event)
-    if not isinstance(task.get("batch_id"), str) or not isinstance(task.get("part"), int):
+    try:
+        task, _ = pubsub_json(event)
+    except PermanentError as exc:
+        logs.error(f"ignored: {exc}")
+        return
+    if not is_batch_id(str(task.get("batch_id"))) or not isinstance(task.get("part"), int):
         logs.warning("ignored: not a split task")
         return
     config = get_config()

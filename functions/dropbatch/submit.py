@@ -28,7 +28,11 @@ FINISHED = (DONE, REJECTED, FAILED)
 
 def handle_event(event) -> None:
     config = get_config()
-    ev = object_event(event)
+    try:
+        ev = object_event(event)
+    except (PermanentError, ValueError, TypeError) as exc:  # a malformed event never becomes valid: acknowledge
+        logs.error(f"ignored: malformed event: {exc}", event_type=event.get("type"))
+        return
     if ev is None:
         logs.info("ignored: not an object event", event_type=event.get("type"))
         return
@@ -78,8 +82,11 @@ def resume(store: Store, batch_id: str) -> dict | None:
 
 
 def run_claimed(store: Store, doc: dict, me: str) -> dict:
+    """Advance a claimed batch; a permanent error is recorded and acknowledged, anything else retried."""
     try:
         return advance_submission(store, doc)
+    except PermanentError as exc:
+        return _fail(store, doc, str(exc))
     except BaseException:
         release(store, doc["batch_id"], me)
         raise

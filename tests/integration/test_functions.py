@@ -171,6 +171,11 @@ def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions)
             "subscription": "projects/p/subscriptions/split"}
     r = functions["split_results"].post("/", json=task)
     assert r.status_code == 200, r.data
+    for bad in ({"batch_id": "../../etc", "part": 0}, {"batch_id": "ok-0000000000", "part": "0"}, [1]):
+        task["message"]["data"] = base64.b64encode(orjson.dumps(bad)).decode()
+        r = functions["split_results"].post("/", json=task)
+        assert r.status_code == 200, r.data  # permanent: acknowledged with a log line, never retried
+        assert not list(bucket.list_blobs(prefix="etc"))
 
 
 def test_request_text_and_inline_data_never_reach_logs(stack, bucket, functions, inbox, vertex, capfd):
