@@ -5,6 +5,7 @@ locals {
     DROPBATCH_PROJECT             = var.project_id
     DROPBATCH_LOCATION            = var.region
     DROPBATCH_BUCKET              = google_storage_bucket.drop.name
+    DROPBATCH_RESULTS_BUCKET      = var.results_bucket_name
     DROPBATCH_INCOMING_PREFIX     = var.incoming_prefix
     DROPBATCH_MODEL               = var.model
     DROPBATCH_NOTIFICATIONS_TOPIC = google_pubsub_topic.notifications.name

@@ -42,7 +42,7 @@ locals {
 
 # --- The bucket -------------------------------------------------------------------------------
 
-# Every function reads the bucket (the dropped file, the ledgers, the outputs) and lists batches/.
+# Every function reads the drop bucket (the dropped file) and the state bucket (ledgers, outputs, batches/).
 resource "google_storage_bucket_iam_member" "functions_read" {
   for_each = local.function_sas
   bucket   = google_storage_bucket.drop.name
@@ -50,10 +50,17 @@ resource "google_storage_bucket_iam_member" "functions_read" {
   member   = each.value
 }
 
+resource "google_storage_bucket_iam_member" "functions_read_state" {
+  for_each = var.results_bucket_name == "" ? {} : local.function_sas
+  bucket   = local.state_bucket
+  role     = "roles/storage.objectViewer"
+  member   = each.value
+}
+
 # ... and writes only under batches/ (ledger, staged input, results, manifest).
 resource "google_storage_bucket_iam_member" "functions_write_batches" {
   for_each = local.function_sas
-  bucket   = google_storage_bucket.drop.name
+  bucket   = local.state_bucket
   role     = "roles/storage.objectUser"
   member   = each.value
   condition {
@@ -65,7 +72,7 @@ resource "google_storage_bucket_iam_member" "functions_write_batches" {
 
 # The Vertex AI service agent reads the staged input and writes the predictions, both under batches/.
 resource "google_storage_bucket_iam_member" "vertex_agent_read" {
-  bucket = google_storage_bucket.drop.name
+  bucket = local.state_bucket
   role   = "roles/storage.objectViewer"
   member = local.vertex_agent
   condition {
@@ -76,7 +83,7 @@ resource "google_storage_bucket_iam_member" "vertex_agent_read" {
 }
 
 resource "google_storage_bucket_iam_member" "vertex_agent_write" {
-  bucket = google_storage_bucket.drop.name
+  bucket = local.state_bucket
   role   = "roles/storage.objectCreator"
   member = local.vertex_agent
   condition {

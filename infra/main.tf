@@ -20,10 +20,12 @@ locals {
   ]
   project_number = data.google_project.this.number
   # Service agents the flow depends on (created by Google when the APIs are enabled).
-  vertex_agent  = "serviceAccount:service-${local.project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
-  gcs_agent     = "serviceAccount:service-${local.project_number}@gs-project-accounts.iam.gserviceaccount.com"
-  pubsub_agent  = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  batches_scope = "resource.name.startsWith(\"projects/_/buckets/${var.bucket_name}/objects/batches/\")"
+  vertex_agent = "serviceAccount:service-${local.project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+  gcs_agent    = "serviceAccount:service-${local.project_number}@gs-project-accounts.iam.gserviceaccount.com"
+  pubsub_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Where batches/ lives: the drop bucket, or the optional results bucket.
+  state_bucket  = var.results_bucket_name == "" ? google_storage_bucket.drop.name : google_storage_bucket.results[0].name
+  batches_scope = "resource.name.startsWith(\"projects/_/buckets/${local.state_bucket}/objects/batches/\")"
   # Staged inputs, matched by suffix: lifecycle conditions cannot match the middle of a name.
   staged_suffixes = concat(
     [for i in range(10) : format("/input/part-%05d.jsonl", i)],
@@ -80,6 +82,61 @@ resource "google_storage_bucket" "drop" {
   }
 
   # Versions replaced or deleted: kept a while, so a mistaken overwrite of a user's file can be undone.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.noncurrent_version_retention_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# Optional: everything dropbatch writes in a bucket of its own, so the drop bucket only ever receives files.
+resource "google_storage_bucket" "results" {
+  #checkov:skip=CKV_GCP_62:Access logs go to Cloud Audit Logs (data access logs), not to a second log bucket.
+  count                       = var.results_bucket_name == "" ? 0 : 1
+  name                        = var.results_bucket_name
+  project                     = var.project_id
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  # Staged copies of the input are only needed while the job runs.
+  lifecycle_rule {
+    condition {
+      age            = var.staged_input_retention_days
+      matches_prefix = ["batches/"]
+      matches_suffix = local.staged_suffixes
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Old batches (results, outputs, ledgers), when a retention is set.
+  dynamic "lifecycle_rule" {
+    for_each = var.batch_retention_days > 0 ? [1] : []
+    content {
+      condition {
+        age            = var.batch_retention_days
+        matches_prefix = ["batches/"]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
   lifecycle_rule {
     condition {
       days_since_noncurrent_time = var.noncurrent_version_retention_days

@@ -3,6 +3,11 @@ output "bucket" {
   value       = google_storage_bucket.drop.name
 }
 
+output "results_bucket" {
+  description = "Where batches/BATCH_ID/results/ are written."
+  value       = local.state_bucket
+}
+
 output "drop_command" {
   description = "How to drop a file."
   value       = "gcloud storage cp examples/requests.jsonl gs://${google_storage_bucket.drop.name}/${var.incoming_prefix}"

@@ -26,6 +26,16 @@ variable "bucket_name" {
   }
 }
 
+variable "results_bucket_name" {
+  type        = string
+  description = "Optional separate bucket for everything dropbatch writes (batches/); empty keeps it in bucket_name."
+  default     = ""
+  validation {
+    condition     = var.results_bucket_name == "" || can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.results_bucket_name))
+    error_message = "results_bucket_name must be empty or 3-63 lowercase letters, digits, '-' or '_'."
+  }
+}
+
 variable "incoming_prefix" {
   type        = string
   description = "Objects under this prefix ending in .jsonl or .jsonl.gz become batches."

@@ -204,7 +204,7 @@ def cmd_run(args, config: Config) -> int:
     config = _target()
     store = Store(config)
     name = config.incoming_prefix + os.path.basename(path)
-    blob = store.bucket.blob(name)
+    blob = store.client.bucket(config.bucket).blob(name)
     if args.model:
         blob.metadata = {"model": args.model}
     started = time.monotonic()
@@ -305,7 +305,7 @@ def cmd_status(args, config: Config) -> int:
     store = Store(_target())
     doc, _ = store.read_ledger(args.batch_id)
     if doc is None:
-        raise UsageError(f"no batch {args.batch_id!r} in gs://{store.config.bucket}")
+        raise UsageError(f"no batch {args.batch_id!r} in gs://{store.config.state_bucket}")
     if args.json:
         _print_json(doc)
         return 0

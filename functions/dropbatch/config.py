@@ -15,7 +15,8 @@ GB = 1_000_000_000
 class Config:
     project: str = "dropbatch-local"
     location: str = "us-central1"
-    bucket: str = "dropbatch-local"
+    bucket: str = "dropbatch-local"  # where users drop files (incoming/)
+    results_bucket: str = ""  # where batches/ lives (ledgers, staged input, outputs, results); empty: `bucket`
     incoming_prefix: str = "incoming/"
     batches_prefix: str = "batches/"
     model: str = "gemini-2.5-flash"
@@ -63,8 +64,8 @@ class Config:
         return cls(**values)
 
     @property
-    def model_name(self) -> str:
-        return self.model_resource(self.model)
+    def state_bucket(self) -> str:
+        return self.results_bucket or self.bucket
 
     def model_resource(self, model: str) -> str:
         if model.startswith("projects/"):

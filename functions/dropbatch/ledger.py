@@ -61,19 +61,19 @@ def _gcs_call(fn, *args, **kwargs):
 
 
 class Store:
-    """The bucket, seen as JSON documents and byte objects under the batches prefix."""
+    """The state bucket (the drop bucket unless a results bucket is set), as JSON documents and byte objects."""
 
     def __init__(self, config: Config):
         self.config = config
         self.client = storage_client(config.project)
-        self.bucket = self.client.bucket(config.bucket)
+        self.bucket = self.client.bucket(config.state_bucket)
         self.prefix = config.batches_prefix
 
     def path(self, batch_id: str, name: str) -> str:
         return f"{self.prefix}{batch_id}/{name}"
 
     def uri(self, path: str) -> str:
-        return f"gs://{self.config.bucket}/{path}"
+        return f"gs://{self.config.state_bucket}/{path}"
 
     def read_json(self, path: str) -> tuple[dict | None, int]:
         from google.api_core.exceptions import NotFound

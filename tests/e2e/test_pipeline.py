@@ -175,3 +175,24 @@ def test_inline_data_request(stack, bucket, inbox, vertex):
     inbox.wait_for(batch_id, "succeeded")
     result = read_json(bucket, f"batches/{batch_id}/results/img.json")
     assert result["status"] == "succeeded"
+
+
+def test_separate_results_bucket(stack, bucket, inbox, vertex):
+    """With DROPBATCH_RESULTS_BUCKET, everything dropbatch writes goes there; the drop bucket only receives."""
+    from dropbatch.ledger import storage_client
+    from dropbatch.local import stack as local
+
+    results_bucket = "dropbatch-results-test"
+    requests.post(f"{stack.storage}/storage/v1/b", params={"project": stack.project}, json={"name": results_bucket})
+    for name in ("submit", "status", "split"):
+        local.restart_function(name, kill_signal=15, DROPBATCH_RESULTS_BUCKET=results_bucket)
+    try:
+        _, batch_id = drop(bucket, "elsewhere.jsonl", [req("a"), req("b")])
+        done = inbox.wait_for(batch_id, "succeeded", timeout=90)
+    finally:
+        for name in ("submit", "status", "split"):
+            local.restart_function(name, kill_signal=15)
+    other = storage_client(stack.project).bucket(results_bucket)
+    assert done["results_prefix"] == f"gs://{results_bucket}/batches/{batch_id}/results/"
+    assert len(list(other.list_blobs(prefix=f"batches/{batch_id}/results/"))) == 2
+    assert not list(bucket.list_blobs(prefix=f"batches/{batch_id}/"))
