@@ -75,7 +75,7 @@ def cmd_local(args, config: Config) -> int:
     if args.action == "up":
         start = time.monotonic()
         try:
-            running = local.up(config)
+            running = local.up(config, responder_url=args.responder_url, responder_model=args.responder_model)
         except local.StackError as exc:
             raise UsageError(str(exc)) from None
         if args.json:
@@ -406,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("local", help="start, stop or describe the embedded local stack")
     p.add_argument("action", choices=["up", "down", "status", "env"])
     p.add_argument("--json", action="store_true", help="print what a client needs to reach the stack, as JSON")
+    p.add_argument("--responder-url", default="", help="up: answer with any OpenAI-compatible endpoint "
+                   "(e.g. http://127.0.0.1:8000/v1) instead of the deterministic local responder")
+    p.add_argument("--responder-model", default="local", help="up: the model name sent to --responder-url")
     p.set_defaults(func=lambda a, c: cmd_local_env(a, c) if a.action == "env" else cmd_local(a, c))
     return parser
 

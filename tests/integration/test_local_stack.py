@@ -51,3 +51,41 @@ def test_missing_emulator_says_how_to_install(tmp_path):
     out = dropbatch(env, "local", "up")
     assert out.returncode == 2
     assert "google-cloud-cli-pubsub-emulator" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_up_with_an_openai_compatible_responder(tmp_path, stack):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            data = json.dumps({"choices": [{"message": {"content": f"model {body['model']} says hi"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "DROPBATCH_STATE_DIR": str(tmp_path)}
+    for k in [k for k in env if k.startswith("DROPBATCH_") and k != "DROPBATCH_STATE_DIR"] + [
+            "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"]:
+        env.pop(k, None)
+    try:
+        up = dropbatch(env, "local", "up", "--responder-url", f"http://127.0.0.1:{server.server_port}/v1",
+                       "--responder-model", "tiny")
+        assert up.returncode == 0, up.stderr
+        src = tmp_path / "one.jsonl"
+        src.write_text('{"key": "q", "request": {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}}\n')
+        run = dropbatch(env, "run", str(src), "--out", str(tmp_path / "out"), "--json")
+        assert run.returncode == 0, run.stderr
+        result = orjson.loads((tmp_path / "out" / "results" / "q.json").read_bytes())
+        assert result["text"] == "model tiny says hi"
+    finally:
+        dropbatch(env, "local", "down")
+        server.shutdown()

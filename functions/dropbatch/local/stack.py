@@ -210,7 +210,8 @@ def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Sta
     return stack
 
 
-def up(config: Config | None = None, faults: dict | None = None) -> Stack:
+def up(config: Config | None = None, faults: dict | None = None, responder_url: str = "",
+       responder_model: str = "local") -> Stack:
     """Start the stack (a no-op when it is already up) and return it once every part answers."""
     running = status()
     if running is not None:
@@ -228,7 +229,8 @@ def up(config: Config | None = None, faults: dict | None = None) -> Stack:
     try:
         stack.pids["pubsub"] = _spawn("pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
         stack.pids["vertex"] = _spawn("vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
-                                                 str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode()],
+                                                 str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode(),
+                                                 "--responder-url", responder_url, "--responder-model", responder_model],
                                       base_env, logs)
         for name in FUNCTIONS:
             stack.pids[name] = _spawn(name, _function_command(name, ports[name]), base_env, logs)
