@@ -4,7 +4,7 @@ locals {
   function_env = {
     DROPBATCH_PROJECT             = var.project_id
     DROPBATCH_LOCATION            = var.region
-    DROPBATCH_BUCKET              = google_storage_bucket.drop.name
+    DROPBATCH_BUCKET              = module.drop_bucket.name
     DROPBATCH_RESULTS_BUCKET      = var.results_bucket_name
     DROPBATCH_INCOMING_PREFIX     = var.incoming_prefix
     DROPBATCH_MODEL               = var.model
@@ -65,7 +65,7 @@ resource "google_cloudfunctions2_function" "fn" {
       service_account_email = google_service_account.eventarc.email
       event_filters {
         attribute = "bucket"
-        value     = google_storage_bucket.drop.name
+        value     = module.drop_bucket.name
       }
     }
   }

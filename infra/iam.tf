@@ -45,7 +45,7 @@ locals {
 # Every function reads the drop bucket (the dropped file) and the state bucket (ledgers, outputs, batches/).
 resource "google_storage_bucket_iam_member" "functions_read" {
   for_each = local.function_sas
-  bucket   = google_storage_bucket.drop.name
+  bucket   = module.drop_bucket.name
   role     = "roles/storage.objectViewer"
   member   = each.value
 }

@@ -24,13 +24,8 @@ locals {
   gcs_agent    = "serviceAccount:service-${local.project_number}@gs-project-accounts.iam.gserviceaccount.com"
   pubsub_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   # Where batches/ lives: the drop bucket, or the optional results bucket.
-  state_bucket  = var.results_bucket_name == "" ? google_storage_bucket.drop.name : google_storage_bucket.results[0].name
+  state_bucket  = var.results_bucket_name == "" ? module.drop_bucket.name : module.results_bucket[0].name
   batches_scope = "resource.name.startsWith(\"projects/_/buckets/${local.state_bucket}/objects/batches/\")"
-  # Staged inputs, matched by suffix: lifecycle conditions cannot match the middle of a name.
-  staged_suffixes = concat(
-    [for i in range(10) : format("/input/part-%05d.jsonl", i)],
-    [for i in range(10) : format("/input/part-%05d.keys.jsonl", i)],
-  )
 }
 
 resource "google_project_service" "apis" {
@@ -41,113 +36,32 @@ resource "google_project_service" "apis" {
 }
 
 # The drop bucket. Users write incoming/; the functions write only batches/ (see the IAM conditions).
-resource "google_storage_bucket" "drop" {
-  #checkov:skip=CKV_GCP_62:Access logs go to Cloud Audit Logs (data access logs), not to a second log bucket.
-  name                        = var.bucket_name
-  project                     = var.project_id
-  location                    = var.region
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  force_destroy               = false
-  labels                      = var.labels
-
-  versioning {
-    enabled = true
-  }
-
-  # Staged copies of the input are only needed while the job runs.
-  lifecycle_rule {
-    condition {
-      age            = var.staged_input_retention_days
-      matches_prefix = ["batches/"]
-      matches_suffix = local.staged_suffixes
-    }
-    action {
-      type = "Delete"
-    }
-  }
-
-  # Old batches (results, outputs, ledgers), when a retention is set.
-  dynamic "lifecycle_rule" {
-    for_each = var.batch_retention_days > 0 ? [1] : []
-    content {
-      condition {
-        age            = var.batch_retention_days
-        matches_prefix = ["batches/"]
-      }
-      action {
-        type = "Delete"
-      }
-    }
-  }
-
-  # Versions replaced or deleted: kept a while, so a mistaken overwrite of a user's file can be undone.
-  lifecycle_rule {
-    condition {
-      days_since_noncurrent_time = var.noncurrent_version_retention_days
-      with_state                 = "ARCHIVED"
-    }
-    action {
-      type = "Delete"
-    }
-  }
-
-  depends_on = [google_project_service.apis]
+module "drop_bucket" {
+  source                            = "./modules/bucket"
+  name                              = var.bucket_name
+  project_id                        = var.project_id
+  location                          = var.region
+  labels                            = var.labels
+  holds_batches                     = var.results_bucket_name == ""
+  staged_input_retention_days       = var.staged_input_retention_days
+  batch_retention_days              = var.batch_retention_days
+  noncurrent_version_retention_days = var.noncurrent_version_retention_days
+  depends_on                        = [google_project_service.apis]
 }
 
 # Optional: everything dropbatch writes in a bucket of its own, so the drop bucket only ever receives files.
-resource "google_storage_bucket" "results" {
-  #checkov:skip=CKV_GCP_62:Access logs go to Cloud Audit Logs (data access logs), not to a second log bucket.
-  count                       = var.results_bucket_name == "" ? 0 : 1
-  name                        = var.results_bucket_name
-  project                     = var.project_id
-  location                    = var.region
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  force_destroy               = false
-  labels                      = var.labels
-
-  versioning {
-    enabled = true
-  }
-
-  # Staged copies of the input are only needed while the job runs.
-  lifecycle_rule {
-    condition {
-      age            = var.staged_input_retention_days
-      matches_prefix = ["batches/"]
-      matches_suffix = local.staged_suffixes
-    }
-    action {
-      type = "Delete"
-    }
-  }
-
-  # Old batches (results, outputs, ledgers), when a retention is set.
-  dynamic "lifecycle_rule" {
-    for_each = var.batch_retention_days > 0 ? [1] : []
-    content {
-      condition {
-        age            = var.batch_retention_days
-        matches_prefix = ["batches/"]
-      }
-      action {
-        type = "Delete"
-      }
-    }
-  }
-
-  lifecycle_rule {
-    condition {
-      days_since_noncurrent_time = var.noncurrent_version_retention_days
-      with_state                 = "ARCHIVED"
-    }
-    action {
-      type = "Delete"
-    }
-  }
-
-  depends_on = [google_project_service.apis]
+module "results_bucket" {
+  source                            = "./modules/bucket"
+  count                             = var.results_bucket_name == "" ? 0 : 1
+  name                              = var.results_bucket_name
+  project_id                        = var.project_id
+  location                          = var.region
+  labels                            = var.labels
+  holds_batches                     = true
+  staged_input_retention_days       = var.staged_input_retention_days
+  batch_retention_days              = var.batch_retention_days
+  noncurrent_version_retention_days = var.noncurrent_version_retention_days
+  depends_on                        = [google_project_service.apis]
 }
 
 # The functions' source archive lives in a bucket of its own, readable only by Cloud Build.

@@ -1,6 +1,6 @@
 output "bucket" {
   description = "Drop JSONL files into gs://BUCKET/incoming/."
-  value       = google_storage_bucket.drop.name
+  value       = module.drop_bucket.name
 }
 
 output "results_bucket" {
@@ -10,7 +10,7 @@ output "results_bucket" {
 
 output "drop_command" {
   description = "How to drop a file."
-  value       = "gcloud storage cp examples/requests.jsonl gs://${google_storage_bucket.drop.name}/${var.incoming_prefix}"
+  value       = "gcloud storage cp examples/requests.jsonl gs://${module.drop_bucket.name}/${var.incoming_prefix}"
 }
 
 output "topics" {

@@ -36,16 +36,17 @@ def clean(node):
     return unquote(node)
 
 
-def load_all() -> dict:
-    merged: dict = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": [], "terraform": []}
-    for path in sorted(INFRA.glob("*.tf")):
+def load_all(folder: Path = INFRA) -> dict:
+    merged: dict = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": [], "terraform": [],
+                    "module": {}}
+    for path in sorted(folder.glob("*.tf")):
         doc = clean(hcl2.load(path.open()))
         for kind in ("resource", "data"):
             for entry in doc.get(kind, []):
                 for rtype, named in entry.items():
                     for name, body in named.items():
                         merged[kind].setdefault(rtype, {})[name] = body
-        for kind in ("variable", "output"):
+        for kind in ("variable", "output", "module"):
             for entry in doc.get(kind, []):
                 merged[kind].update(entry)
         merged["locals"] += doc.get("locals", [])
@@ -56,6 +57,21 @@ def load_all() -> dict:
 @pytest.fixture(scope="module")
 def tf() -> dict:
     return load_all()
+
+
+@pytest.fixture(scope="module")
+def bucket_module() -> dict:
+    return load_all(INFRA / "modules" / "bucket")
+
+
+def test_module_calls_use_declared_variables(tf, bucket_module):
+    declared = set(bucket_module["variable"])
+    required = {n for n, v in bucket_module["variable"].items() if "default" not in v}
+    for name, call in tf["module"].items():
+        assert call["source"] == "./modules/bucket"
+        given = set(call) - {"source", "count", "for_each", "depends_on", "providers"}
+        assert given <= declared, (name, given - declared)
+        assert required <= given, (name, required - given)
 
 
 def test_terraform_fmt():
@@ -77,19 +93,19 @@ def test_checkov_zero_failed():
     assert summary["passed"] > 30
 
 
-def test_every_variable_typed_described_and_validated(tf):
-    for name, body in tf["variable"].items():
+def test_every_variable_typed_described_and_validated(tf, bucket_module):
+    for name, body in [*tf["variable"].items(), *bucket_module["variable"].items()]:
         assert body.get("type"), f"variable {name} has no type"
         assert len(body.get("description", "")) > 10, f"variable {name} has no description"
     for name in ("region", "bucket_name", "model", "sweep_schedule", "project_id"):
         assert tf["variable"][name].get("validation"), f"variable {name} is not validated"
 
 
-def test_provider_versions_bounded(tf):
-    providers = tf["terraform"][0]["required_providers"][0]
-    for name, spec in providers.items():
-        assert ">=" in spec["version"] and "<" in spec["version"].replace("<=", ""), (name, spec)
-    assert "<" in tf["terraform"][0]["required_version"]
+def test_provider_versions_bounded(tf, bucket_module):
+    for block in (tf["terraform"][0], bucket_module["terraform"][0]):
+        for name, spec in block["required_providers"][0].items():
+            assert ">=" in spec["version"] and "<" in spec["version"].replace("<=", ""), (name, spec)
+        assert "<" in block["required_version"]
 
 
 def test_one_service_account_per_function(tf):
@@ -155,13 +171,20 @@ def test_every_push_path_has_dead_letter_and_bounded_retry(tf):
     assert set(local_push) == {"sweep", "split"}
 
 
-def test_bucket_is_private_versioned_with_lifecycle(tf):
-    bucket = tf["resource"]["google_storage_bucket"]["drop"]
-    assert bucket["uniform_bucket_level_access"] is True
-    assert bucket["public_access_prevention"] == "enforced"
-    assert bucket["versioning"][0]["enabled"] is True
-    assert len(bucket["lifecycle_rule"]) >= 2 and bucket.get("dynamic")
-    assert bucket["force_destroy"] is False
+def test_buckets_are_private_versioned_with_lifecycle(tf, bucket_module):
+    for bucket in (bucket_module["resource"]["google_storage_bucket"]["this"],
+                   tf["resource"]["google_storage_bucket"]["source"]):
+        assert bucket["uniform_bucket_level_access"] is True
+        assert bucket["public_access_prevention"] == "enforced"
+        assert bucket["versioning"][0]["enabled"] is True
+        assert bucket["lifecycle_rule"]
+    this = bucket_module["resource"]["google_storage_bucket"]["this"]
+    assert this["force_destroy"] is False
+    rules = [d["lifecycle_rule"] for d in this["dynamic"]]
+    assert [r["for_each"] for r in rules] == ["${var.holds_batches ? [1] : []}",
+                                               "${var.holds_batches && var.batch_retention_days > 0 ? [1] : []}"]
+    assert tf["module"]["drop_bucket"]["holds_batches"] == '${var.results_bucket_name == ""}'
+    assert tf["module"]["results_bucket"]["holds_batches"] is True
 
 
 def test_outputs_and_scheduler(tf):
@@ -194,6 +217,18 @@ def test_names_match_the_provider_schema(tf):
                     check(f"{where}.{key}", item, names[key])
 
     checked = 0
+    for config in (tf, load_all(INFRA / "modules" / "bucket")):
+        checked += check_config(config, schema, check)
+    assert checked >= 20
+    # Attributes read from other resources exist on them.
+    text = "\n".join(p.read_text() for p in INFRA.rglob("*.tf"))
+    for rtype, attr in set(re.findall(r"\b(google_[a-z0-9_]+)\.[a-z0-9_]+(?:\[[^\]]+\])?\.([a-z0-9_]+)", text)):
+        getters = schema["getters"].get(("resource", rtype), set())
+        assert attr in getters or attr in schema["resource"].get(rtype, {}), f"{rtype} has no attribute {attr}"
+
+
+def check_config(tf, schema, check) -> int:
+    checked = 0
     for kind in ("resource", "data"):
         for rtype, named in tf[kind].items():
             if rtype.startswith("archive_"):
@@ -202,13 +237,7 @@ def test_names_match_the_provider_schema(tf):
             for name, body in named.items():
                 check(f"{rtype}.{name}", body, schema[kind][rtype])
                 checked += 1
-    assert checked >= 20
-    # Attributes read from other resources exist on them.
-    text = "\n".join(p.read_text() for p in INFRA.glob("*.tf"))
-    for rtype, attr in set(re.findall(r"\b(google_[a-z0-9_]+)\.[a-z0-9_]+(?:\[[^\]]+\])?\.([a-z0-9_]+)", text)):
-        kind = "resource"
-        getters = schema["getters"].get((kind, rtype), set())
-        assert attr in getters or attr in schema[kind].get(rtype, {}), f"{rtype} has no attribute {attr}"
+    return checked
 
 
 def test_cloudbuild_steps_have_ids_and_pinned_images():

@@ -1,0 +1,64 @@
+# A private, versioned bucket; with holds_batches, the lifecycle rules for what dropbatch writes under batches/.
+
+resource "google_storage_bucket" "this" {
+  #checkov:skip=CKV_GCP_62:Access logs go to Cloud Audit Logs (data access logs), not to a second log bucket.
+  name                        = var.name
+  project                     = var.project_id
+  location                    = var.location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  # Staged copies of the input are only needed while the job runs (matched by suffix: lifecycle
+  # conditions cannot match the middle of a name).
+  dynamic "lifecycle_rule" {
+    for_each = var.holds_batches ? [1] : []
+    content {
+      condition {
+        age            = var.staged_input_retention_days
+        matches_prefix = ["batches/"]
+        matches_suffix = local.staged_suffixes
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  # Old batches (results, outputs, ledgers), when a retention is set.
+  dynamic "lifecycle_rule" {
+    for_each = var.holds_batches && var.batch_retention_days > 0 ? [1] : []
+    content {
+      condition {
+        age            = var.batch_retention_days
+        matches_prefix = ["batches/"]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  # Versions replaced or deleted: kept a while, so a mistaken overwrite of a user's file can be undone.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.noncurrent_version_retention_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+locals {
+  staged_suffixes = concat(
+    [for i in range(10) : format("/input/part-%05d.jsonl", i)],
+    [for i in range(10) : format("/input/part-%05d.keys.jsonl", i)],
+  )
+}
