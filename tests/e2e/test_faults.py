@@ -155,3 +155,29 @@ def test_split_checkpoints_and_continues_in_new_tasks(stack, bucket, inbox, vert
     assert len(checkpoints) >= 3
     time.sleep(2)
     assert len(terminal_messages(inbox, batch_id)) == 1
+
+
+def test_submit_killed_after_claim_then_redelivered(stack, bucket, inbox, vertex):
+    """SIGKILL the submit function while it validates and stages (after the claim, before any create): the
+    redelivered event (or the sweep) takes the claim over once its lease runs out; one job per part."""
+    from dropbatch.local import stack as local
+
+    n = 2000  # 50 parts of 40 (conftest.STACK_ENV): staging them takes long enough to be killed in
+    local.restart_function("submit", kill_signal=15, DROPBATCH_CLAIM_LEASE_S="3")
+    try:
+        _, batch_id = drop(bucket, "killed-submit.jsonl", [req(f"s{i} " + "pad " * 50) for i in range(n)])
+        ledger = bucket.blob(f"batches/{batch_id}/ledger.json")
+        deadline = time.monotonic() + 30
+        while not ledger.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert jobs_of(stack, batch_id) == [], "killed before any job was created"
+        local.restart_function("submit", DROPBATCH_CLAIM_LEASE_S="3")  # SIGKILL mid-validation or staging
+        assert orjson.loads(ledger.download_as_bytes())["state"] == "claimed"
+        done = inbox.wait_for(batch_id, ["succeeded"], timeout=240)
+    finally:
+        local.restart_function("submit", kill_signal=15)
+    assert done["counts"]["total"] == n and done["counts"]["succeeded"] == n
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    assert len(manifest["jobs"]) == 50
+    assert len(jobs_of(stack, batch_id)) == 50, "one job per part, none twice"
+    assert [m["state"] for m in inbox.of(batch_id)].count("submitted") == 1
