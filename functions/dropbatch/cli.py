@@ -106,7 +106,7 @@ def cmd_local(args, config: Config) -> int:
                 print(f"  function  {local.FUNCTIONS[name]:<14} http://127.0.0.1:{port}")
         print(f"  topics    {', '.join(f'{k}={v}' for k, v in running.topics.items())}")
         print(f"  logs      {running.logs}")
-        print(f"  to use it: eval \"$(dropbatch local env)\"")
+        print("  to use it: eval \"$(dropbatch local env)\"")
     return 0
 
 

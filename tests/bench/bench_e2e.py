@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
 import psutil
 import requests
 

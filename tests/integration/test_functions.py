@@ -15,7 +15,7 @@ import orjson
 import pytest
 import requests
 
-from conftest import read_json, req
+from conftest import req
 
 pytestmark = pytest.mark.stack
 MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")

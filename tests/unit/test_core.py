@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import orjson
 import pytest
@@ -22,8 +23,8 @@ def test_config_from_env_casts_and_refuses_nonsense():
         "projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash"
     with pytest.raises(UsageError, match="DROPBATCH_MAX_ERRORS"):
         Config.from_env({"DROPBATCH_MAX_ERRORS": "many"})
-    with pytest.raises(Exception):
-        cfg.bucket = "other"  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.bucket = "other"
 
 
 def test_both_storage_event_shapes():

@@ -98,6 +98,11 @@ def test_mutations_agree_with_parse_dict(line, data, value):
     if deviates(mutated):
         return
     ours, theirs = schema_ok(mutated), parse_dict_ok(mutated)
+    if isinstance(value, bool) and theirs and not ours:
+        # Python's json_format takes true/false for a float field (float(True)); the proto3 JSON mapping and
+        # the API do not, and neither does dropbatch.
+        assert any("is a boolean" in p[2] for p in check_request(mutated))
+        return
     # ParseDict takes [] and "" for a message field (it iterates them); dropbatch asks for an object.
     if theirs and not ours and value in ([], "", {}) or isinstance(value, (str, list)) and theirs and not ours:
         problems = check_request(mutated)
