@@ -29,6 +29,7 @@ def handle_event(event) -> None:
 
 def sweep(config: Config) -> dict:
     store = Store(config)
+    store.running = {}  # count each batch's running jobs once per sweep, not once per waiting batch
     seen = {"batches": 0, "errors": 0}
     for batch_id in store.active_batches():
         seen["batches"] += 1

@@ -256,6 +256,8 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(creating=None))
             raise
         room -= 1
+        if store.running is not None:
+            store.running[batch_id] = store.running.get(batch_id, 0) + 1
         logs.info("job created", job=job["name"], part=part["index"])
 
         def record(d, index=part["index"], job=job):
@@ -288,13 +290,17 @@ def claim_part(store: Store, batch_id: str, index: int) -> bool:
 
 
 def active_job_count(store: Store, exclude: str | None = None) -> int:
+    """Jobs running for other batches. Within one sweep, each ledger is read once (store.running caches)."""
+    cache = store.running if store.running is not None else {}
     count = 0
     for other in store.active_batches():
         if other == exclude:
             continue
-        doc, _ = store.read_ledger(other)
-        if doc:
-            count += sum(1 for p in doc.get("parts", []) if p.get("job") and p.get("state") not in vertex.TERMINAL)
+        if other not in cache:
+            doc, _ = store.read_ledger(other)
+            cache[other] = sum(1 for p in (doc or {}).get("parts", [])
+                               if p.get("job") and p.get("state") not in vertex.TERMINAL)
+        count += cache[other]
     return count
 
 
