@@ -20,6 +20,3 @@ class UsageError(DropbatchError):
 class InvalidInput(PermanentError):
     """A file or request that fails validation."""
 
-
-def is_transient_status(code: int | None) -> bool:
-    return code is not None and (code == 429 or code == 408 or code >= 500)

@@ -10,7 +10,6 @@ import orjson
 
 from .errors import PermanentError
 
-FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB = "google.cloud.pubsub.topic.v1.messagePublished"
 _GCS_EVENT_TYPES = {"OBJECT_FINALIZE": "finalized", "OBJECT_DELETE": "deleted", "OBJECT_ARCHIVE": "archived",
                     "OBJECT_METADATA_UPDATE": "metadataUpdated"}

@@ -58,7 +58,6 @@ class Report:
     lines: int = 0
     blank_lines: int = 0
     bytes: int = 0
-    explicit_keys: int = 0
     errors: list = dataclasses.field(default_factory=list)
     error_count: int = 0
     truncated: bool = False
@@ -644,7 +643,6 @@ def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | 
         if key is None:
             keyless[lineno - 1] = 1
         else:
-            report.explicit_keys += 1
             h = _key_hash(key)
             first = seen_keys.get(h)
             if first is not None:
