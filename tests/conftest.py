@@ -29,7 +29,12 @@ def stack(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in (*STACK_ENV, "DROPBATCH_STATE_DIR")}
     os.environ.update(STACK_ENV, DROPBATCH_STATE_DIR=str(state))
     started = time.monotonic()
-    running = local.up()
+    try:
+        running = local.up()
+    except local.StackError as exc:
+        if os.environ.get("CI") or "emulator" not in str(exc) and "Java" not in str(exc):
+            raise  # in CI, and for any other failure, a missing stack is a failure
+        pytest.skip(f"no local stack on this machine: {exc}")
     running.up_seconds = time.monotonic() - started
     os.environ.update(running.client_env())
     from dropbatch.config import get_config
