@@ -36,6 +36,11 @@ def parse_time(value) -> dt.datetime | None:
         return None
 
 
+def age_s(stamp: str | None) -> float:
+    """Seconds since an ISO timestamp as the ledger writes them; 0 for none."""
+    return event_age_s(parse_time(stamp))
+
+
 def event_age_s(when: dt.datetime | None) -> float:
     if when is None:
         return 0.0

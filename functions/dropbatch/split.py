@@ -22,7 +22,9 @@ from pathlib import Path
 import orjson
 
 from . import logs
+from .events import age_s
 from .keys import is_batch_id, key_width, line_key
+from .ledger import now
 from .validate import bounded_lines
 
 LINE_LABEL = "dropbatch-line"
@@ -492,26 +494,13 @@ def requeue_stale_tasks(store, doc: dict) -> None:
         finalize(store, doc["batch_id"], force_after_s=60)
         return
     queued = doc.get("split_queued")
-    if queued and _age_s(queued) > 2 * store.config.split_budget_s + 60:
+    if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
         for part in doc["parts"]:
             if part.get("split") != "done":
                 notify.publish_json(store.config, store.config.split_topic, task_for(doc, part),
                                     batch_id=doc["batch_id"])
         store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
         logs.warning("split tasks re-sent: they did not finish in time")
-
-
-def _age_s(stamp: str) -> float:
-    import datetime as dt
-
-    when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
-
-
-def now() -> str:
-    from .ledger import now as _now
-
-    return _now()
 
 
 def handle_event(event) -> None:
@@ -747,7 +736,7 @@ def finalize(store, batch_id: str, force_after_s: float | None = None) -> None:
         if force_after_s is None:
             return  # another task is finishing this batch
         existing, _ = store.read_json(manifest_path)
-        if _age_s(existing["timings"]["finished"]) < force_after_s:
+        if age_s(existing["timings"]["finished"]) < force_after_s:
             return
         manifest = existing
     job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]

@@ -12,7 +12,7 @@ import datetime as dt
 from . import logs, notify, submit, vertex
 from .config import Config, get_config
 from .errors import DropbatchError, TransientError
-from .events import PUBSUB
+from .events import PUBSUB, age_s
 from .ledger import Store, execution_id, now
 
 
@@ -44,13 +44,6 @@ def sweep(config: Config) -> dict:
     return seen
 
 
-def _age_s(stamp: str | None) -> float:
-    if not stamp:
-        return 0.0
-    when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
-
-
 def _lease_expired(doc: dict) -> bool:
     lease = doc.get("lease_until")
     return not lease or dt.datetime.fromisoformat(lease) < dt.datetime.now(dt.timezone.utc)
@@ -60,7 +53,7 @@ def advance(store: Store, batch_id: str) -> None:
     doc, _ = store.read_ledger(batch_id)
     if doc is None:  # marked, never claimed: the claiming execution may still be on its way
         marker, _ = store.read_json(f"{store.prefix}_active/{batch_id}")
-        if marker is None or _age_s(marker.get("since")) > 2 * store.config.claim_lease_s:
+        if marker is None or age_s(marker.get("since")) > 2 * store.config.claim_lease_s:
             store.mark_inactive(batch_id)
         return
     if doc["state"] in submit.FINISHED:
@@ -89,7 +82,7 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                 if job["state"] != part["state"]:
                     logs.info("job state", job=job["name"], state=job["state"], part=part["index"])
     stalled = [p for p in doc["parts"] if p["job"] and p["state"] not in vertex.TERMINAL
-               and p["index"] not in updates and _age_s(p.get("created")) > config.job_deadline_s]
+               and p["index"] not in updates and age_s(p.get("created")) > config.job_deadline_s]
 
     def record(d):
         for index, job in updates.items():

@@ -14,7 +14,7 @@ import orjson
 from . import keys, logs, notify, vertex
 from .config import Config, get_config
 from .errors import PermanentError, TransientError
-from .events import event_age_s, object_event
+from .events import age_s, event_age_s, object_event
 from .ledger import Store, execution_id, now
 from .validate import iter_requests, validate_stream
 
@@ -278,9 +278,7 @@ def claim_part(store: Store, batch_id: str, index: int) -> bool:
     def mutate(d):
         part = d["parts"][index]
         creating = part.get("creating")
-        if part["job"] or part["state"] in vertex.TERMINAL or (
-                creating and (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(
-                    creating["at"].replace("Z", "+00:00"))).total_seconds() < CREATE_LEASE_S):
+        if part["job"] or part["state"] in vertex.TERMINAL or (creating and age_s(creating["at"]) < CREATE_LEASE_S):
             return False
         part["creating"] = {"by": me, "at": now()}
         won.append(True)
