@@ -22,6 +22,6 @@ def on_job_event(event):
 @functions_framework.cloud_event
 def split_results(event):
     """Pub/Sub split task: write one result object per request, then the manifest and the message."""
-    from dropbatch import split
+    from dropbatch import rounds
 
-    split.handle_event(event)
+    rounds.handle_event(event)

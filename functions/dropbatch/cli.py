@@ -347,7 +347,7 @@ def cmd_list(args, config: Config) -> int:
 
 
 def cmd_cancel(args, config: Config) -> int:
-    from . import vertex
+    from . import batch, vertex
     from .ledger import Store
 
     if not is_batch_id(args.batch_id):
@@ -358,7 +358,7 @@ def cmd_cancel(args, config: Config) -> int:
         raise UsageError(f"no batch {args.batch_id!r}")
     cancelled = 0
     for p in doc["parts"]:
-        if p.get("job") and p.get("state") not in vertex.TERMINAL:
+        if batch.part_running(p):
             vertex.cancel_job(store.config, p["job"])
             cancelled += 1
     print(f"cancel requested for {cancelled} job(s) of {args.batch_id}; partial results will still be split")

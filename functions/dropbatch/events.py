@@ -36,15 +36,19 @@ def parse_time(value) -> dt.datetime | None:
         return None
 
 
-def age_s(stamp: str | None) -> float:
-    """Seconds since an ISO timestamp as the ledger writes them; 0 for none."""
-    return event_age_s(parse_time(stamp))
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
-def event_age_s(when: dt.datetime | None) -> float:
-    if when is None:
-        return 0.0
-    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+def now(at: dt.datetime | None = None) -> str:
+    """A timestamp as the ledger and the manifest write them: UTC, milliseconds, Z."""
+    return (at or utcnow()).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def age_s(value, at: dt.datetime | None = None) -> float:
+    """Seconds since a timestamp (a datetime or an ISO string) until `at` (default: now); 0 for none."""
+    when = parse_time(value)
+    return 0.0 if when is None else ((at or utcnow()) - when).total_seconds()
 
 
 def pubsub_message(event) -> tuple[bytes, dict, dt.datetime | None]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+# The label dropbatch adds to each staged request (N = its line in the dropped file); Vertex echoes it back.
+LINE_LABEL = "dropbatch-line"
 KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 BATCH_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,50}\Z")

@@ -6,7 +6,6 @@ sweep must look at, so it never lists every batch ever run.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import os
 import time
@@ -16,6 +15,7 @@ import orjson
 
 from .config import Config
 from .errors import PermanentError, TransientError
+from .events import now
 
 ACTIVE = "_active/"
 
@@ -25,18 +25,27 @@ class Conflict(Exception):
 
 
 @functools.cache
-def storage_client(project: str):
-    from google.cloud import storage
-
+def gcs_credentials():
+    """The credentials every Cloud Storage call uses: anonymous on an emulator, else the default ones."""
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=project, credentials=AnonymousCredentials())
-    return storage.Client(project=project)
+        return AnonymousCredentials()
+    import google.auth
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+    return credentials
 
 
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def gcs_endpoint() -> str:
+    return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+
+
+@functools.cache
+def storage_client(project: str):
+    from google.cloud import storage
+
+    return storage.Client(project=project, credentials=gcs_credentials())
 
 
 def execution_id() -> str:
@@ -137,11 +146,19 @@ class Store:
 
     # ------------------------------------------------------------ the active index
 
+    def _marker(self, batch_id: str) -> str:
+        return f"{self.prefix}{ACTIVE}{batch_id}"
+
     def mark_active(self, batch_id: str) -> None:
-        self.create_json(f"{self.prefix}{ACTIVE}{batch_id}", {"batch_id": batch_id, "since": now()})
+        self.create_json(self._marker(batch_id), {"batch_id": batch_id, "since": now()})
 
     def mark_inactive(self, batch_id: str) -> None:
-        self.delete(f"{self.prefix}{ACTIVE}{batch_id}")
+        self.delete(self._marker(batch_id))
+
+    def active_since(self, batch_id: str) -> str | None:
+        """When the batch was marked active; None when it is not marked."""
+        marker, _ = self.read_json(self._marker(batch_id))
+        return None if marker is None else marker.get("since") or ""
 
     def active_batches(self) -> list[str]:
         if self.running is not None and self._active is not None:

@@ -8,12 +8,14 @@ descriptors of the installed library: `python -m dropbatch.schema` rewrites it.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import orjson
 
 SNAPSHOT = Path(__file__).with_name("gemini_schema.json")
 ROOT = "google.cloud.aiplatform.v1.GenerateContentRequest"
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 # Field kinds, by protobuf FieldDescriptor.TYPE_*.
 _KIND = {1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 6: "uint64", 7: "uint32", 8: "bool",
@@ -23,6 +25,12 @@ _WELL_KNOWN = {
     "google.protobuf.Duration": "duration", "google.protobuf.Timestamp": "timestamp",
     "google.protobuf.FieldMask": "fieldmask",
 }
+
+
+@functools.lru_cache(maxsize=4096)
+def snake_case(name: str) -> str:
+    """A JSON (camelCase) field name as the proto (snake_case) one: generationConfig -> generation_config."""
+    return _CAMEL.sub("_", name).lower()
 
 
 def _field_spec(field, messages: dict) -> dict:

@@ -21,33 +21,23 @@ from pathlib import Path
 
 import orjson
 
-from . import logs
-from .events import age_s
-from .keys import is_batch_id, key_width, line_key
-from .ledger import now
-from .validate import bounded_lines
+from . import logs, notify
+from .batch import USAGE_NAMES, part_name, terminal_state
+from .keys import LINE_LABEL, key_width, line_key
+from .lineio import bounded_lines
+from .schema import snake_case
 
-LINE_LABEL = "dropbatch-line"
 RETRYABLE_CODES = {408, 429, 500, 502, 503, 504}
 RETRYABLE_STATUS = {"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-_snake_cache: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------- fingerprints
-
-def _snake(name: str) -> str:
-    out = _snake_cache.get(name)
-    if out is None:
-        out = _snake_cache[name] = _CAMEL.sub("_", name).lower()
-    return out
-
 
 def canonical(value, key: str | None = None):
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            k = _snake(k)
+            k = snake_case(k)
             if k == "labels" and key is None:
                 continue
             v = canonical(v, k)
@@ -206,9 +196,8 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
     }
 
 
-USAGE_FIELDS = (("prompt_tokens", "promptTokenCount", "prompt_token_count"),
-                ("candidates_tokens", "candidatesTokenCount", "candidates_token_count"),
-                ("total_tokens", "totalTokenCount", "total_token_count"))
+USAGE_FIELDS = tuple((name, camel, snake_case(camel)) for name, camel in zip(
+    USAGE_NAMES, ("promptTokenCount", "candidatesTokenCount", "totalTokenCount")))
 
 
 class Matcher:
@@ -228,8 +217,8 @@ class Matcher:
         return {"seen": base64.b64encode(zlib.compress(bytes(self.seen))).decode(), "counts": self.counts,
                 "usage": self.usage, "failures": self.failures}
 
-    def match(self, raw: bytes) -> tuple[str, bytes] | None:
-        """The result object for one output line, or None (a duplicate, an unmatched or unreadable line)."""
+    def match(self, raw: bytes) -> tuple[int, str, bytes] | None:
+        """(line, key, result object) for one output line, or None (a duplicate, unmatched or unreadable line)."""
         try:
             out = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -264,7 +253,7 @@ class Matcher:
         if result["error"]:
             self.failures.append({"key": key, "line": line, "status": "failed", "error": result["error"],
                                   "retryable": is_retryable(result["error"])})
-        return key, orjson.dumps(result)
+        return line, key, orjson.dumps(result)
 
     def missing(self):
         """errors.jsonl entries of the requests no output line answered, in line order (a generator)."""
@@ -289,73 +278,64 @@ class LocalSink:
 
 
 class GcsSink:
-    """Concurrent media uploads, one kept-alive connection per worker; at most `workers * 4` results in flight.
-
-    A result upload is one plain JSON-API request. The client library's per-call machinery costs several
-    times the CPU of the request itself, and these writes are idempotent (the same bytes on a re-run), so
-    they go straight over HTTP and are retried on 408, 429, 5xx and connection errors.
+    """Result objects uploaded concurrently: a bounded pool, one AuthorizedSession (kept-alive connections)
+    per worker, at most `workers * 4` results in flight, retried as the storage client retries (408, 429, 5xx,
+    connection errors: google.cloud.storage.retry.DEFAULT_RETRY). A result is one media upload of a few KB:
+    the storage client's per-blob machinery costs several times the CPU of the request itself, so results go
+    straight through the public JSON API. Writes are idempotent (a re-run writes the same bytes). Close it.
     """
 
-    def __init__(self, bucket, prefix: str, workers: int = 32):
+    def __init__(self, bucket_name: str, prefix: str, workers: int = 32):
         import urllib.parse
 
-        client = bucket.client
-        base = urllib.parse.urlsplit(client._connection.API_BASE_URL)
-        self.https, self.host = base.scheme == "https", base.netloc
-        self.path = f"/upload/storage/v1/b/{urllib.parse.quote(bucket.name, safe='')}/o?uploadType=media&name="
-        self.credentials = client._credentials
+        from .ledger import gcs_endpoint
+
+        self.url = f"{gcs_endpoint()}/upload/storage/v1/b/{urllib.parse.quote(bucket_name, safe='')}/o"
         self.prefix = prefix
         self.local = threading.local()
+        self.sessions: list = []
+        self.lock = threading.Lock()
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="results")
         self.slots = threading.BoundedSemaphore(workers * 4)
         self.pending: set = set()
         self.error: BaseException | None = None
         self.retries = 0
 
-    def _connection(self):
-        import http.client
+    def _session(self):
+        session = getattr(self.local, "session", None)
+        if session is None:
+            from google.auth.transport.requests import AuthorizedSession
 
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            conn = self.local.conn = cls(self.host, timeout=120)
-        return conn
+            from .ledger import gcs_credentials
 
-    def _headers(self) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if getattr(self.credentials, "token", None) is not None or not self.credentials.__class__.__name__.startswith(
-                "Anonymous"):
-            from google.auth.transport.requests import Request
+            session = self.local.session = AuthorizedSession(gcs_credentials())
+            with self.lock:
+                self.sessions.append(session)
+        return session
 
-            self.credentials.before_request(Request(), "POST", self.host, headers)
-        return headers
+    def _post(self, name: str, data: bytes) -> None:
+        from google.api_core import exceptions
+
+        response = self._session().post(self.url, params={"uploadType": "media", "name": self.prefix + name},
+                                        data=data, headers={"Content-Type": "application/json"}, timeout=120)
+        if response.status_code >= 300:
+            raise exceptions.from_http_response(response)
 
     def _upload(self, name: str, data: bytes) -> None:
-        import http.client
-        import random
-        import urllib.parse
+        from google.api_core import exceptions
+        from google.cloud.storage.retry import DEFAULT_RETRY
 
         from .errors import PermanentError, TransientError
 
-        path = self.path + urllib.parse.quote(self.prefix + name, safe="")
+        def on_error(exc):
+            self.retries += 1
+
         try:
-            for attempt in range(8):
-                try:
-                    conn = self._connection()
-                    conn.request("POST", path, body=data, headers=self._headers())
-                    resp = conn.getresponse()
-                    body = resp.read()
-                    if resp.status < 300:
-                        return
-                    if resp.status not in (408, 429) and resp.status < 500:
-                        raise PermanentError(f"writing {name}: HTTP {resp.status} {body[:200]!r}")
-                    problem = f"HTTP {resp.status}"
-                except (OSError, http.client.HTTPException) as exc:
-                    self.local.conn = None
-                    problem = str(exc) or type(exc).__name__
-                self.retries += 1
-                time.sleep(min(0.2 * 2**attempt, 10) * random.uniform(0.5, 1.5))
-            raise TransientError(f"writing {name} kept failing: {problem}")
+            DEFAULT_RETRY.with_timeout(300).with_delay(0.2, 10, 2)(self._post, on_error=on_error)(name, data)
+        except exceptions.RetryError as exc:
+            self.error = TransientError(f"writing {name} kept failing: {exc.cause}")
+        except exceptions.GoogleAPICallError as exc:
+            self.error = (TransientError if exc.code in RETRYABLE_CODES else PermanentError)(f"writing {name}: {exc}")
         except BaseException as exc:
             self.error = exc
         finally:
@@ -374,22 +354,99 @@ class GcsSink:
         if self.error:
             raise self.error
 
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for session in self.sessions:
+            session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+# ---------------------------------------------------------------- one part of a batch, in the cloud
+
+def load_index(store, doc: dict, part: dict) -> Index:
+    name = store.path(doc["batch_id"], f"input/part-{part['index']:05d}" if part["round"] == 0 else
+                      f"input/retry-{part_name(part)}")
+    width = key_width(doc["lines"])
+
+    def pairs():
+        with store.bucket.blob(name + ".keys.jsonl").open("rb", chunk_size=8 << 20) as f:
+            for raw in f:
+                line, key = orjson.loads(raw)[:2]
+                yield line, key
+
+    def requests():
+        with store.bucket.blob(name + ".jsonl").open("rb", chunk_size=8 << 20) as f:
+            for raw in f:
+                request = orjson.loads(raw)["request"]
+                yield int(request["labels"][LINE_LABEL]), request
+
+    return Index.from_keys(pairs(), width, requests)
+
+
+def output_files(store, output_dir: str | None) -> list:
+    if not output_dir:
+        return []
+    bucket_name, _, prefix = output_dir[5:].partition("/")
+    blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
+    return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
+
+
+def split_part(store, doc: dict, part: dict, task: dict) -> bool:
+    """Match one job's outputs to its requests and write the results; True when the part is split, False when
+    it checkpointed before DROPBATCH_SPLIT_BUDGET_S and continues in a new task (docs/contracts.md)."""
+    config, batch_id = store.config, doc["batch_id"]
+    name = part_name(part)
+    done_path = store.path(batch_id, f"split/{name}.done.json")
+    ckpt_path = store.path(batch_id, f"split/{name}.checkpoint.json")
+    if store.read_json(done_path)[0] is not None:
+        return True
+    started = time.monotonic()
+    checkpoint = store.read_json(ckpt_path)[0] if task.get("resume") else None
+    index = load_index(store, doc, part)
+    matcher = Matcher(index, batch_id, part["job"], checkpoint and checkpoint["state"])
+    files = output_files(store, part.get("output_dir"))
+    deadline = started + config.split_budget_s
+    file_index, offset = (checkpoint["file"], checkpoint["offset"]) if checkpoint else (0, 0)
+    with GcsSink(store.bucket.name, store.path(batch_id, "results/"), config.workers) as sink:
+        for i in range(file_index, len(files)):
+            with files[i].open("rb", chunk_size=8 << 20) as stream:
+                if offset:
+                    stream.seek(offset)
+                for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
+                    offset += size
+                    if raw is None:
+                        matcher.counts["unmatched_outputs"] += 1  # over the size limit: counted, not read
+                    elif raw.strip():
+                        hit = matcher.match(raw)
+                        if hit:
+                            sink.put(f"{hit[1]}.json", hit[2])
+                    if time.monotonic() > deadline:
+                        sink.flush()
+                        store.write_json(ckpt_path, {"file": i, "offset": offset, "state": matcher.state()})
+                        notify.publish_json(config, config.split_topic, {**task, "resume": True}, batch_id=batch_id)
+                        logs.info("split checkpointed; continuing in a new task", file=files[i].name, offset=offset)
+                        return False
+            offset = 0
+        sink.flush()
+        logs.info("results written", part=part["index"], retries=sink.retries)
+    missing = list(matcher.missing())
+    store.create_json(done_path, {
+        "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
+        "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,
+        "errors": sorted(matcher.failures + missing, key=lambda e: e["line"]),
+        "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3),
+        "lines": list(index.lines()) if part["round"] else None})
+    logs.info("part split", part=part["index"], counts=matcher.counts, missing=len(missing))
+    return True
+
 
 # ---------------------------------------------------------------- the local front end: dropbatch split
-
-def terminal_state(counts: dict, job_states: list[str]) -> str:
-    if "JOB_STATE_CANCELLED" in job_states:
-        return "cancelled"
-    if "JOB_STATE_EXPIRED" in job_states:
-        return "expired"
-    if "JOB_STATE_FAILED" in job_states:  # the job's own verdict; the counts still show what did succeed
-        return "failed"
-    if counts["total"] and counts["succeeded"] == counts["total"]:
-        return "succeeded"
-    if counts["succeeded"] == 0:
-        return "failed"
-    return "partially_succeeded"
-
 
 def build_manifest(batch_id, counts: dict, usage: dict, jobs: list, source: str, results_prefix: str, **extra) -> dict:
     states = [j.get("state") or "" for j in jobs]
@@ -442,7 +499,7 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
                 elif raw.strip():
                     hit = matcher.match(raw)
                     if hit:
-                        sink.put(f"{hit[0]}.json", hit[1])
+                        sink.put(f"{hit[1]}.json", hit[2])
                 if progress:
                     progress(size)
     missing = 0
@@ -463,288 +520,3 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
     return manifest
 
 
-# ---------------------------------------------------------------- the cloud front end: split tasks
-
-def _part_name(part: dict) -> str:
-    return f"r{part['round']}-p{part['index']:05d}"
-
-
-def task_for(doc: dict, part: dict) -> dict:
-    """A split task (DESIGN.md: split tasks): what the split function needs, nothing it must trust blindly."""
-    return {"batch_id": doc["batch_id"], "part": part["index"], "round": part["round"], "job": part["job"],
-            "resume": False}
-
-
-def queue_tasks(store, doc: dict) -> None:
-    from . import notify, submit
-
-    for part in doc["parts"]:
-        if part.get("split") != "done":
-            notify.publish_json(store.config, store.config.split_topic, task_for(doc, part), batch_id=doc["batch_id"])
-    store.update_ledger(doc["batch_id"], lambda d: d.update(state=submit.SPLITTING, split_queued=now())
-                        if d["state"] == submit.SUBMITTED else False)
-    logs.info("split tasks queued", parts=len(doc["parts"]))
-
-
-def requeue_stale_tasks(store, doc: dict) -> None:
-    """The sweep's safety net: finish a batch whose last step died, re-send split tasks that never finished."""
-    from . import notify
-
-    if all(p.get("split") == "done" for p in doc["parts"]):
-        finalize(store, doc["batch_id"], force_after_s=60)
-        return
-    queued = doc.get("split_queued")
-    if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
-        for part in doc["parts"]:
-            if part.get("split") != "done":
-                notify.publish_json(store.config, store.config.split_topic, task_for(doc, part),
-                                    batch_id=doc["batch_id"])
-        store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
-        logs.warning("split tasks re-sent: they did not finish in time")
-
-
-def handle_event(event) -> None:
-    from .config import get_config
-    from .errors import PermanentError
-    from .events import PUBSUB, pubsub_json
-    from .ledger import execution_id
-
-    if event.get("type") != PUBSUB:
-        logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
-        return
-    try:
-        task, _ = pubsub_json(event)
-    except PermanentError as exc:
-        logs.error(f"ignored: {exc}")
-        return
-    if not is_batch_id(str(task.get("batch_id"))) or not isinstance(task.get("part"), int):
-        logs.warning("ignored: not a split task")
-        return
-    config = get_config()
-    token = logs.bind(batch_id=task["batch_id"], execution_id=execution_id(), event_id=event.get("id"))
-    try:
-        run_task(config, task)
-    finally:
-        logs.reset(token)
-
-
-def load_index(store, doc: dict, part: dict) -> Index:
-    name = store.path(doc["batch_id"], f"input/part-{part['index']:05d}" if part["round"] == 0 else
-                      f"input/retry-{_part_name(part)}")
-    width = key_width(doc["lines"])
-
-    def pairs():
-        with store.bucket.blob(name + ".keys.jsonl").open("rb", chunk_size=8 << 20) as f:
-            for raw in f:
-                line, key = orjson.loads(raw)
-                yield line, key
-
-    def requests():
-        with store.bucket.blob(name + ".jsonl").open("rb", chunk_size=8 << 20) as f:
-            for raw in f:
-                request = orjson.loads(raw)["request"]
-                yield int(request["labels"][LINE_LABEL]), request
-
-    return Index.from_keys(pairs(), width, requests)
-
-
-def output_files(store, output_dir: str | None) -> list:
-    if not output_dir:
-        return []
-    bucket_name, _, prefix = output_dir[5:].partition("/")
-    blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
-    return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
-
-
-def run_task(config, task: dict) -> None:
-    from . import notify, submit, vertex
-    from .errors import TransientError
-    from .ledger import Store
-
-    store = Store(config)
-    batch_id = task["batch_id"]
-    doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["state"] not in (submit.SUBMITTED, submit.SPLITTING):
-        logs.info("split task ignored: the batch is not splitting", state=doc and doc["state"])
-        return
-    if not 0 <= task["part"] < len(doc["parts"]):
-        logs.warning("split task ignored: no such part", part=task["part"])
-        return
-    part = doc["parts"][task["part"]]
-    if part["state"] not in vertex.TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
-        raise TransientError(f"part {part['index']} is still {part['state']} in the ledger")
-    if part["round"] != task.get("round", 0):
-        logs.info("split task ignored: an older round")
-        return
-    name = _part_name(part)
-    done_path = store.path(batch_id, f"split/{name}.done.json")
-    ckpt_path = store.path(batch_id, f"split/{name}.checkpoint.json")
-    if store.read_json(done_path)[0] is None:
-        started = time.monotonic()
-        checkpoint = store.read_json(ckpt_path)[0] if task.get("resume") else None
-        index = load_index(store, doc, part)
-        matcher = Matcher(index, batch_id, part["job"], checkpoint and checkpoint["state"])
-        files = output_files(store, part.get("output_dir"))
-        sink = GcsSink(store.bucket, store.path(batch_id, "results/"), config.workers)
-        deadline = started + config.split_budget_s
-        file_index, offset = (checkpoint["file"], checkpoint["offset"]) if checkpoint else (0, 0)
-        for i in range(file_index, len(files)):
-            with files[i].open("rb", chunk_size=8 << 20) as stream:
-                if offset:
-                    stream.seek(offset)
-                for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
-                    offset += size
-                    if raw is None:
-                        matcher.counts["unmatched_outputs"] += 1  # over the size limit: counted, not read
-                    elif raw.strip():
-                        hit = matcher.match(raw)
-                        if hit:
-                            sink.put(f"{hit[0]}.json", hit[1])
-                    if time.monotonic() > deadline:
-                        sink.flush()
-                        store.write_json(ckpt_path, {"file": i, "offset": offset, "state": matcher.state()})
-                        notify.publish_json(config, config.split_topic, {**task, "resume": True}, batch_id=batch_id)
-                        logs.info("split checkpointed; continuing in a new task", file=files[i].name, offset=offset)
-                        return
-            offset = 0
-        sink.flush()
-        logs.info("results written", part=part["index"], retries=sink.retries)
-        missing = list(matcher.missing())
-        store.create_json(done_path, {
-            "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
-            "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,
-            "errors": sorted(matcher.failures + missing, key=lambda e: e["line"]),
-            "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3),
-            "lines": list(index.lines()) if part["round"] else None})
-        logs.info("part split", part=part["index"], counts=matcher.counts, missing=len(missing))
-    doc = store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(split="done")
-                              if d["parts"][part["index"]].get("split") != "done" else False)
-    if all(p.get("split") == "done" for p in doc["parts"]):
-        finalize(store, batch_id)
-
-
-def merge_rounds(doc: dict, dones: dict) -> tuple[dict, dict, list]:
-    """Counts, usage and errors of a batch: a later round's outcome replaces the earlier one for its lines."""
-    counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}
-    usage = {name: 0 for name, *_ in USAGE_FIELDS}
-    errors: dict[int, dict] = {}
-    for part in sorted(doc["parts"], key=lambda p: (p["round"], p["index"])):
-        done = dones[_part_name(part)]
-        if part["round"] == 0:
-            counts["total"] += done["requests"]
-        for line in done.get("lines") or ():
-            errors.pop(line, None)
-        for k in ("duplicate_outputs", "unmatched_outputs"):
-            counts[k] += done["counts"].get(k, 0)
-        for k in usage:
-            usage[k] += done["usage"].get(k, 0)
-        errors.update((e["line"], e) for e in done["errors"])
-    ordered = [errors[line] for line in sorted(errors)]
-    counts["failed"] = sum(e["status"] == "failed" for e in ordered)
-    counts["missing"] = sum(e["status"] == "missing" for e in ordered)
-    counts["succeeded"] = counts["total"] - counts["failed"] - counts["missing"]
-    return counts, usage, ordered
-
-
-def stage_retry(store, doc: dict, errors: list) -> list[dict]:
-    """Stage the requests that failed for a transient reason (or never came back) as the next round's parts."""
-    config, batch_id, round_ = store.config, doc["batch_id"], doc["round"] + 1
-    keys = {e["line"]: e["key"] for e in errors}
-    originals = [p for p in doc["parts"] if p["round"] == 0 and any(p["first_line"] <= l <= p["last_line"]
-                                                                     for l in keys)]
-    parts, data, sidecar = [], bytearray(), bytearray()
-    base = len(doc["parts"])
-
-    def flush(first, last, count):
-        part = {"index": base + len(parts), "round": round_, "first_line": first, "last_line": last,
-                "requests": count, "job": None, "state": None, "output_dir": None, "completion_stats": None,
-                "error": None, "split": None}
-        name = store.path(batch_id, f"input/retry-{_part_name(part)}")
-        store.bucket.blob(name + ".keys.jsonl").upload_from_string(bytes(sidecar), content_type="application/jsonl")
-        store.bucket.blob(name + ".jsonl").upload_from_string(bytes(data), content_type="application/jsonl")
-        part["input"] = store.uri(name + ".jsonl")
-        parts.append(part)
-        data.clear()
-        sidecar.clear()
-
-    count, first = 0, None
-    for original in originals:
-        path = store.path(batch_id, f"input/part-{original['index']:05d}.jsonl")
-        with store.bucket.blob(path).open("rb", chunk_size=8 << 20) as f:
-            for raw in f:
-                line = int(orjson.loads(raw)["request"]["labels"][LINE_LABEL])
-                if line not in keys:
-                    continue
-                data.extend(raw if raw.endswith(b"\n") else raw + b"\n")
-                sidecar.extend(orjson.dumps([line, keys[line]]) + b"\n")
-                first = first or line
-                count += 1
-                if count >= config.max_job_requests:
-                    flush(first, line, count)
-                    count, first = 0, None
-                last = line
-    if count:
-        flush(first, last, count)
-    return parts
-
-
-def finalize(store, batch_id: str, force_after_s: float | None = None) -> None:
-    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the manifest.
-
-    Before that, requests that failed for a transient reason (or never came back) get another round,
-    up to DROPBATCH_RETRY_ROUNDS, and the user hears only of the end of the last one.
-    """
-    from . import notify, submit
-
-    doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["notified"].get("terminal"):
-        store.mark_inactive(batch_id)
-        return
-    dones = {_part_name(p): store.read_json(store.path(batch_id, f"split/{_part_name(p)}.done.json"))[0]
-             for p in doc["parts"]}
-    counts, usage, errors = merge_rounds(doc, dones)
-    last_round = [p for p in doc["parts"] if p["round"] == doc["round"]]
-    retry = [e for e in errors if e.get("retryable")]
-    cancelled = doc.get("cancel_requested") or any(p["state"] == "JOB_STATE_CANCELLED" for p in last_round)
-    if retry and doc["round"] < store.config.retry_rounds and not cancelled:
-        parts = stage_retry(store, doc, retry)
-        current = doc["round"]
-
-        def next_round(d):
-            if d["round"] != current or d["state"] not in (submit.SUBMITTED, submit.SPLITTING):
-                return False  # another finisher started the round already
-            d.update(round=current + 1, state=submit.STAGED, parts=d["parts"] + parts)
-
-        store.update_ledger(batch_id, next_round)
-        logs.info("retry round staged", round=current + 1, requests=len(retry))
-        submit.submit_parts(store, batch_id)
-        return
-    store.bucket.blob(store.path(batch_id, "errors.jsonl")).upload_from_string(
-        b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
-    jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
-             "requests": p["requests"], "completion_stats": p["completion_stats"], "error": p["error"],
-             "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
-    rounds = [{"round": r, "requests": sum(p["requests"] for p in doc["parts"] if p["round"] == r),
-               "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
-    results_prefix = store.uri(store.path(batch_id, "results/"))
-    manifest = build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix, rounds=rounds,
-                              timings={"received": doc["created"], "finished": now(),
-                                       "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
-    manifest["state"] = terminal_state(counts, [p["state"] or "" for p in last_round])
-    manifest_path = store.path(batch_id, "manifest.json")
-    if not store.create_json(manifest_path, manifest):
-        if force_after_s is None:
-            return  # another task is finishing this batch
-        existing, _ = store.read_json(manifest_path)
-        if age_s(existing["timings"]["finished"]) < force_after_s:
-            return
-        manifest = existing
-    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
-    notify.send(store.config, notify.build(
-        manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
-        manifest=store.uri(manifest_path), results_prefix=results_prefix,
-        report=store.uri(store.path(batch_id, "report.json")), error="; ".join(job_errors) or None))
-    store.update_ledger(batch_id, lambda d: d.update(state=submit.DONE, final_state=manifest["state"],
-                                                     counts=manifest["counts"],
-                                                     notified={**d["notified"], "terminal": now()}))
-    store.mark_inactive(batch_id)

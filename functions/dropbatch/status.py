@@ -7,13 +7,11 @@ and split tasks that never finished.
 
 from __future__ import annotations
 
-import datetime as dt
-
-from . import logs, notify, submit, vertex
+from . import batch, logs, notify, rounds, submit, vertex
 from .config import Config, get_config
 from .errors import DropbatchError, TransientError
-from .events import PUBSUB, age_s
-from .ledger import Store, execution_id, now
+from .events import PUBSUB, age_s, now
+from .ledger import Store, execution_id
 
 
 def handle_event(event) -> None:
@@ -44,44 +42,37 @@ def sweep(config: Config) -> dict:
     return seen
 
 
-def _lease_expired(doc: dict) -> bool:
-    lease = doc.get("lease_until")
-    return not lease or dt.datetime.fromisoformat(lease) < dt.datetime.now(dt.timezone.utc)
-
-
 def advance(store: Store, batch_id: str) -> None:
     doc, _ = store.read_ledger(batch_id)
     if doc is None:  # marked, never claimed: the claiming execution may still be on its way
-        marker, _ = store.read_json(f"{store.prefix}_active/{batch_id}")
-        if marker is None or age_s(marker.get("since")) > 2 * store.config.claim_lease_s:
+        since = store.active_since(batch_id)
+        if since is None or age_s(since) > 2 * store.config.claim_lease_s:
             store.mark_inactive(batch_id)
         return
-    if doc["state"] in submit.FINISHED:
+    if doc["state"] in batch.FINISHED:
         store.mark_inactive(batch_id)
         return
-    if doc["state"] in (submit.CLAIMED, submit.STAGED):
-        if _lease_expired(doc):  # its event was lost or its function died: finish the submission here
+    if doc["state"] in batch.SUBMITTING:
+        if batch.lease_expired(doc):  # its event was lost or its function died: finish the submission here
             submit.resume(store, batch_id)
         return
-    if doc["state"] == submit.SUBMITTED:
+    if doc["state"] == batch.SUBMITTED:
         refresh_jobs(store, doc)
-    elif doc["state"] == submit.SPLITTING:
-        from . import split
-
-        split.requeue_stale_tasks(store, doc)
+    elif doc["state"] == batch.SPLITTING:
+        rounds.requeue_stale_tasks(store, doc)
 
 
 def refresh_jobs(store: Store, doc: dict) -> None:
     config, batch_id = store.config, doc["batch_id"]
     updates = {}
     for part in doc["parts"]:
-        if part["job"] and part["state"] not in vertex.TERMINAL:
+        if batch.part_running(part):
             job = vertex.get_job(config, part["job"])
             if job["state"] != part["state"] or job["completion_stats"] != part["completion_stats"]:
                 updates[part["index"]] = job
                 if job["state"] != part["state"]:
                     logs.info("job state", job=job["name"], state=job["state"], part=part["index"])
-    stalled = [p for p in doc["parts"] if p["job"] and p["state"] not in vertex.TERMINAL
+    stalled = [p for p in doc["parts"] if batch.part_running(p)
                and p["index"] not in updates and age_s(p.get("created")) > config.job_deadline_s]
 
     def record(d):
@@ -99,11 +90,9 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                                              counts={"total": doc["requests"]},
                                              error=f"job {p['job']} is still {p['state']} after "
                                                    f"{config.job_deadline_s} s"))
-    if any(not p["job"] and p["state"] not in vertex.TERMINAL for p in doc["parts"]):
+    if any(batch.part_waiting(p) for p in doc["parts"]):
         doc = submit.submit_parts(store, batch_id)
-        if doc["state"] != submit.SUBMITTED:
+        if doc["state"] != batch.SUBMITTED:
             return
-    if all(p["state"] in vertex.TERMINAL for p in doc["parts"]):
-        from . import split
-
-        split.queue_tasks(store, doc)
+    if batch.all_ended(doc):
+        rounds.queue_tasks(store, doc)

@@ -1,29 +1,23 @@
 """A dropped file: claim the batch once, validate it streaming, stage keyed parts, create the jobs.
 
 Every step can run twice: the claim is a create with if_generation_match=0, a half-finished claim is taken
-over only when its lease has run out, staged bytes are deterministic, and a job is looked up by its labels
-before one is created.
+over only when its lease has run out (batch.take_over), staged bytes are deterministic, and a job is looked
+up by its labels before one is created.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
 import orjson
 
-from . import keys, logs, notify, vertex
+from . import batch, keys, logs, notify, vertex
 from .config import Config, get_config
-from .errors import PermanentError, TransientError
-from .events import age_s, event_age_s, object_event
-from .ledger import Store, execution_id, now
+from .errors import PermanentError
+from .events import age_s, now, object_event
+from .ledger import Store, execution_id
+from .checks import as_lists
 from .validate import iter_requests, validate_stream
 
-LINE_LABEL = "dropbatch-line"
 SUFFIXES = (".jsonl", ".jsonl.gz")
-# Ledger states, in order. A batch is `claimed` while its file is validated and staged.
-CLAIMED, STAGED, SUBMITTED, SPLITTING, DONE, REJECTED, FAILED = (
-    "claimed", "staged", "submitted", "splitting", "done", "rejected", "failed")
-FINISHED = (DONE, REJECTED, FAILED)
 
 
 def handle_event(event) -> None:
@@ -56,7 +50,7 @@ def ignore_reason(config: Config, ev) -> str | None:
         return "not a .jsonl or .jsonl.gz file"
     if not ev.generation:
         return "the event has no object generation"
-    age = event_age_s(ev.time)
+    age = age_s(ev.time)
     if age > config.max_event_age_s:
         return f"the event is {age:.0f} s old (max {config.max_event_age_s} s)"
     return None
@@ -86,22 +80,15 @@ def run_claimed(store: Store, doc: dict, me: str) -> dict:
     try:
         return advance_submission(store, doc)
     except PermanentError as exc:
-        return _fail(store, doc, str(exc))
+        return fail(store, doc, str(exc))
     except BaseException:
         release(store, doc["batch_id"], me)
         raise
 
 
-def _lease_until(config: Config) -> str:
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=config.claim_lease_s)).isoformat()
-
-
 def claim(store: Store, batch_id: str, source: str, name: str, generation: int, me: str) -> dict | None:
     """The ledger, claimed by this execution; None when the batch needs nothing from us."""
-    config = store.config
-    doc = {"batch_id": batch_id, "state": CLAIMED, "source": source, "object": name, "generation": generation,
-           "created": now(), "updated": now(), "owner": me, "lease_until": _lease_until(config),
-           "model": None, "requests": None, "parts": [], "notified": {}, "round": 0, "error": None}
+    doc = batch.new_claim(batch_id, source, name, generation, me, store.config.claim_lease_s)
     store.mark_active(batch_id)  # first: a claim must never exist without the sweep knowing of it
     if store.create_json(store.ledger_path(batch_id), doc):
         logs.info("batch claimed", source=source)
@@ -111,18 +98,9 @@ def claim(store: Store, batch_id: str, source: str, name: str, generation: int, 
 
 def take_over(store: Store, batch_id: str, me: str) -> dict | None:
     """Resume a half-finished claim whose owner is gone (its lease ran out)."""
-    taken = {}
-
-    def mutate(doc):
-        if doc["state"] not in (CLAIMED, STAGED):
-            return False
-        lease = dt.datetime.fromisoformat(doc["lease_until"]) if doc.get("lease_until") else None
-        if doc.get("owner") and lease and lease > dt.datetime.now(dt.timezone.utc):
-            raise TransientError(f"batch {batch_id} is being submitted by execution {doc['owner']}; retry later")
-        doc["owner"], doc["lease_until"] = me, _lease_until(store.config)
-        taken["yes"] = True
-
-    doc = store.update_ledger(batch_id, mutate)
+    taken = []
+    doc = store.update_ledger(batch_id, lambda d: taken.append(True) if batch.take_over(
+        d, me, store.config.claim_lease_s) else False)
     if doc is None or not taken:
         logs.info("duplicate delivery: batch already handled", state=doc and doc["state"])
         return None
@@ -132,23 +110,18 @@ def take_over(store: Store, batch_id: str, me: str) -> dict | None:
 
 def release(store: Store, batch_id: str, me: str) -> None:
     """Give the lease back after a failure, so the platform's retry can resume at once."""
-    def mutate(doc):
-        if doc.get("owner") != me:
-            return False
-        doc["owner"], doc["lease_until"] = None, None
-
     try:
-        store.update_ledger(batch_id, mutate, attempts=3)
+        store.update_ledger(batch_id, lambda d: batch.release(d, me) or False, attempts=3)
     except Exception as exc:  # the lease then simply runs out
         logs.warning(f"could not release the claim: {exc}")
 
 
 def advance_submission(store: Store, doc: dict) -> dict:
-    if doc["state"] == CLAIMED:
+    if doc["state"] == batch.CLAIMED:
         doc = validate_and_stage(store, doc)
-    if doc["state"] == STAGED:
+    if doc["state"] == batch.STAGED:
         doc = submit_parts(store, doc["batch_id"])
-        if doc["state"] == SUBMITTED and not doc["notified"].get("submitted"):
+        if doc["state"] == batch.SUBMITTED and not doc["notified"].get("submitted"):
             notify.send(store.config, notify.build(
                 "submitted", batch_id=doc["batch_id"], source=doc["source"], counts={"total": doc["requests"]},
                 report=store.uri(store.path(doc["batch_id"], "report.json")),
@@ -174,7 +147,7 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
     try:
         blob, stream = _open_source(store, doc)
     except PermanentError as exc:
-        return _fail(store, doc, str(exc))
+        return fail(store, doc, str(exc))
     with stream:
         report = validate_stream(stream, doc["object"], config, source=doc["source"])
     body = report.to_dict()
@@ -189,21 +162,21 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
         notify.send(config, notify.build("rejected", batch_id=batch_id, source=doc["source"],
                                          counts={"total": report.requests, "errors": report.error_count},
                                          report=store.uri(store.path(batch_id, "report.json")), error=summary))
-        store.update_ledger(batch_id, lambda d: d.update(state=REJECTED, error=summary, notified={"terminal": now()}))
+        store.update_ledger(batch_id, lambda d: batch.move(d, batch.REJECTED, error=summary,
+                                                           notified={"terminal": now()}))
         store.mark_inactive(batch_id)
         return store.read_ledger(batch_id)[0]
     model = (blob.metadata or {}).get("model") or config.model
     parts = stage_input(store, doc, report, blob)
-    return store.update_ledger(batch_id, lambda d: d.update(state=STAGED, model=model, requests=report.requests,
-                                                            lines=report.lines, parts=parts))
+    return store.update_ledger(batch_id, lambda d: batch.move(d, batch.STAGED, model=model, requests=report.requests,
+                                                              lines=report.lines, parts=parts))
 
 
 def stage_input(store: Store, doc: dict, report, blob) -> list[dict]:
     """Write {"request": ...} lines with the dropbatch-line label, one part per planned job, and their keys."""
     batch_id = doc["batch_id"]
-    parts = [{"index": i, "round": 0, "first_line": p["first_line"], "last_line": p["last_line"],
-              "requests": p["requests"], "input": store.uri(store.path(batch_id, f"input/part-{i:05d}.jsonl")),
-              "job": None, "state": None, "output_dir": None, "completion_stats": None, "error": None, "split": None}
+    parts = [batch.new_part(i, 0, p["first_line"], p["last_line"], p["requests"],
+                            store.uri(store.path(batch_id, f"input/part-{i:05d}.jsonl")))
              for i, p in enumerate(report.jobs)]
     with blob.open("rb", chunk_size=8 << 20) as stream:
         records = iter_requests(stream, doc["object"], store.config, report.lines)
@@ -222,7 +195,8 @@ def write_part(store: Store, batch_id: str, part: dict, pending, records):
             data_blob.open("wb", chunk_size=8 << 20, content_type="application/jsonl") as data_out:
         while pending is not None and pending[0] <= part["last_line"]:
             line, key, request = pending
-            request["labels"] = {**(request.get("labels") or {}), LINE_LABEL: str(line)}
+            request = as_lists(request)
+            request["labels"] = {**(request.get("labels") or {}), keys.LINE_LABEL: str(line)}
             data_out.write(orjson.dumps({"request": request}) + b"\n")
             keys_out.write(orjson.dumps([line, key]) + b"\n")
             pending = next(records, None)
@@ -234,9 +208,9 @@ def submit_parts(store: Store, batch_id: str) -> dict:
     config = store.config
     doc, _ = store.read_ledger(batch_id)
     room = config.max_concurrent_jobs - active_job_count(store, exclude=batch_id) - sum(
-        1 for p in doc["parts"] if p["job"] and p["state"] not in vertex.TERMINAL)
+        1 for p in doc["parts"] if batch.part_running(p))
     for part in doc["parts"]:
-        if part["job"] or part["state"] in vertex.TERMINAL:
+        if not batch.part_waiting(part):
             continue
         if doc.get("cancel_requested"):  # never started: nothing to cancel at Vertex
             doc = store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(
@@ -249,9 +223,9 @@ def submit_parts(store: Store, batch_id: str) -> dict:
         try:
             job = vertex.create_job(config, batch_id=batch_id, part=part["index"], round_=part["round"],
                                     input_uri=part["input"], model=doc["model"],
-                                    output_prefix=store.uri(store.path(batch_id, f"output/r{part['round']}-p{part['index']:05d}")))
+                                    output_prefix=store.uri(store.path(batch_id, f"output/{batch.part_name(part)}")))
         except PermanentError as exc:
-            return _fail(store, doc, f"Vertex AI refused the job: {exc}")
+            return fail(store, doc, f"Vertex AI refused the job: {exc}")
         except BaseException:  # a retry may create it at once (and finds it by label if it was created)
             store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(creating=None))
             raise
@@ -264,26 +238,14 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
 
         doc = store.update_ledger(batch_id, record)
-    return store.update_ledger(batch_id, lambda d: d.update(state=SUBMITTED, owner=None, lease_until=None)
-                               if d["state"] == STAGED else False)
-
-
-CREATE_LEASE_S = 120  # longer than one create call with its retries
+    return store.update_ledger(batch_id, lambda d: batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
+                               if d["state"] == batch.STAGED else False)
 
 
 def claim_part(store: Store, batch_id: str, index: int) -> bool:
     """Win the right to create one part's job, so overlapping sweeps and redeliveries never create two."""
     me, won = execution_id(), []
-
-    def mutate(d):
-        part = d["parts"][index]
-        creating = part.get("creating")
-        if part["job"] or part["state"] in vertex.TERMINAL or (creating and age_s(creating["at"]) < CREATE_LEASE_S):
-            return False
-        part["creating"] = {"by": me, "at": now()}
-        won.append(True)
-
-    store.update_ledger(batch_id, mutate)
+    store.update_ledger(batch_id, lambda d: won.append(True) if batch.claim_part(d["parts"][index], me) else False)
     return bool(won)
 
 
@@ -296,19 +258,19 @@ def active_job_count(store: Store, exclude: str | None = None) -> int:
             continue
         if other not in cache:
             doc, _ = store.read_ledger(other)
-            cache[other] = sum(1 for p in (doc or {}).get("parts", [])
-                               if p.get("job") and p.get("state") not in vertex.TERMINAL)
+            cache[other] = sum(1 for p in (doc or {}).get("parts", []) if batch.part_running(p))
         count += cache[other]
     return count
 
 
-def _fail(store: Store, doc: dict, reason: str) -> dict:
+def fail(store: Store, doc: dict, reason: str) -> dict:
+    """End a batch that cannot go on: the terminal `failed` message, the ledger, off the active index."""
     batch_id = doc["batch_id"]
     logs.error(f"batch failed: {reason}")
     notify.send(store.config, notify.build("failed", batch_id=batch_id, source=doc["source"],
                                            counts={"total": doc.get("requests")}, error=reason,
                                            report=store.uri(store.path(batch_id, "report.json"))))
-    doc = store.update_ledger(batch_id, lambda d: d.update(state=FAILED, error=reason, notified={
-        **d["notified"], "terminal": now()}, owner=None, lease_until=None))
+    doc = store.update_ledger(batch_id, lambda d: False if d["state"] in batch.FINISHED else batch.move(
+        d, batch.FAILED, error=reason, notified={**d["notified"], "terminal": now()}, owner=None, lease_until=None))
     store.mark_inactive(batch_id)
     return doc

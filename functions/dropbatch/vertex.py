@@ -7,8 +7,6 @@ import functools
 from .config import Config
 from .errors import PermanentError, TransientError
 
-TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
-            "JOB_STATE_PARTIALLY_SUCCEEDED"}
 BATCH_LABEL = "dropbatch-batch"
 PART_LABEL = "dropbatch-part"
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from corpus import CORPUS
 from dropbatch.schema import SNAPSHOT, build_schema
-from dropbatch.validate import check_request
+from dropbatch.checks import check_request
 
 pb = pytest.importorskip("google.cloud.aiplatform_v1.types.prediction_service")
 from google.protobuf import json_format  # noqa: E402

@@ -294,15 +294,36 @@ def _status_text(code: int, message: str) -> str:
 
 
 def _request_problem(req: dict) -> str | None:
-    from ..validate import check_request
+    """Vertex's verdict on one request, judged independently of dropbatch's validator.
 
-    problems = check_request(req)
-    if not problems:
-        return None
-    code, field, message = problems[0]
-    if code == "invalid_role":
-        return "Please use a valid role: user, model."
-    return f"Invalid request at {field}: {message}"
+    The API parses the JSON into the real GenerateContentRequest, so json_format.ParseDict does here. Vertex
+    also takes `contents` and `parts` given as one object (the batch docs' own sample writes
+    `"parts": {"text": ...}`: cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-prediction-from-cloud-storage),
+    and refuses roles other than user and model ("Please use a valid role: user, model.").
+    """
+    from google.cloud.aiplatform_v1.types import GenerateContentRequest
+    from google.protobuf import json_format
+
+    req = dict(req)
+    contents = req.get("contents")
+    req["contents"] = [dict(c) if isinstance(c, dict) else c
+                       for c in (contents if isinstance(contents, list) else [contents] if contents else [])]
+    for name in ("systemInstruction", "system_instruction"):
+        if isinstance(req.get(name), dict):
+            req[name] = dict(req[name])
+    for content in req["contents"] + [req.get("systemInstruction"), req.get("system_instruction")]:
+        if isinstance(content, dict):
+            if isinstance(content.get("parts"), dict):
+                content["parts"] = [content["parts"]]
+            if content in req["contents"] and content.get("role") not in (None, "", "user", "model"):
+                return "Please use a valid role: user, model."
+    try:
+        json_format.ParseDict(req, GenerateContentRequest.pb(GenerateContentRequest()))
+    except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
+        return f"Invalid JSON payload received. {str(exc)[:300]}"
+    if not req["contents"]:
+        return "Unable to submit request because it has an empty contents field."
+    return None
 
 
 # ---------------------------------------------------------------- HTTP surface

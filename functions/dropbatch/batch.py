@@ -1,0 +1,172 @@
+"""The batch state machine: the ledger's states, the moves between them, and small pure decisions.
+
+No I/O here. submit, status, rounds and split read and write the ledger through ledger.Store and ask this
+module what a batch may do next; a move the table does not allow is a bug, not a retry.
+
+    claimed --> staged --> submitted --> splitting --> done
+       |           |           ^             |
+       |           |           +-- staged <--+   (a retry round: staged again, then submitted)
+       +-----------+--> rejected | failed         (a bad file; a job Vertex refuses; a vanished file)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from .errors import TransientError
+from .events import age_s, now, parse_time, utcnow
+
+CLAIMED, STAGED, SUBMITTED, SPLITTING, DONE, REJECTED, FAILED = (
+    "claimed", "staged", "submitted", "splitting", "done", "rejected", "failed")
+FINISHED = (DONE, REJECTED, FAILED)
+SUBMITTING = (CLAIMED, STAGED)  # owned by one execution under a lease
+
+MOVES: dict[str, tuple[str, ...]] = {
+    CLAIMED: (STAGED, REJECTED, FAILED),
+    STAGED: (SUBMITTED, FAILED),
+    SUBMITTED: (SPLITTING, STAGED, DONE, FAILED),  # a split task may finish before the ledger says splitting
+    SPLITTING: (STAGED, DONE, FAILED),  # STAGED: the next retry round
+    DONE: (), REJECTED: (), FAILED: (),
+}
+
+JOB_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
+                          "JOB_STATE_PARTIALLY_SUCCEEDED"})
+CREATE_LEASE_S = 120  # how long a part's creation claim holds: longer than one create call with its retries
+
+
+class BadMove(Exception):
+    """A transition the table does not allow: a programming error."""
+
+
+def move(doc: dict, to: str, **fields) -> dict:
+    """Move a ledger document to state `to` (in place), with the fields that go with it (staying is allowed)."""
+    if to != doc["state"] and to not in MOVES[doc["state"]]:
+        raise BadMove(f"batch {doc.get('batch_id')}: {doc['state']} -> {to} is not a move")
+    doc.update(state=to, **fields)
+    return doc
+
+
+# ------------------------------------------------------------------ the claim and its lease
+
+def new_claim(batch_id: str, source: str, name: str, generation: int, owner: str, lease_s: float,
+              at: dt.datetime | None = None) -> dict:
+    """The ledger document of a batch just claimed by `owner`."""
+    at = at or utcnow()
+    return {"batch_id": batch_id, "state": CLAIMED, "source": source, "object": name, "generation": generation,
+            "created": now(at), "updated": now(at), "owner": owner,
+            "lease_until": now(at + dt.timedelta(seconds=lease_s)),
+            "model": None, "requests": None, "parts": [], "notified": {}, "round": 0, "error": None}
+
+
+def lease_expired(doc: dict, at: dt.datetime | None = None) -> bool:
+    """True when nobody holds the batch's submission lease (none taken, or it ran out)."""
+    until = parse_time(doc.get("lease_until"))
+    return not doc.get("owner") or until is None or until <= (at or utcnow())
+
+
+def take_over(doc: dict, me: str, lease_s: float, at: dt.datetime | None = None) -> bool:
+    """Take a half-finished submission (in place). False: nothing to take; TransientError: a live owner has it."""
+    if doc["state"] not in SUBMITTING:
+        return False
+    at = at or utcnow()
+    if not lease_expired(doc, at):
+        raise TransientError(f"batch {doc['batch_id']} is being submitted by execution {doc['owner']}; retry later")
+    doc.update(owner=me, lease_until=now(at + dt.timedelta(seconds=lease_s)))
+    return True
+
+
+def release(doc: dict, me: str) -> bool:
+    """Give the lease back (in place) when `me` holds it."""
+    if doc.get("owner") != me:
+        return False
+    doc.update(owner=None, lease_until=None)
+    return True
+
+
+# ------------------------------------------------------------------ parts and their jobs
+
+def new_part(index: int, round_: int, first_line: int, last_line: int, requests: int, input_uri: str | None) -> dict:
+    return {"index": index, "round": round_, "first_line": first_line, "last_line": last_line,
+            "requests": requests, "input": input_uri, "job": None, "state": None, "output_dir": None,
+            "completion_stats": None, "error": None, "split": None}
+
+
+def part_running(part: dict) -> bool:
+    return bool(part.get("job")) and part.get("state") not in JOB_TERMINAL
+
+
+def part_waiting(part: dict) -> bool:
+    """Staged, with no job yet and not ended (cancelled before it started)."""
+    return not part.get("job") and part.get("state") not in JOB_TERMINAL
+
+
+def claim_part(part: dict, me: str, at: dt.datetime | None = None) -> bool:
+    """Win the right to create a part's job (in place), so overlapping sweeps never create two."""
+    creating = part.get("creating")
+    if not part_waiting(part) or (creating and age_s(creating["at"], at) < CREATE_LEASE_S):
+        return False
+    part["creating"] = {"by": me, "at": now(at)}
+    return True
+
+
+def all_ended(doc: dict) -> bool:
+    return all(p["state"] in JOB_TERMINAL for p in doc["parts"])
+
+
+def part_name(part: dict) -> str:
+    return f"r{part['round']}-p{part['index']:05d}"
+
+
+# ------------------------------------------------------------------ the end of a batch
+
+def terminal_state(counts: dict, job_states: list[str]) -> str:
+    """The batch's final state (docs/contracts.md): cancelled, expired, failed by a job, or by the counts."""
+    if "JOB_STATE_CANCELLED" in job_states:
+        return "cancelled"
+    if "JOB_STATE_EXPIRED" in job_states:
+        return "expired"
+    if "JOB_STATE_FAILED" in job_states:  # the job's own verdict; the counts still show what did succeed
+        return "failed"
+    if counts["total"] and counts["succeeded"] == counts["total"]:
+        return "succeeded"
+    if counts["succeeded"] == 0:
+        return "failed"
+    return "partially_succeeded"
+
+
+USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "total_tokens")
+
+
+def merge_rounds(parts: list[dict], dones: dict) -> tuple[dict, dict, list]:
+    """Counts, usage and errors of a batch: a later round's outcome replaces the earlier one for its lines.
+
+    `dones` maps part_name(part) to that part's split outcome (split/NAME.done.json).
+    """
+    counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}
+    usage = {name: 0 for name in USAGE_NAMES}
+    errors: dict[int, dict] = {}
+    for part in sorted(parts, key=lambda p: (p["round"], p["index"])):
+        done = dones[part_name(part)]
+        if part["round"] == 0:
+            counts["total"] += done["requests"]
+        for line in done.get("lines") or ():
+            errors.pop(line, None)
+        for k in ("duplicate_outputs", "unmatched_outputs"):
+            counts[k] += done["counts"].get(k, 0)
+        for k in usage:
+            usage[k] += done["usage"].get(k, 0)
+        errors.update((e["line"], e) for e in done["errors"])
+    ordered = [errors[line] for line in sorted(errors)]
+    counts["failed"] = sum(e["status"] == "failed" for e in ordered)
+    counts["missing"] = sum(e["status"] == "missing" for e in ordered)
+    counts["succeeded"] = counts["total"] - counts["failed"] - counts["missing"]
+    return counts, usage, ordered
+
+
+def wants_retry(doc: dict, errors: list, max_rounds: int) -> list:
+    """The errors worth another round: retryable ones, while rounds remain and nobody cancelled the batch."""
+    last_round = [p for p in doc["parts"] if p["round"] == doc["round"]]
+    cancelled = doc.get("cancel_requested") or any(p["state"] == "JOB_STATE_CANCELLED" for p in last_round)
+    if cancelled or doc["round"] >= max_rounds:
+        return []
+    return [e for e in errors if e.get("retryable")]

@@ -1,0 +1,230 @@
+"""Split tasks and rounds: queue a part's split, finish a batch, stage a retry round, send the last message.
+
+The status function queues one split task per ended job; the split function runs each (split.split_part)
+and the last part to finish calls `finalize`: either the requests that failed for a transient reason get
+another round (staged part by part, streaming, within the per-job limits), or errors.jsonl, the manifest
+and the terminal message go out, once, claimed by creating manifest.json. The sweep never builds a round:
+it only re-sends tasks that did not finish.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from . import batch, logs, notify, split, submit
+from .config import get_config
+from .errors import PermanentError, TransientError
+from .events import PUBSUB, age_s, now, pubsub_json
+from .keys import LINE_LABEL, is_batch_id
+from .ledger import Store, execution_id
+
+FINISH_AFTER_S = 60  # a manifest older than this whose message never went out: its finisher died
+
+
+def task_for(doc: dict, part: dict, **extra) -> dict:
+    """A split task (docs/contracts.md): what the split function needs, nothing it must trust blindly."""
+    return {"batch_id": doc["batch_id"], "part": part["index"], "round": part["round"], "job": part["job"],
+            "resume": False, **extra}
+
+
+def _publish(store: Store, doc: dict, task: dict) -> None:
+    notify.publish_json(store.config, store.config.split_topic, task, batch_id=doc["batch_id"])
+
+
+def queue_tasks(store: Store, doc: dict) -> None:
+    for part in doc["parts"]:
+        if part.get("split") != "done":
+            _publish(store, doc, task_for(doc, part))
+    store.update_ledger(doc["batch_id"], lambda d: batch.move(d, batch.SPLITTING, split_queued=now())
+                        if d["state"] == batch.SUBMITTED else False)
+    logs.info("split tasks queued", parts=len(doc["parts"]))
+
+
+def requeue_stale_tasks(store: Store, doc: dict) -> None:
+    """The sweep's safety net: re-send split tasks that never finished, or the finishing task of a batch whose
+    finisher died. The split function does the work; the sweep stays small."""
+    if all(p.get("split") == "done" for p in doc["parts"]):
+        if age_s(doc.get("finalize_queued") or doc.get("split_queued")) > FINISH_AFTER_S:
+            _publish(store, doc, task_for(doc, doc["parts"][-1], finalize=True))
+            store.update_ledger(doc["batch_id"], lambda d: d.update(finalize_queued=now()))
+            logs.warning("finishing task re-sent: every part is split but the batch did not finish")
+        return
+    queued = doc.get("split_queued")
+    if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
+        for part in doc["parts"]:
+            if part.get("split") != "done":
+                _publish(store, doc, task_for(doc, part))
+        store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
+        logs.warning("split tasks re-sent: they did not finish in time")
+
+
+def handle_event(event) -> None:
+    if event.get("type") != PUBSUB:
+        logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
+        return
+    try:
+        task, _ = pubsub_json(event)
+    except PermanentError as exc:
+        logs.error(f"ignored: {exc}")
+        return
+    if not is_batch_id(str(task.get("batch_id"))) or not isinstance(task.get("part"), int):
+        logs.warning("ignored: not a split task")
+        return
+    token = logs.bind(batch_id=task["batch_id"], execution_id=execution_id(), event_id=event.get("id"))
+    try:
+        run_task(Store(get_config()), task)
+    finally:
+        logs.reset(token)
+
+
+def run_task(store: Store, task: dict) -> None:
+    batch_id = task["batch_id"]
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["state"] not in (batch.SUBMITTED, batch.SPLITTING):
+        logs.info("split task ignored: the batch is not splitting", state=doc and doc["state"])
+        return
+    if not 0 <= task["part"] < len(doc["parts"]):
+        logs.warning("split task ignored: no such part", part=task["part"])
+        return
+    part = doc["parts"][task["part"]]
+    if part["state"] not in batch.JOB_TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
+        raise TransientError(f"part {part['index']} is still {part['state']} in the ledger")
+    if part["round"] != task.get("round", 0):
+        logs.info("split task ignored: an older round")
+        return
+    if not split.split_part(store, doc, part, task):
+        return  # checkpointed: a new task continues
+    doc = store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(split="done")
+                              if d["parts"][part["index"]].get("split") != "done" else False)
+    if all(p.get("split") == "done" for p in doc["parts"]):
+        finalize(store, batch_id, force_after_s=FINISH_AFTER_S if task.get("finalize") else None)
+
+
+# ---------------------------------------------------------------- retry rounds
+
+class _PartWriter:
+    """One retry part being written: its staged lines and keys sidecar, streamed to GCS."""
+
+    def __init__(self, store: Store, doc: dict, index: int, round_: int):
+        self.part = batch.new_part(index, round_, 0, 0, 0, None)
+        self.name = store.path(doc["batch_id"], f"input/retry-{batch.part_name(self.part)}")
+        self.part["input"] = store.uri(self.name + ".jsonl")
+        self.bytes = 0
+        self.data = store.bucket.blob(self.name + ".jsonl").open("wb", chunk_size=8 << 20,
+                                                                   content_type="application/jsonl")
+        self.keys = store.bucket.blob(self.name + ".keys.jsonl").open("wb", chunk_size=8 << 20,
+                                                                        content_type="application/jsonl")
+
+    def fits(self, size: int, config) -> bool:
+        return not self.part["requests"] or (self.part["requests"] < config.max_job_requests
+                                             and self.bytes + size <= config.max_job_bytes)
+
+    def add(self, line: int, key: str, raw: bytes) -> None:
+        self.data.write(raw)
+        self.keys.write(orjson.dumps([line, key]) + b"\n")
+        self.part["first_line"] = self.part["first_line"] or line
+        self.part["last_line"] = line
+        self.part["requests"] += 1
+        self.bytes += len(raw)
+
+    def close(self) -> dict:
+        self.data.close()
+        self.keys.close()
+        return self.part
+
+
+def stage_retry(store: Store, doc: dict, errors: list) -> list[dict]:
+    """Stage the requests that failed for a transient reason (or never came back) as the next round's parts:
+    read from the staged input part by part and streamed out, each new part within the per-job limits."""
+    config, round_ = store.config, doc["round"] + 1
+    keys = {e["line"]: e["key"] for e in errors}
+    originals = [p for p in doc["parts"] if p["round"] == 0 and any(p["first_line"] <= line <= p["last_line"]
+                                                                     for line in keys)]
+    parts, writer = [], None
+    for original in originals:
+        path = store.path(doc["batch_id"], f"input/part-{original['index']:05d}.jsonl")
+        with store.bucket.blob(path).open("rb", chunk_size=8 << 20) as f:
+            for raw in f:
+                line = int(orjson.loads(raw)["request"]["labels"][LINE_LABEL])
+                if line not in keys:
+                    continue
+                raw = raw if raw.endswith(b"\n") else raw + b"\n"
+                if writer is not None and not writer.fits(len(raw), config):
+                    parts.append(writer.close())
+                    writer = None
+                if writer is None:
+                    writer = _PartWriter(store, doc, len(doc["parts"]) + len(parts), round_)
+                writer.add(line, keys[line], raw)
+    if writer is not None:
+        parts.append(writer.close())
+    return parts
+
+
+# ---------------------------------------------------------------- the end of a batch
+
+def finalize(store: Store, batch_id: str, force_after_s: float | None = None) -> None:
+    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the manifest.
+
+    Before that, requests that failed for a transient reason (or never came back) get another round,
+    up to DROPBATCH_RETRY_ROUNDS, and the user hears only of the end of the last one.
+    """
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["notified"].get("terminal"):
+        store.mark_inactive(batch_id)
+        return
+    dones = {batch.part_name(p): store.read_json(store.path(batch_id, f"split/{batch.part_name(p)}.done.json"))[0]
+             for p in doc["parts"]}
+    counts, usage, errors = batch.merge_rounds(doc["parts"], dones)
+    retry = batch.wants_retry(doc, errors, store.config.retry_rounds)
+    if retry:
+        start_round(store, doc, retry)
+        return
+    store.bucket.blob(store.path(batch_id, "errors.jsonl")).upload_from_string(
+        b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
+    jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
+             "requests": p["requests"], "completion_stats": p["completion_stats"], "error": p["error"],
+             "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
+    rounds = [{"round": r, "requests": sum(p["requests"] for p in doc["parts"] if p["round"] == r),
+               "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
+    results_prefix = store.uri(store.path(batch_id, "results/"))
+    last_round = [p["state"] or "" for p in doc["parts"] if p["round"] == doc["round"]]
+    manifest = split.build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix, rounds=rounds,
+                                    timings={"received": doc["created"], "finished": now(),
+                                             "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
+    manifest["state"] = batch.terminal_state(counts, last_round)
+    manifest_path = store.path(batch_id, "manifest.json")
+    if not store.create_json(manifest_path, manifest):
+        if force_after_s is None:
+            return  # another task is finishing this batch
+        existing, _ = store.read_json(manifest_path)
+        if age_s(existing["timings"]["finished"]) < force_after_s:
+            return
+        manifest = existing
+    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
+    notify.send(store.config, notify.build(
+        manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
+        manifest=store.uri(manifest_path), results_prefix=results_prefix,
+        report=store.uri(store.path(batch_id, "report.json")), error="; ".join(job_errors) or None))
+    store.update_ledger(batch_id, lambda d: batch.move(d, batch.DONE, final_state=manifest["state"],
+                                                       counts=manifest["counts"],
+                                                       notified={**d["notified"], "terminal": now()}))
+    store.mark_inactive(batch_id)
+
+
+def start_round(store: Store, doc: dict, retry: list) -> None:
+    """Stage the next round and submit its jobs (the split function does this, never the sweep)."""
+    started = time.monotonic()
+    parts = stage_retry(store, doc, retry)
+    current = doc["round"]
+
+    def next_round(d):
+        if d["round"] != current or d["state"] not in (batch.SUBMITTED, batch.SPLITTING):
+            return False  # another finisher started the round already
+        batch.move(d, batch.STAGED, round=current + 1, parts=d["parts"] + parts)
+
+    store.update_ledger(doc["batch_id"], next_round)
+    logs.info("retry round staged", round=current + 1, requests=len(retry), parts=len(parts),
+              seconds=round(time.monotonic() - started, 3))
+    submit.submit_parts(store, doc["batch_id"])
