@@ -278,60 +278,58 @@ class LocalSink:
 
 
 class GcsSink:
-    """Result objects uploaded concurrently: a bounded pool, one AuthorizedSession (kept-alive connections)
-    per worker, at most `workers * 4` results in flight, retried as the storage client retries (408, 429, 5xx,
-    connection errors: google.cloud.storage.retry.DEFAULT_RETRY). A result is one media upload of a few KB:
-    the storage client's per-blob machinery costs several times the CPU of the request itself, so results go
-    straight through the public JSON API. Writes are idempotent (a re-run writes the same bytes). Close it.
+    """Result objects uploaded concurrently: a bounded pool of workers sharing one google-auth AuthorizedHttp
+    over a urllib3 pool of kept-alive connections, at most `workers * 4` results in flight, retried as the
+    storage client retries (408, 429, 5xx, connection errors: google.cloud.storage.retry.DEFAULT_RETRY).
+
+    A result is one media upload of a few KB through the public JSON API: the storage client's per-blob
+    machinery, or a requests Session, costs several times the CPU of the request itself (bench-split).
+    Writes are idempotent (a re-run writes the same bytes). Close it (or use it as a context manager).
     """
 
     def __init__(self, bucket_name: str, prefix: str, workers: int = 32):
         import urllib.parse
 
-        from .ledger import gcs_endpoint
+        import urllib3
+        from google.auth.transport.urllib3 import AuthorizedHttp
 
-        self.url = f"{gcs_endpoint()}/upload/storage/v1/b/{urllib.parse.quote(bucket_name, safe='')}/o"
+        from .ledger import gcs_credentials, gcs_endpoint
+
+        self.url = f"/upload/storage/v1/b/{urllib.parse.quote(bucket_name, safe='')}/o"
         self.prefix = prefix
-        self.local = threading.local()
-        self.sessions: list = []
-        self.lock = threading.Lock()
+        # One connection pool to the one host results go to (a PoolManager would parse every URL again).
+        self.connections = urllib3.connection_from_url(gcs_endpoint(), maxsize=workers, block=True)
+        self.http = AuthorizedHttp(gcs_credentials(), self.connections)
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="results")
         self.slots = threading.BoundedSemaphore(workers * 4)
         self.pending: set = set()
         self.error: BaseException | None = None
         self.retries = 0
+        from google.cloud.storage.retry import DEFAULT_RETRY
 
-    def _session(self):
-        session = getattr(self.local, "session", None)
-        if session is None:
-            from google.auth.transport.requests import AuthorizedSession
+        self._send = DEFAULT_RETRY.with_timeout(300).with_delay(0.2, 10, 2)(self._post, on_error=self._count)
 
-            from .ledger import gcs_credentials
-
-            session = self.local.session = AuthorizedSession(gcs_credentials())
-            with self.lock:
-                self.sessions.append(session)
-        return session
+    def _count(self, exc) -> None:
+        self.retries += 1
 
     def _post(self, name: str, data: bytes) -> None:
+        import urllib.parse
+
         from google.api_core import exceptions
 
-        response = self._session().post(self.url, params={"uploadType": "media", "name": self.prefix + name},
-                                        data=data, headers={"Content-Type": "application/json"}, timeout=120)
-        if response.status_code >= 300:
-            raise exceptions.from_http_response(response)
+        url = f"{self.url}?uploadType=media&name={urllib.parse.quote(self.prefix + name, safe='')}"
+        response = self.http.request("POST", url, body=data, headers={"Content-Type": "application/json"},
+                                     timeout=120.0, retries=False)  # api_core retries, not urllib3
+        if response.status >= 300:
+            raise exceptions.from_http_status(response.status, f"writing {name}: {response.data[:200]!r}")
 
     def _upload(self, name: str, data: bytes) -> None:
         from google.api_core import exceptions
-        from google.cloud.storage.retry import DEFAULT_RETRY
 
         from .errors import PermanentError, TransientError
 
-        def on_error(exc):
-            self.retries += 1
-
         try:
-            DEFAULT_RETRY.with_timeout(300).with_delay(0.2, 10, 2)(self._post, on_error=on_error)(name, data)
+            self._send(name, data)
         except exceptions.RetryError as exc:
             self.error = TransientError(f"writing {name} kept failing: {exc.cause}")
         except exceptions.GoogleAPICallError as exc:
@@ -356,8 +354,7 @@ class GcsSink:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
-        for session in self.sessions:
-            session.close()
+        self.connections.close()
 
     def __enter__(self):
         return self

@@ -83,17 +83,17 @@ def run(n: int, sample: int, latency: float, tmp: str) -> dict:
     matcher = Matcher(index, "bench", "job")
     start = time.perf_counter()
     for raw in lines[:sample]:
-        key, data = matcher.match(raw)
+        _, key, data = matcher.match(raw)
         bucket.blob(f"seq/{key}.json").upload_from_string(data, content_type="application/json")
     sequential = sample / (time.perf_counter() - start)
 
     matcher = Matcher(index, "bench", "job")
-    sink = GcsSink(bucket, "results/", workers=int(os.environ.get("BENCH_WORKERS", "64")))
     cpu0, start = time.process_time(), time.perf_counter()
-    for raw in lines:
-        hit = matcher.match(raw)
-        sink.put(f"{hit[0]}.json", hit[1])
-    sink.flush()
+    with GcsSink("bench", "results/", workers=int(os.environ.get("BENCH_WORKERS", "64"))) as sink:
+        for raw in lines:
+            hit = matcher.match(raw)
+            sink.put(f"{hit[1]}.json", hit[2])
+        sink.flush()
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
     written = sum(1 for _ in storage_client("bench").list_blobs("bench", prefix="results/"))
     assert written == n, (written, n)
