@@ -27,7 +27,8 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install -q --upgrade pip
 	.venv-checkov/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
 
-test: $(STAMP) $(CHECKOV) ## run the whole test suite (unit, integration, e2e on the local stack, infra checks)
+test: $(STAMP) $(CHECKOV) ## run the whole test suite (layers, unit, integration, e2e on the local stack, infra checks)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
 
 test-infra: $(STAMP) $(CHECKOV) ## only the offline infra checks (fmt, checkov, IAM rules, provider schema)

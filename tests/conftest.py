@@ -142,6 +142,22 @@ def drop(bucket, name: str, lines, metadata=None):
     return blob, batch_id(bucket.name, blob.name, blob.generation)
 
 
+def settled(bucket, inbox, batch_id: str, timeout: float = 60) -> list[dict]:
+    """The batch's messages once nothing can add to them: its ledger is finished with the terminal message
+    recorded and it is off the active index, so no sweep, split task or forced re-send can send again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ledger = orjson.loads(bucket.blob(f"batches/{batch_id}/ledger.json").download_as_bytes())
+        if ledger["state"] in ("done", "rejected", "failed") and ledger["notified"].get("terminal") and \
+                not bucket.blob(f"batches/_active/{batch_id}").exists():
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"batch {batch_id} did not settle in {timeout} s")
+    inbox.pull()
+    return inbox.of(batch_id)
+
+
 def read_json(bucket, path):
     return orjson.loads(bucket.blob(path).download_as_bytes())
 

@@ -171,26 +171,27 @@ def print_summary(manifest: dict, seconds: float | None = None) -> None:
     print(f"  results: {manifest['results_prefix']}")
 
 
-def _target() -> Config:
-    """The local stack when one runs (or can be started); else the project configured in DROPBATCH_*."""
+NO_TARGET = ("no local stack is running and DROPBATCH_BUCKET is not set: point dropbatch at a deployment with "
+             "DROPBATCH_PROJECT and DROPBATCH_BUCKET, or start the local stack with `dropbatch local up`")
+
+
+def _target(start: bool = False) -> Config:
+    """The running local stack, else the deployment configured in DROPBATCH_*; only `run` may start a stack."""
     from .local import stack as local
 
-    if os.environ.get("DROPBATCH_BUCKET") and not os.environ.get("STORAGE_EMULATOR_HOST") and \
-            local.status() is None:
+    running = local.status()
+    if running is None and os.environ.get("DROPBATCH_BUCKET"):
         return Config.from_env()
-    running = local.status() or _start_stack()
+    if running is None and not start:
+        raise UsageError(NO_TARGET)
+    if running is None:
+        print("starting the local stack ...", file=sys.stderr)
+        try:
+            running = local.up()
+        except local.StackError as exc:
+            raise UsageError(str(exc)) from None
     os.environ.update(running.client_env())
     return running.config()
-
-
-def _start_stack():
-    from .local import stack as local
-
-    print("starting the local stack ...", file=sys.stderr)
-    try:
-        return local.up()
-    except local.StackError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def cmd_run(args, config: Config) -> int:
@@ -201,7 +202,7 @@ def cmd_run(args, config: Config) -> int:
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     args.wait = args.wait or bool(args.out)
-    config = _target()
+    config = _target(start=True)
     store = Store(config)
     name = config.incoming_prefix + os.path.basename(path)
     blob = store.client.bucket(config.bucket).blob(name)
@@ -323,19 +324,20 @@ def cmd_status(args, config: Config) -> int:
 
 
 def cmd_list(args, config: Config) -> int:
-    from .ledger import ACTIVE, Store
+    from .ledger import Store
 
     store = Store(_target())
-    it = store.client.list_blobs(store.bucket, prefix=store.prefix, delimiter="/")
-    list(it)
-    ids = sorted(p[len(store.prefix):-1] for p in it.prefixes if not p.endswith(ACTIVE))
+    # Cloud Storage filters by the glob; the name check is for emulators that ignore it.
+    ledgers = (b for b in store.client.list_blobs(store.bucket, prefix=store.prefix,
+                                                  match_glob=f"{store.prefix}*/ledger.json")
+               if b.name.endswith("/ledger.json") and b.name.count("/") == store.prefix.count("/") + 1)
+    newest = sorted(ledgers, key=lambda b: b.time_created, reverse=True)[:args.limit]
     rows = []
-    for batch_id in ids[-args.limit:]:
-        doc, _ = store.read_ledger(batch_id)
+    for blob in newest:
+        doc, _ = store.read_json(blob.name)
         if doc:
-            rows.append({"batch_id": batch_id, "state": doc.get("final_state") or doc["state"],
+            rows.append({"batch_id": doc["batch_id"], "state": doc.get("final_state") or doc["state"],
                          "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"]})
-    rows.sort(key=lambda r: r["created"])
     if args.json:
         _print_json(rows)
     else:

@@ -34,7 +34,8 @@ def test_run_wait_out_json(stack, vertex, tmp_path):
     human = dropbatch(stack, "status", manifest["batch_id"])
     assert human.returncode == 0 and "succeeded" in human.stdout
     listed = orjson.loads(dropbatch(stack, "list", "--json").stdout)
-    assert manifest["batch_id"] in [row["batch_id"] for row in listed]
+    assert listed[0]["batch_id"] == manifest["batch_id"], "newest first"
+    assert [r["created"] for r in listed] == sorted((r["created"] for r in listed), reverse=True)
 
 
 def test_run_rejected_file_exits_1_with_lines(stack, vertex):

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import requests
 
-from conftest import drop, free_port, read_json, req, wait_port
+from conftest import drop, free_port, read_json, req, settled, wait_port
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,9 +34,8 @@ def errors_of(bucket, batch_id) -> list:
     return [orjson.loads(l) for l in bucket.blob(f"batches/{batch_id}/errors.jsonl").download_as_bytes().splitlines()]
 
 
-def terminal_messages(inbox, batch_id):
-    inbox.pull()
-    return [m for m in inbox.of(batch_id) if m["state"] not in ("submitted", "stalled")]
+def terminal_messages(bucket, inbox, batch_id):
+    return [m for m in settled(bucket, inbox, batch_id) if m["state"] not in ("submitted", "stalled")]
 
 
 def test_retry_round_turns_transient_failures_into_successes(stack, bucket, inbox, vertex):
@@ -54,8 +53,7 @@ def test_retry_round_turns_transient_failures_into_successes(stack, bucket, inbo
     got = results(bucket, batch_id)
     assert len(got) == 30 and sum(r["status"] == "succeeded" for r in got.values()) == c["succeeded"]
     assert [e["key"] for e in errors_of(bucket, batch_id)] == sorted(k for k, r in got.items() if r["status"] == "failed")
-    time.sleep(2)
-    assert len(terminal_messages(inbox, batch_id)) == 1
+    assert len(terminal_messages(bucket, inbox, batch_id)) == 1
 
 
 def test_non_retryable_failures_are_not_retried(stack, bucket, inbox, vertex):
@@ -71,7 +69,7 @@ def test_permanent_400_on_create_fails_once(stack, bucket, inbox, vertex):
     _, batch_id = drop(bucket, "refused.jsonl", [req("a")])
     msg = inbox.wait_for(batch_id, "failed")
     assert "refused" in msg["error"] and "400" in msg["error"]
-    time.sleep(3)
+    settled(bucket, inbox, batch_id)
     assert vertex.stats()["calls"]["create"] == 1, "a permanent error must not be retried"
     assert jobs_of(stack, batch_id) == []
     assert read_json(bucket, f"batches/{batch_id}/ledger.json")["state"] == "failed"
@@ -105,8 +103,7 @@ def test_split_killed_at_random_points_and_redelivered(stack, bucket, inbox, ver
     assert done["counts"] == {"total": n, "succeeded": n, "failed": 0, "missing": 0, "duplicate_outputs": 0,
                               "unmatched_outputs": 0}
     assert len(results(bucket, batch_id)) == n
-    time.sleep(3)
-    assert len(terminal_messages(inbox, batch_id)) == 1
+    assert len(terminal_messages(bucket, inbox, batch_id)) == 1
 
 
 def test_gcs_503s_during_result_writes(stack, bucket, inbox, vertex):
@@ -153,8 +150,7 @@ def test_split_checkpoints_and_continues_in_new_tasks(stack, bucket, inbox, vert
     lines = [orjson.loads(l) for l in (Path(stack.logs) / "split.log").read_text().splitlines() if l.startswith("{")]
     checkpoints = [l for l in lines if l.get("batch_id") == batch_id and l["message"].startswith("split checkpointed")]
     assert len(checkpoints) >= 3
-    time.sleep(2)
-    assert len(terminal_messages(inbox, batch_id)) == 1
+    assert len(terminal_messages(bucket, inbox, batch_id)) == 1
 
 
 def test_submit_killed_after_claim_then_redelivered(stack, bucket, inbox, vertex):

@@ -136,8 +136,9 @@ def test_eleven_concurrent_deliveries_both_shapes_one_job(stack, bucket, functio
     assert [m["state"] for m in inbox.of(batch_id)].count("submitted") == 1
 
 
-def test_killed_after_claim_then_redelivered(stack, bucket, functions, inbox, vertex):
-    """An execution claimed the batch and died before creating the job: its lease runs out, a retry finishes."""
+def test_killed_after_claim_then_redelivered(stack, bucket, functions, inbox, vertex, capfd):
+    """An execution claimed the batch and died before creating the job: its lease runs out, a retry finishes.
+    The batch is kept off the active index until the retry, so the sweep cannot finish it in its place."""
     from dropbatch.keys import batch_id as derive
 
     blob = upload(bucket, "manual/killed.jsonl", [req("a"), req("b"), req("c")])
@@ -152,16 +153,20 @@ def test_killed_after_claim_then_redelivered(stack, bucket, functions, inbox, ve
     headers, body = finalized(bucket.name, blob.name, blob.generation)
     first = functions["submit_batch"].post("/", headers=headers, data=body)
     assert first.status_code == 500  # claim still held: the platform retries later
+    bucket.blob(f"batches/_active/{bid}").delete()  # out of the sweep's sight: only the redelivery can resume
     import time
 
     time.sleep(2.5)
+    capfd.readouterr()
     again = functions["submit_batch"].post("/", headers=headers, data=body)
     assert again.status_code == 200, again.data
+    logged = [orjson.loads(line)["message"] for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    assert "resuming a half-finished claim" in logged and "job created" in logged, logged
     assert inbox.wait_for(bid, "succeeded")["counts"]["succeeded"] == 3
     assert len(jobs_of(stack, bid)) == 1
 
 
-def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions):
+def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions, capfd):
     tick = {"message": {"data": base64.b64encode(b'{"source": "test"}').decode(), "messageId": "t1"},
             "subscription": "projects/p/subscriptions/sweep"}
     r = functions["on_job_event"].post("/", json=tick)
@@ -173,9 +178,13 @@ def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions)
     assert r.status_code == 200, r.data
     for bad in ({"batch_id": "../../etc", "part": 0}, {"batch_id": "ok-0000000000", "part": "0"}, [1]):
         task["message"]["data"] = base64.b64encode(orjson.dumps(bad)).decode()
+        capfd.readouterr()
         r = functions["split_results"].post("/", json=task)
         assert r.status_code == 200, r.data  # permanent: acknowledged with a log line, never retried
-        assert not list(bucket.list_blobs(prefix="etc"))
+        logged = [orjson.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+        assert [(e["severity"], e["message"]) for e in logged] in (
+            [("WARNING", "ignored: not a split task")], [("ERROR", "ignored: the Pub/Sub message is not a JSON object")])
+        assert not list(bucket.list_blobs(prefix="batches/.."))
 
 
 def test_request_text_and_inline_data_never_reach_logs(stack, bucket, functions, inbox, vertex, capfd):
