@@ -51,8 +51,8 @@ demo: $(STAMP) ## the main job: start the local stack, drop examples/requests.js
 	-$(VENV)/bin/dropbatch validate examples/broken.jsonl
 	@echo; echo "== drop examples/requests.jsonl and wait for the results:"
 	$(VENV)/bin/dropbatch run examples/requests.jsonl --out out/demo
-	@echo; echo "== a few results (out/demo/results/KEY.json):"
-	@$(PY) -c "import json,glob; [print(f'  {r[\"key\"]:<16} {r[\"status\"]:<10} {(r[\"text\"] or \"\").replace(chr(10), chr(32))[:70]}') for r in (json.load(open(p)) for p in sorted(glob.glob('out/demo/results/*.json'))[:5])]"
+	@echo; echo "== the first results, in the file's order (out/demo/results.jsonl):"
+	@$(PY) -c "import json; [print(f'  {r[\"key\"]:<16} {r[\"status\"]:<10} {(r[\"text\"] or \"\").replace(chr(10), chr(32))[:70]}') for r in map(json.loads, open('out/demo/results.jsonl').readlines()[:5])]"
 	@echo; echo "The stack keeps running: 'make status' describes it, 'make down' stops it."
 
 up: $(STAMP) ## start the local stack

@@ -13,7 +13,9 @@ import requests
 from dropbatch.config import Config
 
 # The stack under test splits files past 40 requests into several jobs, so small files exercise that path.
-STACK_ENV = {"DROPBATCH_MAX_JOB_REQUESTS": "40", "DROPBATCH_CLAIM_LEASE_S": "8", "DROPBATCH_SPLIT_BUDGET_S": "60"}
+# results.jsonl is ordered in buckets of 10 lines, so a small batch has many buckets to order and compose.
+STACK_ENV = {"DROPBATCH_MAX_JOB_REQUESTS": "40", "DROPBATCH_CLAIM_LEASE_S": "8", "DROPBATCH_SPLIT_BUDGET_S": "60",
+             "DROPBATCH_RESULTS_BUCKET_LINES": "10"}
 
 
 @pytest.fixture

@@ -138,7 +138,8 @@ USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "total_tokens")
 
 
 def merge_rounds(parts: list[dict], dones: dict) -> tuple[dict, dict, list]:
-    """Counts, usage and errors of a batch: a later round's outcome replaces the earlier one for its lines.
+    """Counts, usage and errors of a batch: a later round's outcome replaces the earlier one for its lines,
+    unless the later round got no output line for it (then the earlier failure, and its result object, stand).
 
     `dones` maps part_name(part) to that part's split outcome (split/NAME.done.json).
     """
@@ -149,13 +150,13 @@ def merge_rounds(parts: list[dict], dones: dict) -> tuple[dict, dict, list]:
         done = dones[part_name(part)]
         if part["round"] == 0:
             counts["total"] += done["requests"]
-        for line in done.get("lines") or ():
-            errors.pop(line, None)
+        earlier = {line: errors.pop(line) for line in done.get("lines") or () if line in errors}
         for k in ("duplicate_outputs", "unmatched_outputs"):
             counts[k] += done["counts"].get(k, 0)
         for k in usage:
             usage[k] += done["usage"].get(k, 0)
-        errors.update((e["line"], e) for e in done["errors"])
+        for e in done["errors"]:  # a retry that got no output at all leaves the earlier failure standing
+            errors[e["line"]] = earlier.get(e["line"], e) if e["status"] == "missing" else e
     ordered = [errors[line] for line in sorted(errors)]
     counts["failed"] = sum(e["status"] == "failed" for e in ordered)
     counts["missing"] = sum(e["status"] == "missing" for e in ordered)

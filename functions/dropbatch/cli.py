@@ -169,6 +169,8 @@ def print_summary(manifest: dict, seconds: float | None = None) -> None:
               "(counted, not used)")
     print(f"  tokens: {u['prompt_tokens']:,} prompt, {u['candidates_tokens']:,} output, {u['total_tokens']:,} total")
     print(f"  results: {manifest['results_prefix']}")
+    if manifest.get("results_file"):
+        print(f"  in input order: {manifest['results_file']}")
 
 
 NO_TARGET = ("no local stack is running and DROPBATCH_BUCKET is not set: point dropbatch at a deployment with "
@@ -233,13 +235,14 @@ def cmd_run(args, config: Config) -> int:
         return 1 if state == "failed" else 0
     manifest, _ = store.read_json(store.path(batch_id, "manifest.json"))
     if args.out:
-        download_results(store, batch_id, args.out)
+        download_results(store, batch_id, args.out, per_key=args.per_key)
     if args.json:
         _print_json(manifest)
     else:
         print_summary(manifest, seconds)
         if args.out:
-            print(f"  downloaded to {args.out}/")
+            print(f"  downloaded to {os.path.join(args.out, 'results.jsonl')} (one line per request, in input order)"
+                  + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else ""))
     return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
 
 
@@ -283,19 +286,32 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
                      f"`dropbatch status {batch_id}`")
 
 
-def download_results(store, batch_id: str, out: str) -> None:
+def download_results(store, batch_id: str, out: str, per_key: bool = False) -> None:
+    """results.jsonl (one object, in input order), errors.jsonl, manifest.json and report.json; with per_key,
+    DIR/results/KEY.json written locally from results.jsonl (the same objects as in the bucket)."""
     from google.cloud.storage import transfer_manager
 
     prefix = store.path(batch_id, "")
-    names = [b.name[len(prefix):] for b in store.client.list_blobs(store.bucket, prefix=prefix + "results/")]
-    names += ["errors.jsonl", "manifest.json", "report.json"]
+    names = ["results.jsonl", "errors.jsonl", "manifest.json", "report.json"]
     os.makedirs(out, exist_ok=True)
+    big = store.bucket.get_blob(prefix + "results.jsonl")
+    if big is not None and big.size > 64 << 20:  # large: in parallel ranges
+        transfer_manager.download_chunks_concurrently(big, os.path.join(out, "results.jsonl"), max_workers=8)
+        names.remove("results.jsonl")
     results = transfer_manager.download_many_to_path(store.bucket, names, destination_directory=out,
-                                                     blob_name_prefix=prefix, max_workers=16,
+                                                     blob_name_prefix=prefix, max_workers=4,
                                                      worker_type=transfer_manager.THREAD)
     failed = [r for r in results if isinstance(r, Exception)]
     if failed:
         raise UsageError(f"{len(failed)} downloads failed, first: {failed[0]}")
+    if per_key:
+        os.makedirs(os.path.join(out, "results"), exist_ok=True)
+        with open(os.path.join(out, "results.jsonl"), "rb") as f:
+            for raw in f:
+                result = orjson.loads(raw)
+                if result["status"] != "missing":
+                    with open(os.path.join(out, "results", f"{result['key']}.json"), "wb") as dest:
+                        dest.write(raw.rstrip(b"\n"))
 
 
 def cmd_status(args, config: Config) -> int:
@@ -384,14 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="split a job's prediction files into one result per request (local files)")
     p.add_argument("--input", required=True, help="the JSONL file the job was given")
     p.add_argument("--predictions", required=True, nargs="+", help="prediction JSONL files or directories")
-    p.add_argument("--out", required=True, help="directory for KEY.json, errors.jsonl, manifest.json")
+    p.add_argument("--out", required=True, help="directory for KEY.json, results.jsonl, errors.jsonl, manifest.json")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=cmd_split)
     p = sub.add_parser("run", help="upload a file to the running stack (or start one) and follow it")
     p.add_argument("file")
     p.add_argument("--model", help="the Gemini model for this file (default: DROPBATCH_MODEL)")
     p.add_argument("--wait", action="store_true", help="wait for the results, not only the submission")
-    p.add_argument("--out", help="download the result objects into this directory (with --wait)")
+    p.add_argument("--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)")
+    p.add_argument("--per-key", action="store_true", help="with --out: also write results/KEY.json per request")
     p.add_argument("--json", action="store_true", help="print the manifest (or report) as JSON")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="the state of one batch")

@@ -23,11 +23,13 @@ def publisher():
 
 
 def build(state: str, *, batch_id: str, source: str, counts: dict | None = None, manifest: str | None = None,
-          results_prefix: str | None = None, report: str | None = None, error: str | None = None) -> dict:
+          results_prefix: str | None = None, results_file: str | None = None, report: str | None = None,
+          error: str | None = None) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown batch state {state!r}")
     return {"schema": SCHEMA, "batch_id": batch_id, "state": state, "source": source, "counts": counts,
-            "manifest": manifest, "results_prefix": results_prefix, "report": report, "error": error}
+            "manifest": manifest, "results_prefix": results_prefix, "results_file": results_file, "report": report,
+            "error": error}
 
 
 def publish_json(config: Config, topic: str, body: dict, **attributes) -> None:

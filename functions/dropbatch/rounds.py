@@ -13,7 +13,7 @@ import time
 
 import orjson
 
-from . import batch, logs, notify, split, submit
+from . import batch, logs, notify, ordered, split, submit
 from .config import get_config
 from .errors import PermanentError, TransientError
 from .events import PUBSUB, age_s, now, pubsub_json
@@ -123,7 +123,7 @@ class _PartWriter:
 
     def add(self, line: int, key: str, raw: bytes) -> None:
         self.data.write(raw)
-        self.keys.write(orjson.dumps([line, key]) + b"\n")
+        self.keys.write(orjson.dumps([line, key, len(raw)]) + b"\n")
         self.part["first_line"] = self.part["first_line"] or line
         self.part["last_line"] = line
         self.part["requests"] += 1
@@ -183,6 +183,8 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         return
     store.bucket.blob(store.path(batch_id, "errors.jsonl")).upload_from_string(
         b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
+    results_file = store.uri(ordered.compose_results(store.bucket, store.path(batch_id, ""), doc["parts"], dones,
+                                                     batch.part_name))
     jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
              "requests": p["requests"], "completion_stats": p["completion_stats"], "error": p["error"],
              "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
@@ -190,7 +192,8 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
                "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
     results_prefix = store.uri(store.path(batch_id, "results/"))
     last_round = [p["state"] or "" for p in doc["parts"] if p["round"] == doc["round"]]
-    manifest = split.build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix, rounds=rounds,
+    manifest = split.build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix,
+                                    results_file=results_file, rounds=rounds,
                                     timings={"received": doc["created"], "finished": now(),
                                              "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
     manifest["state"] = batch.terminal_state(counts, last_round)
@@ -205,7 +208,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
     notify.send(store.config, notify.build(
         manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
-        manifest=store.uri(manifest_path), results_prefix=results_prefix,
+        manifest=store.uri(manifest_path), results_prefix=results_prefix, results_file=manifest.get("results_file"),
         report=store.uri(store.path(batch_id, "report.json")), error="; ".join(job_errors) or None))
     store.update_ledger(batch_id, lambda d: batch.move(d, batch.DONE, final_state=manifest["state"],
                                                        counts=manifest["counts"],

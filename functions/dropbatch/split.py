@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from . import logs, notify
+from . import logs, notify, ordered
 from .batch import USAGE_NAMES, part_name, terminal_state
 from .keys import LINE_LABEL, key_width, line_key
 from .lineio import bounded_lines
@@ -65,26 +65,31 @@ class Index:
     """Lines and keys of the requests one job was given; fingerprints built only if an output lacks its label."""
 
     def __init__(self, first_line: int, last_line: int, width: int, explicit: dict[int, str], present: bytearray,
-                 requests_factory):
+                 requests_factory, starts: list[int] | None = None):
         self.first, self.last, self.width = first_line, last_line, width
+        self.starts = starts or [first_line]  # first line of each results.jsonl bucket (ordered.Buckets)
         self.explicit = explicit  # line -> key, only where the key is not the line number
         self.present = present  # per line from first: 1 where a request stands
         self._factory = requests_factory  # () -> iterable of (line, request)
         self._fingerprints: dict[int, list[int] | int] | None = None
 
     @classmethod
-    def from_keys(cls, pairs, width: int, requests_factory) -> "Index":
+    def from_keys(cls, entries, width: int, requests_factory, bucket_lines: int = 5_000) -> "Index":
+        """From [line, key] or [line, key, staged bytes] entries (a keys sidecar), in line order."""
         explicit: dict[int, str] = {}
         lines = []
-        for line, key in pairs:
+        buckets = ordered.Buckets(bucket_lines)
+        for entry in entries:
+            line, key = entry[0], entry[1]
             lines.append(line)
+            buckets.add(line, entry[2] if len(entry) > 2 else 0)
             if key != line_key(line, width):
                 explicit[line] = key
         first, last = (min(lines), max(lines)) if lines else (1, 0)
         present = bytearray(last - first + 1)
         for line in lines:
             present[line - first] = 1
-        return cls(first, last, width, explicit, present, requests_factory)
+        return cls(first, last, width, explicit, present, requests_factory, buckets.starts)
 
     @property
     def total(self) -> int:
@@ -371,11 +376,10 @@ def load_index(store, doc: dict, part: dict) -> Index:
                       f"input/retry-{part_name(part)}")
     width = key_width(doc["lines"])
 
-    def pairs():
+    def entries():
         with store.bucket.blob(name + ".keys.jsonl").open("rb", chunk_size=8 << 20) as f:
             for raw in f:
-                line, key = orjson.loads(raw)[:2]
-                yield line, key
+                yield orjson.loads(raw)
 
     def requests():
         with store.bucket.blob(name + ".jsonl").open("rb", chunk_size=8 << 20) as f:
@@ -383,7 +387,7 @@ def load_index(store, doc: dict, part: dict) -> Index:
                 request = orjson.loads(raw)["request"]
                 yield int(request["labels"][LINE_LABEL]), request
 
-    return Index.from_keys(pairs(), width, requests)
+    return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines)
 
 
 def output_files(store, output_dir: str | None) -> list:
@@ -395,8 +399,9 @@ def output_files(store, output_dir: str | None) -> list:
 
 
 def split_part(store, doc: dict, part: dict, task: dict) -> bool:
-    """Match one job's outputs to its requests and write the results; True when the part is split, False when
-    it checkpointed before DROPBATCH_SPLIT_BUDGET_S and continues in a new task (docs/contracts.md)."""
+    """Match one job's outputs to its requests, write the results and the part's ordered buckets; True when the
+    part is split, False when it checkpointed before DROPBATCH_SPLIT_BUDGET_S and continues in a new task
+    (docs/contracts.md). The outputs are read first, then the buckets are ordered; both phases checkpoint."""
     config, batch_id = store.config, doc["batch_id"]
     name = part_name(part)
     done_path = store.path(batch_id, f"split/{name}.done.json")
@@ -404,13 +409,25 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     if store.read_json(done_path)[0] is not None:
         return True
     started = time.monotonic()
-    checkpoint = store.read_json(ckpt_path)[0] if task.get("resume") else None
+    checkpoint = (store.read_json(ckpt_path)[0] if task.get("resume") else None) or {}
     index = load_index(store, doc, part)
-    matcher = Matcher(index, batch_id, part["job"], checkpoint and checkpoint["state"])
+    matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"))
+    collector = ordered.Collector(store.bucket, store.path(batch_id, f"ordered/{name}/"), index.starts,
+                                  checkpoint.get("segments"))
     files = output_files(store, part.get("output_dir"))
     deadline = started + config.split_budget_s
-    file_index, offset = (checkpoint["file"], checkpoint["offset"]) if checkpoint else (0, 0)
-    with GcsSink(store.bucket.name, store.path(batch_id, "results/"), config.workers) as sink:
+
+    def stop(**where) -> bool:
+        if time.monotonic() <= deadline:
+            return False
+        sink.flush()
+        store.write_json(ckpt_path, {**where, "state": matcher.state(), "segments": collector.flush()})
+        notify.publish_json(config, config.split_topic, {**task, "resume": True}, batch_id=batch_id)
+        logs.info("split checkpointed; continuing in a new task", **where)
+        return True
+
+    file_index, offset = checkpoint.get("file", 0), checkpoint.get("offset", 0)
+    with GcsSink(store.bucket.name, store.path(batch_id, ""), config.workers) as sink:
         for i in range(file_index, len(files)):
             with files[i].open("rb", chunk_size=8 << 20) as stream:
                 if offset:
@@ -422,23 +439,25 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
                     elif raw.strip():
                         hit = matcher.match(raw)
                         if hit:
-                            sink.put(f"{hit[1]}.json", hit[2])
-                    if time.monotonic() > deadline:
-                        sink.flush()
-                        store.write_json(ckpt_path, {"file": i, "offset": offset, "state": matcher.state()})
-                        notify.publish_json(config, config.split_topic, {**task, "resume": True}, batch_id=batch_id)
-                        logs.info("split checkpointed; continuing in a new task", file=files[i].name, offset=offset)
+                            sink.put(f"results/{hit[1]}.json", hit[2])
+                            collector.add(hit[0], hit[2])
+                    if stop(file=i, offset=offset):
                         return False
             offset = 0
         sink.flush()
         logs.info("results written", part=part["index"], retries=sink.retries)
+        left = collector.order(index.lines(), index.key, lambda key: ordered.missing_result(key, batch_id, part["job"]),
+                               first_bucket=checkpoint.get("order_from", 0),
+                               stop=lambda: time.monotonic() > deadline)
+        if left is not None and stop(file=len(files), offset=0, order_from=left):
+            return False
     missing = list(matcher.missing())
     store.create_json(done_path, {
         "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
         "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,
         "errors": sorted(matcher.failures + missing, key=lambda e: e["line"]),
         "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3),
-        "lines": list(index.lines()) if part["round"] else None})
+        "buckets": index.starts, "lines": list(index.lines()) if part["round"] else None})
     logs.info("part split", part=part["index"], counts=matcher.counts, missing=len(missing))
     return True
 
@@ -463,6 +482,18 @@ def _prediction_files(paths) -> list[Path]:
 
             raise UsageError(f"{p}: no such file or directory")
     return files
+
+
+def write_ordered(out: Path, index: Index, matcher: Matcher) -> None:
+    """DIR/results.jsonl: DIR/KEY.json of each request in input order, a `missing` line where none came back."""
+    tmp = out / ".results.jsonl.tmp"
+    with open(tmp, "wb") as f:
+        for line in index.lines():
+            key = index.key(line)
+            f.write((out / f"{key}.json").read_bytes() if matcher.seen[line - index.first]
+                    else ordered.missing_result(key, None, None))
+            f.write(b"\n")
+    tmp.replace(out / "results.jsonl")
 
 
 def split_local(input_path: str, prediction_paths: list[str], out_dir: str, config, progress=None) -> dict:
@@ -499,6 +530,7 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
                         sink.put(f"{hit[1]}.json", hit[2])
                 if progress:
                     progress(size)
+    write_ordered(Path(out_dir), index, matcher)
     missing = 0
     tmp = Path(out_dir) / ".errors.jsonl.tmp"
     with open(tmp, "wb") as f:  # streamed: a mostly-missing million-request split must not hold its errors

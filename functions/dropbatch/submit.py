@@ -173,7 +173,8 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
 
 
 def stage_input(store: Store, doc: dict, report, blob) -> list[dict]:
-    """Write {"request": ...} lines with the dropbatch-line label, one part per planned job, and their keys."""
+    """Write {"request": ...} lines with the dropbatch-line label, one part per planned job, and beside each
+    its keys sidecar: [line, key, staged bytes] per request."""
     batch_id = doc["batch_id"]
     parts = [batch.new_part(i, 0, p["first_line"], p["last_line"], p["requests"],
                             store.uri(store.path(batch_id, f"input/part-{i:05d}.jsonl")))
@@ -197,8 +198,9 @@ def write_part(store: Store, batch_id: str, part: dict, pending, records):
             line, key, request = pending
             request = as_lists(request)
             request["labels"] = {**(request.get("labels") or {}), keys.LINE_LABEL: str(line)}
-            data_out.write(orjson.dumps({"request": request}) + b"\n")
-            keys_out.write(orjson.dumps([line, key]) + b"\n")
+            staged = orjson.dumps({"request": request}) + b"\n"
+            data_out.write(staged)
+            keys_out.write(orjson.dumps([line, key, len(staged)]) + b"\n")
             pending = next(records, None)
     return pending
 

@@ -1,4 +1,6 @@
-"""Result-writing throughput: the splitter's bounded pool against a sequential loop like the seed's.
+"""Result-writing throughput: the splitter's bounded pool against a sequential loop like the seed's, and what
+building results.jsonl in input order adds to a split (`ordered_overhead`: the split with its ordered buckets
+against the same split without, on the same shuffled outputs, in the same run).
 
 fake-gcs-server behind a proxy that adds LATENCY_MS to every request; N results. The sequential loop is
 measured on a sample (it would take minutes on all N) in the same run. Prints one JSON line.
@@ -66,10 +68,12 @@ def main() -> None:
 
 
 def run(n: int, sample: int, latency: float, tmp: str) -> dict:
+    import orjson
     import requests
 
     from dropbatch.keys import key_width
     from dropbatch.ledger import storage_client
+    from dropbatch import ordered
     from dropbatch.split import GcsSink, Index, Matcher
 
     requests.post(f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/b", params={"project": "bench"},
@@ -98,9 +102,26 @@ def run(n: int, sample: int, latency: float, tmp: str) -> dict:
     written = sum(1 for _ in storage_client("bench").list_blobs("bench", prefix="results/"))
     assert written == n, (written, n)
     rate = n / elapsed
+
+    # The same split, with results.jsonl's ordered buckets built beside the result objects.
+    matcher = Matcher(index, "bench", "job")
+    collector = ordered.Collector(bucket, "ordered/", index.starts)
+    start = time.perf_counter()
+    with GcsSink("bench", "with-order/", workers=int(os.environ.get("BENCH_WORKERS", "64"))) as sink:
+        for raw in lines:
+            line, key, data = matcher.match(raw)
+            sink.put(f"{key}.json", data)
+            collector.add(line, data)
+        sink.flush()
+    collector.order(index.lines(), index.key, lambda key: ordered.missing_result(key, "bench", "job"))
+    ordered.compose(bucket, [f"ordered/b{b:05d}.jsonl" for b in range(len(index.starts))], "results.jsonl")
+    with_order = time.perf_counter() - start
+    keys = [orjson.loads(l)["key"] for l in bucket.blob("results.jsonl").download_as_bytes().splitlines()]
+    assert keys == [str(i).zfill(width) for i in range(1, n + 1)], "results.jsonl in input order"
     return {"bench": "split", "objects": n, "latency_ms": latency, "objects_per_s": round(rate, 1),
             "sequential_objects_per_s": round(sequential, 1), "ratio": round(rate / sequential, 1),
             "client_cpu_ms_per_object": round(cpu / n * 1000, 3),
+            "ordered_overhead": round(with_order / elapsed - 1, 3), "ordered_buckets": len(index.starts),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
 
 

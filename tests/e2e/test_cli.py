@@ -28,14 +28,27 @@ def test_run_wait_out_json(stack, vertex, tmp_path):
     assert out.returncode == 0, out.stderr
     manifest = orjson.loads(out.stdout)
     assert manifest["state"] == "succeeded" and manifest["counts"]["succeeded"] == 8
-    keys = sorted(p.stem for p in (tmp_path / "res" / "results").glob("*.json"))
-    assert keys == sorted(orjson.loads(l)["key"] for l in (ROOT / "examples/requests.jsonl").read_bytes().splitlines())
+    keys = [orjson.loads(line)["key"] for line in (ROOT / "examples/requests.jsonl").read_bytes().splitlines()]
+    rows = [orjson.loads(line) for line in (tmp_path / "res" / "results.jsonl").read_bytes().splitlines()]
+    assert [r["key"] for r in rows] == keys, "results.jsonl in the file's order"
+    assert not (tmp_path / "res" / "results").exists(), "per-key files only when asked"
     assert (tmp_path / "res" / "manifest.json").exists() and (tmp_path / "res" / "errors.jsonl").exists()
     human = dropbatch(stack, "status", manifest["batch_id"])
     assert human.returncode == 0 and "succeeded" in human.stdout
     listed = orjson.loads(dropbatch(stack, "list", "--json").stdout)
     assert listed[0]["batch_id"] == manifest["batch_id"], "newest first"
     assert [r["created"] for r in listed] == sorted((r["created"] for r in listed), reverse=True)
+
+
+def test_run_out_per_key_writes_the_bucket_objects(stack, bucket, vertex, tmp_path):
+    out = dropbatch(stack, "run", ROOT / "examples/requests.jsonl", "--out", tmp_path / "res", "--per-key")
+    assert out.returncode == 0, out.stderr
+    assert "results.jsonl (one line per request, in input order)" in out.stdout
+    files = sorted((tmp_path / "res" / "results").glob("*.json"))
+    assert len(files) == 8
+    batch_id = orjson.loads(files[0].read_bytes())["batch_id"]
+    for f in files:
+        assert orjson.loads(f.read_bytes()) == read_json(bucket, f"batches/{batch_id}/results/{f.name}")
 
 
 def test_run_rejected_file_exits_1_with_lines(stack, vertex):

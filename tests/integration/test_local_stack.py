@@ -84,7 +84,7 @@ def test_up_with_an_openai_compatible_responder(tmp_path, stack):
         src.write_text('{"key": "q", "request": {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}}\n')
         run = dropbatch(env, "run", str(src), "--out", str(tmp_path / "out"), "--json")
         assert run.returncode == 0, run.stderr
-        result = orjson.loads((tmp_path / "out" / "results" / "q.json").read_bytes())
+        result = orjson.loads((tmp_path / "out" / "results.jsonl").read_bytes().splitlines()[0])
         assert result["text"] == "model tiny says hi"
     finally:
         dropbatch(env, "local", "down")

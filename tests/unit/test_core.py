@@ -64,8 +64,8 @@ def test_log_lines_carry_severity_and_context(capfd):
 
 def test_message_schema():
     msg = notify.build("succeeded", batch_id="b", source="gs://x/incoming/a.jsonl", counts={"total": 1})
-    assert set(msg) == {"schema", "batch_id", "state", "source", "counts", "manifest", "results_prefix", "report",
-                        "error"}
+    assert set(msg) == {"schema", "batch_id", "state", "source", "counts", "manifest", "results_prefix",
+                        "results_file", "report", "error"}
     assert msg["schema"] == "dropbatch.batch.v1"
     with pytest.raises(ValueError):
         notify.build("done", batch_id="b", source="s")

@@ -100,6 +100,19 @@ def test_split_exact_results(scenario):
                                                                    ("7", 7, "missing")]
 
 
+def test_split_writes_results_jsonl_in_input_order(scenario):
+    tmp, _ = scenario
+    out = tmp / "out"
+    split_local(str(tmp / "in.jsonl"), [str(tmp / "prediction-model-2026")], str(out), Config())
+    rows = [orjson.loads(line) for line in (out / "results.jsonl").read_bytes().splitlines()]
+    assert [r["key"] for r in rows] == ["1", "custom", "3", "4", "5", "6", "7", "8"]
+    assert [r["status"] for r in rows] == ["succeeded"] * 4 + ["failed"] * 2 + ["missing", "succeeded"]
+    for row in rows:
+        if row["status"] != "missing":
+            assert row == load(out, row["key"])
+    assert rows[6]["error"]["code"] == "MISSING" and rows[6]["request"] is None
+
+
 def test_split_is_deterministic(scenario):
     tmp, _ = scenario
     a, b = tmp / "a", tmp / "b"

@@ -1,0 +1,125 @@
+"""The batch state machine (dropbatch.batch): every move and decision, without a stack."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dropbatch import batch
+from dropbatch.errors import TransientError
+from dropbatch.events import parse_time
+
+T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def claimed(**extra):
+    return {**batch.new_claim("b-0123456789", "gs://x/incoming/a.jsonl", "incoming/a.jsonl", 7, "me", 60, at=T0),
+            **extra}
+
+
+def test_the_table_allows_only_its_moves():
+    doc = claimed()
+    assert batch.move(doc, batch.STAGED, parts=[1])["state"] == batch.STAGED and doc["parts"] == [1]
+    for state, allowed in batch.MOVES.items():
+        for to in (batch.CLAIMED, batch.STAGED, batch.SUBMITTED, batch.SPLITTING, batch.DONE, batch.REJECTED,
+                   batch.FAILED):
+            d = {"batch_id": "b", "state": state}
+            if to in allowed or to == state:
+                assert batch.move(d, to)["state"] == to
+            else:
+                with pytest.raises(batch.BadMove):
+                    batch.move(d, to)
+    assert all(not batch.MOVES[s] for s in batch.FINISHED), "finished is finished"
+
+
+def test_a_new_claim_holds_a_lease():
+    doc = claimed()
+    assert doc["state"] == batch.CLAIMED and doc["owner"] == "me" and doc["generation"] == 7
+    assert not batch.lease_expired(doc, T0 + dt.timedelta(seconds=59))
+    assert batch.lease_expired(doc, T0 + dt.timedelta(seconds=61))
+    assert batch.lease_expired({**doc, "owner": None})
+
+
+def test_take_over_only_a_dead_owners_claim():
+    doc = claimed()
+    with pytest.raises(TransientError):
+        batch.take_over(doc, "you", 60, at=T0 + dt.timedelta(seconds=30))
+    assert batch.take_over(doc, "you", 60, at=T0 + dt.timedelta(seconds=61))
+    assert doc["owner"] == "you" and parse_time(doc["lease_until"]) == T0 + dt.timedelta(seconds=121)
+    assert batch.take_over({**claimed(), "state": batch.STAGED}, "you", 60, at=T0 + dt.timedelta(hours=1))
+    for state in (batch.SUBMITTED, batch.SPLITTING, *batch.FINISHED):
+        assert not batch.take_over(claimed(state=state), "you", 60, at=T0 + dt.timedelta(hours=1))
+
+
+def test_release_only_my_own_lease():
+    doc = claimed()
+    assert not batch.release(doc, "you") and doc["owner"] == "me"
+    assert batch.release(doc, "me") and doc["owner"] is None and batch.lease_expired(doc)
+
+
+def test_part_claims_keep_two_creators_apart():
+    part = batch.new_part(0, 0, 1, 10, 10, "gs://x/in")
+    assert batch.part_waiting(part) and not batch.part_running(part)
+    assert batch.claim_part(part, "a", at=T0)
+    assert not batch.claim_part(part, "b", at=T0 + dt.timedelta(seconds=batch.CREATE_LEASE_S - 1))
+    assert batch.claim_part(part, "b", at=T0 + dt.timedelta(seconds=batch.CREATE_LEASE_S + 1))
+    part.update(job="projects/p/locations/l/batchPredictionJobs/1", state="JOB_STATE_RUNNING")
+    assert batch.part_running(part) and not batch.claim_part(part, "c", at=T0 + dt.timedelta(hours=1))
+    assert not batch.all_ended({"parts": [part]})
+    part["state"] = "JOB_STATE_SUCCEEDED"
+    assert batch.all_ended({"parts": [part]}) and not batch.part_running(part)
+    cancelled_early = {**batch.new_part(1, 0, 11, 20, 10, None), "state": "JOB_STATE_CANCELLED"}
+    assert not batch.part_waiting(cancelled_early)
+
+
+@pytest.mark.parametrize("states, counts, expected", [
+    (["JOB_STATE_SUCCEEDED", "JOB_STATE_CANCELLED"], (10, 10), "cancelled"),
+    (["JOB_STATE_EXPIRED", "JOB_STATE_FAILED"], (10, 5), "expired"),
+    (["JOB_STATE_FAILED"], (10, 9), "failed"),
+    (["JOB_STATE_SUCCEEDED"], (10, 10), "succeeded"),
+    (["JOB_STATE_SUCCEEDED"], (10, 0), "failed"),
+    (["JOB_STATE_PARTIALLY_SUCCEEDED"], (10, 4), "partially_succeeded"),
+])
+def test_terminal_state(states, counts, expected):
+    assert batch.terminal_state({"total": counts[0], "succeeded": counts[1]}, states) == expected
+
+
+def done(requests, errors, lines=None, usage=1):
+    return {"requests": requests, "errors": errors, "lines": lines, "counts": {"duplicate_outputs": 1},
+            "usage": {"prompt_tokens": usage, "candidates_tokens": usage, "total_tokens": 2 * usage}}
+
+
+def err(line, status="failed", retryable=True):
+    return {"key": str(line), "line": line, "status": status, "error": None, "retryable": retryable}
+
+
+def test_merge_rounds_keeps_the_last_answer():
+    parts = [batch.new_part(0, 0, 1, 5, 5, None), batch.new_part(1, 0, 6, 10, 5, None),
+             batch.new_part(2, 1, 2, 9, 4, None)]
+    dones = {"r0-p00000": done(5, [err(2), err(3), err(4, "missing")]),
+             "r0-p00001": done(5, [err(8, "missing"), err(9, retryable=False)]),
+             # round 1 retried 2, 3, 4, 8: 2 succeeded, 3 failed again, 4 and 8 came back with nothing
+             "r1-p00002": done(4, [err(3), err(4, "missing"), err(8, "missing")], lines=[2, 3, 4, 8])}
+    counts, usage, errors = batch.merge_rounds(parts, dones)
+    assert [(e["line"], e["status"]) for e in errors] == [(3, "failed"), (4, "missing"), (8, "missing"),
+                                                          (9, "failed")]
+    assert counts == {"total": 10, "succeeded": 6, "failed": 2, "missing": 2, "duplicate_outputs": 3,
+                      "unmatched_outputs": 0}
+    assert usage == {"prompt_tokens": 3, "candidates_tokens": 3, "total_tokens": 6}
+
+
+def test_a_retry_with_no_output_leaves_the_earlier_failure():
+    parts = [batch.new_part(0, 0, 1, 2, 2, None), batch.new_part(1, 1, 1, 1, 1, None)]
+    dones = {"r0-p00000": done(2, [err(1)]), "r1-p00001": done(1, [err(1, "missing")], lines=[1])}
+    _, _, errors = batch.merge_rounds(parts, dones)
+    assert errors == [err(1)]
+
+
+def test_wants_retry():
+    doc = {"round": 0, "parts": [{"round": 0, "state": "JOB_STATE_SUCCEEDED"}]}
+    errors = [err(1), err(2, retryable=False), err(3, "missing")]
+    assert [e["line"] for e in batch.wants_retry(doc, errors, 1)] == [1, 3]
+    assert batch.wants_retry(doc, errors, 0) == []
+    assert batch.wants_retry({**doc, "cancel_requested": True}, errors, 1) == []
+    assert batch.wants_retry({"round": 0, "parts": [{"round": 0, "state": "JOB_STATE_CANCELLED"}]}, errors, 1) == []
