@@ -58,7 +58,7 @@ demo: $(STAMP) ## the main job: start the local stack, drop examples/requests.js
 up: $(STAMP) ## start the local stack
 	$(VENV)/bin/dropbatch local up
 
-down: ## stop the local stack
+down: ## stop the local stack (its bucket's files are kept; `dropbatch local down --wipe` deletes them)
 	-$(VENV)/bin/dropbatch local down
 
 status: ## describe the local stack

@@ -15,7 +15,7 @@ from dropbatch.config import Config
 # The stack under test splits files past 40 requests into several jobs, so small files exercise that path.
 # results.jsonl is ordered in buckets of 10 lines, so a small batch has many buckets to order and compose.
 STACK_ENV = {"DROPBATCH_MAX_JOB_REQUESTS": "40", "DROPBATCH_CLAIM_LEASE_S": "8", "DROPBATCH_SPLIT_BUDGET_S": "60",
-             "DROPBATCH_RESULTS_BUCKET_LINES": "10"}
+             "DROPBATCH_RESULTS_BUCKET_LINES": "10", "DROPBATCH_OUTBOX_RETRY_S": "2"}
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def stack(tmp_path_factory):
 
     get_config.cache_clear()
     yield running
-    local.down()
+    local.down(wipe=True)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -149,7 +149,8 @@ def settled(bucket, inbox, batch_id: str, timeout: float = 60) -> list[dict]:
     recorded and it is off the active index, so no sweep, split task or forced re-send can send again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ledger = orjson.loads(bucket.blob(f"batches/{batch_id}/ledger.json").download_as_bytes())
+        blob = bucket.blob(f"batches/{batch_id}/ledger.json")
+        ledger = orjson.loads(blob.download_as_bytes()) if blob.exists() else {"state": None, "notified": {}}
         if ledger["state"] in ("done", "rejected", "failed") and ledger["notified"].get("terminal") and \
                 not bucket.blob(f"batches/_active/{batch_id}").exists():
             break

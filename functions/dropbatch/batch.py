@@ -22,7 +22,7 @@ FINISHED = (DONE, REJECTED, FAILED)
 SUBMITTING = (CLAIMED, STAGED)  # owned by one execution under a lease
 
 MOVES: dict[str, tuple[str, ...]] = {
-    CLAIMED: (STAGED, REJECTED, FAILED),
+    CLAIMED: (STAGED, REJECTED, FAILED, DONE),  # DONE: cancelled before any job
     STAGED: (SUBMITTED, FAILED),
     SUBMITTED: (SPLITTING, STAGED, DONE, FAILED),  # a split task may finish before the ledger says splitting
     SPLITTING: (STAGED, DONE, FAILED),  # STAGED: the next retry round
@@ -32,6 +32,10 @@ MOVES: dict[str, tuple[str, ...]] = {
 JOB_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
                           "JOB_STATE_PARTIALLY_SUCCEEDED"})
 CREATE_LEASE_S = 120  # how long a part's creation claim holds: longer than one create call with its retries
+MAX_CLAIMS = 5  # executions that may die holding one file's submission before the batch fails
+# google.rpc.Code values of a job error that another round cannot fix: INVALID_ARGUMENT, NOT_FOUND,
+# PERMISSION_DENIED, FAILED_PRECONDITION (googleapis google/rpc/code.proto).
+PERMANENT_JOB_CODES = frozenset({3, 5, 7, 9})
 
 
 class BadMove(Exception):
@@ -55,7 +59,7 @@ def new_claim(batch_id: str, source: str, name: str, generation: int, owner: str
     return {"batch_id": batch_id, "state": CLAIMED, "source": source, "object": name, "generation": generation,
             "created": now(at), "updated": now(at), "owner": owner,
             "lease_until": now(at + dt.timedelta(seconds=lease_s)),
-            "model": None, "requests": None, "parts": [], "notified": {}, "round": 0, "error": None}
+            "model": None, "requests": None, "parts": [], "notified": {}, "round": 0, "error": None, "claims": 1}
 
 
 def lease_expired(doc: dict, at: dt.datetime | None = None) -> bool:
@@ -71,8 +75,15 @@ def take_over(doc: dict, me: str, lease_s: float, at: dt.datetime | None = None)
     at = at or utcnow()
     if not lease_expired(doc, at):
         raise TransientError(f"batch {doc['batch_id']} is being submitted by execution {doc['owner']}; retry later")
+    if doc.get("owner"):  # its owner died (a released lease is a retry, not a death): count it
+        doc["claims"] = doc.get("claims", 1) + 1
     doc.update(owner=me, lease_until=now(at + dt.timedelta(seconds=lease_s)))
     return True
+
+
+def out_of_claims(doc: dict) -> bool:
+    """True when MAX_CLAIMS executions died or timed out holding the file (a file that kills its reader)."""
+    return doc["state"] in SUBMITTING and doc.get("claims", 1) > MAX_CLAIMS
 
 
 def release(doc: dict, me: str) -> bool:
@@ -107,6 +118,13 @@ def claim_part(part: dict, me: str, at: dt.datetime | None = None) -> bool:
         return False
     part["creating"] = {"by": me, "at": now(at)}
     return True
+
+
+def ended_for_good(part: dict) -> bool:
+    """The part's job failed in a way another round cannot fix (refused, gone, unreadable, bad input)."""
+    error = part.get("error") or {}
+    return part.get("state") == "JOB_STATE_FAILED" and (error.get("code") in PERMANENT_JOB_CODES
+                                                        or bool(part.get("refused") or part.get("lost")))
 
 
 def all_ended(doc: dict) -> bool:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import re
 
-from .keys import key_problem
+from .keys import SHOWN_CHARS, key_problem, shown
 from .schema import ROOT, load_schema, snake_case
 
 MAX_DEPTH = 100  # json_format.ParseDict's default max_recursion_depth
@@ -98,6 +99,8 @@ def _path(node) -> str:
         parts.append(seg)
     out = ""
     for seg in reversed(parts):
+        if isinstance(seg, str) and len(seg) > SHOWN_CHARS:  # a user's field or map key: clipped
+            seg = f"{seg[:SHOWN_CHARS]}...({len(seg):,} chars)"
         out += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if out else seg)
     return out
 
@@ -220,7 +223,7 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
                 ok = False
             if not ok:
                 choices = ", ".join(sorted(field.enum)[:12])
-                out.add("schema", node, f"{_path(node)} is {value!r}; use one of {choices}")
+                out.add("schema", node, f"{_path(node)} is {shown(value)}; use one of {choices}")
     elif kind == "bytes":
         if not isinstance(value, str) or _base64_problem(value, strict=False):
             out.add("schema", node, f"{_path(node)} must be base64 text")
@@ -231,9 +234,9 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
         for k, v in value.items():
             child = (node, k)
             if field.key in _INT_RANGES and _int_problem(k, field.key):
-                out.add("schema", child, f"{_path(child)}: map key {k!r} must be a whole number")
+                out.add("schema", child, f"{_path(child)}: map key {shown(k)} must be a whole number")
             if field.key == "bool" and k not in ("true", "false"):
-                out.add("schema", child, f"{_path(child)}: map key {k!r} must be true or false")
+                out.add("schema", child, f"{_path(child)}: map key {shown(k)} must be true or false")
             if v is None:
                 out.add("schema", child, f"{_path(child)} is null; map values cannot be null")
             else:
@@ -251,10 +254,10 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
             out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be a list")
     elif kind == "duration":
         if not isinstance(value, str) or not _DURATION_RE.match(value):
-            out.add("schema", node, f"{_path(node)} is {value!r}; write a duration like \"1.5s\"")
+            out.add("schema", node, f"{_path(node)} is {shown(value)}; write a duration like \"1.5s\"")
     elif kind == "timestamp":
         if not isinstance(value, str) or not _TIMESTAMP_RE.match(value):
-            out.add("schema", node, f"{_path(node)} is {value!r}; write an RFC 3339 time like "
+            out.add("schema", node, f"{_path(node)} is {shown(value)}; write an RFC 3339 time like "
                     "\"2026-01-01T00:00:00Z\"")
     elif kind == "fieldmask":
         if not isinstance(value, str):
@@ -278,7 +281,7 @@ def _int_problem(value, kind: str) -> str | None:
         return f"is {_kind_name(value)}; it must be a whole number"
     if isinstance(value, float):
         if not value.is_integer():
-            return f"is {value!r}; it must be a whole number"
+            return f"is {shown(value)}; it must be a whole number"
         value = int(value)
     elif isinstance(value, str):
         try:
@@ -292,12 +295,12 @@ def _int_problem(value, kind: str) -> str | None:
                     raise
                 value = int(f)
         except (ValueError, OverflowError):
-            return f"is {value!r}; it must be a whole number"
+            return f"is {shown(value)}; it must be a whole number"
     elif not isinstance(value, int):
         return f"is {_kind_name(value)}; it must be a whole number"
     lo, hi = _INT_RANGES[kind]
     if not lo <= value <= hi:
-        return f"is {value}; it must be between {lo} and {hi}"
+        return f"is {shown(value)}; it must be between {lo} and {hi}"
     return None
 
 
@@ -312,10 +315,10 @@ def _float_problem(value, kind: str) -> str | None:
                 raise ValueError
             float(value)
         except ValueError:
-            return f"is {value!r}; it must be a number"
+            return f"is {shown(value)}; it must be a number"
         return None
     if kind == "float" and abs(value) > _FLOAT_MAX:
-        return f"is {value!r}; it is too large for a 32-bit float"
+        return f"is {shown(value)}; it is too large for a 32-bit float"
     return None
 
 
@@ -353,7 +356,7 @@ def _check_content(content: dict, node, out: _Line) -> None:
     role = content.get("role")
     if role is not None and isinstance(role, str) and role.lower() not in ROLES:
         hint = "; put system prompts in request.systemInstruction" if role.lower() == "system" else ""
-        out.add("invalid_role", (node, "role"), f"{_path((node, 'role'))} is {role!r}; use 'user' or 'model'{hint}")
+        out.add("invalid_role", (node, "role"), f"{_path((node, 'role'))} is {shown(role)}; use 'user' or 'model'{hint}")
     parts = content.get("parts")
     if parts is None or parts == [] or parts == {}:
         out.add("empty_parts", (node, "parts"), f"{_path((node, 'parts'))} is missing or empty; "
@@ -379,7 +382,7 @@ def _check_mime(obj: dict, node, out: _Line) -> None:
         out.add("mime_type", (node, "mimeType"), f"{_path((node, 'mimeType'))} is missing; "
                 "give the media type, e.g. \"image/jpeg\" or \"application/pdf\"")
     elif isinstance(mime, str) and mime.lower() not in MIME_TYPES:
-        out.add("mime_type", (node, "mimeType"), f"{_path((node, 'mimeType'))} is {mime!r}, which Gemini does not "
+        out.add("mime_type", (node, "mimeType"), f"{_path((node, 'mimeType'))} is {shown(mime)}, which Gemini does not "
                 "accept; use an image, audio, video, PDF or text/plain type")
 
 
@@ -388,7 +391,7 @@ def _check_file_data(file_data: dict, node, out: _Line) -> None:
     if uri is None:
         out.add("file_uri", (node, "fileUri"), f"{_path((node, 'fileUri'))} is missing; give a gs:// URI")
     elif isinstance(uri, str) and not (uri.startswith("gs://") and len(uri) > 5 and "/" in uri[5:]):
-        out.add("file_uri", (node, "fileUri"), f"{_path((node, 'fileUri'))} is {uri[:100]!r}; batch jobs read "
+        out.add("file_uri", (node, "fileUri"), f"{_path((node, 'fileUri'))} is {shown(uri)}; batch jobs read "
                 "files from Cloud Storage: use gs://BUCKET/OBJECT (or send the bytes as inlineData)")
     _check_mime(file_data, node, out)
 
@@ -433,6 +436,30 @@ def _parts_as_list(content):
     return content
 
 
+_SEGMENT = re.compile(r"\[\d+\]|\.?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def safe_field(field: str | None) -> str | None:
+    """The field path when every name in it is one of the schema's own (so it can go into a message), else None:
+    a path through a user's unknown field or map key would quote user text."""
+    if not field:
+        return None
+    _root()
+    known = _known_names()
+    pos = 0
+    while pos < len(field):
+        m = _SEGMENT.match(field, pos)
+        if m is None or (m.group(1) is not None and m.group(1) not in known):
+            return None
+        pos = m.end()
+    return field
+
+
+@functools.cache
+def _known_names() -> frozenset:
+    return frozenset({"request", "key"} | {name for table in _compiled.values() for name in table if name != "__name__"})
+
+
 def check_request(request) -> list[tuple[str, str, str]]:
     """Problems of one request as (code, field path, message); empty when the request is good."""
     out = _Line()
@@ -459,7 +486,7 @@ def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object]:
                        "\"user\", \"parts\": [{\"text\": \"...\"}]}]}}"
             else:
                 hint = "a line holds only \"request\" and an optional \"key\""
-            problems.append(("schema", name, f"'{name}' is not allowed at the top of a line; {hint}"))
+            problems.append(("schema", _path((None, name)), f"{shown(name)} is not allowed at the top of a line; {hint}"))
     request = obj.get("request")
     if request is None:
         if not problems:

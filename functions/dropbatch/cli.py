@@ -85,9 +85,11 @@ def cmd_local(args, config: Config) -> int:
                   f"(storage {running.storage}), logs in {running.logs}")
         return 0
     if args.action == "down":
-        stopped = local.down()
+        stopped = local.down(wipe=args.wipe)
         if not args.json:
-            print("local stack stopped" if stopped else "no local stack was running")
+            kept = "the local bucket's files were deleted" if args.wipe else \
+                "the local bucket's files are kept for the next `up` (`down --wipe` deletes them)"
+            print(("local stack stopped; " if stopped else "no local stack was running; ") + kept)
         return 0
     running = local.status()
     if running is None:
@@ -354,6 +356,7 @@ def cmd_list(args, config: Config) -> int:
         if doc:
             rows.append({"batch_id": doc["batch_id"], "state": doc.get("final_state") or doc["state"],
                          "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"]})
+    rows.sort(key=lambda r: r["created"], reverse=True)  # newest first
     if args.json:
         _print_json(rows)
     else:
@@ -365,21 +368,35 @@ def cmd_list(args, config: Config) -> int:
 
 
 def cmd_cancel(args, config: Config) -> int:
+    """Cancel a batch in any state: before its jobs exist it ends at once; running jobs are cancelled at Vertex
+    (best effort: a job may still finish); partial results are split either way."""
     from . import batch, vertex
+    from .errors import PermanentError
     from .ledger import Store
 
     if not is_batch_id(args.batch_id):
         raise UsageError(f"{args.batch_id!r} is not a batch id (dropbatch list shows them)")
     store = Store(_target())
-    doc = store.update_ledger(args.batch_id, lambda d: d.update(cancel_requested=True))
+    doc = store.update_ledger(args.batch_id, lambda d: False if d["state"] in batch.FINISHED else
+                              d.update(cancel_requested=True))
     if doc is None:
         raise UsageError(f"no batch {args.batch_id!r}")
-    cancelled = 0
+    if doc["state"] in batch.FINISHED:
+        print(f"{args.batch_id} has already ended: {doc.get('final_state') or doc['state']}")
+        return 0
+    cancelled, gone = 0, 0
     for p in doc["parts"]:
         if batch.part_running(p):
-            vertex.cancel_job(store.config, p["job"])
-            cancelled += 1
-    print(f"cancel requested for {cancelled} job(s) of {args.batch_id}; partial results will still be split")
+            try:
+                vertex.cancel_job(store.config, p["job"])
+                cancelled += 1
+            except PermanentError:  # already ended, or deleted at Vertex: the sweep records what it finds
+                gone += 1
+    if doc["state"] in batch.SUBMITTING and not any(p.get("job") for p in doc["parts"]):
+        print(f"cancel requested for {args.batch_id}: it ends before any job is created")
+    else:
+        print(f"cancel requested for {cancelled} job(s) of {args.batch_id}"
+              + (f" ({gone} already gone)" if gone else "") + "; partial results will still be split")
     return 0
 
 
@@ -428,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--responder-url", default="", help="up: answer with any OpenAI-compatible endpoint "
                    "(e.g. http://127.0.0.1:8000/v1) instead of the deterministic local responder")
     p.add_argument("--responder-model", default="local", help="up: the model name sent to --responder-url")
+    p.add_argument("--wipe", action="store_true", help="down: also delete the local bucket's files")
     p.set_defaults(func=lambda a, c: cmd_local_env(a, c) if a.action == "env" else cmd_local(a, c))
     return parser
 

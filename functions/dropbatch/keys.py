@@ -12,15 +12,31 @@ _SLUG_RE = re.compile(r"[^a-z0-9]+")
 BATCH_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,50}\Z")
 
 
+SHOWN_CHARS = 40  # the most of a user's value a report quotes
+
+
+def shown(value) -> str:
+    """A user's value as a report may quote it: its repr, clipped past SHOWN_CHARS and marked as clipped.
+    Messages and logs never quote user values at all; reports (report.json, `dropbatch validate`) do, clipped."""
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    if isinstance(value, str):
+        if len(value) <= SHOWN_CHARS:
+            return repr(value)
+        return f"{value[:SHOWN_CHARS]!r}... ({len(value):,} chars, clipped)"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} chars, clipped)"
+
+
 def key_problem(key) -> str | None:
     """Why `key` cannot be a request key, or None when it can."""
     if not isinstance(key, str):
-        return f"key must be a string, not {type(key).__name__}; quote it, e.g. \"key\": \"{key}\""
+        return f"key must be a string, not {shown(key) if isinstance(key, (dict, list)) else type(key).__name__}; " \
+               "write it in quotes, e.g. \"key\": \"row-1\""
     if key in (".", ".."):
         return f"key {key!r} is not allowed; use letters, digits, '.', '_' or '-'"
     if not KEY_RE.match(key):
-        shown = key if len(key) <= 40 else key[:40] + "..."
-        return (f"key {shown!r} must be 1-128 characters of A-Z a-z 0-9 . _ - "
+        return (f"key {shown(key)} must be 1-128 characters of A-Z a-z 0-9 . _ - "
                 f"(it becomes an object name: results/KEY.json)")
     return None
 

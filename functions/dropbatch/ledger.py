@@ -97,11 +97,25 @@ class Store:
         return orjson.loads(data), blob.generation
 
     def write_json(self, path: str, doc, if_generation_match: int | None = None) -> int:
+        """Write a document, under a generation precondition when given. A conditional write whose response was
+        lost is retried by the client and then answered 412; when the object holds exactly our bytes, that
+        412 is our own write succeeding, not someone else's (compared by content, which carries a timestamp)."""
+        from google.api_core.exceptions import NotFound
         from google.cloud.storage.retry import DEFAULT_RETRY
 
+        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         blob = self.bucket.blob(path)
-        _gcs_call(blob.upload_from_string, orjson.dumps(doc, option=orjson.OPT_INDENT_2), content_type="application/json",
-                  if_generation_match=if_generation_match, retry=DEFAULT_RETRY)
+        try:
+            _gcs_call(blob.upload_from_string, data, content_type="application/json",
+                      if_generation_match=if_generation_match, retry=DEFAULT_RETRY)
+        except Conflict:
+            current = self.bucket.blob(path)
+            try:
+                if _gcs_call(current.download_as_bytes) == data:
+                    return current.generation
+            except NotFound:
+                pass
+            raise
         return blob.generation
 
     def create_json(self, path: str, doc) -> bool:
@@ -137,6 +151,7 @@ class Store:
             if mutate(doc) is False:
                 return doc
             doc["updated"] = now()
+            doc["writer"] = uuid.uuid4().hex[:12]  # this write's own mark: a lost response's retry knows its bytes
             try:
                 self.write_json(self.ledger_path(batch_id), doc, if_generation_match=generation)
                 return doc

@@ -78,7 +78,7 @@ class Reader:
         cfg, report = self.config, self.report
         head = self.stream.read(2)
         compressed = head == GZIP_MAGIC
-        if self.name.endswith(".gz") and not compressed and head:
+        if self.name.lower().endswith(".gz") and not compressed and head:
             report.add(None, "not_gzip", None, f"{self.name} is named .gz but is not gzip data; "
                        "compress it with gzip or drop the .gz from the name", cfg.max_errors)
             return

@@ -1,4 +1,11 @@
-"""The completion messages (schema dropbatch.batch.v1): one builder, one publisher."""
+"""The completion messages (schema dropbatch.batch.v1): one builder, one publisher, and the ledger's outbox.
+
+A message is queued in the ledger in the same write that moves the batch (so it is decided once), then
+published. A publish that fails stays queued: the same execution or the next sweep tries again, at most
+MAX_PUBLISH_ATTEMPTS times, then the message is given up with an ERROR log and the batch still ends (a deleted
+topic or a missing permission must not keep a batch, or its file, in a retry loop). Messages carry ids,
+counts, codes, line numbers and schema field paths, never user text, and stay under MAX_MESSAGE_BYTES.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,17 @@ import functools
 
 import orjson
 
-from . import logs
+from . import batch, logs
 from .config import Config
 from .errors import TransientError
+from .events import age_s, now
 
 SCHEMA = "dropbatch.batch.v1"
 STATES = ("rejected", "submitted", "stalled", "succeeded", "partially_succeeded", "failed", "cancelled", "expired")
 TERMINAL = ("rejected", "succeeded", "partially_succeeded", "failed", "cancelled", "expired")
+MAX_MESSAGE_BYTES = 16_000
+MAX_ERROR_CHARS = 2_000
+MAX_PUBLISH_ATTEMPTS = 5
 
 
 @functools.cache
@@ -27,9 +38,14 @@ def build(state: str, *, batch_id: str, source: str, counts: dict | None = None,
           error: str | None = None) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown batch state {state!r}")
-    return {"schema": SCHEMA, "batch_id": batch_id, "state": state, "source": source, "counts": counts,
-            "manifest": manifest, "results_prefix": results_prefix, "results_file": results_file, "report": report,
-            "error": error}
+    if error and len(error) > MAX_ERROR_CHARS:
+        error = error[:MAX_ERROR_CHARS] + f"... ({len(error):,} chars, clipped)"
+    message = {"schema": SCHEMA, "batch_id": batch_id, "state": state, "source": source, "counts": counts,
+               "manifest": manifest, "results_prefix": results_prefix, "results_file": results_file,
+               "report": report, "error": error}
+    if len(orjson.dumps(message)) > MAX_MESSAGE_BYTES:  # only a pathological source name gets here
+        message["source"] = source[:1000]
+    return message
 
 
 def publish_json(config: Config, topic: str, body: dict, **attributes) -> None:
@@ -38,10 +54,74 @@ def publish_json(config: Config, topic: str, body: dict, **attributes) -> None:
     try:
         client.publish(path, orjson.dumps(body), **{k: str(v) for k, v in attributes.items()}).result(timeout=60)
     except Exception as exc:  # the publish future raises api_core errors and timeouts alike: retry the step
-        raise TransientError(f"publishing to {topic} failed: {exc}") from exc
+        raise TransientError(f"publishing to {topic} failed: {str(exc)[:300]}") from exc
 
 
 def send(config: Config, message: dict) -> None:
     publish_json(config, config.notifications_topic, message, batch_id=message["batch_id"], state=message["state"])
     logs.info(f"batch {message['state']}", batch_id=message["batch_id"], state=message["state"],
               counts=message["counts"])
+
+
+# ---------------------------------------------------------------- the outbox
+
+def queue(doc: dict, message: dict) -> None:
+    """Queue a message in a ledger document (call inside the ledger write that decides it)."""
+    doc.setdefault("outbox", []).append({"message": message, "tried": now()})
+
+
+def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> dict | None:
+    """Publish the batch's queued messages in order; a finished batch with nothing left leaves the active index.
+    The sweep passes `retry_after_s` (DROPBATCH_OUTBOX_RETRY_S) so that it never races the execution that
+    queued a message and is sending it right now (that would send it twice)."""
+    doc, _ = store.read_ledger(batch_id)
+    while doc and doc.get("outbox"):
+        entry = doc["outbox"][0]
+        message = entry["message"]
+        if age_s(entry["tried"]) < retry_after_s:
+            return doc
+        try:
+            send(store.config, message)
+            problem = None
+        except TransientError as exc:
+            problem = str(exc)
+        gave_up = []
+
+        def record(d):
+            if not d.get("outbox") or d["outbox"][0]["message"] != message:
+                return False  # another execution delivered it meanwhile
+            if problem is None:
+                d["outbox"].pop(0)
+                d["outbox_attempts"] = 0
+                return None
+            d["outbox"][0]["tried"] = now()
+            d["outbox_attempts"] = d.get("outbox_attempts", 0) + 1
+            if d["outbox_attempts"] >= MAX_PUBLISH_ATTEMPTS:
+                d["outbox"].pop(0)
+                d["outbox_attempts"] = 0
+                d.setdefault("undelivered", []).append({"state": message["state"], "error": problem, "at": now()})
+                gave_up.append(True)
+            return None
+
+        doc = store.update_ledger(batch_id, record)
+        if problem is not None:
+            if not gave_up:
+                logs.warning("message not published; it stays queued", state=message["state"], error=problem,
+                             attempts=doc and doc.get("outbox_attempts"))
+                break
+            logs.error("message given up", state=message["state"], error=problem, attempts=MAX_PUBLISH_ATTEMPTS)
+    if doc and doc["state"] in batch.FINISHED and not doc.get("outbox"):
+        store.mark_inactive(batch_id)
+    return doc
+
+
+def end_batch(store, batch_id: str, to: str, message: dict, **fields) -> dict | None:
+    """Move a batch to a finished state with its last message queued, then deliver it. Once only."""
+    def mutate(d):
+        if d["state"] in batch.FINISHED:
+            return False
+        batch.move(d, to, notified={**d["notified"], "terminal": now()}, owner=None, lease_until=None, **fields)
+        queue(d, message)
+
+    store.update_ledger(batch_id, mutate)
+    return deliver(store, batch_id)

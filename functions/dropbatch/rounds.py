@@ -172,7 +172,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     """
     doc, _ = store.read_ledger(batch_id)
     if doc is None or doc["notified"].get("terminal"):
-        store.mark_inactive(batch_id)
+        notify.deliver(store, batch_id)  # its message may still be queued
         return
     dones = {batch.part_name(p): store.read_json(store.path(batch_id, f"split/{batch.part_name(p)}.done.json"))[0]
              for p in doc["parts"]}
@@ -206,14 +206,11 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
             return
         manifest = existing
     job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
-    notify.send(store.config, notify.build(
-        manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
-        manifest=store.uri(manifest_path), results_prefix=results_prefix, results_file=manifest.get("results_file"),
-        report=store.uri(store.path(batch_id, "report.json")), error="; ".join(job_errors) or None))
-    store.update_ledger(batch_id, lambda d: batch.move(d, batch.DONE, final_state=manifest["state"],
-                                                       counts=manifest["counts"],
-                                                       notified={**d["notified"], "terminal": now()}))
-    store.mark_inactive(batch_id)
+    message = notify.build(manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
+                           manifest=store.uri(manifest_path), results_prefix=results_prefix,
+                           results_file=manifest.get("results_file"),
+                           report=store.uri(store.path(batch_id, "report.json")), error="; ".join(job_errors) or None)
+    notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"])
 
 
 def start_round(store: Store, doc: dict, retry: list) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import heapq
 import os
 import re
+import struct
 import threading
 import time
 import zlib
@@ -22,11 +23,12 @@ from pathlib import Path
 import orjson
 
 from . import logs, notify, ordered
-from .batch import USAGE_NAMES, part_name, terminal_state
+from .batch import USAGE_NAMES, ended_for_good, part_name, terminal_state
 from .keys import LINE_LABEL, key_width, line_key
 from .lineio import bounded_lines
 from .schema import snake_case
 
+_F32 = struct.Struct("<f")
 RETRYABLE_CODES = {408, 429, 500, 502, 503, 504}
 RETRYABLE_STATUS = {"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
 
@@ -49,9 +51,19 @@ def canonical(value, key: str | None = None):
         return out
     if isinstance(value, list):
         return [canonical(v, key) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float):
+        value = _float32(value)
+        return int(value) if value.is_integer() else value
     return value
+
+
+def _float32(value: float) -> float:
+    """A number at float32 precision: Vertex echoes float fields (temperature, topP: `float` in
+    google/cloud/aiplatform/v1/content.proto) re-serialized, so 0.1 may come back as 0.10000000149011612."""
+    try:
+        return _F32.unpack(_F32.pack(value))[0]
+    except (OverflowError, struct.error):  # beyond float32: a double field, compared as it is
+        return value
 
 
 def fingerprint(request) -> int:
@@ -114,38 +126,85 @@ class Index:
                 if have is None:
                     self._fingerprints[fp] = line
                 elif isinstance(have, int):
-                    self._fingerprints[fp] = [have, line]
+                    self._fingerprints[fp] = [1, have, line]  # [next place to look, lines...]
                 else:
                     have.append(line)
-        have = self._fingerprints.get(fingerprint(request))
+        fp = fingerprint(request)
+        have = self._fingerprints.get(fp)
         if have is None:
             return None, False
-        for line in (have,) if isinstance(have, int) else have:
+        if isinstance(have, int):
+            return (None, True) if seen[have - self.first] else (have, True)
+        # Identical requests (one prompt sampled under many keys): lines are handed out in order and the place
+        # to look moves forward, so n copies cost O(n) in all, not O(n^2).
+        while have[0] < len(have):
+            line = have[have[0]]
             if not seen[line - self.first]:
                 return line, True
+            have[0] += 1
         return None, True
 
 
 # ---------------------------------------------------------------- one output line -> one result
 
+# google.rpc.Code names by HTTP code, and by their own number (googleapis google/rpc/code.proto).
+STATUS_BY_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED",
+                  503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+HTTP_BY_STATUS = {v: k for k, v in STATUS_BY_HTTP.items()} | {"FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
+                                                              "ALREADY_EXISTS": 409, "UNKNOWN": 500, "DATA_LOSS": 500}
+STATUS_BY_GRPC = {1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+                  6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+                  10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+                  15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
+# Plain-text statuses carry neither: the words say what happened ("Internal error occurred.").
+_WORDS = (("resource exhausted", "RESOURCE_EXHAUSTED"), ("quota", "RESOURCE_EXHAUSTED"),
+          ("rate limit", "RESOURCE_EXHAUSTED"), ("too many requests", "RESOURCE_EXHAUSTED"),
+          ("internal error", "INTERNAL"), ("unavailable", "UNAVAILABLE"), ("overloaded", "UNAVAILABLE"),
+          ("deadline exceeded", "DEADLINE_EXCEEDED"), ("timed out", "DEADLINE_EXCEEDED"),
+          ("invalid argument", "INVALID_ARGUMENT"), ("bad request", "INVALID_ARGUMENT"),
+          ("permission denied", "PERMISSION_DENIED"))
+_STATUS_NAME = re.compile(r"\b(" + "|".join(sorted(HTTP_BY_STATUS)) + r")\b")
+
+
 def parse_status(status: str) -> dict:
-    """Vertex's `status` string, often "Bad Request: {json error}", as {"code", "message", "status"}."""
+    """A per-line Vertex `status` string as {"code": HTTP code, "status": google.rpc.Code name, "message"}, in
+    every shape seen: "Bad Request: {json}", "RESOURCE_EXHAUSTED error occurred: {json}", a bare JSON error
+    object, "RESOURCE_EXHAUSTED: ...", "429 Too Many Requests", "Internal error occurred." (tests/data has
+    each, with where it was seen). Whatever part is missing is filled in from the other."""
+    code = name = None
+    message = status
     start = status.find("{")
     if start >= 0:
         try:
             body = orjson.loads(status[start:])
             err = body.get("error", body) if isinstance(body, dict) else {}
-            if isinstance(err, dict) and ("code" in err or "message" in err):
-                return {"code": err.get("code"), "message": err.get("message") or status,
-                        "status": err.get("status")}
+            if isinstance(err, dict) and ("code" in err or "message" in err or "status" in err):
+                code, name = err.get("code"), err.get("status")
+                message = err.get("message") or status
         except orjson.JSONDecodeError:
             pass
-    match = re.search(r"\b(4\d\d|5\d\d)\b", status)
-    return {"code": int(match.group(1)) if match else None, "message": status, "status": None}
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 0 < code < 100:  # a google.rpc.Code number
+        name, code = name or STATUS_BY_GRPC.get(code), None
+    if not isinstance(code, int) or isinstance(code, bool):
+        found = re.search(r"\b([45]\d\d)\b", status)
+        code = int(found.group(1)) if found else None
+    if not isinstance(name, str) or name not in HTTP_BY_STATUS:
+        found = _STATUS_NAME.search(status)
+        name = found.group(1) if found else STATUS_BY_HTTP.get(code)
+        if name is None:
+            lowered = status.lower()
+            name = next((n for words, n in _WORDS if words in lowered), None)
+    if code is None and name is not None:
+        code = HTTP_BY_STATUS.get(name)
+    return {"code": code, "message": message, "status": name}
 
 
 def is_retryable(error: dict | None) -> bool:
-    """Worth another round: rate limits, server errors, deadlines, the Vertex service agent being provisioned."""
+    """Worth another round: rate limits, server errors, deadlines, the Vertex service agent being provisioned;
+    not bad requests, permissions or safety blocks."""
     if not error:
         return False
     message = str(error.get("message") or "").lower()
@@ -178,8 +237,9 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
     candidates = (response or {}).get("candidates") or []
     first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
     content = first.get("content") or {}
-    texts = [p["text"] for p in content.get("parts") or [] if isinstance(p, dict) and isinstance(p.get("text"), str)
-             and not p.get("thought")]
+    answer = [p for p in content.get("parts") or [] if isinstance(p, dict) and not p.get("thought")]
+    texts = [p["text"] for p in answer if isinstance(p.get("text"), str)]
+    finish = _get(first, "finishReason", "finish_reason")
     feedback = _get(response or {}, "promptFeedback", "prompt_feedback") or {}
     block = _get(feedback, "blockReason", "block_reason")
     error = None
@@ -192,10 +252,13 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
         error = {"code": block, "message": message}
     elif not candidates:
         error = {"code": "NO_CANDIDATES", "message": "the response has no candidates"}
+    elif not answer and finish not in (None, "STOP", "FINISH_REASON_UNSPECIFIED"):
+        # MAX_TOKENS spent on thinking, SAFETY, RECITATION...: a candidate with nothing in it is no answer
+        error = {"code": finish, "message": f"the first candidate ended with {finish} before any answer"}
     return {
         "key": key, "status": "failed" if error else "succeeded", "request": _clean_request(out.get("request")),
         "response": response, "text": "".join(texts) if texts else None,
-        "finish_reason": _get(first, "finishReason", "finish_reason"),
+        "finish_reason": finish,
         "usage": _get(response or {}, "usageMetadata", "usage_metadata"), "error": error,
         "processed_time": out.get("processed_time") or out.get("processedTime"), "batch_id": batch_id, "job": job,
     }
@@ -260,9 +323,10 @@ class Matcher:
                                   "retryable": is_retryable(result["error"])})
         return line, key, orjson.dumps(result)
 
-    def missing(self):
+    def missing(self, retryable: bool = True):
         """errors.jsonl entries of the requests no output line answered, in line order (a generator)."""
-        return ({"key": self.index.key(line), "line": line, "status": "missing", "error": None, "retryable": True}
+        return ({"key": self.index.key(line), "line": line, "status": "missing", "error": None,
+                 "retryable": retryable}
                 for line in self.index.lines() if not self.seen[line - self.index.first])
 
 
@@ -390,9 +454,10 @@ def load_index(store, doc: dict, part: dict) -> Index:
     return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines)
 
 
-def output_files(store, output_dir: str | None) -> list:
-    if not output_dir:
-        return []
+def output_files(store, doc: dict, part: dict) -> list:
+    """The part's prediction files: under the job's output directory, or, for a job dropbatch lost sight of,
+    wherever it wrote under the prefix dropbatch gave it."""
+    output_dir = part.get("output_dir") or store.uri(store.path(doc["batch_id"], f"output/{part_name(part)}"))
     bucket_name, _, prefix = output_dir[5:].partition("/")
     blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
     return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
@@ -414,7 +479,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"))
     collector = ordered.Collector(store.bucket, store.path(batch_id, f"ordered/{name}/"), index.starts,
                                   checkpoint.get("segments"))
-    files = output_files(store, part.get("output_dir"))
+    files = output_files(store, doc, part)
     deadline = started + config.split_budget_s
 
     def stop(**where) -> bool:
@@ -451,7 +516,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
                                stop=lambda: time.monotonic() > deadline)
         if left is not None and stop(file=len(files), offset=0, order_from=left):
             return False
-    missing = list(matcher.missing())
+    missing = list(matcher.missing(retryable=not ended_for_good(part)))
     store.create_json(done_path, {
         "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
         "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import batch, logs, notify, rounds, submit, vertex
 from .config import Config, get_config
-from .errors import DropbatchError, TransientError
+from .errors import DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
 from .ledger import Store, execution_id
 
@@ -49,9 +49,10 @@ def advance(store: Store, batch_id: str) -> None:
         if since is None or age_s(since) > 2 * store.config.claim_lease_s:
             store.mark_inactive(batch_id)
         return
-    if doc["state"] in batch.FINISHED:
-        store.mark_inactive(batch_id)
-        return
+    if doc.get("outbox") or doc["state"] in batch.FINISHED:
+        doc = notify.deliver(store, batch_id, store.config.outbox_retry_s)  # a finished batch leaves the index
+        if doc is None or doc["state"] in batch.FINISHED:
+            return
     if doc["state"] in batch.SUBMITTING:
         if batch.lease_expired(doc):  # its event was lost or its function died: finish the submission here
             submit.resume(store, batch_id)
@@ -67,7 +68,14 @@ def refresh_jobs(store: Store, doc: dict) -> None:
     updates = {}
     for part in doc["parts"]:
         if batch.part_running(part):
-            job = vertex.get_job(config, part["job"])
+            try:
+                job = vertex.get_job(config, part["job"])
+            except PermanentError as exc:  # deleted (404) or no longer readable (403): it will not come back
+                logs.error("job lost; what it wrote is split", job=part["job"], part=part["index"],
+                           error=str(exc)[:300])
+                job = {"name": part["job"], "state": "JOB_STATE_FAILED", "completion_stats": None, "lost": True,
+                       "output_dir": part.get("output_dir"), "end_time": now(),
+                       "error": {"code": 5, "message": f"dropbatch can no longer read the job: {str(exc)[:500]}"}}
             if job["state"] != part["state"] or job["completion_stats"] != part["completion_stats"]:
                 updates[part["index"]] = job
                 if job["state"] != part["state"]:
@@ -78,7 +86,8 @@ def refresh_jobs(store: Store, doc: dict) -> None:
     def record(d):
         for index, job in updates.items():
             d["parts"][index].update(state=job["state"], completion_stats=job["completion_stats"],
-                                     output_dir=job["output_dir"], error=job["error"], ended=job["end_time"])
+                                     output_dir=job["output_dir"], error=job["error"], ended=job["end_time"],
+                                     **({"lost": True} if job.get("lost") else {}))
         for p in stalled:
             d["parts"][p["index"]]["stalled"] = d["parts"][p["index"]].get("stalled") or now()
     if updates or stalled:

@@ -15,9 +15,13 @@ from .errors import PermanentError
 from .events import age_s, now, object_event
 from .ledger import Store, execution_id
 from .checks import as_lists
-from .validate import iter_requests, validate_stream
+from .validate import Report, iter_requests, validate_stream
 
-SUFFIXES = (".jsonl", ".jsonl.gz")
+SUFFIXES = (".jsonl", ".jsonl.gz")  # in any letter case
+
+
+def accepted_name(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)
 
 
 def handle_event(event) -> None:
@@ -46,8 +50,8 @@ def ignore_reason(config: Config, ev) -> str | None:
         return f"outside the trigger prefix {config.incoming_prefix!r}"
     if ev.name.startswith(config.batches_prefix):
         return "written by dropbatch"
-    if not ev.name.endswith(SUFFIXES):
-        return "not a .jsonl or .jsonl.gz file"
+    if ev.name.endswith("/"):
+        return "a folder placeholder, not a file"
     if not ev.generation:
         return "the event has no object generation"
     age = age_s(ev.time)
@@ -117,55 +121,89 @@ def release(store: Store, batch_id: str, me: str) -> None:
 
 
 def advance_submission(store: Store, doc: dict) -> dict:
+    if batch.out_of_claims(doc):
+        return fail(store, doc, f"validating and staging the file did not finish in {batch.MAX_CLAIMS} attempts "
+                                "(each one ran out of time or memory); split the file into smaller ones")
+    if doc.get("cancel_requested") and doc["state"] == batch.CLAIMED:
+        return cancel_unstarted(store, doc)
     if doc["state"] == batch.CLAIMED:
         doc = validate_and_stage(store, doc)
     if doc["state"] == batch.STAGED:
         doc = submit_parts(store, doc["batch_id"])
-        if doc["state"] == batch.SUBMITTED and not doc["notified"].get("submitted"):
-            notify.send(store.config, notify.build(
-                "submitted", batch_id=doc["batch_id"], source=doc["source"], counts={"total": doc["requests"]},
-                report=store.uri(store.path(doc["batch_id"], "report.json")),
-                results_prefix=store.uri(store.path(doc["batch_id"], "results/"))))
-            doc = store.update_ledger(doc["batch_id"], lambda d: d["notified"].update(submitted=now()))
     return doc
 
 
+def cancel_unstarted(store: Store, doc: dict) -> dict:
+    """`dropbatch cancel` before any job: the batch ends `cancelled` without reading the file again."""
+    message = notify.build("cancelled", batch_id=doc["batch_id"], source=doc["source"],
+                           counts={"total": doc.get("requests")}, error="cancelled before any job was created")
+    return notify.end_batch(store, doc["batch_id"], batch.DONE, message, final_state="cancelled")
+
+
+class Replaced(Exception):
+    """The dropped object's generation is gone: replaced by a newer upload, or deleted."""
+
+
 def _open_source(store: Store, doc: dict):
+    """The dropped object at the event's generation, and a reader pinned to it. Raises Replaced when that
+    generation is no longer the object's (each upload of a name is its own batch; this one never reads another's
+    content)."""
     from google.api_core.exceptions import NotFound
 
     bucket_name, _, name = doc["source"][5:].partition("/")
-    blob = store.client.bucket(bucket_name).blob(name, generation=doc["generation"])
+    bucket = store.client.bucket(bucket_name)
+    blob = bucket.blob(name, generation=doc["generation"])
     try:
         blob.reload()
     except NotFound:
-        raise PermanentError(f"{doc['source']}#{doc['generation']} no longer exists") from None
-    return blob, blob.open("rb", chunk_size=8 << 20)
+        blob = None
+    if blob is None or blob.generation != doc["generation"]:
+        live = bucket.get_blob(name)
+        raise Replaced(f"generation {doc['generation']} of {doc['source']} was replaced by a newer upload "
+                       f"(generation {live.generation}), which is a batch of its own" if live is not None else
+                       f"generation {doc['generation']} of {doc['source']} was deleted before it was read")
+    return blob, _reader(blob, doc["generation"])
+
+
+def _reader(blob, generation: int):
+    # if_generation_match: a read that would see another generation (a replacement mid-read) fails instead
+    return blob.open("rb", chunk_size=8 << 20, if_generation_match=generation)
+
+
+def reject(store: Store, doc: dict, report) -> dict:
+    """Write the report and end the batch `rejected`: one small message, the user's object untouched."""
+    batch_id = doc["batch_id"]
+    store.write_json(store.path(batch_id, "report.json"), report.to_dict())
+    summary = report.summary()
+    message = notify.build("rejected", batch_id=batch_id, source=doc["source"],
+                           counts={"total": report.requests, "errors": report.error_count},
+                           report=store.uri(store.path(batch_id, "report.json")), error=summary)
+    return notify.end_batch(store, batch_id, batch.REJECTED, message, error=summary)
 
 
 def validate_and_stage(store: Store, doc: dict) -> dict:
+    from google.api_core.exceptions import PreconditionFailed
+
     config, batch_id = store.config, doc["batch_id"]
+    if not accepted_name(doc["object"]):
+        report = Report(source=doc["source"])
+        report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz (any letter "
+                   "case); rename the file and upload it again", config.max_errors)
+        return reject(store, doc, report)
     try:
         blob, stream = _open_source(store, doc)
-    except PermanentError as exc:
-        return fail(store, doc, str(exc))
-    with stream:
-        report = validate_stream(stream, doc["object"], config, source=doc["source"])
-    body = report.to_dict()
-    store.write_json(store.path(batch_id, "report.json"), body)
+        with stream:
+            report = validate_stream(stream, doc["object"], config, source=doc["source"])
+    except (Replaced, PreconditionFailed) as exc:
+        report = Report(source=doc["source"])
+        reason = str(exc) if isinstance(exc, Replaced) else \
+            f"{doc['source']} was replaced by a newer upload while it was read; that upload is a batch of its own"
+        report.add(None, "replaced", None, reason, config.max_errors)
+        return reject(store, doc, report)
     logs.info("validated", requests=report.requests, errors=report.error_count, jobs=len(report.jobs))
     if not report.valid:
-        first = body["errors"][0] if body["errors"] else None
-        summary = f"{report.error_count} error(s) in {doc['source']}"
-        if first:
-            summary += f"; first: line {first['line']}: {first['message']}" if first["line"] else \
-                f"; {first['message']}"
-        notify.send(config, notify.build("rejected", batch_id=batch_id, source=doc["source"],
-                                         counts={"total": report.requests, "errors": report.error_count},
-                                         report=store.uri(store.path(batch_id, "report.json")), error=summary))
-        store.update_ledger(batch_id, lambda d: batch.move(d, batch.REJECTED, error=summary,
-                                                           notified={"terminal": now()}))
-        store.mark_inactive(batch_id)
-        return store.read_ledger(batch_id)[0]
+        return reject(store, doc, report)
+    store.write_json(store.path(batch_id, "report.json"), report.to_dict())
     model = (blob.metadata or {}).get("model") or config.model
     parts = stage_input(store, doc, report, blob)
     return store.update_ledger(batch_id, lambda d: batch.move(d, batch.STAGED, model=model, requests=report.requests,
@@ -179,7 +217,7 @@ def stage_input(store: Store, doc: dict, report, blob) -> list[dict]:
     parts = [batch.new_part(i, 0, p["first_line"], p["last_line"], p["requests"],
                             store.uri(store.path(batch_id, f"input/part-{i:05d}.jsonl")))
              for i, p in enumerate(report.jobs)]
-    with blob.open("rb", chunk_size=8 << 20) as stream:
+    with _reader(blob, doc["generation"]) as stream:
         records = iter_requests(stream, doc["object"], store.config, report.lines)
         pending = next(records, None)
         for part in parts:
@@ -227,7 +265,14 @@ def submit_parts(store: Store, batch_id: str) -> dict:
                                     input_uri=part["input"], model=doc["model"],
                                     output_prefix=store.uri(store.path(batch_id, f"output/{batch.part_name(part)}")))
         except PermanentError as exc:
-            return fail(store, doc, f"Vertex AI refused the job: {exc}")
+            if not any(p["job"] for p in doc["parts"]):
+                return fail(store, doc, f"Vertex AI refused the job: {exc}")
+            # Jobs of other parts run (and are paid for): keep tracking them; this part ends failed, its
+            # requests listed as missing and not retried, and the batch ends `failed` with what the others got.
+            logs.error("job refused; the batch's other jobs go on", part=part["index"], error=str(exc)[:500])
+            doc = store.update_ledger(batch_id, lambda d, i=part["index"], e=str(exc)[:1000]: d["parts"][i].update(
+                state="JOB_STATE_FAILED", refused=True, creating=None, error={"code": 3, "message": e}))
+            continue
         except BaseException:  # a retry may create it at once (and finds it by label if it was created)
             store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(creating=None))
             raise
@@ -240,8 +285,19 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
 
         doc = store.update_ledger(batch_id, record)
-    return store.update_ledger(batch_id, lambda d: batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
-                               if d["state"] == batch.STAGED else False)
+    def submitted(d):
+        if d["state"] != batch.STAGED:
+            return False
+        batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
+        if not d["notified"].get("submitted"):  # the first round's only: retry rounds are not news
+            d["notified"]["submitted"] = now()
+            notify.queue(d, notify.build("submitted", batch_id=batch_id, source=d["source"],
+                                         counts={"total": d["requests"]},
+                                         report=store.uri(store.path(batch_id, "report.json")),
+                                         results_prefix=store.uri(store.path(batch_id, "results/"))))
+
+    doc = store.update_ledger(batch_id, submitted)
+    return notify.deliver(store, batch_id) if doc.get("outbox") else doc
 
 
 def claim_part(store: Store, batch_id: str, index: int) -> bool:
@@ -266,13 +322,9 @@ def active_job_count(store: Store, exclude: str | None = None) -> int:
 
 
 def fail(store: Store, doc: dict, reason: str) -> dict:
-    """End a batch that cannot go on: the terminal `failed` message, the ledger, off the active index."""
-    batch_id = doc["batch_id"]
-    logs.error(f"batch failed: {reason}")
-    notify.send(store.config, notify.build("failed", batch_id=batch_id, source=doc["source"],
-                                           counts={"total": doc.get("requests")}, error=reason,
-                                           report=store.uri(store.path(batch_id, "report.json"))))
-    doc = store.update_ledger(batch_id, lambda d: False if d["state"] in batch.FINISHED else batch.move(
-        d, batch.FAILED, error=reason, notified={**d["notified"], "terminal": now()}, owner=None, lease_until=None))
-    store.mark_inactive(batch_id)
-    return doc
+    """End a batch that cannot go on: the `failed` message queued and sent, off the active index."""
+    logs.error(f"batch failed: {reason[:500]}")
+    message = notify.build("failed", batch_id=doc["batch_id"], source=doc["source"],
+                           counts={"total": doc.get("requests")}, error=reason,
+                           report=store.uri(store.path(doc["batch_id"], "report.json")))
+    return notify.end_batch(store, doc["batch_id"], batch.FAILED, message, error=reason[:2000])

@@ -13,9 +13,9 @@ from typing import IO, Iterator
 
 import orjson
 
-from .checks import check_line
+from .checks import check_line, safe_field
 from .config import Config
-from .keys import key_width, line_key
+from .keys import key_width, line_key, shown
 from .lineio import Reader, open_source
 
 
@@ -41,6 +41,19 @@ class Report:
             self.errors.append({"line": line, "code": code, "field": field, "message": message})
         else:
             self.truncated = True
+
+    def summary(self) -> str:
+        """One line for a message or a log: counts, the first error's line, code and schema field path; never
+        the file's own text (the report, which clips what it quotes, has the rest)."""
+        text = f"{self.error_count:,} error(s) in {self.requests:,} requests"
+        if self.errors:
+            first = self.errors[0]
+            if first["line"] is None:  # file-level messages are dropbatch's own words: no user text in them
+                text += f"; {first['code']}: {first['message']}"
+            else:
+                field = safe_field(first["field"])
+                text += f"; first: line {first['line']}: {first['code']}" + (f" at {field}" if field else "")
+        return text + "; report.json lists every error by line"
 
     def to_dict(self) -> dict:
         return {"valid": self.valid, "source": self.source, "requests": self.requests, "errors": self.errors,
@@ -90,7 +103,7 @@ def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | 
             h = _key_hash(key)
             first = seen_keys.get(h)
             if first is not None:
-                report.add(lineno, "duplicate_key", "key", f"key {key!r} is already used on line {first}; "
+                report.add(lineno, "duplicate_key", "key", f"key {shown(key)} is already used on line {first}; "
                            "keys must be unique in a file", limit)
             else:
                 seen_keys[h] = lineno
@@ -113,7 +126,7 @@ def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | 
     for key, lineno in digit_keys:
         other = int(key)
         if len(key) == width and 1 <= other <= report.lines and keyless[other - 1]:
-            report.add(lineno, "key_collision", "key", f"key {key!r} is also the key of line {other}, which has "
+            report.add(lineno, "key_collision", "key", f"key {shown(key)} is also the key of line {other}, which has "
                        f"no key of its own; give line {other} a key or choose another", limit)
     if report.requests == 0 and not report.error_count:
         report.add(None, "empty_file", None, "the file has no requests; each line must be "

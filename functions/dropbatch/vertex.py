@@ -20,8 +20,14 @@ def job_client(endpoint: str, location: str):
 
         return aiplatform_v1.JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
                                               client_options={"api_endpoint": endpoint})
-    return aiplatform_v1.JobServiceClient(
-        client_options={"api_endpoint": endpoint or f"{location}-aiplatform.googleapis.com"})
+    return aiplatform_v1.JobServiceClient(client_options={"api_endpoint": endpoint or api_endpoint(location)})
+
+
+def api_endpoint(location: str) -> str:
+    """Vertex AI's host for a location: the global endpoint has no region prefix
+    (https://cloud.google.com/vertex-ai/generative-ai/docs/learn/locations#global-endpoint); a region's is
+    REGION-aiplatform.googleapis.com."""
+    return "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
 
 
 def client(config: Config):

@@ -35,7 +35,7 @@ def main() -> None:
         try:
             print(json.dumps(run(running, files, n, up_s)))
         finally:
-            local.down()
+            local.down(wipe=True)
 
 
 def run(running, files: int, n: int, up_s: float) -> dict:

@@ -84,7 +84,7 @@ def test_ignored_events_create_nothing(stack, bucket, functions, capfd):
     blob = upload(bucket, "manual/ignored.jsonl", [req("x")])
     old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
     cases = [finalized("another-bucket", blob.name, blob.generation), finalized(bucket.name, "elsewhere/a.jsonl", 5),
-             finalized(bucket.name, "manual/notes.txt", 5), finalized(bucket.name, blob.name, blob.generation, old),
+             finalized(bucket.name, "manual/folder/", 5), finalized(bucket.name, blob.name, blob.generation, old),
              finalized(bucket.name, "batches/x/results/manual/a.jsonl", 5),
              notification(bucket.name, blob.name, blob.generation, "OBJECT_DELETE")]
     capfd.readouterr()
@@ -97,7 +97,7 @@ def test_ignored_events_create_nothing(stack, bucket, functions, capfd):
         assert len(ignored) == 1 and ignored[0]["severity"] == "INFO", lines
         reasons.append(ignored[0]["message"])
     assert ledger_of(bucket, blob)[1] is None
-    assert "another-bucket" in reasons[0] and "prefix" in reasons[1] and "not a .jsonl" in reasons[2]
+    assert "another-bucket" in reasons[0] and "prefix" in reasons[1] and "folder placeholder" in reasons[2]
     assert "old" in reasons[3] and "prefix" in reasons[4] and "deleted events" in reasons[5]
 
 
@@ -164,6 +164,26 @@ def test_killed_after_claim_then_redelivered(stack, bucket, functions, inbox, ve
     assert "resuming a half-finished claim" in logged and "job created" in logged, logged
     assert inbox.wait_for(bid, "succeeded")["counts"]["succeeded"] == 3
     assert len(jobs_of(stack, bid)) == 1
+
+
+def test_a_generation_replaced_before_it_was_read_is_rejected_naming_the_newer(stack, bucket, functions, inbox,
+                                                                             vertex):
+    """Two uploads of one name: each is its own batch; the first, read after it was replaced, never runs the
+    second's content and says so."""
+    from dropbatch.keys import batch_id as derive
+
+    first = upload(bucket, "manual/twice.jsonl", [req("first")])
+    old = first.generation
+    second = upload(bucket, "manual/twice.jsonl", [req("second a"), req("second b")])
+    for generation in (old, second.generation):
+        r = functions["submit_batch"].post("/", headers=finalized(bucket.name, first.name, generation)[0],
+                                           data=finalized(bucket.name, first.name, generation)[1])
+        assert r.status_code == 200, r.data
+    old_id, new_id = derive(bucket.name, first.name, old), derive(bucket.name, first.name, second.generation)
+    msg = inbox.wait_for(old_id, "rejected")
+    assert "replaced" in msg["error"] and f"generation {second.generation}" in msg["error"]
+    assert not list(bucket.list_blobs(prefix=f"batches/{old_id}/input/"))
+    assert inbox.wait_for(new_id, "succeeded")["counts"]["succeeded"] == 2
 
 
 def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions, capfd):

@@ -169,3 +169,55 @@ def test_cli_split(scenario):
                             "--predictions", str(tmp / "nope"), "--out", str(tmp / "c")], capture_output=True,
                            text=True)
     assert human.returncode == 2 and "no such file" in human.stderr and "Traceback" not in human.stderr
+
+
+FIXTURES = [orjson.loads(line) for line in (Path(__file__).parents[1] / "data" / "vertex-output-lines.jsonl")
+            .read_bytes().splitlines()]
+
+
+@pytest.mark.parametrize("case", FIXTURES, ids=[c["source"][:50] for c in FIXTURES])
+def test_output_lines_of_every_shape(case):
+    """Each fixture says where its shape was seen (tests/data/vertex-output-lines.jsonl)."""
+    from dropbatch.split import is_retryable
+
+    result = build_result("k", case["line"], "b", "j")
+    expect = case["expect"]
+    assert result["status"] == expect["status"]
+    if expect["error"] is None:
+        assert result["error"] is None
+    else:
+        assert {k: result["error"].get(k) for k in expect["error"]} == expect["error"]
+    assert is_retryable(result["error"]) is expect["retryable"]
+    if "text" in expect:
+        assert result["text"] == expect["text"]
+
+
+def test_a_float32_echo_still_matches():
+    """Vertex echoes `float` fields at float32 precision (0.1 -> 0.10000000149011612); matching holds."""
+    sent = {"contents": [{"role": "user", "parts": [{"text": "t"}]}], "generationConfig": {"temperature": 0.1,
+                                                                                          "topP": 0.95}}
+    echoed = {"generation_config": {"top_p": 0.949999988079071, "temperature": 0.10000000149011612},
+              "contents": [{"parts": [{"file_data": None, "text": "t"}], "role": "user"}]}
+    assert fingerprint(sent) == fingerprint(echoed)
+    assert fingerprint(sent) != fingerprint({**sent, "generationConfig": {"temperature": 0.2, "topP": 0.95}})
+
+
+def test_many_identical_requests_match_one_each_in_linear_time():
+    import time
+
+    from dropbatch.split import Index, Matcher
+
+    def run(n):
+        request = {"contents": [{"role": "user", "parts": [{"text": "same prompt"}]}]}
+        index = Index.from_keys(((i, f"k{i}") for i in range(1, n + 1)), 6, lambda: ((i, request) for i in
+                                                                                     range(1, n + 1)))
+        matcher = Matcher(index, None, None)
+        line = orjson.dumps(ok(request, "x"))
+        start = time.perf_counter()
+        keys = [matcher.match(line)[1] for _ in range(n)]
+        assert matcher.match(line) is None and matcher.counts["duplicate_outputs"] == 1
+        assert keys == [f"k{i}" for i in range(1, n + 1)]
+        return time.perf_counter() - start
+
+    small, large = run(2_000), run(20_000)
+    assert large < small * 30, (small, large)  # linear: ~10x; quadratic would be ~100x

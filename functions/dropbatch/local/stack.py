@@ -5,7 +5,9 @@
     Vertex batch emulator  <--  aiplatform_v1.JobServiceClient(transport="rest")
 
 `up` starts what is not running and returns when every part answers; `down` stops exactly the processes
-`up` started (by pid, with their process groups); `status` reads the state file.
+`up` started: by pid, with their process groups, and only when the process still has the start time and
+command line recorded when it was started (a stale state file must never signal another program); it keeps
+the local bucket's data unless asked to wipe it. `status` reads the state file.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Stack:
     topics: dict
     logs: str
     started: float
+    idents: dict = dataclasses.field(default_factory=dict)  # pid -> identity when started (_identity)
 
     @property
     def storage(self) -> str:
@@ -108,6 +111,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _identity(pid: int) -> str | None:
+    """A process's start time and command line (Linux /proc): what tells it from a later process with its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    start = stat.rsplit(")", 1)[-1].split()[19]  # field 22, starttime, counted after the command name
+    command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+    return f"{start}:{command}"
+
+
+def _ours(stack: Stack, pid: int, strict: bool = True) -> bool:
+    """Is `pid` still the process we started? Strict: the same start time and command line as recorded once
+    it answered; else the start time only (a part that failed to start may have exec'd into another command)."""
+    recorded, now_is = stack.idents.get(str(pid)), _identity(pid)
+    if recorded is None or now_is is None:
+        return False
+    return now_is == recorded if strict else now_is.split(":", 1)[0] == recorded.split(":", 1)[0]
+
+
+def _record(stack: Stack) -> None:
+    """Record every part's identity once it answers (the Pub/Sub emulator's script execs into java first)."""
+    stack.idents = {str(pid): _identity(pid) for pid in stack.pids.values()}
+    _save(stack)
+
+
+def _signal(stack: Stack, pid: int, sig: int, strict: bool = True) -> None:
+    if _ours(stack, pid, strict):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,11 +188,13 @@ def gcs_root() -> str:
     return str(base / f"dropbatch-gcs-{hashlib.sha256(str(state_dir()).encode()).hexdigest()[:8]}")
 
 
-def _spawn(name: str, cmd: list[str], env: dict, logs: Path) -> int:
+def _spawn(stack: Stack, name: str, cmd: list[str], env: dict, logs: Path) -> int:
     log = open(logs / f"{name}.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True, cwd=str(MAIN_PY.parent))
     log.close()
+    stack.pids[name] = proc.pid
+    stack.idents[str(proc.pid)] = _identity(proc.pid)
     return proc.pid
 
 
@@ -198,15 +236,16 @@ def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Sta
     """Kill one function's processes (SIGKILL by default: a crash, not a shutdown) and start it again on the
     same port, optionally with other environment variables (fault tests point it at a failing proxy)."""
     stack = require()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(stack.pids[name], kill_signal)
+    _signal(stack, stack.pids[name], kill_signal)
     deadline = time.monotonic() + 10
     while _alive(stack.pids[name]) and time.monotonic() < deadline:
         time.sleep(0.02)
     logs = Path(stack.logs)
-    stack.pids[name] = _spawn(name, _function_command(name, stack.ports[name]), _env(stack, **env), logs)
+    stack.idents.pop(str(stack.pids[name]), None)
+    _spawn(stack, name, _function_command(name, stack.ports[name]), _env(stack, **env), logs)
     _save(stack)
     _wait(name, lambda: _answers(stack.ports[name]), 60, stack.pids[name], logs)
+    _record(stack)
     return stack
 
 
@@ -216,7 +255,7 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
     running = status()
     if running is not None:
         return running
-    down()  # leftovers of a stack that half-died
+    down(strict=False)  # leftovers of a stack that half-died
     config = config or Config.from_env()
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -227,32 +266,33 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
                   logs=str(logs), started=time.time())
     base_env = _env(stack)
     try:
-        stack.pids["pubsub"] = _spawn("pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
-        stack.pids["vertex"] = _spawn("vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
+        _spawn(stack, "pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
+        _spawn(stack, "vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
                                                  str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode(),
                                                  "--responder-url", responder_url, "--responder-model", responder_model],
                                       base_env, logs)
         for name in FUNCTIONS:
-            stack.pids[name] = _spawn(name, _function_command(name, ports[name]), base_env, logs)
+            _spawn(stack, name, _function_command(name, ports[name]), base_env, logs)
         _save(stack)
         _wait("pubsub", lambda: _answers(ports["pubsub"]), 30, stack.pids["pubsub"], logs)
         _create_topics(stack)
-        stack.pids["storage"] = _spawn("storage", [
+        _spawn(stack, "storage", [
             fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["storage"]),
             "-backend", "filesystem", "-filesystem-root", gcs_root(), "-public-host", f"127.0.0.1:{ports['storage']}",
             "-external-url", f"http://127.0.0.1:{ports['storage']}", "-log-level", "info",
             "-event.pubsub-project-id", stack.project, "-event.pubsub-topic", topics["uploads"],
             "-event.bucket", stack.bucket, "-event.object-prefix", config.incoming_prefix,
             "-event.list", "finalize"], base_env, logs)
-        stack.pids["ticker"] = _spawn("ticker", [sys.executable, "-m", "dropbatch.local.ticker", "--interval",
+        _spawn(stack, "ticker", [sys.executable, "-m", "dropbatch.local.ticker", "--interval",
                                                  str(TICK_S)], base_env, logs)
         _save(stack)
         _wait("storage", lambda: _answers(ports["storage"]), 20, stack.pids["storage"], logs)
         _create_bucket(stack)
         for name in ("vertex", *FUNCTIONS):
             _wait(name, lambda n=name: _answers(ports[n]), 60, stack.pids[name], logs)
+        _record(stack)
     except BaseException:
-        down()
+        down(strict=False)
         raise
     return stack
 
@@ -293,24 +333,25 @@ def _create_bucket(stack: Stack) -> None:
         raise StackError(f"could not create bucket {stack.bucket}: {r.status_code} {r.text[:200]}")
 
 
-def down() -> bool:
-    """Stop what `up` started; True when something was running."""
+def down(wipe: bool = False, strict: bool = True) -> bool:
+    """Stop what `up` started (and only that); True when something was running. The local bucket's files stay
+    for the next `up` unless `wipe`."""
     stack = load()
     if stack is None:
+        if wipe:
+            shutil.rmtree(gcs_root(), ignore_errors=True)
         return False
     for pid in stack.pids.values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
+        _signal(stack, pid, signal.SIGTERM, strict)
     deadline = time.monotonic() + 10
     for pid in stack.pids.values():
-        while _alive(pid) and time.monotonic() < deadline:
+        while _ours(stack, pid, strict) and _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+        _signal(stack, pid, signal.SIGKILL, strict)
     with contextlib.suppress(FileNotFoundError):
         _state_file().unlink()
-    shutil.rmtree(gcs_root(), ignore_errors=True)
+    if wipe:
+        shutil.rmtree(gcs_root(), ignore_errors=True)
     return True
 
 
