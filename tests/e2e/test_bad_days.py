@@ -95,7 +95,7 @@ def test_a_job_deleted_behind_our_back_ends_the_batch(stack, bucket, inbox, vert
     _, batch_id = drop(bucket, "vanishing.jsonl", [req(f"v{i}") for i in range(3)])
     inbox.wait_for(batch_id, "submitted")
     job = read_json(bucket, f"batches/{batch_id}/ledger.json")["parts"][0]["job"]
-    requests.delete(f"{stack.vertex}/v1/{job}").raise_for_status()
+    requests.post(f"{stack.vertex}/_emulator/jobs/{job.rsplit('/', 1)[-1]}:forget").raise_for_status()
     done = inbox.wait_for(batch_id, "failed", timeout=60)
     assert "can no longer read the job" in done["error"]
     assert done["counts"]["total"] == 3 and done["counts"]["missing"] == 3

@@ -77,7 +77,8 @@ def test_lifecycle_and_output_format(stack, bucket, client, vertex):
         {"file_data": None, "text": "List objects in this image."},
         {"file_data": {"file_uri": "gs://cloud-samples-data/generative-ai/image/office-desk.jpeg",
                        "mime_type": "image/jpeg"}, "text": None}]
-    assert seed["request"]["generationConfig"] == {"temperature": 0.4}
+    # temperature is a `float` (google/cloud/aiplatform/v1/content.proto): echoed at float32 precision
+    assert seed["request"]["generationConfig"] == {"temperature": 0.4000000059604645}
     response = seed["response"]
     assert response["candidates"][0]["finishReason"] == "STOP" and response["modelVersion"].startswith("gemini")
     assert set(response["usageMetadata"]) == {"promptTokenCount", "candidatesTokenCount", "totalTokenCount"}
@@ -118,12 +119,14 @@ def test_injected_faults(stack, bucket, client, vertex):
         client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(stack, uri, "gs://x/y"))
     with pytest.raises(exceptions.ServiceUnavailable):
         client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(stack, uri, "gs://x/y"))
-    vertex.faults(fail_rate=0.5, fail_code=429, job_outcome="EXPIRED")
+    vertex.faults(fail_rate=0.5, fail_code=429, job_outcome="EXPIRED", lines_per_file=4)
     job = client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
         stack, uri, f"gs://{bucket.name}/fidelity/faults"))
     job = wait_terminal(client, job.name)
     assert job.state.name == "JOB_STATE_EXPIRED" and "expired" in job.error.message
-    assert 0 < job.completion_stats.failed_count < 40
+    stats = job.completion_stats  # an expired job leaves partial output: the rest is incomplete
+    assert 0 < stats.failed_count < 40 and stats.incomplete_count == 40 - stats.successful_count - stats.failed_count
+    assert stats.incomplete_count > 0
 
 
 SEED_CALLS = """
@@ -166,3 +169,144 @@ def test_seed_notebook_sdk_calls(stack, bucket, vertex):
     assert lines["state"] == "JOB_STATE_QUEUED" and lines["succeeded"] == "True" and lines["listed"] == "True"
     assert lines["output"].startswith(f"gs://{bucket.name}/seed/out/prediction-model-")
     assert "deleted" in out.stdout
+
+
+def test_create_refuses_what_vertex_refuses(stack, bucket, client, vertex):
+    """BatchPredictionJob reference: display_name, the formats and output_config are required; labels are at
+    most 64, keys and values at most 64 characters of lowercase letters, digits, _ and -; the model must exist."""
+    uri = stage(bucket, "fidelity/refuse.jsonl", [{"request": {"contents": [{"parts": [{"text": "x"}]}]}}])
+    parent = f"projects/{stack.project}/locations/us-central1"
+    model = f"{parent}/publishers/google/models/gemini-2.5-flash"
+
+    def job(**changes):
+        spec = {"display_name": "refuse", "model": model,
+                "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [uri]}},
+                "output_config": {"predictions_format": "jsonl",
+                                  "gcs_destination": {"output_uri_prefix": f"gs://{bucket.name}/fidelity/refuse"}}}
+        spec.update(changes)
+        return aiplatform_v1.BatchPredictionJob({k: v for k, v in spec.items() if v is not None})
+
+    bad = {
+        "no display name": job(display_name=None),
+        "no instances format": job(input_config={"gcs_source": {"uris": [uri]}}),
+        "no output config": job(output_config=None),
+        "no predictions format": job(output_config={"gcs_destination": {"output_uri_prefix": "gs://b/x"}}),
+        "upper-case label": job(labels={"Team": "x"}),
+        "long label value": job(labels={"team": "x" * 65}),
+        "65 labels": job(labels={f"k{i}": "v" for i in range(65)}),
+        "unknown model": job(model=f"{parent}/publishers/google/models/gpt-4"),
+    }
+    for what, refused in bad.items():
+        with pytest.raises(exceptions.BadRequest):  # 400 INVALID_ARGUMENT
+            client.create_batch_prediction_job(parent=parent, batch_prediction_job=refused)
+            pytest.fail(what)
+    international = job(labels={"équipe": "données", "k": ""})
+    assert client.create_batch_prediction_job(parent=parent, batch_prediction_job=international).name
+
+
+def test_lifecycle_as_documented(stack, bucket, client, vertex):
+    """A cap on running jobs (extra ones wait, no 429); output and completionStats while running; cancel is
+    asynchronous (CANCELLING, then CANCELLED with `error`) and best effort; delete only ended jobs, as an LRO."""
+    vertex.faults(max_running=1, running_s=3, lines_per_file=2, cancel_s=0.3)
+    uri = stage(bucket, "fidelity/life.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
+                                                for i in range(8)])
+    parent = f"projects/{stack.project}/locations/us-central1"
+    jobs = [client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
+        stack, uri, f"gs://{bucket.name}/fidelity/life{i}")) for i in range(2)]
+    deadline = time.monotonic() + 20
+    first = second = None
+    while time.monotonic() < deadline and first is None:
+        now = [client.get_batch_prediction_job(name=j.name) for j in jobs]
+        assert [j.state.name for j in now].count("JOB_STATE_RUNNING") <= 1, "at most one running"
+        for i, job in enumerate(now):
+            if job.state.name == "JOB_STATE_RUNNING" and job.output_info.gcs_output_directory:
+                out = job.output_info.gcs_output_directory[len(f"gs://{bucket.name}/"):]
+                if list(bucket.list_blobs(prefix=out)) and 0 < job.completion_stats.successful_count < 8:
+                    first, second = job, now[1 - i]
+        time.sleep(0.05)
+    assert first is not None, "output and stats while the job runs"
+    assert second.state.name in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING"), "the other waits for a slot, no 429"
+    with pytest.raises(exceptions.BadRequest):  # FAILED_PRECONDITION: only ended jobs can be deleted
+        client.delete_batch_prediction_job(name=first.name)
+    client.cancel_batch_prediction_job(name=first.name)
+    assert client.get_batch_prediction_job(name=first.name).state.name == "JOB_STATE_CANCELLING"
+    ended = wait_terminal(client, first.name)
+    assert ended.state.name == "JOB_STATE_CANCELLED" and ended.error.code == 1
+    assert ended.completion_stats.incomplete_count > 0
+    vertex.faults(cancel_wins=0.0)  # best effort: this cancel loses, the running job still succeeds
+    while client.get_batch_prediction_job(name=second.name).state.name != "JOB_STATE_RUNNING":
+        time.sleep(0.05)
+    client.cancel_batch_prediction_job(name=second.name)
+    assert wait_terminal(client, second.name).state.name == "JOB_STATE_SUCCEEDED"
+    client.delete_batch_prediction_job(name=first.name).result(timeout=10)
+    with pytest.raises(exceptions.NotFound):
+        client.get_batch_prediction_job(name=first.name)
+
+
+def test_more_faults(stack, bucket, client, vertex):
+    uri = stage(bucket, "fidelity/more.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
+                                                for i in range(10)])
+    parent = f"projects/{stack.project}/locations/us-central1"
+    vertex.faults(list_lag_s=2)
+    job = client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
+        stack, uri, f"gs://{bucket.name}/fidelity/more", labels={"suite": "lag"}))
+    request = {"parent": parent, "filter": 'labels.suite="lag"'}
+    assert list(client.list_batch_prediction_jobs(request=request)) == [], "not listed yet"
+    time.sleep(2.1)
+    assert [j.name for j in client.list_batch_prediction_jobs(request=request)] == [job.name]
+    wait_terminal(client, job.name)
+    vertex.faults(list_lag_s=0, input_forbidden=True)
+    job = wait_terminal(client, client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
+        stack, uri, f"gs://{bucket.name}/fidelity/more2")).name)
+    assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 7 and "storage.objects.get" in job.error.message
+    vertex.faults(input_forbidden=False, job_outcome="FAILED", lines_per_file=2, fail_rate=0.2, fail_code=503)
+    job = wait_terminal(client, client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
+        stack, uri, f"gs://{bucket.name}/fidelity/more3")).name)
+    assert job.state.name == "JOB_STATE_FAILED" and job.completion_stats.incomplete_count > 0
+    out = job.output_info.gcs_output_directory[len(f"gs://{bucket.name}/"):]
+    written = sum(len(b.download_as_bytes().splitlines()) for b in bucket.list_blobs(prefix=out))
+    assert 0 < written < 10, "a failed job leaves partial output"
+
+
+GENAI_CALLS = """
+import os, time
+from google import genai
+from google.genai.types import HttpOptions
+from google.oauth2.credentials import Credentials
+
+local = Credentials("local")  # any token: the emulator reads none (AnonymousCredentials cannot refresh)
+
+bucket = os.environ["DROPBATCH_BUCKET"]
+if os.environ.get("EXPLICIT"):  # as Google's notebooks write it
+    client = genai.Client(vertexai=True, project=os.environ["DROPBATCH_PROJECT"], location="us-central1",
+                          credentials=local, http_options=HttpOptions(base_url=os.environ["DROPBATCH_VERTEX_ENDPOINT"]))
+else:  # the base URL from what `dropbatch local env` exports (GOOGLE_VERTEX_BASE_URL)
+    client = genai.Client(vertexai=True, project=os.environ["GOOGLE_CLOUD_PROJECT"],
+                          location=os.environ["GOOGLE_CLOUD_LOCATION"], credentials=local)
+job = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/genai/input.jsonl",
+                            config={"dest": f"gs://{bucket}/genai/out"})
+print("created", job.name)
+while job.state.name not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+    time.sleep(0.2)
+    job = client.batches.get(name=job.name)
+print("state", job.state.name)
+print("listed", job.name in [j.name for j in client.batches.list()])
+client.batches.delete(name=job.name)
+print("deleted")
+"""
+
+
+@pytest.mark.parametrize("explicit", ["", "1"])
+def test_google_genai_sdk_calls(stack, bucket, vertex, explicit):
+    """Google's newer notebooks drive batch jobs with the google-genai SDK (its v1beta1 paths)."""
+    import os
+    import subprocess
+    import sys
+
+    from corpus import SEED_LINE
+
+    stage(bucket, "genai/input.jsonl", [SEED_LINE])
+    env = {**os.environ, **stack.client_env(), "EXPLICIT": explicit}
+    out = subprocess.run([sys.executable, "-c", GENAI_CALLS], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "state JOB_STATE_SUCCEEDED" in out.stdout and "listed True" in out.stdout and "deleted" in out.stdout

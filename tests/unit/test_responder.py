@@ -50,9 +50,17 @@ def test_echo_and_status_shapes():
                     "generationConfig": {"temperature": 0.4}})
     assert echoed["contents"][0]["parts"] == [{"file_data": {"file_uri": "gs://b/o", "mime_type": "image/png"},
                                                "text": None}]
-    assert echoed["generationConfig"] == {"temperature": 0.4}
+    assert echoed["generationConfig"] == {"temperature": 0.4000000059604645}  # a `float` field, at float32
     status = _status_text(429, "Resource exhausted.")
     assert status.startswith("Too Many Requests: ") and json.loads(status.split(": ", 1)[1])["error"]["code"] == 429
+    shapes = {_status_text(500, "Internal error encountered.", shape) for shape in range(4)}
+    assert shapes == {'Internal Server Error: {"error":{"code":500,"message":"Internal error encountered.","status":'
+                      '"INTERNAL"}}', 'INTERNAL error occurred: {"error":{"code":500,"message":"Internal error '
+                      'encountered.","status":"INTERNAL"}}', '{"code":500,"message":"Internal error encountered.",'
+                      '"status":"INTERNAL"}', "Internal error occurred."}
+    from dropbatch.split import is_retryable, parse_status
+
+    assert all(parse_status(s)["status"] == "INTERNAL" and is_retryable(parse_status(s)) for s in shapes)
 
 
 def test_fault_names_are_checked():

@@ -80,6 +80,9 @@ class Stack:
         """Environment for any Google client library (and dropbatch itself) to talk to this stack."""
         return {"STORAGE_EMULATOR_HOST": self.storage, "PUBSUB_EMULATOR_HOST": self.pubsub,
                 "GOOGLE_CLOUD_PROJECT": self.project, "DROPBATCH_PROJECT": self.project,
+                # what the google-genai SDK reads (its client still needs credentials=AnonymousCredentials())
+                "GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_LOCATION": "us-central1",
+                "GOOGLE_VERTEX_BASE_URL": self.vertex,
                 "DROPBATCH_BUCKET": self.bucket, "DROPBATCH_VERTEX_ENDPOINT": self.vertex,
                 "DROPBATCH_UPLOADS_TOPIC": self.topics["uploads"],
                 "DROPBATCH_NOTIFICATIONS_TOPIC": self.topics["notifications"],

@@ -1,10 +1,22 @@
-"""A Vertex AI batch prediction emulator: the REST surface aiplatform_v1.JobServiceClient(transport="rest") uses.
+"""A Vertex AI batch prediction emulator: the REST surface aiplatform_v1.JobServiceClient(transport="rest") and the
+google-genai SDK (v1beta1 paths) use, modelled on what Google documents, and on the documented worst case where
+the sources are silent. It judges requests on its own (json_format.ParseDict into the real
+GenerateContentRequest), never with dropbatch's validator, so that a dropbatch bug shows up as a disagreement.
 
-Jobs walk QUEUED -> PENDING -> RUNNING -> a terminal state on a configurable clock, read their JSONL input
-from GCS (STORAGE_EMULATOR_HOST), and write OUTPUT_PREFIX/prediction-model-TIMESTAMP/*.jsonl in Vertex's
-format: the request echoed re-serialized (oneof siblings as null), `status`, `processed_time`, `response`;
-lines shuffled, several files past a size. Faults are set at start (--faults JSON) or at run time
-(POST /_emulator/faults): per-request failure rate, a job outcome, errors on the first N creates, slow states.
+Sources: the BatchPredictionJob REST reference (fields, states, label rules: keys and values at most 64
+characters of lowercase letters, digits, `_` and `-`, international characters allowed), the batch prediction
+pages (batch-prediction-gemini, batch-prediction-from-cloud-storage: output in prediction-model-*/ with the
+request echoed, `status`, `processed_time`), the batch quotas page (a per-project cap on concurrent jobs: extra
+jobs wait, they are not refused), JobService.CancelBatchPredictionJob ("best effort": the job may still
+succeed; a cancelled job gets `error` with code CANCELLED), DeleteBatchPredictionJob (a long-running
+operation), CompletionStats (int64 as strings; incompleteCount: never processed). Modelled worst cases (not
+confirmed from a public source, so chosen to be hard on clients): output files appear while a job runs; a
+FAILED, EXPIRED or CANCELLED job leaves partial output; echoed float fields come back at float32 precision;
+failed lines use several status shapes; list results lag behind creates when `list_lag_s` is set.
+
+Jobs walk QUEUED -> PENDING -> RUNNING -> a terminal state on a configurable clock, read their JSONL input from
+GCS (STORAGE_EMULATOR_HOST) and write OUTPUT_PREFIX/prediction-model-TIMESTAMP/*.jsonl. Faults are set at start
+(--faults JSON) or at run time (POST /_emulator/faults).
 
     python -m dropbatch.local.vertex_emulator --port 8090 [--responder-url http://127.0.0.1:8000/v1]
 """
@@ -16,6 +28,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import random
+import re
+import struct
 import threading
 import time
 import uuid
@@ -28,13 +42,19 @@ STATES = {"JOB_STATE_QUEUED": 1, "JOB_STATE_PENDING": 2, "JOB_STATE_RUNNING": 3,
           "JOB_STATE_PARTIALLY_SUCCEEDED": 11}
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
             "JOB_STATE_PARTIALLY_SUCCEEDED"}
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED",
-                 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
+                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _PART_ONEOF = ("text", "file_data")  # members Vertex writes back as null when unset (as seen in its output)
 _SNAKE = {"inlineData": "inline_data", "fileData": "file_data", "functionCall": "function_call",
           "functionResponse": "function_response", "fileUri": "file_uri", "mimeType": "mime_type",
           "videoMetadata": "video_metadata", "executableCode": "executable_code",
           "codeExecutionResult": "code_execution_result"}
+# GenerationConfig's `float` fields (google/cloud/aiplatform/v1/content.proto): echoed at float32 precision.
+_FLOAT32_FIELDS = {"temperature", "topP", "top_p", "presencePenalty", "presence_penalty", "frequencyPenalty",
+                   "frequency_penalty"}
+_LABEL = re.compile(r"[\w-]{0,64}\Z")  # lowercase letters, digits, _ and -, international characters allowed
+_MODEL = re.compile(r"(projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[0-9][\w.-]*\Z")
+_F32 = struct.Struct("<f")
 
 
 @dataclasses.dataclass
@@ -45,11 +65,19 @@ class Faults:
     fail_rate: float = 0.0  # share of requests answered with an error status
     fail_code: int = 500  # the error those requests get (500 INTERNAL, 429 RESOURCE_EXHAUSTED, ...)
     job_outcome: str = ""  # "", FAILED, EXPIRED, CANCELLED, PARTIALLY_SUCCEEDED
-    create_errors: list = dataclasses.field(default_factory=list)  # HTTP codes for the next creates, in order
+    create_errors: list = dataclasses.field(default_factory=list)  # HTTP codes for the next creates (0: none)
     duplicate_rate: float = 0.0  # share of requests written twice (Vertex has been seen doing it)
     drop_rate: float = 0.0  # share of requests with no output line at all
     lines_per_file: int = 5000
     seed: int = 7
+    max_running: int = 8  # per project; more jobs wait in QUEUED or PENDING (batch quotas page), never a 429
+    cancel_s: float = 0.2  # how long a job stays CANCELLING
+    cancel_wins: float = 1.0  # chance that a cancel ends CANCELLED; otherwise the job still SUCCEEDS
+    partial_share: float = 0.5  # share of output a FAILED, EXPIRED or CANCELLED job has written when it ends
+    list_lag_s: float = 0.0  # a new job is invisible to list for this long
+    input_forbidden: bool = False  # the Vertex service agent may not read the input: the job FAILS (code 7)
+    empty_finish_rate: float = 0.0  # share of answers ending MAX_TOKENS, SAFETY or RECITATION with no text
+    thinking: bool = False  # answers carry a thought part and thoughtsTokenCount
 
     def update(self, values: dict) -> None:
         for k, v in values.items():
@@ -70,17 +98,26 @@ def _share(seed: int, what: str, label: str, rate: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < rate
 
 
+def _float32(value):
+    if isinstance(value, float):
+        return _F32.unpack(_F32.pack(value))[0]
+    return value
+
+
 def _echo(value, in_part: bool = False):
-    """Re-serialize a request the way Vertex's output shows it: parts get snake_case, unset oneof as null."""
+    """Re-serialize a request the way Vertex's output shows it: parts get snake_case with unset oneof members as
+    null, float fields at float32 precision, keys in another order."""
     if isinstance(value, list):
         return [_echo(v, in_part) for v in value]
     if not isinstance(value, dict):
         return value
     out = {}
-    for k, v in value.items():
+    for k, v in reversed(list(value.items())):
         if k == "parts":
             parts = v if isinstance(v, list) else [v]
             out[k] = [_echo_part(p) for p in parts]
+        elif k in _FLOAT32_FIELDS:
+            out[k] = _float32(v)
         else:
             out[_SNAKE.get(k, k) if in_part else k] = _echo(v, in_part)
     return out
@@ -93,6 +130,48 @@ def _echo_part(part):
     for k, v in part.items():
         out[_SNAKE.get(k, k)] = _echo(v, in_part=True)
     return dict(sorted(out.items()))
+
+
+def _status_text(code: int, message: str, shape: int = 0) -> str:
+    """A failed line's `status`, in the shapes users report (tests/data/vertex-output-lines.jsonl says where)."""
+    name = _STATUS_NAMES.get(code, "UNKNOWN")
+    body = {"error": {"code": code, "message": message, "status": name}}
+    kind = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}.get(code, "Error")
+    if code == 400 or shape % 4 == 0:
+        return f"{kind}: " + orjson.dumps(body).decode()
+    if shape % 4 == 1:
+        return f"{name} error occurred: " + orjson.dumps(body).decode()
+    if shape % 4 == 2:
+        return orjson.dumps(body["error"]).decode()
+    return "Internal error occurred." if code == 500 else f"{name}: {message}"
+
+
+def _field_errors(fields: list[str]) -> str:
+    """Vertex's wording for missing required fields."""
+    return "List of found errors:\t" + "".join(f"{i}.Field: batch_prediction_job.{f}; Message: Required field is "
+                                                f"not set.\t" for i, f in enumerate(fields, 1))
+
+
+def create_problem(body: dict) -> str | None:
+    """Why create refuses a job (400 INVALID_ARGUMENT), or None: required fields, label rules, the model."""
+    missing = [f for f, ok in (("display_name", body.get("displayName")),
+                               ("input_config.instances_format", (body.get("inputConfig") or {}).get("instancesFormat")),
+                               ("output_config", body.get("outputConfig")),
+                               ("output_config.predictions_format",
+                                (body.get("outputConfig") or {}).get("predictionsFormat"))) if not ok]
+    if missing:
+        return _field_errors(missing)
+    labels = body.get("labels") or {}
+    if len(labels) > 64:
+        return "At most 64 labels are allowed."
+    for k, v in labels.items():
+        if not k or not _LABEL.match(k) or not _LABEL.match(str(v)) or k != k.lower() or str(v) != str(v).lower():
+            return (f"Invalid label: keys and values can be no longer than 64 characters, and can only contain "
+                    f"lowercase letters, numeric characters, underscores and dashes (key {k[:70]!r}).")
+    if not _MODEL.match(body.get("model") or ""):
+        return f"Invalid model: {str(body.get('model'))[:200]}; use publishers/google/models/gemini-..."
+    return None
 
 
 def _prompt_text(req: dict) -> str:
@@ -137,6 +216,9 @@ class Emulator:
     def __init__(self, faults: Faults, responder: Responder):
         self.faults, self.responder = faults, responder
         self.jobs: dict[str, dict] = {}
+        self.created: dict[str, float] = {}  # job -> monotonic create time (list lag)
+        self.operations: dict[str, dict] = {}
+        self.slots: set[str] = set()  # jobs holding one of the project's max_running slots
         self.lock = threading.Lock()
         self.calls = {"create": 0, "get": 0, "list": 0, "cancel": 0, "delete": 0}
         self._storage = None
@@ -166,89 +248,140 @@ class Emulator:
         }
         with self.lock:
             self.jobs[job["name"]] = job
+            self.created[job["name"]] = time.monotonic()
         threading.Thread(target=self._run, args=(job["name"],), daemon=True).start()
         return job
 
+    def visible(self, name: str) -> bool:
+        return time.monotonic() - self.created.get(name, 0) >= self.faults.list_lag_s
+
     def _set(self, name: str, **fields) -> dict:
         with self.lock:
-            job = self.jobs[name]
+            job = self.jobs.get(name)
+            if job is None:  # deleted under us: nothing to update
+                return {}
             job.update(fields)
             job["updateTime"] = now_iso()
             return job
 
+    def _state(self, name: str) -> str:
+        return (self.jobs.get(name) or {}).get("state", "JOB_STATE_CANCELLED")
+
     def _sleep(self, name: str, seconds: float) -> None:
-        """Wait out a state, but wake up at once when the job is cancelled."""
+        """Wait out a state, but wake up at once when the job is being cancelled."""
         end = time.monotonic() + seconds
-        while time.monotonic() < end and not self._cancelled(name):
+        while time.monotonic() < end and self._state(name) != "JOB_STATE_CANCELLING":
             time.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
-    def _cancelled(self, name: str) -> bool:
-        return self.jobs[name]["state"] in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")
+    def _take_slot(self, name: str) -> bool:
+        with self.lock:
+            if len(self.slots) >= self.faults.max_running:
+                return False
+            self.slots.add(name)
+            return True
 
     def _run(self, name: str) -> None:
-        f = self.faults
-        for state, wait in (("JOB_STATE_PENDING", f.queued_s), ("JOB_STATE_RUNNING", f.pending_s)):
-            self._sleep(name, wait)
-            if self._cancelled(name):
-                return self._finish(name, "JOB_STATE_CANCELLED")
-            self._set(name, state=state, **({"startTime": now_iso()} if state == "JOB_STATE_RUNNING" else {}))
         try:
-            stats = self._predict(name)
+            self._lifecycle(name)
+        finally:
+            with self.lock:
+                self.slots.discard(name)
+
+    def _lifecycle(self, name: str) -> None:
+        f = self.faults
+        self._sleep(name, f.queued_s)
+        while not self._take_slot(name) and self._state(name) != "JOB_STATE_CANCELLING":
+            time.sleep(0.05)  # the project's cap on running jobs: wait in QUEUED
+        if self._state(name) != "JOB_STATE_CANCELLING":
+            self._set(name, state="JOB_STATE_PENDING")
+            self._sleep(name, f.pending_s)
+        if self._state(name) == "JOB_STATE_CANCELLING":
+            return self._cancelled(name, None)
+        self._set(name, state="JOB_STATE_RUNNING", startTime=now_iso())
+        try:
+            self._predict(name)
         except Exception as exc:  # the job fails as Vertex's would, with the reason in `error`
             return self._finish(name, "JOB_STATE_FAILED", error={"code": 3, "message": f"{type(exc).__name__}: {exc}"})
-        self._sleep(name, f.running_s)
-        if self._cancelled(name):
-            return self._finish(name, "JOB_STATE_CANCELLED", completionStats=stats)
-        outcome = f.job_outcome
-        if outcome:
-            error = {"code": 13, "message": f"Emulated job outcome {outcome}."} if outcome != "PARTIALLY_SUCCEEDED" \
-                else None
-            if outcome == "EXPIRED":
-                error = {"code": 4, "message": "Batch prediction job expired: it did not finish within 24 hours."}
-            return self._finish(name, f"JOB_STATE_{outcome}", completionStats=stats,
-                                **({"error": error} if error else {}))
-        failed = int(stats["failedCount"])
-        state = "JOB_STATE_SUCCEEDED" if not failed or int(stats["successfulCount"]) else "JOB_STATE_FAILED"
-        self._finish(name, state, completionStats=stats)
 
     def _finish(self, name: str, state: str, **fields) -> None:
         self._set(name, state=state, endTime=now_iso(), **fields)
 
-    def _predict(self, name: str) -> dict:
+    def _cancelled(self, name: str, stats: dict | None) -> None:
+        """CANCELLING for a while, then CANCELLED with `error` (code 1, CANCELLED); or, best effort failing,
+        the job still completes (when its output was all written)."""
+        time.sleep(self.faults.cancel_s)
+        fields = {"completionStats": stats} if stats else {}
+        self._finish(name, "JOB_STATE_CANCELLED", error={"code": 1, "message": "CANCELED"}, **fields)
+
+    def _predict(self, name: str) -> None:
         job = self.jobs[name]
         f = self.faults
         uris = job["inputConfig"].get("gcsSource", {}).get("uris", [])
         prefix = job["outputConfig"].get("gcsDestination", {}).get("outputUriPrefix", "").rstrip("/")
         if not uris or not prefix.startswith("gs://"):
             raise ValueError("inputConfig.gcsSource.uris and outputConfig.gcsDestination.outputUriPrefix are required")
+        if f.input_forbidden:
+            sa = "service-PROJECT_NUMBER@gcp-sa-aiplatform.iam.gserviceaccount.com"
+            return self._finish(name, "JOB_STATE_FAILED", error={"code": 7, "message": (
+                f"Failed to read {uris[0]}: {sa} does not have storage.objects.get access to the Google Cloud "
+                "Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist).")})
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         out_dir = f"{prefix}/prediction-model-{stamp}"
-        lines: list[bytes] = []
-        ok = failed = 0
+        self._set(name, outputInfo={"gcsOutputDirectory": out_dir})
+        lines: list[tuple[bytes, bool]] = []
         model = job["model"].rsplit("/", 1)[-1]
+        total = 0
         for uri in uris:
             bucket, _, path = uri[5:].partition("/")
             with self.storage.bucket(bucket).blob(path).open("rb") as stream:
                 for n, raw in enumerate(stream):
                     if not raw.strip():
                         continue
+                    total += 1
                     label = f"{uri}:{n}"
                     line, good = self._predict_line(raw, label, model)
                     if _share(f.seed, "drop", label, f.drop_rate):
                         continue
-                    lines.append(line)
-                    ok, failed = ok + good, failed + (not good)
+                    lines.append((line, good))
                     if _share(f.seed, "dup", label, f.duplicate_rate):
-                        lines.append(line)
+                        lines.append((line, good))
         random.Random(f.seed).shuffle(lines)
-        bucket, _, base = out_dir[5:].partition("/")
         per_file = max(1, f.lines_per_file)
-        for i in range(0, max(len(lines), 1), per_file):
-            fname = "predictions.jsonl" if i == 0 else f"predictions_{i // per_file:05d}.jsonl"
+        chunks = [lines[i:i + per_file] for i in range(0, len(lines), per_file)] or [[]]
+        outcome = f.job_outcome
+        stop_after = len(chunks) if outcome in ("", "PARTIALLY_SUCCEEDED") else int(len(chunks) * f.partial_share)
+        bucket, _, base = out_dir[5:].partition("/")
+        ok = failed = 0
+        cancel_ignored = _share(f.seed, "cancel", name, 1 - f.cancel_wins)  # best effort: it may still finish
+        for i, chunk in enumerate(chunks):
+            if i >= stop_after or (self._state(name) == "JOB_STATE_CANCELLING" and not cancel_ignored):
+                break
+            fname = "predictions.jsonl" if i == 0 else f"predictions_{i:05d}.jsonl"
             self.storage.bucket(bucket).blob(f"{base}/{fname}").upload_from_string(
-                b"".join(lines[i:i + per_file]), content_type="application/jsonl")
-        self._set(name, outputInfo={"gcsOutputDirectory": out_dir})
-        return {"successfulCount": str(ok), "failedCount": str(failed), "incompleteCount": "0"}
+                b"".join(line for line, _ in chunk), content_type="application/jsonl")
+            ok += sum(1 for _, good in chunk if good)
+            failed += sum(1 for _, good in chunk if not good)
+            self._set(name, completionStats=_stats(ok, failed, total - ok - failed))  # updated while running
+            self._sleep(name, f.running_s / len(chunks))
+        stats = _stats(ok, failed, max(0, total - ok - failed))
+        partial = [{"code": 13, "message": f"{failed} requests failed; see the status of each output line."}] \
+            if failed else []
+        if self._state(name) == "JOB_STATE_CANCELLING":
+            if cancel_ignored:
+                return self._finish(name, "JOB_STATE_SUCCEEDED", completionStats=stats)
+            return self._cancelled(name, stats)
+        if outcome in ("FAILED", "EXPIRED", "CANCELLED"):
+            error = {"FAILED": {"code": 13, "message": "Emulated job outcome FAILED."},
+                     "EXPIRED": {"code": 4, "message": "Batch prediction job expired: it did not finish within "
+                                                       "24 hours."},
+                     "CANCELLED": {"code": 1, "message": "CANCELED"}}[outcome]
+            return self._finish(name, f"JOB_STATE_{outcome}", completionStats=stats, error=error,
+                                partialFailures=partial)
+        if outcome == "PARTIALLY_SUCCEEDED":
+            return self._finish(name, "JOB_STATE_PARTIALLY_SUCCEEDED", completionStats=stats,
+                                partialFailures=partial)
+        state = "JOB_STATE_SUCCEEDED" if not failed or ok else "JOB_STATE_FAILED"
+        self._finish(name, state, completionStats=stats, **({"partialFailures": partial} if partial else {}))
 
     def _predict_line(self, raw: bytes, label: str, model: str) -> tuple[bytes, bool]:
         f = self.faults
@@ -266,7 +399,8 @@ class Emulator:
             code = 400 if problem else f.fail_code
             message = problem or {500: "Internal error encountered.", 429: "Resource exhausted. Please try again "
                                   "later.", 503: "The service is currently unavailable."}.get(code, "Error.")
-            return orjson.dumps({"status": _status_text(code, message), "processed_time": processed,
+            shape = int(hashlib.sha256(label.encode()).hexdigest()[:4], 16)
+            return orjson.dumps({"status": _status_text(code, message, shape), "processed_time": processed,
                                  "request": echo}) + b"\n", False
         prompt = _prompt_text(req)
         usage = {"promptTokenCount": _tokens(prompt)}
@@ -275,22 +409,33 @@ class Emulator:
         if "BLOCKME" in prompt:
             response["promptFeedback"] = {"blockReason": "PROHIBITED_CONTENT"}
             usage["totalTokenCount"] = usage["promptTokenCount"]
+        elif _share(f.seed, "empty", label, f.empty_finish_rate):
+            reason = ("MAX_TOKENS", "SAFETY", "RECITATION")[int(hashlib.sha256(label.encode()).hexdigest()[:2], 16) % 3]
+            candidate = {"finishReason": reason}
+            if reason == "MAX_TOKENS":  # the budget went on thinking
+                candidate["content"] = {"role": "model", "parts": [{"text": "Let me think", "thought": True}]}
+                usage["thoughtsTokenCount"] = 64
+            response["candidates"] = [candidate]
+            usage["totalTokenCount"] = usage["promptTokenCount"] + usage.get("thoughtsTokenCount", 0)
         else:
             text = self.responder.answer(req)
             usage["candidatesTokenCount"] = _tokens(text)
-            usage["totalTokenCount"] = usage["promptTokenCount"] + usage["candidatesTokenCount"]
-            response["candidates"] = [{"content": {"role": "model", "parts": [{"text": text}]},
-                                       "finishReason": "STOP", "avgLogprobs": -0.1}]
+            parts = [{"text": text}]
+            if f.thinking:
+                parts.insert(0, {"text": "Thinking it over.", "thought": True})
+                usage["thoughtsTokenCount"] = 4
+            usage["totalTokenCount"] = usage["promptTokenCount"] + usage["candidatesTokenCount"] + \
+                usage.get("thoughtsTokenCount", 0)
+            response["candidates"] = [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
+                                       "avgLogprobs": -0.1}]
         response["usageMetadata"] = usage
         return orjson.dumps({"status": "", "processed_time": processed, "request": echo,
                              "response": response}) + b"\n", True
 
 
-def _status_text(code: int, message: str) -> str:
-    kind = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error",
-            503: "Service Unavailable"}.get(code, "Error")
-    return f"{kind}: " + orjson.dumps({"error": {"code": code, "message": message,
-                                                 "status": _STATUS_NAMES.get(code, "UNKNOWN")}}).decode()
+def _stats(ok: int, failed: int, incomplete: int) -> dict:
+    """CompletionStats as the REST API writes them: int64 values are strings."""
+    return {"successfulCount": str(ok), "failedCount": str(failed), "incompleteCount": str(incomplete)}
 
 
 def _request_problem(req: dict) -> str | None:
@@ -328,6 +473,9 @@ def _request_problem(req: dict) -> str | None:
 
 # ---------------------------------------------------------------- HTTP surface
 
+JOBS = "/<version>/projects/<project>/locations/<location>/batchPredictionJobs"
+
+
 def create_app(emulator: Emulator) -> Flask:
     app = Flask("vertex_emulator")
 
@@ -336,25 +484,38 @@ def create_app(emulator: Emulator) -> Flask:
             obj = _int_enums(obj)
         return Response(orjson.dumps(obj), status=status, mimetype="application/json")
 
-    def error(code: int, message: str) -> Response:
+    def error(code: int, message: str, status: str | None = None) -> Response:
         return Response(orjson.dumps({"error": {"code": code, "message": message,
-                                                "status": _STATUS_NAMES.get(code, "UNKNOWN")}}),
+                                                "status": status or _STATUS_NAMES.get(code, "UNKNOWN")}}),
                         status=code, mimetype="application/json")
 
-    @app.post("/v1/projects/<project>/locations/<location>/batchPredictionJobs")
-    def create(project, location):
+    def job_name(project, location, job_id):
+        return f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}"
+
+    @app.url_value_preprocessor
+    def versions(endpoint, values):  # aiplatform_v1 uses /v1, the google-genai SDK /v1beta1
+        if values and values.get("version", "v1") not in ("v1", "v1beta1"):
+            from werkzeug.exceptions import NotFound
+
+            raise NotFound()
+
+    @app.post(JOBS)
+    def create(version, project, location):
         emulator.calls["create"] += 1
         with emulator.lock:
             injected = emulator.faults.create_errors.pop(0) if emulator.faults.create_errors else None
         if injected:
+            if int(injected) == 429:
+                return error(429, "Quota exceeded for aiplatform.googleapis.com/batch_prediction_jobs.", )
             return error(int(injected), "Emulated fault on create.")
         body = request.get_json(force=True, silent=True) or {}
-        if not body.get("model") or not body.get("inputConfig"):
-            return error(400, "model and inputConfig are required.")
+        problem = create_problem(body)
+        if problem:
+            return error(400, problem)
         return out(emulator.create(f"projects/{project}/locations/{location}", body))
 
-    @app.get("/v1/projects/<project>/locations/<location>/batchPredictionJobs")
-    def list_jobs(project, location):
+    @app.get(JOBS)
+    def list_jobs(version, project, location):
         emulator.calls["list"] += 1
         parent = f"projects/{project}/locations/{location}/"
         try:
@@ -362,7 +523,8 @@ def create_app(emulator: Emulator) -> Flask:
         except ValueError as exc:
             return error(400, str(exc))
         with emulator.lock:
-            jobs = [dict(j) for n, j in sorted(emulator.jobs.items()) if n.startswith(parent) and match(j)]
+            jobs = [dict(j) for n, j in sorted(emulator.jobs.items())
+                    if n.startswith(parent) and emulator.visible(n) and match(j)]
         size = int(request.args.get("pageSize") or 100)
         start = int(request.args.get("pageToken") or 0)
         page = {"batchPredictionJobs": jobs[start:start + size]}
@@ -370,36 +532,57 @@ def create_app(emulator: Emulator) -> Flask:
             page["nextPageToken"] = str(start + size)
         return out(page)
 
-    @app.get("/v1/projects/<project>/locations/<location>/batchPredictionJobs/<job_id>")
-    def get(project, location, job_id):
+    @app.get(f"{JOBS}/<job_id>")
+    def get(version, project, location, job_id):
         emulator.calls["get"] += 1
-        job = emulator.jobs.get(f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}")
+        job = emulator.jobs.get(job_name(project, location, job_id))
         return out(dict(job)) if job else error(404, f"BatchPredictionJob {job_id} not found.")
 
-    @app.post("/v1/projects/<project>/locations/<location>/batchPredictionJobs/<job_id>:cancel")
-    def cancel(project, location, job_id):
+    @app.post(f"{JOBS}/<job_id>:cancel")
+    def cancel(version, project, location, job_id):
         emulator.calls["cancel"] += 1
-        name = f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}"
+        name = job_name(project, location, job_id)
         job = emulator.jobs.get(name)
         if not job:
             return error(404, f"BatchPredictionJob {job_id} not found.")
         if job["state"] in TERMINAL:
-            return error(400, f"BatchPredictionJob {job_id} is already in state {job['state']}.")
-        emulator._set(name, state="JOB_STATE_CANCELLING")
+            return error(400, f"BatchPredictionJob {job_id} is already in state {job['state']}.",
+                         "FAILED_PRECONDITION")
+        emulator._set(name, state="JOB_STATE_CANCELLING")  # asynchronous and best effort
         return out({})
 
-    @app.delete("/v1/projects/<project>/locations/<location>/batchPredictionJobs/<job_id>")
-    def delete(project, location, job_id):
+    @app.delete(f"{JOBS}/<job_id>")
+    def delete(version, project, location, job_id):
         emulator.calls["delete"] += 1
-        name = f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}"
+        name = job_name(project, location, job_id)
         with emulator.lock:
-            job = emulator.jobs.pop(name, None)
+            job = emulator.jobs.get(name)
+            if job and job["state"] not in TERMINAL:
+                return error(400, f"The BatchPredictionJob {job_id} is in state {job['state']}; only ended jobs "
+                             "can be deleted. Cancel it first.", "FAILED_PRECONDITION")
+            emulator.jobs.pop(name, None)
         if not job:
             return error(404, f"BatchPredictionJob {job_id} not found.")
-        return out({"name": f"{name}/operations/{uuid.uuid4().int % 10**18}", "done": True,
-                    "metadata": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteOperationMetadata",
-                                 "genericMetadata": {"createTime": now_iso(), "updateTime": now_iso()}},
-                    "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}})
+        op = {"name": f"{name}/operations/{uuid.uuid4().int % 10**18}", "done": True,
+              "metadata": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteOperationMetadata",
+                           "genericMetadata": {"createTime": now_iso(), "updateTime": now_iso()}},
+              "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}}
+        emulator.operations[op["name"]] = op
+        return out(op)
+
+    @app.get(f"{JOBS}/<job_id>/operations/<op_id>")
+    def operation(version, project, location, job_id, op_id):
+        op = emulator.operations.get(f"{job_name(project, location, job_id)}/operations/{op_id}")
+        return out(op) if op else error(404, f"Operation {op_id} not found.")
+
+    @app.post("/_emulator/jobs/<job_id>:forget")
+    def forget(job_id):
+        """Test hook: a job that disappears behind the client's back (deleted by someone else, a wiped project)."""
+        with emulator.lock:
+            gone = [n for n in emulator.jobs if n.endswith(f"/batchPredictionJobs/{job_id}")]
+            for n in gone:
+                emulator.jobs.pop(n)
+        return out({"forgotten": len(gone)})
 
     @app.get("/_emulator/health")
     def health():
