@@ -111,13 +111,24 @@ def part_waiting(part: dict) -> bool:
     return not part.get("job") and part.get("state") not in JOB_TERMINAL
 
 
-def claim_part(part: dict, me: str, at: dt.datetime | None = None) -> bool:
-    """Win the right to create a part's job (in place), so overlapping sweeps never create two."""
+def claim_part(part: dict, me: str, settle_s: float, at: dt.datetime | None = None) -> bool:
+    """Win the right to create a part's job (in place), so overlapping sweeps never create two. After a create
+    that failed, nobody tries again for `settle_s`: the failed call may have made the job (its response lost),
+    and Vertex's list, where the next try looks for it first, may not show a new job at once."""
     creating = part.get("creating")
-    if not part_waiting(part) or (creating and age_s(creating["at"], at) < CREATE_LEASE_S):
+    if not part_waiting(part):
         return False
+    if creating:
+        failed = creating.get("failed")
+        if age_s(failed or creating["at"], at) < (settle_s if failed else CREATE_LEASE_S):
+            return False
     part["creating"] = {"by": me, "at": now(at)}
     return True
+
+
+def create_failed(part: dict, at: dt.datetime | None = None) -> None:
+    """Record (in place) that the part's create failed: the next try waits for the list to settle."""
+    part["creating"] = {**(part.get("creating") or {}), "failed": now(at)}
 
 
 def ended_for_good(part: dict) -> bool:

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import re
 
-from .keys import SHOWN_CHARS, key_problem, shown
+from .keys import LEGACY_LINE_LABEL, LINE_LABEL_PREFIX, SHOWN_CHARS, key_problem, shown
 from .schema import ROOT, load_schema, snake_case
 
 MAX_DEPTH = 100  # json_format.ParseDict's default max_recursion_depth
@@ -350,6 +350,36 @@ def _check_request(request: dict, node, out: _Line) -> None:
     if contents is None or contents == [] or contents == {}:
         out.add("empty_contents", (node, "contents"),
                 "request.contents is missing or empty; give at least one {\"role\": \"user\", \"parts\": [...]}")
+    labels = request.get("labels")
+    if isinstance(labels, dict):
+        _check_labels(labels, (node, "labels"), out)
+
+
+# Request labels, as Vertex takes them (cloud.google.com/vertex-ai/generative-ai/docs/multimodal/
+# add-labels-to-api-calls): keys start with a lowercase letter; keys and values hold lowercase letters,
+# digits, `_` and `-` (international characters allowed), at most 63 characters; at most 64 labels a request,
+# of which dropbatch keeps RESERVED_LABELS for the line it stages each request with (keys.line_labels).
+MAX_LABELS, RESERVED_LABELS, MAX_LABEL_CHARS = 64, 5, 63
+_LABEL_KEY = re.compile(r"[^\W\d_][\w-]*\Z")
+_LABEL_VALUE = re.compile(r"[\w-]*\Z")
+
+
+def _check_labels(labels: dict, node, out: _Line) -> None:
+    if len(labels) > MAX_LABELS - RESERVED_LABELS:
+        out.add("invalid_label", node, f"{_path(node)} has {len(labels)} labels; at most "
+                f"{MAX_LABELS - RESERVED_LABELS} (Vertex takes {MAX_LABELS}, dropbatch adds up to {RESERVED_LABELS})")
+    for key, value in labels.items():
+        child = (node, key)
+        if key.startswith(LINE_LABEL_PREFIX) or key == LEGACY_LINE_LABEL:
+            out.add("invalid_label", child, f"{_path(child)}: label keys starting with {LINE_LABEL_PREFIX!r} are "
+                    "dropbatch's own; choose another key")
+        elif len(key) > MAX_LABEL_CHARS or not _LABEL_KEY.match(key) or key != key.lower():
+            out.add("invalid_label", child, f"{_path(child)}: label key {shown(key)} must start with a lowercase "
+                    f"letter and hold at most {MAX_LABEL_CHARS} lowercase letters, digits, '_' or '-'")
+        if isinstance(value, str) and (len(value) > MAX_LABEL_CHARS or not _LABEL_VALUE.match(value)
+                                       or value != value.lower()):
+            out.add("invalid_label", child, f"{_path(child)}: label value {shown(value)} must hold at most "
+                    f"{MAX_LABEL_CHARS} lowercase letters, digits, '_' or '-'")
 
 
 def _check_content(content: dict, node, out: _Line) -> None:

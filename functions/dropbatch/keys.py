@@ -5,8 +5,47 @@ from __future__ import annotations
 import hashlib
 import re
 
-# The label dropbatch adds to each staged request (N = its line in the dropped file); Vertex echoes it back.
-LINE_LABEL = "dropbatch-line"
+# Each staged request carries its line in the dropped file as labels, which Vertex echoes back. Google asks
+# for few values per label key (at most 1,000 distinct values per key, no per-call unique values:
+# cloud.google.com/vertex-ai/generative-ai/docs/multimodal/add-labels-to-api-calls), so the line number is
+# written in base 36, one digit per key: dropbatch_l0 (units), dropbatch_l1 (36s), ...; each key has at most 36
+# values and 4 keys cover 1.6 million lines. Keys hold no `-`, so they work in list filters too.
+LINE_LABEL_PREFIX = "dropbatch_l"
+LEGACY_LINE_LABEL = "dropbatch-line"  # what earlier versions staged: still read, never written
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def label_digits(lines: int) -> int:
+    """How many digit labels a file of `lines` lines needs."""
+    digits = 1
+    while 36 ** digits <= lines:
+        digits += 1
+    return digits
+
+
+def line_labels(line: int, digits: int) -> dict:
+    return {f"{LINE_LABEL_PREFIX}{i}": _B36[(line // 36 ** i) % 36] for i in range(digits)}
+
+
+def line_from_labels(labels) -> int | None:
+    """The line a request's echoed labels carry, or None."""
+    if not isinstance(labels, dict):
+        return None
+    line, found = 0, False
+    for key, value in labels.items():
+        if isinstance(key, str) and key.startswith(LINE_LABEL_PREFIX) and key[len(LINE_LABEL_PREFIX):].isdigit():
+            if not isinstance(value, str) or len(value) != 1 or value not in _B36:
+                return None
+            line += _B36.index(value) * 36 ** int(key[len(LINE_LABEL_PREFIX):])
+            found = True
+    if found:
+        return line
+    legacy = str(labels.get(LEGACY_LINE_LABEL, ""))
+    return int(legacy) if legacy.isdigit() else None
+
+
+def without_line_labels(labels: dict) -> dict:
+    return {k: v for k, v in labels.items() if not (k.startswith(LINE_LABEL_PREFIX) or k == LEGACY_LINE_LABEL)}
 KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 BATCH_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,50}\Z")

@@ -97,7 +97,7 @@ class Collector:
         self.flush()
         present = list(lines)
         for b in range(first_bucket, len(self.starts)):
-            if stop is not None and stop():
+            if b > first_bucket and stop is not None and stop():  # at least one bucket a task: progress
                 return b
             lo = bisect.bisect_left(present, self.starts[b])
             hi = bisect.bisect_left(present, self.starts[b + 1]) if b + 1 < len(self.starts) else len(present)

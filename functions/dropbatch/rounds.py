@@ -17,7 +17,7 @@ from . import batch, logs, notify, ordered, split, submit
 from .config import get_config
 from .errors import PermanentError, TransientError
 from .events import PUBSUB, age_s, now, pubsub_json
-from .keys import LINE_LABEL, is_batch_id
+from .keys import is_batch_id, line_from_labels
 from .ledger import Store, execution_id
 
 FINISH_AFTER_S = 60  # a manifest older than this whose message never went out: its finisher died
@@ -147,7 +147,7 @@ def stage_retry(store: Store, doc: dict, errors: list) -> list[dict]:
         path = store.path(doc["batch_id"], f"input/part-{original['index']:05d}.jsonl")
         with store.bucket.blob(path).open("rb", chunk_size=8 << 20) as f:
             for raw in f:
-                line = int(orjson.loads(raw)["request"]["labels"][LINE_LABEL])
+                line = line_from_labels(orjson.loads(raw)["request"]["labels"])
                 if line not in keys:
                     continue
                 raw = raw if raw.endswith(b"\n") else raw + b"\n"

@@ -1,6 +1,6 @@
 """Vertex output -> one result object per request key, errors.jsonl, manifest.json. One core, two front ends.
 
-Matching never trusts output order: first the `dropbatch-line` label echoed back inside the request, then a
+Matching never trusts output order: first the line labels echoed back inside the request, then a
 canonical fingerprint of the request (nulls and empties dropped, camelCase and snake_case folded, key order
 ignored; labels ignored). Identical requests take outputs in line order, one each. Files are read in name
 order, lines in file order, and the first output of a request wins, so a re-run writes the same bytes.
@@ -24,7 +24,7 @@ import orjson
 
 from . import logs, notify, ordered
 from .batch import USAGE_NAMES, ended_for_good, part_name, terminal_state
-from .keys import LINE_LABEL, key_width, line_key
+from .keys import key_width, line_from_labels, line_key, without_line_labels
 from .lineio import bounded_lines
 from .schema import snake_case
 
@@ -221,9 +221,9 @@ def _clean_request(request):
     if not isinstance(request, dict):
         return request
     labels = request.get("labels")
-    if isinstance(labels, dict) and LINE_LABEL in labels:
+    if isinstance(labels, dict) and line_from_labels(labels) is not None:
         request = dict(request)
-        rest = {k: v for k, v in labels.items() if k != LINE_LABEL}
+        rest = without_line_labels(labels)
         if rest:
             request["labels"] = rest
         else:
@@ -295,9 +295,8 @@ class Matcher:
         request = out.get("request") if isinstance(out, dict) else None
         line = None
         known = False
-        labels = request.get("labels") if isinstance(request, dict) else None
-        if isinstance(labels, dict) and str(labels.get(LINE_LABEL, "")).isdigit():
-            line = int(labels[LINE_LABEL])
+        line = line_from_labels(request.get("labels")) if isinstance(request, dict) else None
+        if line is not None:
             known = self.index.has(line)
             if not known:
                 line = None
@@ -449,7 +448,7 @@ def load_index(store, doc: dict, part: dict) -> Index:
         with store.bucket.blob(name + ".jsonl").open("rb", chunk_size=8 << 20) as f:
             for raw in f:
                 request = orjson.loads(raw)["request"]
-                yield int(request["labels"][LINE_LABEL]), request
+                yield line_from_labels(request["labels"]), request
 
     return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines)
 

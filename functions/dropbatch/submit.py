@@ -211,7 +211,7 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
 
 
 def stage_input(store: Store, doc: dict, report, blob) -> list[dict]:
-    """Write {"request": ...} lines with the dropbatch-line label, one part per planned job, and beside each
+    """Write {"request": ...} lines with the line labels (keys.line_labels), one part per planned job, and beside each
     its keys sidecar: [line, key, staged bytes] per request."""
     batch_id = doc["batch_id"]
     parts = [batch.new_part(i, 0, p["first_line"], p["last_line"], p["requests"],
@@ -221,13 +221,14 @@ def stage_input(store: Store, doc: dict, report, blob) -> list[dict]:
         records = iter_requests(stream, doc["object"], store.config, report.lines)
         pending = next(records, None)
         for part in parts:
-            pending = write_part(store, batch_id, part, pending, records)
+            pending = write_part(store, batch_id, part, pending, records, report.lines)
     return parts
 
 
-def write_part(store: Store, batch_id: str, part: dict, pending, records):
+def write_part(store: Store, batch_id: str, part: dict, pending, records, lines: int):
     """Stream one part's lines (and its keys sidecar) to GCS; returns the first record of the next part."""
     name = store.path(batch_id, f"input/part-{part['index']:05d}")
+    digits = keys.label_digits(lines)
     keys_blob = store.bucket.blob(name + ".keys.jsonl")
     data_blob = store.bucket.blob(name + ".jsonl")
     with keys_blob.open("wb", chunk_size=8 << 20, content_type="application/jsonl") as keys_out, \
@@ -235,7 +236,7 @@ def write_part(store: Store, batch_id: str, part: dict, pending, records):
         while pending is not None and pending[0] <= part["last_line"]:
             line, key, request = pending
             request = as_lists(request)
-            request["labels"] = {**(request.get("labels") or {}), keys.LINE_LABEL: str(line)}
+            request["labels"] = {**(request.get("labels") or {}), **keys.line_labels(line, digits)}
             staged = orjson.dumps({"request": request}) + b"\n"
             data_out.write(staged)
             keys_out.write(orjson.dumps([line, key, len(staged)]) + b"\n")
@@ -273,8 +274,8 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             doc = store.update_ledger(batch_id, lambda d, i=part["index"], e=str(exc)[:1000]: d["parts"][i].update(
                 state="JOB_STATE_FAILED", refused=True, creating=None, error={"code": 3, "message": e}))
             continue
-        except BaseException:  # a retry may create it at once (and finds it by label if it was created)
-            store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(creating=None))
+        except BaseException:  # the next try looks for it by label first, once Vertex's list has settled
+            store.update_ledger(batch_id, lambda d, i=part["index"]: batch.create_failed(d["parts"][i]))
             raise
         room -= 1
         if store.running is not None:
@@ -303,7 +304,9 @@ def submit_parts(store: Store, batch_id: str) -> dict:
 def claim_part(store: Store, batch_id: str, index: int) -> bool:
     """Win the right to create one part's job, so overlapping sweeps and redeliveries never create two."""
     me, won = execution_id(), []
-    store.update_ledger(batch_id, lambda d: won.append(True) if batch.claim_part(d["parts"][index], me) else False)
+    settle = store.config.list_settle_s
+    store.update_ledger(batch_id, lambda d: won.append(True) if batch.claim_part(d["parts"][index], me, settle)
+                        else False)
     return bool(won)
 
 

@@ -7,8 +7,9 @@ import functools
 from .config import Config
 from .errors import PermanentError, TransientError
 
-BATCH_LABEL = "dropbatch-batch"
-PART_LABEL = "dropbatch-part"
+# Job labels: keys without `-` (a `-` in an AIP-160 list filter is not a plain name character).
+BATCH_LABEL = "dropbatch_batch"
+PART_LABEL = "dropbatch_part"
 
 
 @functools.cache

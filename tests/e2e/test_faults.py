@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def jobs_of(stack, batch_id):
     r = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-                     params={"filter": f'labels.dropbatch-batch="{batch_id}"'})
+                     params={"filter": f'labels.dropbatch_batch="{batch_id}"'})
     return r.json().get("batchPredictionJobs", [])
 
 
@@ -177,3 +177,22 @@ def test_submit_killed_after_claim_then_redelivered(stack, bucket, inbox, vertex
     assert len(manifest["jobs"]) == 50
     assert len(jobs_of(stack, batch_id)) == 50, "one job per part, none twice"
     assert [m["state"] for m in inbox.of(batch_id)].count("submitted") == 1
+
+
+def test_a_create_whose_answer_was_lost_makes_one_job_under_list_lag(stack, bucket, inbox, vertex):
+    """The create made the job but its answer was lost (503), and Vertex's list does not show new jobs at once:
+    the next try waits for the list to settle (DROPBATCH_LIST_SETTLE_S), finds the job by its labels, and
+    creates none. Ten deliveries of the upload change nothing."""
+    from google.cloud import pubsub_v1
+
+    vertex.faults(create_lost=1, list_lag_s=2)
+    blob, batch_id = drop(bucket, "lost-create.jsonl", [req("a"), req("b")])
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(stack.project, stack.topics["uploads"])
+    for _ in range(10):
+        publisher.publish(topic, b"{}", bucketId=stack.bucket, objectId=blob.name, eventType="OBJECT_FINALIZE",
+                          objectGeneration=str(blob.generation), payloadFormat="JSON_API_V1").result()
+    done = inbox.wait_for(batch_id, "succeeded", timeout=90)
+    assert done["counts"]["succeeded"] == 2
+    assert vertex.stats()["calls"]["create"] == 1, "the lost create's job was found, not made again"
+    assert len(jobs_of(stack, batch_id)) == 1

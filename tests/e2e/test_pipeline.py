@@ -37,7 +37,7 @@ def test_drop_a_file_get_results_and_messages(stack, bucket, inbox, vertex):
     first = read_json(bucket, prefix + "results/01.json")
     assert first["status"] == "succeeded" and first["key"] == "01" and first["batch_id"] == batch_id
     assert first["text"] and first["finish_reason"] == "STOP" and first["job"].startswith("projects/")
-    assert "dropbatch-line" not in (first["request"].get("labels") or {})
+    assert not any(k.startswith("dropbatch") for k in first["request"].get("labels") or {})
     blocked = read_json(bucket, prefix + "results/12.json")
     assert blocked["status"] == "failed" and blocked["error"]["code"] == "PROHIBITED_CONTENT"
     errors = [orjson.loads(l) for l in bucket.blob(prefix + "errors.jsonl").download_as_bytes().splitlines()]
@@ -47,7 +47,11 @@ def test_drop_a_file_get_results_and_messages(stack, bucket, inbox, vertex):
     ledger = read_json(bucket, prefix + "ledger.json")
     assert ledger["state"] == "done" and ledger["final_state"] == "partially_succeeded"
     staged = bucket.blob(prefix + "input/part-00000.jsonl").download_as_bytes().splitlines()
-    assert [orjson.loads(l)["request"]["labels"]["dropbatch-line"] for l in staged] == [str(i) for i in range(1, 13)]
+    from dropbatch.keys import line_from_labels
+
+    labels = [orjson.loads(l)["request"]["labels"] for l in staged]
+    assert [line_from_labels(l) for l in labels] == list(range(1, 13))
+    assert labels[11] == {"dropbatch_l0": "c"}, "line 12 in base 36, one digit a key (at most 36 values each)"
     assert blob.exists(), "the user's object stays where it was"
     assert not list(bucket.list_blobs(prefix=f"batches/_active/{batch_id}"))
 
@@ -82,7 +86,7 @@ def test_same_notification_ten_times_creates_one_job(stack, bucket, inbox, verte
     states = [m["state"] for m in settled(bucket, inbox, batch_id)]
     assert states.count("submitted") == 1 and states.count("succeeded") == 1, states
     jobs = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-                        params={"filter": f'labels.dropbatch-batch="{batch_id}"'}).json()["batchPredictionJobs"]
+                        params={"filter": f'labels.dropbatch_batch="{batch_id}"'}).json()["batchPredictionJobs"]
     assert len(jobs) == 1
 
 
@@ -108,7 +112,7 @@ def test_429_on_create_is_retried_without_duplicate_job(stack, bucket, inbox, ve
     stats = vertex.stats()
     assert stats["calls"]["create"] == 3  # two refused, one created
     jobs = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-                        params={"filter": f'labels.dropbatch-batch="{batch_id}"'}).json()["batchPredictionJobs"]
+                        params={"filter": f'labels.dropbatch_batch="{batch_id}"'}).json()["batchPredictionJobs"]
     assert len(jobs) == 1
 
 

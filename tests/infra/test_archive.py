@@ -18,8 +18,8 @@ from test_terraform import INFRA, ROOT, load_all
 DEPLOYED = {
     "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json",
     *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "errors", "events", "keys", "ledger", "lineio",
-                                    "logs", "notify", "rounds", "schema", "split", "status", "submit", "validate",
-                                    "vertex")),
+                                    "logs", "notify", "ordered", "rounds", "schema", "split", "status", "submit",
+                                    "validate", "vertex")),
 }
 
 

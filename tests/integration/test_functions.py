@@ -75,7 +75,7 @@ def ledger_of(bucket, blob):
 
 def jobs_of(stack, batch_id):
     r = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-                     params={"filter": f'labels.dropbatch-batch="{batch_id}"'})
+                     params={"filter": f'labels.dropbatch_batch="{batch_id}"'})
     return r.json().get("batchPredictionJobs", [])
 
 
@@ -184,6 +184,35 @@ def test_a_generation_replaced_before_it_was_read_is_rejected_naming_the_newer(s
     assert "replaced" in msg["error"] and f"generation {second.generation}" in msg["error"]
     assert not list(bucket.list_blobs(prefix=f"batches/{old_id}/input/"))
     assert inbox.wait_for(new_id, "succeeded")["counts"]["succeeded"] == 2
+
+
+def test_cancel_before_any_job_ends_the_batch_without_reading_the_file(stack, bucket, functions, inbox, vertex,
+                                                                       capfd):
+    """`dropbatch cancel` stops a batch in any state: a claim whose owner died (a file that kills its reader)
+    ends `cancelled` at the next delivery, and the file is not read again."""
+    import subprocess
+    import sys
+
+    from dropbatch.keys import batch_id as derive
+
+    blob = upload(bucket, "manual/cancel-early.jsonl", [req("a")])
+    bid = derive(bucket.name, blob.name, blob.generation)
+    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps({
+        "batch_id": bid, "state": "claimed", "source": f"gs://{bucket.name}/{blob.name}", "object": blob.name,
+        "generation": blob.generation, "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z",
+        "owner": "dead-execution", "lease_until": "2026-01-01T00:00:00+00:00", "model": None, "requests": None,
+        "parts": [], "notified": {}, "round": 0, "error": None, "claims": 1}), if_generation_match=0)
+    out = subprocess.run([sys.executable, "-m", "dropbatch", "cancel", bid], capture_output=True, text=True,
+                         env={**__import__("os").environ, **stack.client_env()}, timeout=60)
+    assert out.returncode == 0 and "before any job" in out.stdout, out.stderr
+    capfd.readouterr()
+    headers, body = finalized(bucket.name, blob.name, blob.generation)
+    assert functions["submit_batch"].post("/", headers=headers, data=body).status_code == 200
+    logged = [orjson.loads(line)["message"] for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    assert "validated" not in logged
+    assert inbox.wait_for(bid, "cancelled")["error"] == "cancelled before any job was created"
+    ledger = orjson.loads(bucket.blob(f"batches/{bid}/ledger.json").download_as_bytes())
+    assert ledger["state"] == "done" and ledger["final_state"] == "cancelled" and ledger["claims"] == 2
 
 
 def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions, capfd):

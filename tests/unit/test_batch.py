@@ -61,11 +61,14 @@ def test_release_only_my_own_lease():
 def test_part_claims_keep_two_creators_apart():
     part = batch.new_part(0, 0, 1, 10, 10, "gs://x/in")
     assert batch.part_waiting(part) and not batch.part_running(part)
-    assert batch.claim_part(part, "a", at=T0)
-    assert not batch.claim_part(part, "b", at=T0 + dt.timedelta(seconds=batch.CREATE_LEASE_S - 1))
-    assert batch.claim_part(part, "b", at=T0 + dt.timedelta(seconds=batch.CREATE_LEASE_S + 1))
+    assert batch.claim_part(part, "a", 30, at=T0)
+    assert not batch.claim_part(part, "b", 30, at=T0 + dt.timedelta(seconds=batch.CREATE_LEASE_S - 1))
+    assert batch.claim_part(part, "b", 30, at=T0 + dt.timedelta(seconds=batch.CREATE_LEASE_S + 1))
+    batch.create_failed(part, at=T0 + dt.timedelta(seconds=200))  # its response may be lost: let the list settle
+    assert not batch.claim_part(part, "c", 30, at=T0 + dt.timedelta(seconds=229))
+    assert batch.claim_part(part, "c", 30, at=T0 + dt.timedelta(seconds=231))
     part.update(job="projects/p/locations/l/batchPredictionJobs/1", state="JOB_STATE_RUNNING")
-    assert batch.part_running(part) and not batch.claim_part(part, "c", at=T0 + dt.timedelta(hours=1))
+    assert batch.part_running(part) and not batch.claim_part(part, "d", 30, at=T0 + dt.timedelta(hours=1))
     assert not batch.all_ended({"parts": [part]})
     part["state"] = "JOB_STATE_SUCCEEDED"
     assert batch.all_ended({"parts": [part]}) and not batch.part_running(part)

@@ -13,6 +13,7 @@ import pytest
 
 from corpus import write_jsonl
 from dropbatch.config import Config
+from dropbatch.keys import line_labels
 from dropbatch.split import build_result, canonical, fingerprint, parse_status, split_local
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -30,7 +31,7 @@ def echo(request, label=None):
         if k != "contents":
             out[k] = v
     if label is not None:
-        out["labels"] = {**request.get("labels", {}), "dropbatch-line": str(label)}
+        out["labels"] = {**request.get("labels", {}), **line_labels(label, 2)}
     return dict(reversed(list(out.items())))
 
 

@@ -205,3 +205,39 @@ def test_iter_requests_gives_line_number_keys(tmp_path):
     with open(path, "rb") as f:
         got = [(line, key) for line, key, _ in iter_requests(f, str(path), Config(), total_lines=11)]
     assert got[:2] == [(1, "01"), (2, "02")] and got[-1] == (11, "mine") and len(got) == 10
+
+
+@pytest.mark.parametrize("labels, ok", [
+    ({"team": "research-1", "cost_center": "a_b", "équipe": "données"}, True),
+    ({"Team Name": "Research"}, False),  # the issue's own example: Vertex would refuse it after hours queued
+    ({"team": "x" * 70}, False),
+    ({"1team": "x"}, False),
+    ({"team": "Research"}, False),
+    ({"dropbatch_l0": "1"}, False),  # dropbatch's own
+    ({f"k{i}": "v" for i in range(60)}, False),
+    ({f"k{i}": "v" for i in range(59)}, True),
+])
+def test_request_labels_follow_vertex_rules(labels, ok):
+    """cloud.google.com/vertex-ai/generative-ai/docs/multimodal/add-labels-to-api-calls: keys start with a
+    lowercase letter; lowercase letters, digits, _ and -; at most 63 characters; at most 64 labels a request
+    (dropbatch keeps 5 for its line labels)."""
+    from dropbatch.checks import check_request
+
+    problems = check_request({"contents": [{"role": "user", "parts": [{"text": "x"}]}], "labels": labels})
+    assert (problems == []) is ok, problems
+    assert all(code == "invalid_label" for code, _, _ in problems)
+
+
+def test_line_labels_round_trip_with_at_most_36_values_a_key():
+    from dropbatch.keys import label_digits, line_from_labels, line_labels, without_line_labels
+
+    assert label_digits(35) == 1 and label_digits(36) == 2 and label_digits(1_000_000) == 4
+    values: dict[str, set] = {}
+    for line in list(range(1, 5000)) + [999_999, 1_679_615]:
+        labels = line_labels(line, label_digits(1_679_615))
+        assert line_from_labels({**labels, "team": "x"}) == line
+        assert without_line_labels({**labels, "team": "x"}) == {"team": "x"}
+        for k, v in labels.items():
+            values.setdefault(k, set()).add(v)
+    assert all(len(v) <= 36 for v in values.values()) and all("-" not in k for k in values)
+    assert line_from_labels({"dropbatch-line": "42"}) == 42  # staged by an earlier version

@@ -76,6 +76,7 @@ class Faults:
     partial_share: float = 0.5  # share of output a FAILED, EXPIRED or CANCELLED job has written when it ends
     list_lag_s: float = 0.0  # a new job is invisible to list for this long
     input_forbidden: bool = False  # the Vertex service agent may not read the input: the job FAILS (code 7)
+    create_lost: int = 0  # the next creates make their job, then answer 503 (a response lost on the way)
     empty_finish_rate: float = 0.0  # share of answers ending MAX_TOKENS, SAFETY or RECITATION with no text
     thinking: bool = False  # answers carry a thought part and thoughtsTokenCount
 
@@ -328,7 +329,7 @@ class Emulator:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         out_dir = f"{prefix}/prediction-model-{stamp}"
         self._set(name, outputInfo={"gcsOutputDirectory": out_dir})
-        lines: list[tuple[bytes, bool]] = []
+        lines: list[tuple[bytes, bool, str]] = []  # (output line, succeeded, which request)
         model = job["model"].rsplit("/", 1)[-1]
         total = 0
         for uri in uris:
@@ -342,15 +343,16 @@ class Emulator:
                     line, good = self._predict_line(raw, label, model)
                     if _share(f.seed, "drop", label, f.drop_rate):
                         continue
-                    lines.append((line, good))
+                    lines.append((line, good, label))
                     if _share(f.seed, "dup", label, f.duplicate_rate):
-                        lines.append((line, good))
+                        lines.append((line, good, label))
         random.Random(f.seed).shuffle(lines)
         per_file = max(1, f.lines_per_file)
         chunks = [lines[i:i + per_file] for i in range(0, len(lines), per_file)] or [[]]
         outcome = f.job_outcome
         stop_after = len(chunks) if outcome in ("", "PARTIALLY_SUCCEEDED") else int(len(chunks) * f.partial_share)
         bucket, _, base = out_dir[5:].partition("/")
+        done: dict[str, bool] = {}  # request -> succeeded: stats count requests, not output lines
         ok = failed = 0
         cancel_ignored = _share(f.seed, "cancel", name, 1 - f.cancel_wins)  # best effort: it may still finish
         for i, chunk in enumerate(chunks):
@@ -358,16 +360,16 @@ class Emulator:
                 break
             fname = "predictions.jsonl" if i == 0 else f"predictions_{i:05d}.jsonl"
             self.storage.bucket(bucket).blob(f"{base}/{fname}").upload_from_string(
-                b"".join(line for line, _ in chunk), content_type="application/jsonl")
-            ok += sum(1 for _, good in chunk if good)
-            failed += sum(1 for _, good in chunk if not good)
+                b"".join(line for line, _, _ in chunk), content_type="application/jsonl")
+            done.update((label, good) for _, good, label in chunk)
+            ok, failed = sum(done.values()), len(done) - sum(done.values())
             self._set(name, completionStats=_stats(ok, failed, total - ok - failed))  # updated while running
             self._sleep(name, f.running_s / len(chunks))
         stats = _stats(ok, failed, max(0, total - ok - failed))
         partial = [{"code": 13, "message": f"{failed} requests failed; see the status of each output line."}] \
             if failed else []
         if self._state(name) == "JOB_STATE_CANCELLING":
-            if cancel_ignored:
+            if cancel_ignored and ok + failed == len({label for _, _, label in lines}):
                 return self._finish(name, "JOB_STATE_SUCCEEDED", completionStats=stats)
             return self._cancelled(name, stats)
         if outcome in ("FAILED", "EXPIRED", "CANCELLED"):
@@ -512,7 +514,11 @@ def create_app(emulator: Emulator) -> Flask:
         problem = create_problem(body)
         if problem:
             return error(400, problem)
-        return out(emulator.create(f"projects/{project}/locations/{location}", body))
+        job = emulator.create(f"projects/{project}/locations/{location}", body)
+        with emulator.lock:
+            lost = emulator.faults.create_lost > 0
+            emulator.faults.create_lost -= lost
+        return error(503, "The service is currently unavailable.") if lost else out(job)
 
     @app.get(JOBS)
     def list_jobs(version, project, location):
