@@ -24,8 +24,8 @@ locals {
   }
 }
 
-# submit_batch runs on an Eventarc storage trigger; on_job_event and split_results are pushed to by their own
-# subscriptions (pubsub.tf), which carry the dead-letter topic and the retry policy.
+# All three are pushed to by their own subscriptions (pubsub.tf: uploads -> submit_batch, sweep -> on_job_event,
+# split -> split_results), which carry the dead-letter topic, the ack deadline and the retry policy.
 resource "google_cloudfunctions2_function" "fn" {
   for_each = local.functions
   name     = "dropbatch-${each.key}"
@@ -56,20 +56,5 @@ resource "google_cloudfunctions2_function" "fn" {
     environment_variables            = local.function_env
   }
 
-  dynamic "event_trigger" {
-    for_each = each.key == "submit" ? [1] : []
-    content {
-      trigger_region        = var.region
-      event_type            = "google.cloud.storage.object.v1.finalized"
-      retry_policy          = "RETRY_POLICY_RETRY"
-      service_account_email = google_service_account.eventarc.email
-      event_filters {
-        attribute = "bucket"
-        value     = module.drop_bucket.name
-      }
-    }
-  }
-
-  depends_on = [google_project_iam_member.gcs_agent_publisher, google_project_iam_member.eventarc_receiver,
-  google_project_service.apis]
+  depends_on = [google_project_service.apis]
 }

@@ -20,16 +20,10 @@ resource "google_service_account" "split" {
   display_name = "dropbatch split_results: writes one result object per request"
 }
 
-resource "google_service_account" "eventarc" {
-  account_id   = "dropbatch-eventarc"
-  project      = var.project_id
-  display_name = "dropbatch: Eventarc trigger identity that invokes submit_batch"
-}
-
 resource "google_service_account" "pusher" {
   account_id   = "dropbatch-pusher"
   project      = var.project_id
-  display_name = "dropbatch: Pub/Sub push identity that invokes on_job_event and split_results"
+  display_name = "dropbatch: Pub/Sub push identity that invokes the three functions"
 }
 
 locals {
@@ -131,16 +125,8 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 
 # --- Invoking the functions -----------------------------------------------------------------
 
-resource "google_cloud_run_service_iam_member" "eventarc_invokes_submit" {
-  project  = var.project_id
-  location = var.region
-  service  = google_cloudfunctions2_function.fn["submit"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = google_service_account.eventarc.member
-}
-
 resource "google_cloud_run_service_iam_member" "pusher_invokes" {
-  for_each = { status = google_cloudfunctions2_function.fn["status"], split = google_cloudfunctions2_function.fn["split"] }
+  for_each = google_cloudfunctions2_function.fn
   project  = var.project_id
   location = var.region
   service  = each.value.service_config[0].service
@@ -159,17 +145,10 @@ resource "google_project_iam_member" "vertex_users" {
   member   = each.value
 }
 
-# Eventarc requires its trigger identity to hold eventReceiver on the project (no resource-level binding).
-resource "google_project_iam_member" "eventarc_receiver" {
+# The Cloud Storage service agent publishes the drop bucket's notifications: publisher on that topic only.
+resource "google_pubsub_topic_iam_member" "gcs_agent_publishes_uploads" {
   project = var.project_id
-  role    = "roles/eventarc.eventReceiver"
-  member  = google_service_account.eventarc.member
-}
-
-# Cloud Storage triggers publish through Pub/Sub topics that Eventarc creates and names itself, so the
-# Cloud Storage service agent needs publisher on the project (Eventarc's documented requirement).
-resource "google_project_iam_member" "gcs_agent_publisher" {
-  project = var.project_id
+  topic   = google_pubsub_topic.uploads.name
   role    = "roles/pubsub.publisher"
   member  = local.gcs_agent
 }

@@ -5,13 +5,18 @@ data "google_project" "this" {
   project_id = var.project_id
 }
 
+# Reading this data source makes Google create the Cloud Storage service agent if it does not exist yet.
+data "google_storage_project_service_account" "gcs" {
+  project    = var.project_id
+  depends_on = [google_project_service.apis]
+}
+
 locals {
   services = [
     "aiplatform.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
-    "eventarc.googleapis.com",
     "artifactregistry.googleapis.com",
     "logging.googleapis.com",
     "pubsub.googleapis.com",
@@ -21,7 +26,7 @@ locals {
   project_number = data.google_project.this.number
   # Service agents the flow depends on (created by Google when the APIs are enabled).
   vertex_agent = "serviceAccount:service-${local.project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
-  gcs_agent    = "serviceAccount:service-${local.project_number}@gs-project-accounts.iam.gserviceaccount.com"
+  gcs_agent    = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
   pubsub_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   # Where batches/ lives: the drop bucket, or the optional results bucket.
   state_bucket  = var.results_bucket_name == "" ? module.drop_bucket.name : module.results_bucket[0].name

@@ -9,6 +9,27 @@ resource "google_pubsub_topic" "notifications" {
   depends_on                 = [google_project_service.apis]
 }
 
+# Uploads: a Cloud Storage notification limited to OBJECT_FINALIZE under incoming/, so submit_batch sees only
+# uploads (never the ledgers, staged parts, outputs and result objects dropbatch writes under batches/: an
+# Eventarc storage trigger filters on the bucket alone), through a push subscription with its own dead-letter
+# topic, ack deadline and retry policy.
+resource "google_pubsub_topic" "uploads" {
+  #checkov:skip=CKV_GCP_83:Google-managed encryption; notifications carry object names and generations only.
+  name       = "dropbatch-uploads"
+  project    = var.project_id
+  labels     = var.labels
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_notification" "uploads" {
+  bucket             = module.drop_bucket.name
+  payload_format     = "JSON_API_V1"
+  topic              = google_pubsub_topic.uploads.id
+  event_types        = ["OBJECT_FINALIZE"]
+  object_name_prefix = var.incoming_prefix
+  depends_on         = [google_pubsub_topic_iam_member.gcs_agent_publishes_uploads]
+}
+
 resource "google_pubsub_topic" "sweep" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption; sweep ticks carry no data.
   name       = "dropbatch-sweep"
@@ -27,7 +48,7 @@ resource "google_pubsub_topic" "split" {
 
 resource "google_pubsub_topic" "dead_letter" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption; dead letters are sweep ticks and split tasks.
-  for_each                   = toset(["sweep", "split"])
+  for_each                   = toset(["uploads", "sweep", "split"])
   name                       = "dropbatch-${each.key}-dead-letter"
   project                    = var.project_id
   labels                     = var.labels
@@ -52,8 +73,10 @@ resource "google_pubsub_subscription" "dead_letter" {
 
 locals {
   push = {
-    sweep = { topic = google_pubsub_topic.sweep.id, fn = google_cloudfunctions2_function.fn["status"], ack = 300 }
-    split = { topic = google_pubsub_topic.split.id, fn = google_cloudfunctions2_function.fn["split"], ack = 600 }
+    # Each ack deadline outlasts its function's timeout (functions.tf), so a running call is never redelivered.
+    uploads = { topic = google_pubsub_topic.uploads.id, fn = google_cloudfunctions2_function.fn["submit"], ack = 600 }
+    sweep   = { topic = google_pubsub_topic.sweep.id, fn = google_cloudfunctions2_function.fn["status"], ack = 360 }
+    split   = { topic = google_pubsub_topic.split.id, fn = google_cloudfunctions2_function.fn["split"], ack = 600 }
   }
 }
 

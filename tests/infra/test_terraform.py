@@ -18,7 +18,7 @@ INFRA = ROOT / "infra"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 # Project-level grants allowed, each because no narrower binding exists (the reason is beside each in iam.tf).
-PROJECT_ROLES = {"roles/aiplatform.user", "roles/eventarc.eventReceiver", "roles/pubsub.publisher"}
+PROJECT_ROLES = {"roles/aiplatform.user"}
 
 
 def unquote(value):
@@ -118,12 +118,28 @@ def test_one_service_account_per_function(tf):
     fn = functions["fn"]
     assert fn["service_config"][0]["service_account_email"] == "${each.value.sa}"
     assert fn["service_config"][0]["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
-    trigger = fn["dynamic"][0]["event_trigger"]
-    assert trigger["for_each"] == '${each.key == "submit" ? [1] : []}'
-    content = trigger["content"][0]
-    assert content["event_type"] == "google.cloud.storage.object.v1.finalized"
-    assert content["retry_policy"] == "RETRY_POLICY_RETRY"
-    assert content["service_account_email"] == "${google_service_account.eventarc.email}"
+    assert "dynamic" not in fn and "event_trigger" not in fn, "every function is pushed to by a subscription"
+
+
+def test_submit_sees_only_uploads_under_the_prefix(tf):
+    """A storage trigger on the bucket would invoke submit_batch for every object dropbatch writes (ledgers,
+    parts, outputs, a result object per request): the notification is limited to finalize under incoming/."""
+    note = tf["resource"]["google_storage_notification"]["uploads"]
+    assert note["event_types"] == ["OBJECT_FINALIZE"] and note["object_name_prefix"] == "${var.incoming_prefix}"
+    assert note["topic"] == "${google_pubsub_topic.uploads.id}" and note["payload_format"] == "JSON_API_V1"
+    push = next(l["push"] for l in tf["locals"] if "push" in l)
+    assert push["uploads"]["fn"] == '${google_cloudfunctions2_function.fn["submit"]}'
+    grant = tf["resource"]["google_pubsub_topic_iam_member"]["gcs_agent_publishes_uploads"]
+    assert grant["topic"] == "${google_pubsub_topic.uploads.name}" and grant["member"] == "${local.gcs_agent}"
+
+
+def test_every_ack_deadline_outlasts_its_functions_timeout(tf):
+    push = next(l["push"] for l in tf["locals"] if "push" in l)
+    functions = next(l["functions"] for l in tf["locals"] if "functions" in l)
+    by_fn = {"uploads": "submit", "sweep": "status", "split": "split"}
+    for path, spec in push.items():
+        assert spec["ack"] > functions[by_fn[path]]["timeout"], path
+        assert spec["ack"] <= 600, "Pub/Sub's longest ack deadline"
 
 
 def roles(tf):
@@ -168,7 +184,7 @@ def test_every_push_path_has_dead_letter_and_bounded_retry(tf):
         assert sub.get("retry_policy"), name
         assert sub["push_config"][0].get("oidc_token"), f"{name} pushes without authentication"
     local_push = next(l["push"] for l in tf["locals"] if "push" in l)
-    assert set(local_push) == {"sweep", "split"}
+    assert set(local_push) == {"uploads", "sweep", "split"}
 
 
 def test_buckets_are_private_versioned_with_lifecycle(tf, bucket_module):
@@ -222,9 +238,11 @@ def test_names_match_the_provider_schema(tf):
     assert checked >= 20
     # Attributes read from other resources exist on them.
     text = "\n".join(p.read_text() for p in INFRA.rglob("*.tf"))
-    for rtype, attr in set(re.findall(r"\b(google_[a-z0-9_]+)\.[a-z0-9_]+(?:\[[^\]]+\])?\.([a-z0-9_]+)", text)):
-        getters = schema["getters"].get(("resource", rtype), set())
-        assert attr in getters or attr in schema["resource"].get(rtype, {}), f"{rtype} has no attribute {attr}"
+    refs = re.findall(r"(\bdata\.)?\b(google_[a-z0-9_]+)\.[a-z0-9_]+(?:\[[^\]]+\])?\.([a-z0-9_]+)", text)
+    for data, rtype, attr in set(refs):
+        kind = "data" if data else "resource"
+        getters = schema["getters"].get((kind, rtype), set())
+        assert attr in getters or attr in schema[kind].get(rtype, {}), f"{kind} {rtype} has no attribute {attr}"
 
 
 def check_config(tf, schema, check) -> int:
