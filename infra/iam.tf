@@ -106,6 +106,16 @@ resource "google_pubsub_topic_iam_member" "split_publishers" {
   member   = each.value
 }
 
+# submit publishes the continuation of a submission that stops before its deadline; status asks for one when
+# a submission's function died.
+resource "google_pubsub_topic_iam_member" "uploads_publishers" {
+  for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member }
+  project  = var.project_id
+  topic    = google_pubsub_topic.uploads.name
+  role     = "roles/pubsub.publisher"
+  member   = each.value
+}
+
 # The Pub/Sub service agent moves undeliverable messages to the dead-letter topics and acks the originals.
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   for_each = google_pubsub_topic.dead_letter

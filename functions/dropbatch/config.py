@@ -38,6 +38,7 @@ class Config:
     job_deadline_s: int = 96 * 3600
     claim_lease_s: int = 600
     split_budget_s: float = 480.0  # checkpoint and continue in a new task after this long
+    submit_budget_s: float = 480.0  # a submission checkpoints and continues in a new call after this long
     retry_rounds: int = 1
     list_settle_s: float = 60.0  # after a failed create, wait this long for Vertex's list to show what it made
     outbox_retry_s: float = 60.0  # the sweep re-sends a queued message only this long after its last try

@@ -22,8 +22,8 @@ READ_CHUNK = 1 << 20
 class _Limited(io.RawIOBase):
     """Counts bytes read through it and stops the read past a limit (gzip bombs, oversized files)."""
 
-    def __init__(self, raw: IO[bytes], limit: int):
-        self.raw, self.limit, self.count, self.exceeded = raw, limit, 0, False
+    def __init__(self, raw: IO[bytes], limit: int, count: int = 0):
+        self.raw, self.limit, self.count, self.exceeded = raw, limit, count, False
 
     def readable(self) -> bool:
         return True
@@ -72,22 +72,30 @@ class Reader:
     name: str
     config: Config
     report: object  # validate.Report: add(), bytes, lines
+    start_line: int = 0  # resuming: lines already read
+    skip: int = 0  # resuming a gzip file: decompressed bytes already read (a plain file is seeked by the caller)
+    compressed: bool | None = None  # known when resuming (the stream then starts mid-file)
 
     def lines(self) -> Iterator[tuple[int, bytes | None]]:
         """(line number, raw bytes) for every line; raw is None for a line over max_line_bytes."""
         cfg, report = self.config, self.report
         head = self.stream.read(2)
-        compressed = head == GZIP_MAGIC
-        if self.name.lower().endswith(".gz") and not compressed and head:
+        compressed = head == GZIP_MAGIC if self.compressed is None else self.compressed
+        self.compressed = compressed
+        if self.name.lower().endswith(".gz") and not compressed and head and not self.start_line:
             report.add(None, "not_gzip", None, f"{self.name} is named .gz but is not gzip data; "
                        "compress it with gzip or drop the .gz from the name", cfg.max_errors)
             return
-        outer = inner = _Limited(_Chain(head, self.stream), cfg.max_file_bytes)
+        outer = inner = _Limited(_Chain(head, self.stream), cfg.max_file_bytes,
+                                 0 if compressed else report.bytes)
         if compressed:
             inner = _Limited(gzip.GzipFile(fileobj=io.BufferedReader(outer, READ_CHUNK)), cfg.max_file_bytes)
         stream = io.BufferedReader(inner, READ_CHUNK)
-        lineno = 0
+        lineno = self.start_line
         try:
+            left = self.skip
+            while left > 0:  # a gzip stream cannot seek: decompress up to where the last call stopped
+                left -= len(stream.read(min(left, READ_CHUNK))) or left
             for raw, size in bounded_lines(stream, cfg.max_line_bytes):
                 lineno += 1
                 report.bytes += size

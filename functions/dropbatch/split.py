@@ -95,7 +95,7 @@ class Index:
             line, key = entry[0], entry[1]
             lines.append(line)
             buckets.add(line, entry[2] if len(entry) > 2 else 0)
-            if key != line_key(line, width):
+            if key is not None and key != line_key(line, width):  # null: the line-number key
                 explicit[line] = key
         first, last = (min(lines), max(lines)) if lines else (1, 0)
         present = bytearray(last - first + 1)

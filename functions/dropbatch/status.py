@@ -54,8 +54,11 @@ def advance(store: Store, batch_id: str) -> None:
         if doc is None or doc["state"] in batch.FINISHED:
             return
     if doc["state"] in batch.SUBMITTING:
-        if batch.lease_expired(doc):  # its event was lost or its function died: finish the submission here
-            submit.resume(store, batch_id)
+        # Its event or continuation was lost, or its function died: ask the submit function to go on (once a
+        # lease period, so a continuation on its way is not doubled).
+        if batch.lease_expired(doc) and (not doc.get("continued")
+                                         or age_s(doc["continued"]) > store.config.claim_lease_s):
+            submit.request_continuation(store, doc)
         return
     if doc["state"] == batch.SUBMITTED:
         refresh_jobs(store, doc)

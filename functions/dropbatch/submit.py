@@ -7,15 +7,18 @@ up by its labels before one is created.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 
-from . import batch, keys, logs, notify, vertex
+from . import batch, keys, logs, notify, ordered, vertex
 from .config import Config, get_config
 from .errors import PermanentError
-from .events import age_s, now, object_event
+from .events import PUBSUB, age_s, now, object_event, pubsub_message
 from .ledger import Store, execution_id
 from .checks import as_lists
-from .validate import Report, iter_requests, validate_stream
+from .lineio import Reader
+from .validate import Report, Validator
 
 SUFFIXES = (".jsonl", ".jsonl.gz")  # in any letter case
 
@@ -26,6 +29,22 @@ def accepted_name(name: str) -> bool:
 
 def handle_event(event) -> None:
     config = get_config()
+    if event.get("type") == PUBSUB:
+        try:
+            attributes = pubsub_message(event)[1]
+        except PermanentError:
+            attributes = {}
+        if "dropbatch_continue" in attributes:  # a submission that stopped before its budget goes on
+            batch_id = str(attributes["dropbatch_continue"])
+            if keys.is_batch_id(batch_id):
+                token = logs.bind(batch_id=batch_id)
+                try:
+                    resume(Store(config), batch_id)
+                finally:
+                    logs.reset(token)
+            else:
+                logs.warning("ignored: not a batch id in a continuation")
+            return
     try:
         ev = object_event(event)
     except (PermanentError, ValueError, TypeError) as exc:  # a malformed event never becomes valid: acknowledge
@@ -72,8 +91,16 @@ def submit_object(config: Config, bucket: str, name: str, generation: int) -> di
         logs.reset(token)
 
 
+def request_continuation(store: Store, doc: dict) -> None:
+    """Ask the submit function to go on with a submission (the sweep never runs one itself: it has no time)."""
+    store.update_ledger(doc["batch_id"], lambda d: d.update(continued=now()))
+    notify.publish_json(store.config, store.config.uploads_topic, {"batch_id": doc["batch_id"]},
+                        dropbatch_continue=doc["batch_id"])
+
+
 def resume(store: Store, batch_id: str) -> dict | None:
-    """The sweep's way in: finish a submission whose event was lost or whose function died."""
+    """A continuation's way in: go on with a submission that checkpointed, whose event was lost or whose
+    function died."""
     me = execution_id()
     doc = take_over(store, batch_id, me)
     return None if doc is None else run_claimed(store, doc, me)
@@ -182,6 +209,9 @@ def reject(store: Store, doc: dict, report) -> dict:
 
 
 def validate_and_stage(store: Store, doc: dict) -> dict:
+    """One streaming pass: each line is validated and, while the file has no error, staged into its job's part.
+    Before DROPBATCH_SUBMIT_BUDGET_S the pass stops at a line, saves where it is, and a continuation (a message
+    on the uploads topic) goes on from there in another call. An invalid file's staged chunks are deleted."""
     from google.api_core.exceptions import PreconditionFailed
 
     config, batch_id = store.config, doc["batch_id"]
@@ -190,58 +220,127 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
         report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz (any letter "
                    "case); rename the file and upload it again", config.max_errors)
         return reject(store, doc, report)
+    started = time.monotonic()
+    ckpt_path = store.path(batch_id, "submit/checkpoint.json")
+    checkpoint = (store.read_json(ckpt_path)[0] if doc.get("progress") else None) or {}
+    validator = Validator(config, doc["source"], checkpoint.get("validator"))
+    stager = Stager(store, doc, checkpoint.get("stager"))
     try:
         blob, stream = _open_source(store, doc)
         with stream:
-            report = validate_stream(stream, doc["object"], config, source=doc["source"])
+            if checkpoint and not checkpoint["compressed"]:
+                stream.seek(validator.report.bytes)
+            reader = Reader(stream, doc["object"], config, validator.report, start_line=validator.report.lines,
+                            skip=validator.report.bytes if checkpoint.get("compressed") else 0,
+                            compressed=checkpoint.get("compressed"))
+            for lineno, raw in reader.lines():
+                request = validator.feed(lineno, raw)
+                if request is not None and not validator.report.error_count:
+                    stager.add(lineno, request[0], request[1], validator.job_index, len(raw))
+                if time.monotonic() - started > config.submit_budget_s:
+                    validator.report.lines = lineno  # the reader sets it only at the end of the file
+                    return checkpoint_submission(store, doc, validator, stager, reader.compressed)
     except (Replaced, PreconditionFailed) as exc:
         report = Report(source=doc["source"])
         reason = str(exc) if isinstance(exc, Replaced) else \
             f"{doc['source']} was replaced by a newer upload while it was read; that upload is a batch of its own"
         report.add(None, "replaced", None, reason, config.max_errors)
+        stager.abandon()
         return reject(store, doc, report)
-    logs.info("validated", requests=report.requests, errors=report.error_count, jobs=len(report.jobs))
+    report = validator.finish()
+    logs.info("validated", requests=report.requests, errors=report.error_count, jobs=len(report.jobs),
+              continuations=doc.get("progress", {}).get("continuations", 0))
     if not report.valid:
+        stager.abandon()
         return reject(store, doc, report)
     store.write_json(store.path(batch_id, "report.json"), report.to_dict())
+    parts = stager.finish(report.jobs)
     model = (blob.metadata or {}).get("model") or config.model
-    parts = stage_input(store, doc, report, blob)
     return store.update_ledger(batch_id, lambda d: batch.move(d, batch.STAGED, model=model, requests=report.requests,
                                                               lines=report.lines, parts=parts))
 
 
-def stage_input(store: Store, doc: dict, report, blob) -> list[dict]:
-    """Write {"request": ...} lines with the line labels (keys.line_labels), one part per planned job, and beside each
-    its keys sidecar: [line, key, staged bytes] per request."""
+def checkpoint_submission(store: Store, doc: dict, validator, stager, compressed: bool) -> dict:
+    """Save where the pass stopped, give the lease back, and ask for a continuation on the uploads topic."""
     batch_id = doc["batch_id"]
-    parts = [batch.new_part(i, 0, p["first_line"], p["last_line"], p["requests"],
-                            store.uri(store.path(batch_id, f"input/part-{i:05d}.jsonl")))
-             for i, p in enumerate(report.jobs)]
-    with _reader(blob, doc["generation"]) as stream:
-        records = iter_requests(stream, doc["object"], store.config, report.lines)
-        pending = next(records, None)
-        for part in parts:
-            pending = write_part(store, batch_id, part, pending, records, report.lines)
-    return parts
+    store.write_json(store.path(batch_id, "submit/checkpoint.json"), {
+        "validator": validator.state(), "stager": stager.checkpoint(), "compressed": compressed})
+    count = (doc.get("progress") or {}).get("continuations", 0) + 1
+    doc = store.update_ledger(batch_id, lambda d: d.update(
+        progress={"line": validator.report.lines, "bytes": validator.report.bytes, "continuations": count},
+        owner=None, lease_until=None, continued=now()))
+    notify.publish_json(store.config, store.config.uploads_topic, {"batch_id": batch_id},
+                        dropbatch_continue=batch_id)
+    logs.info("submission checkpointed; continuing in a new call", line=validator.report.lines,
+              bytes=validator.report.bytes, continuations=count)
+    return doc
 
 
-def write_part(store: Store, batch_id: str, part: dict, pending, records, lines: int):
-    """Stream one part's lines (and its keys sidecar) to GCS; returns the first record of the next part."""
-    name = store.path(batch_id, f"input/part-{part['index']:05d}")
-    digits = keys.label_digits(lines)
-    keys_blob = store.bucket.blob(name + ".keys.jsonl")
-    data_blob = store.bucket.blob(name + ".jsonl")
-    with keys_blob.open("wb", chunk_size=8 << 20, content_type="application/jsonl") as keys_out, \
-            data_blob.open("wb", chunk_size=8 << 20, content_type="application/jsonl") as data_out:
-        while pending is not None and pending[0] <= part["last_line"]:
-            line, key, request = pending
-            request = as_lists(request)
-            request["labels"] = {**(request.get("labels") or {}), **keys.line_labels(line, digits)}
-            staged = orjson.dumps({"request": request}) + b"\n"
-            data_out.write(staged)
-            keys_out.write(orjson.dumps([line, key, len(staged)]) + b"\n")
-            pending = next(records, None)
-    return pending
+class Stager:
+    """Staged parts, written while the file is read: {"request": ...} lines with the line labels, and beside
+    each part its keys sidecar ([line, explicit key or null, staged bytes]). A part is written as chunk objects
+    (a checkpoint closes the open one) and composed into input/part-NNNNN.jsonl once complete."""
+
+    def __init__(self, store: Store, doc: dict, state: dict | None = None):
+        self.store, self.batch_id = store, doc["batch_id"]
+        state = state or {}
+        self.chunks: dict[str, int] = state.get("chunks", {})  # part -> chunks written
+        self.part: int | None = None
+        self.data = self.keys = None
+
+    def _name(self, part: int, chunk: int | None = None) -> str:
+        base = self.store.path(self.batch_id, f"input/part-{part:05d}")
+        return base if chunk is None else f"{base}.c{chunk:05d}"
+
+    def add(self, line: int, key: str | None, request: dict, part: int, size: int) -> None:
+        if part != self.part:
+            self._close()
+            self.part = part
+            chunk = self.chunks.get(str(part), 0)
+            name = self._name(part, chunk)
+            self.data = self.store.bucket.blob(name + ".jsonl").open("wb", chunk_size=8 << 20,
+                                                                     content_type="application/jsonl")
+            self.keys = self.store.bucket.blob(name + ".keys.jsonl").open("wb", chunk_size=8 << 20,
+                                                                          content_type="application/jsonl")
+            self.chunks[str(part)] = chunk + 1
+        request = as_lists(request)
+        request["labels"] = {**(request.get("labels") or {}), **keys.line_labels(line, keys.label_digits(line))}
+        staged = orjson.dumps({"request": request}) + b"\n"
+        self.data.write(staged)
+        self.keys.write(orjson.dumps([line, key, len(staged)]) + b"\n")
+
+    def _close(self) -> None:
+        if self.data is not None:
+            self.data.close()
+            self.keys.close()
+        self.data = self.keys = self.part = None
+
+    def checkpoint(self) -> dict:
+        self._close()
+        return {"chunks": self.chunks}
+
+    def finish(self, jobs: list[dict]) -> list[dict]:
+        """Compose each part from its chunks; the ledger's parts, one per planned job."""
+        self._close()
+        parts = []
+        for i, job in enumerate(jobs):
+            chunks = [self._name(i, c) for c in range(self.chunks.get(str(i), 0))]
+            for suffix in (".jsonl", ".keys.jsonl"):
+                ordered.compose(self.store.bucket, [c + suffix for c in chunks], self._name(i) + suffix)
+            self._delete(chunks)
+            parts.append(batch.new_part(i, 0, job["first_line"], job["last_line"], job["requests"],
+                                        self.store.uri(self._name(i) + ".jsonl")))
+        return parts
+
+    def abandon(self) -> None:
+        """The file is invalid: its staged chunks go (best effort; lifecycle rules catch the rest)."""
+        self._close()
+        self._delete([self._name(int(p), c) for p, n in self.chunks.items() for c in range(n)])
+
+    def _delete(self, chunks: list[str]) -> None:
+        for chunk in chunks:
+            for suffix in (".jsonl", ".keys.jsonl"):
+                self.store.delete(chunk + suffix)
 
 
 def submit_parts(store: Store, batch_id: str) -> dict:

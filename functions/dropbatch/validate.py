@@ -6,9 +6,11 @@ past the per-job limits is not an error: the plan splits it into several jobs by
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import os
+import zlib
 from typing import IO, Iterator
 
 import orjson
@@ -66,76 +68,120 @@ def _key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
-def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | None = None) -> Report:
-    """Validate a whole file, streaming; the report lists every problem by line."""
-    report = Report(source=source or name)
-    limit = config.max_errors
-    seen_keys: dict[int, int] = {}  # key hash -> first line
-    digit_keys: list[tuple[str, int]] = []  # explicit keys that look like line numbers
-    keyless = bytearray()  # per line: 1 when the line is a request without an explicit key
-    part_bytes = part_requests = 0
-    part_first = None
-    loads = orjson.loads
-    reader = Reader(stream, name, config, report)
-    for lineno, raw in reader.lines():
-        if len(keyless) < lineno:
-            keyless.extend(b"\0" * (lineno - len(keyless)))
+class Validator:
+    """Validating one file, line by line: keys seen, the job plan, the report so far. Its state can be saved
+    and restored, so that a submission can stop before its time budget and continue in another call."""
+
+    def __init__(self, config: Config, source: str, state: dict | None = None):
+        self.config = config
+        self.report = Report(source=source)
+        self.seen_keys: dict[int, int] = {}  # key hash -> first line
+        self.digit_keys: list[tuple[str, int]] = []  # explicit keys that look like line numbers
+        self.keyless = bytearray()  # per line: 1 when the line is a request without an explicit key
+        self.part = {"first": None, "requests": 0, "bytes": 0}
+        if state:
+            self._restore(state)
+
+    def feed(self, lineno: int, raw: bytes | None) -> tuple[str | None, dict] | None:
+        """Check one line; (explicit key or None, request) when it is a request with no problem."""
+        report, config, limit = self.report, self.config, self.config.max_errors
+        if len(self.keyless) < lineno:
+            self.keyless.extend(b"\0" * (lineno - len(self.keyless)))
         if raw is None:
             report.add(lineno, "line_too_long", None, f"the line is longer than {config.max_line_bytes:,} bytes; "
                        "put large media in Cloud Storage and refer to it with fileData", limit)
             report.requests += 1
-            continue
+            return None
         if not raw.strip():
             report.blank_lines += 1
-            continue
+            return None
         report.requests += 1
         try:
-            obj = loads(raw)
+            obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             report.add(lineno, "invalid_json", None, _json_message(str(exc)), limit)
-            continue
+            return None
         problems, key = check_line(obj)
         for code, field, message in problems:
             report.add(lineno, code, field, message, limit)
         if key is None:
-            keyless[lineno - 1] = 1
+            self.keyless[lineno - 1] = 1
         else:
             h = _key_hash(key)
-            first = seen_keys.get(h)
+            first = self.seen_keys.get(h)
             if first is not None:
                 report.add(lineno, "duplicate_key", "key", f"key {shown(key)} is already used on line {first}; "
                            "keys must be unique in a file", limit)
+                problems = True
             else:
-                seen_keys[h] = lineno
+                self.seen_keys[h] = lineno
             if key.isdigit():
-                digit_keys.append((key, lineno))
-        size = len(raw)
-        if part_requests and (part_requests >= config.max_job_requests
-                              or part_bytes + size > config.max_job_bytes):
-            report.jobs.append({"first_line": part_first, "last_line": lineno - 1,
-                                "requests": part_requests, "bytes": part_bytes})
-            part_bytes = part_requests = 0
-        if not part_requests:
-            part_first = lineno
-        part_requests += 1
-        part_bytes += size
-    if part_requests:
-        report.jobs.append({"first_line": part_first, "last_line": report.lines,
-                            "requests": part_requests, "bytes": part_bytes})
-    width = key_width(report.lines)
-    for key, lineno in digit_keys:
-        other = int(key)
-        if len(key) == width and 1 <= other <= report.lines and keyless[other - 1]:
-            report.add(lineno, "key_collision", "key", f"key {shown(key)} is also the key of line {other}, which has "
-                       f"no key of its own; give line {other} a key or choose another", limit)
-    if report.requests == 0 and not report.error_count:
-        report.add(None, "empty_file", None, "the file has no requests; each line must be "
-                   "{\"request\": {...}}", limit)
-    if report.requests > config.max_file_requests:
-        report.add(None, "too_many_requests", None, f"the file has {report.requests:,} requests; the limit is "
-                   f"{config.max_file_requests:,} a file: split it into several files", limit)
-    report.errors.sort(key=lambda e: (e["line"] is not None, e["line"] or 0))
-    return report
+                self.digit_keys.append((key, lineno))
+        self._plan(lineno, len(raw))
+        return None if problems else (key, obj["request"])
+
+    def _plan(self, lineno: int, size: int) -> None:
+        """Cut the file into jobs within the per-job limits, by line ranges (report.jobs)."""
+        part, config = self.part, self.config
+        if part["requests"] and (part["requests"] >= config.max_job_requests
+                                 or part["bytes"] + size > config.max_job_bytes):
+            self.report.jobs.append({"first_line": part["first"], "last_line": lineno - 1,
+                                     "requests": part["requests"], "bytes": part["bytes"]})
+            part.update(first=None, requests=0, bytes=0)
+        if not part["requests"]:
+            part["first"] = lineno
+        part["requests"] += 1
+        part["bytes"] += size
+
+    @property
+    def job_index(self) -> int:
+        """The job the last request fed belongs to."""
+        return len(self.report.jobs)
+
+    def finish(self) -> Report:
+        report, config, limit = self.report, self.config, self.config.max_errors
+        part = self.part
+        if part["requests"]:
+            report.jobs.append({"first_line": part["first"], "last_line": report.lines,
+                                "requests": part["requests"], "bytes": part["bytes"]})
+        width = key_width(report.lines)
+        for key, lineno in self.digit_keys:
+            other = int(key)
+            if len(key) == width and 1 <= other <= report.lines and self.keyless[other - 1]:
+                report.add(lineno, "key_collision", "key", f"key {shown(key)} is also the key of line {other}, which "
+                           f"has no key of its own; give line {other} a key or choose another", limit)
+        if report.requests == 0 and not report.error_count:
+            report.add(None, "empty_file", None, "the file has no requests; each line must be "
+                       "{\"request\": {...}}", limit)
+        if report.requests > config.max_file_requests:
+            report.add(None, "too_many_requests", None, f"the file has {report.requests:,} requests; the limit is "
+                       f"{config.max_file_requests:,} a file: split it into several files", limit)
+        report.errors.sort(key=lambda e: (e["line"] is not None, e["line"] or 0))
+        return report
+
+    def state(self) -> dict:
+        """Everything needed to go on from here, as JSON (key hashes and the keyless map packed, compressed)."""
+        hashes = b"".join(h.to_bytes(8, "little") + line.to_bytes(8, "little") for h, line in self.seen_keys.items())
+        return {"report": dataclasses.asdict(self.report), "digit_keys": self.digit_keys, "part": self.part,
+                "seen_keys": base64.b64encode(zlib.compress(hashes)).decode(),
+                "keyless": base64.b64encode(zlib.compress(bytes(self.keyless))).decode()}
+
+    def _restore(self, state: dict) -> None:
+        self.report = Report(**state["report"])
+        self.digit_keys = [tuple(k) for k in state["digit_keys"]]
+        self.part = state["part"]
+        packed = zlib.decompress(base64.b64decode(state["seen_keys"]))
+        self.seen_keys = {int.from_bytes(packed[i:i + 8], "little"): int.from_bytes(packed[i + 8:i + 16], "little")
+                          for i in range(0, len(packed), 16)}
+        self.keyless = bytearray(zlib.decompress(base64.b64decode(state["keyless"])))
+
+
+def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | None = None) -> Report:
+    """Validate a whole file, streaming; the report lists every problem by line."""
+    validator = Validator(config, source or name)
+    for lineno, raw in Reader(stream, name, config, validator.report).lines():
+        validator.feed(lineno, raw)
+    return validator.finish()
 
 
 def _json_message(detail: str) -> str:

@@ -196,3 +196,33 @@ def test_a_create_whose_answer_was_lost_makes_one_job_under_list_lag(stack, buck
     assert done["counts"]["succeeded"] == 2
     assert vertex.stats()["calls"]["create"] == 1, "the lost create's job was found, not made again"
     assert len(jobs_of(stack, batch_id)) == 1
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_submit_checkpoints_and_continues_in_new_calls(stack, bucket, inbox, vertex, gz):
+    """One streaming pass that stops before its budget (50 ms here), saves where it is, and goes on in a new
+    call from that line: plain files by seeking, gzip files by decompressing up to it; exact results."""
+    import gzip
+
+    from dropbatch.keys import batch_id as derive
+    from dropbatch.local import stack as local
+
+    n = 1500  # 38 parts of 40 (conftest.STACK_ENV)
+    lines = [req(f"c{i} " + "pad " * 20) if i % 7 else {"key": f"k{i}", **req(f"keyed {i}")} for i in range(n)]
+    data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    local.restart_function("submit", kill_signal=15, DROPBATCH_SUBMIT_BUDGET_S="0.05")
+    try:
+        blob = bucket.blob(f"incoming/continued{'.jsonl.gz' if gz else '.jsonl'}")
+        blob.upload_from_string(gzip.compress(data) if gz else data)
+        batch_id = derive(bucket.name, blob.name, blob.generation)
+        done = inbox.wait_for(batch_id, "succeeded", timeout=240)
+    finally:
+        local.restart_function("submit", kill_signal=15)
+    assert done["counts"]["total"] == n and done["counts"]["succeeded"] == n
+    ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
+    assert ledger["progress"]["continuations"] >= 3 and len(ledger["parts"]) == 38
+    got = [orjson.loads(l) for l in bucket.blob(f"batches/{batch_id}/results.jsonl").download_as_bytes().splitlines()]
+    assert [r["key"] for r in got] == [line.get("key") or f"{i + 1:04d}" for i, line in enumerate(lines)]
+    assert [m["state"] for m in inbox.of(batch_id)].count("submitted") == 1
+    assert not [b.name for b in bucket.list_blobs(prefix=f"batches/{batch_id}/input/") if ".c0" in b.name], \
+        "chunks are composed into parts and deleted"
