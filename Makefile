@@ -8,7 +8,7 @@ CHECKOV := .venv-checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-e2e bench-soak clean
+.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-submit bench-e2e bench-soak clean
 
 help: ## list every target
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ bench-split: $(STAMP) ## result writing: bounded pool vs sequential, through a 2
 
 bench-split-memory: $(STAMP) ## split memory: the index for 1M requests, streaming a 1 GB prediction file
 	$(PY) tests/bench/bench_split_memory.py
+
+bench-submit: $(STAMP) ## a 2 GB file submitted in one streaming pass with continuations, against validation alone
+	$(PY) tests/bench/bench_submit.py
 
 bench-e2e: $(STAMP) ## upload to terminal message for 1,000 requests on the local stack; calls per batch
 	$(PY) tests/bench/bench_e2e.py

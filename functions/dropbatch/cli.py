@@ -294,16 +294,20 @@ def download_results(store, batch_id: str, out: str, per_key: bool = False) -> N
     from google.cloud.storage import transfer_manager
 
     prefix = store.path(batch_id, "")
-    names = ["results.jsonl", "errors.jsonl", "manifest.json", "report.json"]
     os.makedirs(out, exist_ok=True)
-    big = store.bucket.get_blob(prefix + "results.jsonl")
-    if big is not None and big.size > 64 << 20:  # large: in parallel ranges
-        transfer_manager.download_chunks_concurrently(big, os.path.join(out, "results.jsonl"), max_workers=8)
-        names.remove("results.jsonl")
-    results = transfer_manager.download_many_to_path(store.bucket, names, destination_directory=out,
-                                                     blob_name_prefix=prefix, max_workers=4,
-                                                     worker_type=transfer_manager.THREAD)
-    failed = [r for r in results if isinstance(r, Exception)]
+    results = store.bucket.get_blob(prefix + "results.jsonl")
+    if results is not None:
+        with _progress(results.size > 20_000_000, "downloading results.jsonl", results.size) as advance, \
+                results.open("rb", chunk_size=32 << 20) as src, open(os.path.join(out, "results.jsonl"), "wb") as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+                if advance:
+                    advance(len(chunk))
+    names = ["errors.jsonl", "manifest.json", "report.json"]
+    done = transfer_manager.download_many_to_path(store.bucket, names, destination_directory=out,
+                                                  blob_name_prefix=prefix, max_workers=4,
+                                                  worker_type=transfer_manager.THREAD)
+    failed = [r for r in done if isinstance(r, Exception)]
     if failed:
         raise UsageError(f"{len(failed)} downloads failed, first: {failed[0]}")
     if per_key:

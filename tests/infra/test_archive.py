@@ -18,7 +18,7 @@ from test_terraform import INFRA, ROOT, load_all
 DEPLOYED = {
     "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json",
     *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "errors", "events", "keys", "ledger", "lineio",
-                                    "logs", "notify", "ordered", "rounds", "schema", "split", "status", "submit",
+                                    "logs", "notify", "ordered", "outcome", "rounds", "schema", "split", "status", "submit",
                                     "validate", "vertex")),
 }
 

@@ -268,6 +268,29 @@ def test_more_faults(stack, bucket, client, vertex):
     assert 0 < written < 10, "a failed job leaves partial output"
 
 
+def test_answers_vary_as_real_ones_do(stack, bucket, client, vertex):
+    """Empty finishes (MAX_TOKENS after thinking, SAFETY, RECITATION), thought parts and thoughtsTokenCount,
+    modelVersion and responseId; partialFailures on a job whose lines failed."""
+    vertex.faults(empty_finish_rate=0.5, thinking=True, fail_rate=0.2, fail_code=503)
+    uri = stage(bucket, "fidelity/vary.jsonl", [{"request": {"contents": [{"parts": [{"text": f"v{i}"}]}]}}
+                                                for i in range(40)])
+    parent = f"projects/{stack.project}/locations/us-central1"
+    job = wait_terminal(client, client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
+        stack, uri, f"gs://{bucket.name}/fidelity/vary")).name)
+    assert job.partial_failures and job.partial_failures[0].code == 13
+    out = job.output_info.gcs_output_directory[len(f"gs://{bucket.name}/"):]
+    rows = [orjson.loads(l) for b in bucket.list_blobs(prefix=out) for l in b.download_as_bytes().splitlines()]
+    answers = [r["response"] for r in rows if not r["status"]]
+    finishes = {a["candidates"][0]["finishReason"] for a in answers}
+    assert {"STOP", "MAX_TOKENS"} <= finishes and finishes & {"SAFETY", "RECITATION"}
+    assert all(a["modelVersion"] and a["responseId"] for a in answers)
+    thought = next(a for a in answers if a["candidates"][0]["finishReason"] == "STOP")
+    assert thought["candidates"][0]["content"]["parts"][0]["thought"] is True
+    assert thought["usageMetadata"]["thoughtsTokenCount"] > 0
+    shapes = {r["status"].split(":")[0].split("{")[0] for r in rows if r["status"]}
+    assert len(shapes) >= 2, shapes  # failed lines come in several shapes
+
+
 GENAI_CALLS = """
 import os, time
 from google import genai
@@ -293,6 +316,13 @@ print("state", job.state.name)
 print("listed", job.name in [j.name for j in client.batches.list()])
 client.batches.delete(name=job.name)
 print("deleted")
+other = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/genai/input.jsonl",
+                              config={"dest": f"gs://{bucket}/genai/out2"})
+client.batches.cancel(name=other.name)
+while other.state.name not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_CANCELLED"):
+    time.sleep(0.2)
+    other = client.batches.get(name=other.name)
+print("cancelled", other.state.name)
 """
 
 
@@ -310,3 +340,4 @@ def test_google_genai_sdk_calls(stack, bucket, vertex, explicit):
     out = subprocess.run([sys.executable, "-c", GENAI_CALLS], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "state JOB_STATE_SUCCEEDED" in out.stdout and "listed True" in out.stdout and "deleted" in out.stdout
+    assert "cancelled JOB_STATE_CANCELLED" in out.stdout

@@ -83,3 +83,17 @@ def test_nan_infinity_and_deep_nesting_are_reports(tmp_path):
                      b'{"temperature": Infinity}}}\n' + b"[" * 100_000 + b"\n" + orjson.dumps(SEED_LINE) + b"\n")
     report = validate_path(path, Config()).to_dict()
     assert [(e["line"], e["code"]) for e in report["errors"]] == [(1, "invalid_json"), (2, "invalid_json")]
+
+
+def test_a_line_at_the_size_limit_costs_a_few_times_its_size(tmp_path):
+    """Validating (and so staging: the same pass) a file whose line is just under max_line_bytes (20 MB) holds
+    that line a few times over (the bytes, the parsed string, its checks), never more."""
+    path, small = tmp_path / "limit.jsonl", tmp_path / "small.jsonl"
+    text = "y" * (Config().max_line_bytes - 200)
+    path.write_bytes(orjson.dumps(SEED_LINE) + b"\n" + orjson.dumps(
+        {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}]}}) + b"\n")
+    small.write_bytes(orjson.dumps(SEED_LINE) + b"\n")
+    big, base = measure(path), measure(small)
+    assert big["errors"] == [] and big["requests"] == 2
+    line_mb = Config().max_line_bytes / 2**20
+    assert big["rss_mb"] - base["rss_mb"] < 4 * line_mb, (big["rss_mb"], base["rss_mb"])

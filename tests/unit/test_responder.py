@@ -58,7 +58,7 @@ def test_echo_and_status_shapes():
                       '"INTERNAL"}}', 'INTERNAL error occurred: {"error":{"code":500,"message":"Internal error '
                       'encountered.","status":"INTERNAL"}}', '{"code":500,"message":"Internal error encountered.",'
                       '"status":"INTERNAL"}', "Internal error occurred."}
-    from dropbatch.split import is_retryable, parse_status
+    from dropbatch.outcome import is_retryable, parse_status
 
     assert all(parse_status(s)["status"] == "INTERNAL" and is_retryable(parse_status(s)) for s in shapes)
 

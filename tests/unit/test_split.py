@@ -14,7 +14,8 @@ import pytest
 from corpus import write_jsonl
 from dropbatch.config import Config
 from dropbatch.keys import line_labels
-from dropbatch.split import build_result, canonical, fingerprint, parse_status, split_local
+from dropbatch.outcome import build_result, parse_status
+from dropbatch.split import canonical, fingerprint, split_local
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -179,7 +180,7 @@ FIXTURES = [orjson.loads(line) for line in (Path(__file__).parents[1] / "data" /
 @pytest.mark.parametrize("case", FIXTURES, ids=[c["source"][:50] for c in FIXTURES])
 def test_output_lines_of_every_shape(case):
     """Each fixture says where its shape was seen (tests/data/vertex-output-lines.jsonl)."""
-    from dropbatch.split import is_retryable
+    from dropbatch.outcome import is_retryable
 
     result = build_result("k", case["line"], "b", "j")
     expect = case["expect"]

@@ -1,0 +1,102 @@
+"""Submitting a big file in one streaming pass with continuations, against validation alone, in one run.
+
+A generated file of BENCH_SUBMIT_GB (default 2) GB is dropped on a local stack of its own whose submit budget
+is DROPBATCH_SUBMIT_BUDGET_S=20 and whose per-job byte limit is lowered so that the file becomes several jobs
+(the Vertex emulator keeps them queued: only the submission is measured). From the end of the upload to the
+`submitted` message; then the same file through `validate_stream` alone, from local disk. Prints one JSON line:
+{"bench": "submit", "bytes", "requests", "seconds", "mb_per_s", "validate_only_mb_per_s", "ratio",
+ "continuations", "peak_rss_mb"} with ratio = mb_per_s / validate_only_mb_per_s and peak_rss_mb the submit
+function's peak resident memory (VmHWM). Goals: ratio >= 0.7, peak RSS < 300 MB, at least one continuation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests")]
+
+
+def write_file(path: Path, target_bytes: int) -> tuple[int, int]:
+    import orjson
+
+    words = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+    filler = " ".join(words[i % len(words)] for i in range(600))  # about 4 KB a request
+    n = size = 0
+    with open(path, "wb") as f:
+        while size < target_bytes:
+            line = orjson.dumps({"request": {"contents": [{"role": "user", "parts": [
+                {"text": f"question {n}: {filler}"}]}], "generationConfig": {"temperature": 0.2}}}) + b"\n"
+            f.write(line)
+            size += len(line)
+            n += 1
+    return n, size
+
+
+def peak_rss_mb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
+def main() -> None:
+    gigabytes = float(os.environ.get("BENCH_SUBMIT_GB", "2"))
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(DROPBATCH_STATE_DIR=str(Path(tmp) / "state"), DROPBATCH_SUBMIT_BUDGET_S="20",
+                          DROPBATCH_MAX_JOB_BYTES=str(int(gigabytes * 1e9 / 4) + 1))
+        path = Path(tmp) / "big.jsonl"
+        requests_n, size = write_file(path, int(gigabytes * 1e9))
+        from dropbatch.local import stack as local
+
+        running = local.up(faults={"queued_s": 3600})
+        try:
+            os.environ.update(running.client_env())
+            print(json.dumps(run(running, path, requests_n, size)))
+        finally:
+            local.down(wipe=True)
+
+
+def run(running, path: Path, requests_n: int, size: int) -> dict:
+    from conftest import Inbox
+
+    from dropbatch.config import Config
+    from dropbatch.keys import batch_id as derive
+    from dropbatch.ledger import Store
+    from dropbatch.validate import validate_path
+
+    inbox = Inbox(running)
+    try:
+        store = Store(running.config())
+        blob = store.client.bucket(running.bucket).blob("incoming/big.jsonl")
+        blob.upload_from_filename(str(path), content_type="application/jsonl", timeout=600)
+        start = time.monotonic()
+        batch_id = derive(running.bucket, blob.name, blob.generation)
+        message = inbox.wait_for(batch_id, ["submitted", "rejected", "failed"], timeout=3600)
+        seconds = time.monotonic() - start
+    finally:
+        inbox.close()
+    assert message["state"] == "submitted", message
+    ledger, _ = store.read_ledger(batch_id)
+    rss = peak_rss_mb(running.pids["submit"])
+
+    config = Config.from_env()
+    start = time.monotonic()
+    report = validate_path(path, config)
+    validate_seconds = time.monotonic() - start
+    assert report.valid and report.requests == requests_n
+    mb_per_s, validate_mb_per_s = size / seconds / 1e6, size / validate_seconds / 1e6
+    return {"bench": "submit", "bytes": size, "requests": requests_n, "seconds": round(seconds, 1),
+            "mb_per_s": round(mb_per_s, 1), "validate_only_mb_per_s": round(validate_mb_per_s, 1),
+            "ratio": round(mb_per_s / validate_mb_per_s, 2),
+            "continuations": (ledger.get("progress") or {}).get("continuations", 0), "jobs": len(ledger["parts"]),
+            "peak_rss_mb": rss}
+
+
+if __name__ == "__main__":
+    main()
