@@ -78,7 +78,8 @@ def is_retryable(error: dict | None) -> bool:
             or ("service agent" in message and "provision" in message))
 
 
-def _get(obj: dict, camel: str, snake: str):
+def get_field(obj: dict, camel: str, snake: str):
+    """A field Vertex may write in camelCase or snake_case."""
     value = obj.get(camel)
     return obj.get(snake) if value is None else value
 
@@ -105,16 +106,16 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
     content = first.get("content") or {}
     answer = [p for p in content.get("parts") or [] if isinstance(p, dict) and not p.get("thought")]
     texts = [p["text"] for p in answer if isinstance(p.get("text"), str)]
-    finish = _get(first, "finishReason", "finish_reason")
-    feedback = _get(response or {}, "promptFeedback", "prompt_feedback") or {}
-    block = _get(feedback, "blockReason", "block_reason")
+    finish = get_field(first, "finishReason", "finish_reason")
+    feedback = get_field(response or {}, "promptFeedback", "prompt_feedback") or {}
+    block = get_field(feedback, "blockReason", "block_reason")
     error = None
     if status:
         error = parse_status(status)
     elif response is None:
         error = {"code": "NO_RESPONSE", "message": "the output line has neither a status nor a response"}
     elif block:
-        message = _get(feedback, "blockReasonMessage", "block_reason_message") or f"the prompt was blocked ({block})"
+        message = get_field(feedback, "blockReasonMessage", "block_reason_message") or f"the prompt was blocked ({block})"
         error = {"code": block, "message": message}
     elif not candidates:
         error = {"code": "NO_CANDIDATES", "message": "the response has no candidates"}
@@ -125,6 +126,6 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
         "key": key, "status": "failed" if error else "succeeded", "request": _clean_request(out.get("request")),
         "response": response, "text": "".join(texts) if texts else None,
         "finish_reason": finish,
-        "usage": _get(response or {}, "usageMetadata", "usage_metadata"), "error": error,
+        "usage": get_field(response or {}, "usageMetadata", "usage_metadata"), "error": error,
         "processed_time": out.get("processed_time") or out.get("processedTime"), "batch_id": batch_id, "job": job,
     }

@@ -25,7 +25,7 @@ from . import logs, notify, ordered
 from .batch import USAGE_NAMES, ended_for_good, part_name, terminal_state
 from .keys import key_width, line_from_labels, line_key
 from .lineio import bounded_lines
-from .outcome import RETRYABLE_CODES, _get, build_result, is_retryable
+from .outcome import RETRYABLE_CODES, build_result, get_field, is_retryable
 from .schema import snake_case
 
 _F32 = struct.Struct("<f")
@@ -193,7 +193,7 @@ class Matcher:
         result = build_result(key, out, self.batch_id, self.job)
         self.counts[result["status"]] += 1
         for name, camel, snake in USAGE_FIELDS:
-            value = _get(result["usage"] or {}, camel, snake)
+            value = get_field(result["usage"] or {}, camel, snake)
             if isinstance(value, int):
                 self.usage[name] += value
         if result["error"]:
