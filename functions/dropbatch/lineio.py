@@ -133,3 +133,59 @@ class _Chain(io.RawIOBase):
         return len(data)
 
 
+
+
+class Prefetch(io.RawIOBase):
+    """Reads a stream ahead in a thread (at most `depth` chunks of `size` bytes), so that waiting for the
+    network overlaps with the work on what was already read. Close it to stop the thread."""
+
+    def __init__(self, stream: IO[bytes], size: int = 8 << 20, depth: int = 2):
+        import queue
+        import threading
+
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stopped = threading.Event()
+        self.buffer = b""
+        self.thread = threading.Thread(target=self._fill, args=(stream, size), daemon=True)
+        self.thread.start()
+
+    def _fill(self, stream, size: int) -> None:
+        try:
+            while not self.stopped.is_set():
+                chunk = stream.read(size)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._put(exc)
+
+    def _put(self, item) -> None:
+        import queue
+
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.buffer:
+            item = self.queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                self._put(item)  # end of stream stays the end
+                return 0
+            self.buffer = item
+        n = min(len(buffer), len(self.buffer))
+        buffer[:n] = self.buffer[:n]
+        self.buffer = self.buffer[n:]
+        return n
+
+    def close(self) -> None:
+        self.stopped.set()
+        super().close()

@@ -7,6 +7,7 @@ up by its labels before one is created.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import orjson
@@ -17,7 +18,7 @@ from .errors import PermanentError
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
 from .ledger import Store, execution_id
 from .checks import as_lists
-from .lineio import Reader
+from .lineio import Prefetch, Reader
 from .validate import Report, Validator
 
 SUFFIXES = (".jsonl", ".jsonl.gz")  # in any letter case
@@ -212,8 +213,6 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
     """One streaming pass: each line is validated and, while the file has no error, staged into its job's part.
     Before DROPBATCH_SUBMIT_BUDGET_S the pass stops at a line, saves where it is, and a continuation (a message
     on the uploads topic) goes on from there in another call. An invalid file's staged chunks are deleted."""
-    from google.api_core.exceptions import PreconditionFailed
-
     config, batch_id = store.config, doc["batch_id"]
     if not accepted_name(doc["object"]):
         report = Report(source=doc["source"])
@@ -226,20 +225,31 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
     validator = Validator(config, doc["source"], checkpoint.get("validator"))
     stager = Stager(store, doc, checkpoint.get("stager"))
     try:
+        return _validate_and_stage(store, doc, validator, stager, checkpoint, started)
+    finally:
+        stager.close()
+
+
+def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: dict, started: float) -> dict:
+    from google.api_core.exceptions import PreconditionFailed
+
+    config, batch_id = store.config, doc["batch_id"]
+    try:
         blob, stream = _open_source(store, doc)
         with stream:
             if checkpoint and not checkpoint["compressed"]:
                 stream.seek(validator.report.bytes)
-            reader = Reader(stream, doc["object"], config, validator.report, start_line=validator.report.lines,
-                            skip=validator.report.bytes if checkpoint.get("compressed") else 0,
-                            compressed=checkpoint.get("compressed"))
-            for lineno, raw in reader.lines():
-                request = validator.feed(lineno, raw)
-                if request is not None and not validator.report.error_count:
-                    stager.add(lineno, request[0], request[1], validator.job_index, len(raw))
-                if time.monotonic() - started > config.submit_budget_s:
-                    validator.report.lines = lineno  # the reader sets it only at the end of the file
-                    return checkpoint_submission(store, doc, validator, stager, reader.compressed)
+            with contextlib.closing(Prefetch(stream)) as ahead:
+                reader = Reader(ahead, doc["object"], config, validator.report, start_line=validator.report.lines,
+                                skip=validator.report.bytes if checkpoint.get("compressed") else 0,
+                                compressed=checkpoint.get("compressed"))
+                for lineno, raw in reader.lines():
+                    request = validator.feed(lineno, raw)
+                    if request is not None and not validator.report.error_count:
+                        stager.add(lineno, request[0], request[1], validator.job_index, len(raw))
+                    if time.monotonic() - started > config.submit_budget_s:
+                        validator.report.lines = lineno  # the reader sets it only at the end of the file
+                        return checkpoint_submission(store, doc, validator, stager, reader.compressed)
     except (Replaced, PreconditionFailed) as exc:
         report = Report(source=doc["source"])
         reason = str(exc) if isinstance(exc, Replaced) else \
@@ -276,17 +286,27 @@ def checkpoint_submission(store: Store, doc: dict, validator, stager, compressed
     return doc
 
 
+CHUNK_BYTES = 16 << 20  # a staged chunk object
+UPLOADS_IN_FLIGHT = 3  # chunks uploading at once while the file is read on: at most this many chunks in memory
+
+
 class Stager:
     """Staged parts, written while the file is read: {"request": ...} lines with the line labels, and beside
     each part its keys sidecar ([line, explicit key or null, staged bytes]). A part is written as chunk objects
-    (a checkpoint closes the open one) and composed into input/part-NNNNN.jsonl once complete."""
+    of about CHUNK_BYTES, uploaded by a small pool while reading goes on (a checkpoint waits for them), and
+    composed into input/part-NNNNN.jsonl once complete."""
 
     def __init__(self, store: Store, doc: dict, state: dict | None = None):
+        import concurrent.futures
+        import threading
+
         self.store, self.batch_id = store, doc["batch_id"]
-        state = state or {}
-        self.chunks: dict[str, int] = state.get("chunks", {})  # part -> chunks written
+        self.chunks: dict[str, int] = (state or {}).get("chunks", {})  # part -> chunks written
         self.part: int | None = None
-        self.data = self.keys = None
+        self.data, self.keys = bytearray(), bytearray()
+        self.pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stage")
+        self.slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
+        self.pending: list = []
 
     def _name(self, part: int, chunk: int | None = None) -> str:
         base = self.store.path(self.batch_id, f"input/part-{part:05d}")
@@ -294,34 +314,54 @@ class Stager:
 
     def add(self, line: int, key: str | None, request: dict, part: int, size: int) -> None:
         if part != self.part:
-            self._close()
+            self._flush()
             self.part = part
-            chunk = self.chunks.get(str(part), 0)
-            name = self._name(part, chunk)
-            self.data = self.store.bucket.blob(name + ".jsonl").open("wb", chunk_size=8 << 20,
-                                                                     content_type="application/jsonl")
-            self.keys = self.store.bucket.blob(name + ".keys.jsonl").open("wb", chunk_size=8 << 20,
-                                                                          content_type="application/jsonl")
-            self.chunks[str(part)] = chunk + 1
         request = as_lists(request)
         request["labels"] = {**(request.get("labels") or {}), **keys.line_labels(line, keys.label_digits(line))}
         staged = orjson.dumps({"request": request}) + b"\n"
-        self.data.write(staged)
-        self.keys.write(orjson.dumps([line, key, len(staged)]) + b"\n")
+        self.data += staged
+        self.keys += orjson.dumps([line, key, len(staged)]) + b"\n"
+        if len(self.data) >= CHUNK_BYTES:
+            self._flush()
 
-    def _close(self) -> None:
-        if self.data is not None:
-            self.data.close()
-            self.keys.close()
-        self.data = self.keys = self.part = None
+    def _flush(self) -> None:
+        """Hand the open chunk to the upload pool (waiting while UPLOADS_IN_FLIGHT are on their way)."""
+        if self.part is None or not self.data:
+            return
+        chunk = self.chunks.get(str(self.part), 0)
+        self.chunks[str(self.part)] = chunk + 1
+        name, data, sidecar = self._name(self.part, chunk), bytes(self.data), bytes(self.keys)
+        self.data.clear()
+        self.keys.clear()
+        self.slots.acquire()
+        future = self.pool.submit(self._upload, name, data, sidecar)
+        future.add_done_callback(lambda _: self.slots.release())
+        self.pending.append(future)
+
+    def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        for suffix, body in ((".jsonl", data), (".keys.jsonl", sidecar)):
+            self.store.bucket.blob(name + suffix).upload_from_string(body, content_type="application/jsonl",
+                                                                     retry=DEFAULT_RETRY)
+
+    def _wait(self) -> None:
+        self._flush()
+        for future in self.pending:
+            future.result()  # an upload that failed fails the step (the platform retries it)
+        self.pending.clear()
+        self.part = None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
     def checkpoint(self) -> dict:
-        self._close()
+        self._wait()
         return {"chunks": self.chunks}
 
     def finish(self, jobs: list[dict]) -> list[dict]:
         """Compose each part from its chunks; the ledger's parts, one per planned job."""
-        self._close()
+        self._wait()
         parts = []
         for i, job in enumerate(jobs):
             chunks = [self._name(i, c) for c in range(self.chunks.get(str(i), 0))]
@@ -334,7 +374,9 @@ class Stager:
 
     def abandon(self) -> None:
         """The file is invalid: its staged chunks go (best effort; lifecycle rules catch the rest)."""
-        self._close()
+        for future in self.pending:
+            future.exception()
+        self.pending.clear()
         self._delete([self._name(int(p), c) for p, n in self.chunks.items() for c in range(n)])
 
     def _delete(self, chunks: list[str]) -> None:

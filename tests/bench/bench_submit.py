@@ -39,10 +39,16 @@ def write_file(path: Path, target_bytes: int) -> tuple[int, int]:
 
 
 def peak_rss_mb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return -1
+    """The highest peak resident memory (VmHWM) in the function's process tree (functions-framework may serve
+    from a worker process)."""
+    import psutil
+
+    peaks = []
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) // 1024)
+    return max(peaks)
 
 
 def main() -> None:

@@ -200,7 +200,7 @@ def test_a_create_whose_answer_was_lost_makes_one_job_under_list_lag(stack, buck
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_submit_checkpoints_and_continues_in_new_calls(stack, bucket, inbox, vertex, gz):
-    """One streaming pass that stops before its budget (50 ms here), saves where it is, and goes on in a new
+    """One streaming pass that stops before its budget (10 ms here), saves where it is, and goes on in a new
     call from that line: plain files by seeking, gzip files by decompressing up to it; exact results."""
     import gzip
 
@@ -210,7 +210,7 @@ def test_submit_checkpoints_and_continues_in_new_calls(stack, bucket, inbox, ver
     n = 1500  # 38 parts of 40 (conftest.STACK_ENV)
     lines = [req(f"c{i} " + "pad " * 20) if i % 7 else {"key": f"k{i}", **req(f"keyed {i}")} for i in range(n)]
     data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
-    local.restart_function("submit", kill_signal=15, DROPBATCH_SUBMIT_BUDGET_S="0.05")
+    local.restart_function("submit", kill_signal=15, DROPBATCH_SUBMIT_BUDGET_S="0.01")
     try:
         blob = bucket.blob(f"incoming/continued{'.jsonl.gz' if gz else '.jsonl'}")
         blob.upload_from_string(gzip.compress(data) if gz else data)
