@@ -356,6 +356,8 @@ class Emulator:
         ok = failed = 0
         cancel_ignored = _share(f.seed, "cancel", name, 1 - f.cancel_wins)  # best effort: it may still finish
         for i, chunk in enumerate(chunks):
+            if name not in self.jobs:  # forgotten (deleted behind the client's back): it writes no more
+                return
             if i >= stop_after or (self._state(name) == "JOB_STATE_CANCELLING" and not cancel_ignored):
                 break
             fname = "predictions.jsonl" if i == 0 else f"predictions_{i:05d}.jsonl"
