@@ -146,12 +146,23 @@ resource "google_cloud_run_service_iam_member" "pusher_invokes" {
 
 # --- Project level, only where no narrower binding exists -------------------------------------
 
-# Vertex AI batch jobs have no resource to bind on before they exist: creating and reading them needs
-# aiplatform.batchPredictionJobs.* at the project (roles/aiplatform.user is the narrowest predefined role).
+# Exactly the batch prediction calls the functions make (vertex.py: create, get, list; cancel is the CLI's,
+# made with the user's own rights), instead of roles/aiplatform.user's hundreds of permissions.
+resource "google_project_iam_custom_role" "batch_jobs" {
+  project     = var.project_id
+  role_id     = "dropbatchBatchJobs"
+  title       = "dropbatch batch prediction jobs"
+  description = "Create, get and list Vertex AI batch prediction jobs; nothing else."
+  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.get",
+  "aiplatform.batchPredictionJobs.list"]
+  depends_on = [google_project_service.apis]
+}
+
+# Vertex AI batch jobs have no resource to bind on before they exist: the custom role is granted on the project.
 resource "google_project_iam_member" "vertex_users" {
   for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member }
   project  = var.project_id
-  role     = "roles/aiplatform.user"
+  role     = google_project_iam_custom_role.batch_jobs.name
   member   = each.value
 }
 

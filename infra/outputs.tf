@@ -17,6 +17,7 @@ output "topics" {
   description = "Pub/Sub topics: completion messages, split tasks, sweep ticks, dead letters."
   value = {
     notifications = google_pubsub_topic.notifications.name
+    uploads       = google_pubsub_topic.uploads.name
     split         = google_pubsub_topic.split.name
     sweep         = google_pubsub_topic.sweep.name
     dead_letter   = { for k, t in google_pubsub_topic.dead_letter : k => t.name }
@@ -24,8 +25,18 @@ output "topics" {
 }
 
 output "functions" {
-  description = "The three function names."
-  value       = { for k, fn in google_cloudfunctions2_function.fn : k => fn.name }
+  description = "The three functions: name and URI (reached only by their push subscriptions)."
+  value       = { for k, fn in google_cloudfunctions2_function.fn : k => { name = fn.name, uri = fn.service_config[0].uri } }
+}
+
+output "service_accounts" {
+  description = "The identities: one per function, and the one Pub/Sub pushes with."
+  value = {
+    submit = google_service_account.submit.email
+    status = google_service_account.status.email
+    split  = google_service_account.split.email
+    pusher = google_service_account.pusher.email
+  }
 }
 
 output "subscribe_command" {

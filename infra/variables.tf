@@ -21,8 +21,9 @@ variable "bucket_name" {
   type        = string
   description = "The bucket users drop files into (incoming/) and where dropbatch keeps batches/."
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.bucket_name)) && !can(regex("^goog", var.bucket_name))
-    error_message = "bucket_name must be 3-63 lowercase letters, digits, '-' or '_', and must not start with 'goog'."
+    # At most 53 characters: the functions' source bucket is BUCKET_NAME-fn-source, and bucket names stop at 63.
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]{1,51}[a-z0-9]$", var.bucket_name)) && !can(regex("^goog", var.bucket_name))
+    error_message = "bucket_name must be 3-53 lowercase letters, digits, '-' or '_' (BUCKET_NAME-fn-source must fit 63), and must not start with 'goog'."
   }
 }
 

@@ -18,7 +18,7 @@ INFRA = ROOT / "infra"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 # Project-level grants allowed, each because no narrower binding exists (the reason is beside each in iam.tf).
-PROJECT_ROLES = {"roles/aiplatform.user"}
+PROJECT_ROLES = {"${google_project_iam_custom_role.batch_jobs.name}"}
 
 
 def unquote(value):
@@ -269,3 +269,30 @@ def test_cloudbuild_steps_have_ids_and_pinned_images():
     assert {"test", "terraform-fmt", "terraform-init", "terraform-plan", "terraform-apply", "smoke"} <= set(ids)
     assert "make test" in build["steps"][0]["args"][-1]
     assert "_SKIP_SMOKE" in build["substitutions"]
+
+
+def test_derived_names_fit_their_limits(tf):
+    """BUCKET_NAME-fn-source must be a valid bucket name (at most 63 characters) for the longest bucket_name
+    the variable accepts; account ids are 6-30 characters; the custom role id fits its pattern."""
+    validation = tf["variable"]["bucket_name"]["validation"][0]["condition"]
+    longest = int(re.search(r"\{1,(\d+)\}", validation).group(1)) + 2
+    assert longest + len("-fn-source") <= 63
+    assert tf["resource"]["google_storage_bucket"]["source"]["name"] == "${var.bucket_name}-fn-source"
+    for name, account in tf["resource"]["google_service_account"].items():
+        assert 6 <= len(account["account_id"]) <= 30 and re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]",
+                                                                        account["account_id"]), name
+    role = tf["resource"]["google_project_iam_custom_role"]["batch_jobs"]
+    assert re.fullmatch(r"[a-zA-Z0-9_.]{3,64}", role["role_id"])
+
+
+def test_vertex_rights_are_exactly_the_calls_made(tf):
+    """The custom role holds the batchPredictionJobs permissions the deployed code uses, nothing else (the CLI,
+    which is not deployed, cancels with the user's own rights)."""
+    needs = {"create_job": {"create", "list"}, "find_job": {"list"}, "get_job": {"get"}, "cancel_job": {"cancel"}}
+    package = ROOT / "functions" / "dropbatch"
+    deployed = [p for p in package.glob("*.py") if p.name not in ("cli.py", "__main__.py", "vertex.py")]
+    used = {name for p in deployed for name in re.findall(r"\bvertex\.(\w+_job)\(", p.read_text())}
+    assert used, "no Vertex calls found"
+    role = tf["resource"]["google_project_iam_custom_role"]["batch_jobs"]
+    assert sorted(role["permissions"]) == sorted(f"aiplatform.batchPredictionJobs.{v}" for u in used
+                                                 for v in needs[u])
