@@ -266,9 +266,15 @@ def test_cloudbuild_steps_have_ids_and_pinned_images():
         image = step["name"]
         tag = image.rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
         assert "@sha256:" in image or (tag and tag != "latest" and re.search(r"\d", tag)), image
-    assert {"test", "terraform-fmt", "terraform-init", "terraform-plan", "terraform-apply", "smoke"} <= set(ids)
-    assert "make test" in build["steps"][0]["args"][-1]
-    assert "_SKIP_SMOKE" in build["substitutions"]
+    assert {"test", "terraform-fmt", "terraform-init", "terraform-validate", "terraform-plan", "terraform-apply",
+            "smoke"} <= set(ids)
+    assert ids.index("terraform-validate") < ids.index("terraform-plan")
+    step = {s["id"]: s for s in build["steps"]}
+    assert "make test" in step["test"]["args"][-1]
+    used = set(re.findall(r"\$\{(_[A-Z_]+)\}", (ROOT / "cloudbuild.yaml").read_text()))
+    assert used <= set(build["substitutions"]), used - set(build["substitutions"])  # every one declared
+    smoke = step["smoke"]["args"][-1]
+    assert '"state":"submitted"' in smoke and "succeeded" not in smoke, "the smoke test waits for submitted only"
 
 
 def test_derived_names_fit_their_limits(tf):
