@@ -58,5 +58,5 @@ resource "google_cloudfunctions2_function" "fn" {
     environment_variables            = local.function_env
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, time_sleep.agent_grants]
 }

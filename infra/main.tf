@@ -5,6 +5,25 @@ data "google_project" "this" {
   project_id = var.project_id
 }
 
+# Service agents are created, not assumed: on a fresh project the Vertex AI and Pub/Sub agents do not exist
+# until first use (google_project_service_identity, google-beta, creates them) and the Cloud Storage agent is
+# created by reading its data source.
+resource "google_project_service_identity" "agents" {
+  provider   = google-beta
+  for_each   = toset(["aiplatform.googleapis.com", "pubsub.googleapis.com"])
+  project    = var.project_id
+  service    = each.value
+  depends_on = [google_project_service.apis]
+}
+
+# New service agents and their grants take a while to propagate; Google's samples wait before first use.
+resource "time_sleep" "agent_grants" {
+  create_duration = "60s"
+  depends_on = [google_storage_bucket_iam_member.vertex_agent_read, google_storage_bucket_iam_member.vertex_agent_write,
+    google_pubsub_topic_iam_member.gcs_agent_publishes_uploads, google_pubsub_topic_iam_member.dead_letter_publisher,
+  google_pubsub_subscription_iam_member.dead_letter_subscriber]
+}
+
 # Reading this data source makes Google create the Cloud Storage service agent if it does not exist yet.
 data "google_storage_project_service_account" "gcs" {
   project    = var.project_id
@@ -25,9 +44,9 @@ locals {
   ]
   project_number = data.google_project.this.number
   # Service agents the flow depends on (created by Google when the APIs are enabled).
-  vertex_agent = "serviceAccount:service-${local.project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+  vertex_agent = "serviceAccount:${google_project_service_identity.agents["aiplatform.googleapis.com"].email}"
   gcs_agent    = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
-  pubsub_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_agent = "serviceAccount:${google_project_service_identity.agents["pubsub.googleapis.com"].email}"
   # Where batches/ lives: the drop bucket, or the optional results bucket.
   state_bucket  = var.results_bucket_name == "" ? module.drop_bucket.name : module.results_bucket[0].name
   batches_scope = "resource.name.startsWith(\"projects/_/buckets/${local.state_bucket}/objects/batches/\")"

@@ -27,7 +27,7 @@ resource "google_storage_notification" "uploads" {
   topic              = google_pubsub_topic.uploads.id
   event_types        = ["OBJECT_FINALIZE"]
   object_name_prefix = var.incoming_prefix
-  depends_on         = [google_pubsub_topic_iam_member.gcs_agent_publishes_uploads]
+  depends_on         = [time_sleep.agent_grants] # the agent's publisher grant has propagated
 }
 
 resource "google_pubsub_topic" "sweep" {
