@@ -36,8 +36,9 @@ resource "google_cloudfunctions2_function" "fn" {
   labels   = var.labels
 
   build_config {
-    runtime     = "python311"
-    entry_point = each.value.entry
+    runtime         = "python311"
+    entry_point     = each.value.entry
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -58,5 +59,6 @@ resource "google_cloudfunctions2_function" "fn" {
     environment_variables            = local.function_env
   }
 
-  depends_on = [google_project_service.apis, time_sleep.agent_grants]
+  depends_on = [google_project_service.apis, time_sleep.agent_grants, google_project_iam_member.build_logs,
+  google_project_iam_member.build_images, google_storage_bucket_iam_member.build_reads_source]
 }

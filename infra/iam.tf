@@ -6,24 +6,57 @@ resource "google_service_account" "submit" {
   account_id   = "dropbatch-submit"
   project      = var.project_id
   display_name = "dropbatch submit_batch: validates dropped files and creates batch jobs"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_service_account" "status" {
   account_id   = "dropbatch-status"
   project      = var.project_id
   display_name = "dropbatch on_job_event: polls active jobs and queues split tasks"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_service_account" "split" {
   account_id   = "dropbatch-split"
   project      = var.project_id
   display_name = "dropbatch split_results: writes one result object per request"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_service_account" "pusher" {
   account_id   = "dropbatch-pusher"
   project      = var.project_id
   display_name = "dropbatch: Pub/Sub push identity that invokes the three functions"
+  depends_on   = [google_project_service.apis]
+}
+
+# The functions are built by an identity of their own (not the default Compute or Cloud Build account).
+resource "google_service_account" "build" {
+  account_id   = "dropbatch-build"
+  project      = var.project_id
+  display_name = "dropbatch: builds the functions from their source archive"
+  depends_on   = [google_project_service.apis]
+}
+
+# Cloud Functions writes build logs and images to the project's log and its gcf-artifacts repository, which
+# Google creates on first deploy: there is no resource of ours to bind these on.
+resource "google_project_iam_member" "build_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+# As above: the gcf-artifacts Artifact Registry repository is created by Cloud Functions, not by this Terraform.
+resource "google_project_iam_member" "build_images" {
+  project = var.project_id
+  role    = "roles/artifactregistry.writer"
+  member  = google_service_account.build.member
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
 }
 
 locals {

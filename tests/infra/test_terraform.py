@@ -18,7 +18,8 @@ INFRA = ROOT / "infra"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 # Project-level grants allowed, each because no narrower binding exists (the reason is beside each in iam.tf).
-PROJECT_ROLES = {"${google_project_iam_custom_role.batch_jobs.name}"}
+PROJECT_ROLES = {"${google_project_iam_custom_role.batch_jobs.name}", "roles/logging.logWriter",
+                 "roles/artifactregistry.writer"}
 
 
 def unquote(value):
@@ -329,3 +330,19 @@ def test_service_agents_are_created_and_grants_propagate(tf):
     locals_ = {k: v for l in tf["locals"] for k, v in l.items()}
     assert "google_project_service_identity.agents" in locals_["vertex_agent"]
     assert "google_project_service_identity.agents" in locals_["pubsub_agent"]
+
+
+def test_build_identity_and_apis(tf):
+    """The functions build as dropbatch-build (logs, images, the source object), never a default account; the
+    APIs include IAM and Resource Manager, and every service account waits for them."""
+    fn = tf["resource"]["google_cloudfunctions2_function"]["fn"]
+    assert fn["build_config"][0]["service_account"] == "${google_service_account.build.id}"
+    grants = {(b["role"], b["member"]) for r, _, b in ((r, n, b) for r, named in tf["resource"].items()
+                                                         if r.endswith("_iam_member") for n, b in named.items())}
+    build = "${google_service_account.build.member}"
+    assert {("roles/logging.logWriter", build), ("roles/artifactregistry.writer", build),
+            ("roles/storage.objectViewer", build)} <= grants
+    services = next(l["services"] for l in tf["locals"] if "services" in l)
+    assert {"iam.googleapis.com", "cloudresourcemanager.googleapis.com"} <= set(services)
+    for name, account in tf["resource"]["google_service_account"].items():
+        assert account.get("depends_on") == ["${google_project_service.apis}"], name
