@@ -199,7 +199,11 @@ def test_buckets_are_private_versioned_with_lifecycle(tf, bucket_module):
     assert this["force_destroy"] is False
     rules = [d["lifecycle_rule"] for d in this["dynamic"]]
     assert [r["for_each"] for r in rules] == ["${var.holds_batches ? [1] : []}",
-                                               "${var.holds_batches && var.batch_retention_days > 0 ? [1] : []}"]
+                                               "${var.holds_batches && var.batch_retention_days > 0 ? [1] : []}",
+                                               "${var.holds_batches ? [1] : []}"]
+    noncurrent = rules[2]["content"][0]["condition"][0]
+    assert noncurrent["matches_prefix"] == ["batches/"] and noncurrent["days_since_noncurrent_time"] == 1, \
+        "ledger rewrites on every sweep must not pile up noncurrent versions"
     assert tf["module"]["drop_bucket"]["holds_batches"] == '${var.results_bucket_name == ""}'
     assert tf["module"]["results_bucket"]["holds_batches"] is True
 
@@ -346,3 +350,16 @@ def test_build_identity_and_apis(tf):
     assert {"iam.googleapis.com", "cloudresourcemanager.googleapis.com"} <= set(services)
     for name, account in tf["resource"]["google_service_account"].items():
         assert account.get("depends_on") == ["${google_project_service.apis}"], name
+
+
+def test_lifecycle_covers_every_staged_part(bucket_module):
+    """Staged parts are matched by suffix (lifecycle conditions cannot match the middle of a name): the list
+    covers every part a file within the default limits can have, and the first retry round's."""
+    from dropbatch.config import Config
+
+    locals_ = {k: v for l in bucket_module["locals"] for k, v in l.items()}
+    text = locals_["staged_suffixes"]
+    config = Config()
+    most_parts = -(-config.max_file_bytes // config.max_job_bytes)  # 20 GB at 1 GB a job
+    assert int(re.search(r"range\((\d+)\) : \[format\(\"/input/part-", text).group(1)) >= most_parts
+    assert int(re.search(r"range\((\d+)\) : \[format\(\"/input/retry-r1-", text).group(1)) >= 2 * most_parts

@@ -44,6 +44,22 @@ resource "google_storage_bucket" "this" {
     }
   }
 
+  # The ledger is rewritten on every sweep: its replaced versions (and everything else's under batches/) are
+  # not worth keeping, so versioning does not pile them up.
+  dynamic "lifecycle_rule" {
+    for_each = var.holds_batches ? [1] : []
+    content {
+      condition {
+        days_since_noncurrent_time = 1
+        with_state                 = "ARCHIVED"
+        matches_prefix             = ["batches/"]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
   # Versions replaced or deleted: kept a while, so a mistaken overwrite of a user's file can be undone.
   lifecycle_rule {
     condition {
@@ -57,8 +73,10 @@ resource "google_storage_bucket" "this" {
 }
 
 locals {
-  staged_suffixes = concat(
-    [for i in range(10) : format("/input/part-%05d.jsonl", i)],
-    [for i in range(10) : format("/input/part-%05d.keys.jsonl", i)],
-  )
+  # Every staged part a batch can have: a file of at most 20 GB at 1 GB a job is at most 20 parts (32 here),
+  # and a retry round's parts are numbered after them (64); part chunks are deleted once composed.
+  staged_suffixes = flatten([
+    [for i in range(32) : [format("/input/part-%05d.jsonl", i), format("/input/part-%05d.keys.jsonl", i)]],
+    [for i in range(64) : [format("/input/retry-r1-p%05d.jsonl", i), format("/input/retry-r1-p%05d.keys.jsonl", i)]],
+  ])
 }
