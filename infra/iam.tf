@@ -71,17 +71,31 @@ locals {
 
 # Every function reads the drop bucket (the dropped file) and the state bucket (ledgers, outputs, batches/).
 resource "google_storage_bucket_iam_member" "functions_read" {
-  for_each = local.function_sas
+  for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member }
   bucket   = module.drop_bucket.name
   role     = "roles/storage.objectViewer"
   member   = each.value
 }
 
+# split_results reads only batches/ (staged input, outputs, its checkpoints), never a user's file; listing is
+# a bucket-level call, so the condition lets it list names and read objects under batches/ only.
+resource "google_storage_bucket_iam_member" "split_reads_batches" {
+  bucket = local.state_bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.split.member
+  condition {
+    title       = "batches-only"
+    description = "split_results reads staged input and Vertex output under batches/"
+    expression  = "resource.type == \"storage.googleapis.com/Bucket\" || ${local.batches_scope}"
+  }
+}
+
 resource "google_storage_bucket_iam_member" "functions_read_state" {
-  for_each = var.results_bucket_name == "" ? {} : local.function_sas
-  bucket   = local.state_bucket
-  role     = "roles/storage.objectViewer"
-  member   = each.value
+  for_each = var.results_bucket_name == "" ? {} : { submit = google_service_account.submit.member,
+  status = google_service_account.status.member }
+  bucket = local.state_bucket
+  role   = "roles/storage.objectViewer"
+  member = each.value
 }
 
 # ... and writes only under batches/ (ledger, staged input, results, manifest).

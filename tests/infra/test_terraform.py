@@ -363,3 +363,13 @@ def test_lifecycle_covers_every_staged_part(bucket_module):
     most_parts = -(-config.max_file_bytes // config.max_job_bytes)  # 20 GB at 1 GB a job
     assert int(re.search(r"range\((\d+)\) : \[format\(\"/input/part-", text).group(1)) >= most_parts
     assert int(re.search(r"range\((\d+)\) : \[format\(\"/input/retry-r1-", text).group(1)) >= 2 * most_parts
+
+
+def test_split_reads_only_batches(tf):
+    """split_results never needs a user's file: its only read grant is conditioned on batches/ (plus the
+    bucket-level list call)."""
+    reads = [(n, b) for n, b in tf["resource"]["google_storage_bucket_iam_member"].items()
+             if "split" in str(b.get("member")) or (b.get("for_each") and "split" in str(b["for_each"]))]
+    assert [n for n, _ in reads] == ["split_reads_batches"], reads
+    condition = reads[0][1]["condition"][0]["expression"]
+    assert "${local.batches_scope}" in condition and "storage.googleapis.com/Bucket" in condition
