@@ -19,8 +19,11 @@ import resource, sys, json
 from dropbatch.config import Config
 from dropbatch.validate import validate_path
 r = validate_path(sys.argv[1], Config(max_file_bytes=int(sys.argv[2]))).to_dict()
+# VmHWM: this process's own peak (ru_maxrss can carry the peak of the process it was forked from)
+hwm = [int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")]
 print(json.dumps({"errors": [(e["line"], e["code"]) for e in r["errors"]], "requests": r["requests"],
-                  "blank": r["blank_lines"], "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+                  "blank": r["blank_lines"],
+                  "rss_mb": hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 """
 
 
