@@ -20,7 +20,6 @@ from .events import age_s, now
 
 SCHEMA = "dropbatch.batch.v1"
 STATES = ("rejected", "submitted", "stalled", "succeeded", "partially_succeeded", "failed", "cancelled", "expired")
-TERMINAL = ("rejected", "succeeded", "partially_succeeded", "failed", "cancelled", "expired")
 MAX_MESSAGE_BYTES = 16_000
 MAX_ERROR_CHARS = 2_000
 MAX_PUBLISH_ATTEMPTS = 5
