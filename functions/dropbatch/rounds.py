@@ -19,6 +19,7 @@ from .errors import PermanentError, TransientError
 from .events import PUBSUB, age_s, now, pubsub_json
 from .keys import is_batch_id, line_from_labels
 from .ledger import Store, execution_id
+from .lineio import open_blob
 
 FINISH_AFTER_S = 60  # a manifest older than this whose message never went out: its finisher died
 
@@ -145,7 +146,7 @@ def stage_retry(store: Store, doc: dict, errors: list) -> list[dict]:
     parts, writer = [], None
     for original in originals:
         path = store.path(doc["batch_id"], f"input/part-{original['index']:05d}.jsonl")
-        with store.bucket.blob(path).open("rb", chunk_size=8 << 20) as f:
+        with open_blob(store.bucket.blob(path)) as f:
             for raw in f:
                 line = line_from_labels(orjson.loads(raw)["request"]["labels"])
                 if line not in keys:
