@@ -70,7 +70,7 @@ bench-split: $(STAMP) ## result writing: bounded pool vs sequential, through a 2
 bench-split-memory: $(STAMP) ## split memory: the index for 1M requests, streaming a 1 GB prediction file
 	$(PY) tests/bench/bench_split_memory.py
 
-bench-submit: $(STAMP) ## a 2 GB file submitted in one streaming pass with continuations, against validation alone
+bench-submit: $(STAMP) ## a 3 GB file submitted in one streaming pass with continuations, against validation alone
 	$(PY) tests/bench/bench_submit.py
 
 bench-e2e: $(STAMP) ## upload to terminal message for 1,000 requests on the local stack; calls per batch

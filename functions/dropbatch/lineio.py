@@ -57,16 +57,6 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[bytes | None,
             yield raw, len(raw)
 
 
-def open_blob(blob, offset: int = 0, **kwargs) -> IO[bytes]:
-    """A Cloud Storage object opened for reading lines from `offset`. The storage client's BlobReader has no
-    peek, so its readline (and iterating it) reads one byte per call: 100 million calls for a 96 MB file. A
-    BufferedReader over it reads 1 MB at a time."""
-    stream = blob.open("rb", chunk_size=8 << 20, **kwargs)
-    if offset:
-        stream.seek(offset)
-    return io.BufferedReader(stream, buffer_size=READ_CHUNK)
-
-
 def open_source(path: str | os.PathLike) -> IO[bytes]:
     try:
         return open(path, "rb")

@@ -18,8 +18,7 @@ from .config import get_config
 from .errors import PermanentError, TransientError
 from .events import PUBSUB, age_s, now, pubsub_json
 from .keys import is_batch_id, line_from_labels
-from .ledger import Store, execution_id
-from .lineio import open_blob
+from .ledger import Store, execution_id, open_lines
 
 FINISH_AFTER_S = 60  # a manifest older than this whose message never went out: its finisher died
 
@@ -146,7 +145,7 @@ def stage_retry(store: Store, doc: dict, errors: list) -> list[dict]:
     parts, writer = [], None
     for original in originals:
         path = store.path(doc["batch_id"], f"input/part-{original['index']:05d}.jsonl")
-        with open_blob(store.bucket.blob(path)) as f:
+        with open_lines(store.bucket.blob(path)) as f:
             for raw in f:
                 line = line_from_labels(orjson.loads(raw)["request"]["labels"])
                 if line not in keys:

@@ -24,7 +24,8 @@ import orjson
 from . import logs, notify, ordered
 from .batch import USAGE_NAMES, ended_for_good, part_name, terminal_state
 from .keys import key_width, line_from_labels, line_key
-from .lineio import bounded_lines, open_blob
+from .lineio import bounded_lines
+from .ledger import open_lines
 from .outcome import RETRYABLE_CODES, build_result, get_field, is_retryable
 from .schema import snake_case
 
@@ -319,12 +320,12 @@ def load_index(store, doc: dict, part: dict) -> Index:
     width = key_width(doc["lines"])
 
     def entries():
-        with open_blob(store.bucket.blob(name + ".keys.jsonl")) as f:
+        with open_lines(store.bucket.blob(name + ".keys.jsonl")) as f:
             for raw in f:
                 yield orjson.loads(raw)
 
     def requests():
-        with open_blob(store.bucket.blob(name + ".jsonl")) as f:
+        with open_lines(store.bucket.blob(name + ".jsonl")) as f:
             for raw in f:
                 request = orjson.loads(raw)["request"]
                 yield line_from_labels(request["labels"]), request
@@ -372,7 +373,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     file_index, offset = checkpoint.get("file", 0), checkpoint.get("offset", 0)
     with GcsSink(store.bucket.name, store.path(batch_id, ""), config.workers) as sink:
         for i in range(file_index, len(files)):
-            with open_blob(files[i], offset) as stream:
+            with open_lines(files[i], offset) as stream:
                 for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
                     offset += size
                     if raw is None:

@@ -16,7 +16,7 @@ from . import batch, keys, logs, notify, ordered, vertex
 from .config import Config, get_config
 from .errors import PermanentError
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
-from .ledger import Store, execution_id
+from .ledger import ObjectReader, Store, execution_id
 from .checks import as_lists
 from .lineio import Prefetch, Reader
 from .validate import Report, Validator
@@ -190,12 +190,8 @@ def _open_source(store: Store, doc: dict):
         raise Replaced(f"generation {doc['generation']} of {doc['source']} was replaced by a newer upload "
                        f"(generation {live.generation}), which is a batch of its own" if live is not None else
                        f"generation {doc['generation']} of {doc['source']} was deleted before it was read")
-    return blob, _reader(blob, doc["generation"])
-
-
-def _reader(blob, generation: int):
-    # if_generation_match: a read that would see another generation (a replacement mid-read) fails instead
-    return blob.open("rb", chunk_size=8 << 20, if_generation_match=generation)
+    # pinned to the generation: a replacement mid-read is never read; a deletion mid-read raises NotFound
+    return blob, ObjectReader(bucket_name, name, doc["generation"])
 
 
 def reject(store: Store, doc: dict, report) -> dict:
@@ -231,14 +227,14 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
 
 
 def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: dict, started: float) -> dict:
-    from google.api_core.exceptions import PreconditionFailed
+    from google.api_core.exceptions import NotFound
 
     config, batch_id = store.config, doc["batch_id"]
     try:
         blob, stream = _open_source(store, doc)
         with stream:
             if checkpoint and not checkpoint["compressed"]:
-                stream.seek(validator.report.bytes)
+                stream.pos = validator.report.bytes
             with contextlib.closing(Prefetch(stream)) as ahead:
                 reader = Reader(ahead, doc["object"], config, validator.report, start_line=validator.report.lines,
                                 skip=validator.report.bytes if checkpoint.get("compressed") else 0,
@@ -250,10 +246,11 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
                     if time.monotonic() - started > config.submit_budget_s:
                         validator.report.lines = lineno  # the reader sets it only at the end of the file
                         return checkpoint_submission(store, doc, validator, stager, reader.compressed)
-    except (Replaced, PreconditionFailed) as exc:
+    except (Replaced, NotFound) as exc:
         report = Report(source=doc["source"])
         reason = str(exc) if isinstance(exc, Replaced) else \
-            f"{doc['source']} was replaced by a newer upload while it was read; that upload is a batch of its own"
+            f"generation {doc['generation']} of {doc['source']} was replaced or deleted while it was read; a newer " \
+            "upload is a batch of its own"
         report.add(None, "replaced", None, reason, config.max_errors)
         stager.abandon()
         return reject(store, doc, report)
