@@ -172,8 +172,8 @@ class Replaced(Exception):
     """The dropped object's generation is gone: replaced by a newer upload, or deleted."""
 
 
-def _open_source(store: Store, doc: dict):
-    """The dropped object at the event's generation, and a reader pinned to it. Raises Replaced when that
+def _open_source(store: Store, doc: dict, offset: int = 0):
+    """The dropped object at the event's generation, and a reader pinned to it from `offset`. Raises Replaced when that
     generation is no longer the object's (each upload of a name is its own batch; this one never reads another's
     content)."""
     from google.api_core.exceptions import NotFound
@@ -191,7 +191,7 @@ def _open_source(store: Store, doc: dict):
                        f"(generation {live.generation}), which is a batch of its own" if live is not None else
                        f"generation {doc['generation']} of {doc['source']} was deleted before it was read")
     # pinned to the generation: a replacement mid-read is never read; a deletion mid-read raises NotFound
-    return blob, ObjectReader(bucket_name, name, doc["generation"])
+    return blob, ObjectReader(bucket_name, name, doc["generation"], offset)
 
 
 def reject(store: Store, doc: dict, report) -> dict:
@@ -231,21 +231,20 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
 
     config, batch_id = store.config, doc["batch_id"]
     try:
-        blob, stream = _open_source(store, doc)
-        with stream:
-            if checkpoint and not checkpoint["compressed"]:
-                stream.pos = validator.report.bytes
-            with contextlib.closing(Prefetch(stream)) as ahead:
-                reader = Reader(ahead, doc["object"], config, validator.report, start_line=validator.report.lines,
-                                skip=validator.report.bytes if checkpoint.get("compressed") else 0,
-                                compressed=checkpoint.get("compressed"))
-                for lineno, raw in reader.lines():
-                    request = validator.feed(lineno, raw)
-                    if request is not None and not validator.report.error_count:
-                        stager.add(lineno, request[0], request[1], validator.job_index, len(raw))
-                    if time.monotonic() - started > config.submit_budget_s:
-                        validator.report.lines = lineno  # the reader sets it only at the end of the file
-                        return checkpoint_submission(store, doc, validator, stager, reader.compressed)
+        # a plain file resumes at its byte offset; a gzip file is decompressed again up to it (Reader's skip)
+        offset = validator.report.bytes if checkpoint and not checkpoint["compressed"] else 0
+        blob, stream = _open_source(store, doc, offset)
+        with stream, contextlib.closing(Prefetch(stream)) as ahead:
+            reader = Reader(ahead, doc["object"], config, validator.report, start_line=validator.report.lines,
+                            skip=validator.report.bytes if checkpoint.get("compressed") else 0,
+                            compressed=checkpoint.get("compressed"))
+            for lineno, raw in reader.lines():
+                request = validator.feed(lineno, raw)
+                if request is not None and not validator.report.error_count:
+                    stager.add(lineno, request[0], request[1], validator.job_index, len(raw))
+                if time.monotonic() - started > config.submit_budget_s:
+                    validator.report.lines = lineno  # the reader sets it only at the end of the file
+                    return checkpoint_submission(store, doc, validator, stager, reader.compressed)
     except (Replaced, NotFound) as exc:
         report = Report(source=doc["source"])
         reason = str(exc) if isinstance(exc, Replaced) else \
