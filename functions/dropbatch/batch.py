@@ -12,6 +12,8 @@ module what a batch may do next; a move the table does not allow is a bug, not a
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+from typing import Iterator
 
 from .errors import TransientError
 from .events import age_s, now, parse_time, utcnow
@@ -166,37 +168,59 @@ def terminal_state(counts: dict, job_states: list[str]) -> str:
 USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "total_tokens")
 
 
-def merge_rounds(parts: list[dict], dones: dict) -> tuple[dict, dict, list]:
-    """Counts, usage and errors of a batch: a later round's outcome replaces the earlier one for its lines,
-    unless the later round got no output line for it (then the earlier failure, and its result object, stand).
+def merged_errors(parts: list[dict], dones: dict, errors_of=lambda part, done: done["errors"]) -> Iterator[dict]:
+    """A batch's errors in line order, streamed: a later round's outcome replaces the earlier one for the lines it
+    retried (done["lines"]), unless the later round got no output line for it (then the earlier failure, and its
+    result object, stand). `dones` maps part_name(part) to that part's split outcome; errors_of(part, done) gives
+    that part's errors in line order. Holds one entry per part, whatever the batch's size (a million failed
+    requests held as a list took 1.2 GB, more than the split function has)."""
+    def tagged(items, round_: int, is_error: int):
+        for item in items:
+            yield (item["line"], round_, 1, item) if is_error else (item, round_, 0, None)
 
-    `dones` maps part_name(part) to that part's split outcome (split/NAME.done.json).
-    """
+    streams = []
+    for part in parts:
+        done = dones[part_name(part)]
+        streams.append(tagged(errors_of(part, done), part["round"], 1))
+        if part["round"]:
+            streams.append(tagged(done.get("lines") or (), part["round"], 0))
+    current = state = earlier = None
+    for line, _, is_error, entry in heapq.merge(*streams, key=lambda t: t[:3]):
+        if line != current:
+            if state is not None:
+                yield state
+            current, state, earlier = line, None, None
+        if not is_error:  # retried in a later round: answered there unless an error of that round follows
+            earlier, state = state, None
+        else:
+            state = earlier if entry["status"] == "missing" and earlier is not None else entry
+    if state is not None:
+        yield state
+
+
+def merge_rounds(parts: list[dict], dones: dict, errors_of=lambda part, done: done["errors"]) -> tuple[dict, dict, int]:
+    """Counts and usage of a batch over all its rounds (merged_errors decides each line), and how many of its
+    errors are worth another round."""
     counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}
     usage = {name: 0 for name in USAGE_NAMES}
-    errors: dict[int, dict] = {}
-    for part in sorted(parts, key=lambda p: (p["round"], p["index"])):
+    for part in parts:
         done = dones[part_name(part)]
         if part["round"] == 0:
             counts["total"] += done["requests"]
-        earlier = {line: errors.pop(line) for line in done.get("lines") or () if line in errors}
         for k in ("duplicate_outputs", "unmatched_outputs"):
             counts[k] += done["counts"].get(k, 0)
         for k in usage:
             usage[k] += done["usage"].get(k, 0)
-        for e in done["errors"]:  # a retry that got no output at all leaves the earlier failure standing
-            errors[e["line"]] = earlier.get(e["line"], e) if e["status"] == "missing" else e
-    ordered = [errors[line] for line in sorted(errors)]
-    counts["failed"] = sum(e["status"] == "failed" for e in ordered)
-    counts["missing"] = sum(e["status"] == "missing" for e in ordered)
+    retryable = 0
+    for e in merged_errors(parts, dones, errors_of):
+        counts[e["status"]] += 1
+        retryable += bool(e.get("retryable"))
     counts["succeeded"] = counts["total"] - counts["failed"] - counts["missing"]
-    return counts, usage, ordered
+    return counts, usage, retryable
 
 
-def wants_retry(doc: dict, errors: list, max_rounds: int) -> list:
-    """The errors worth another round: retryable ones, while rounds remain and nobody cancelled the batch."""
+def wants_retry(doc: dict, retryable: int, max_rounds: int) -> bool:
+    """Another round for the retryable errors, while rounds remain and nobody cancelled the batch."""
     last_round = [p for p in doc["parts"] if p["round"] == doc["round"]]
     cancelled = doc.get("cancel_requested") or any(p["state"] == "JOB_STATE_CANCELLED" for p in last_round)
-    if cancelled or doc["round"] >= max_rounds:
-        return []
-    return [e for e in errors if e.get("retryable")]
+    return bool(retryable) and not cancelled and doc["round"] < max_rounds

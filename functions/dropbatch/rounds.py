@@ -9,6 +9,7 @@ it only re-sends tasks that did not finish.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import orjson
@@ -135,20 +136,28 @@ class _PartWriter:
         return self.part
 
 
-def stage_retry(store: Store, doc: dict, errors: list) -> list[dict]:
-    """Stage the requests that failed for a transient reason (or never came back) as the next round's parts:
-    read from the staged input part by part and streamed out, each new part within the per-job limits."""
+def stage_retry(store: Store, doc: dict, retry) -> list[dict]:
+    """Stage the requests that failed for a transient reason (or never came back) as the next round's parts.
+    `retry` gives them in line order; the staged input is read part by part alongside and streamed out, each new
+    part within the per-job limits: nothing is held but the buffers."""
     config, round_ = store.config, doc["round"] + 1
-    keys = {e["line"]: e["key"] for e in errors}
-    originals = [p for p in doc["parts"] if p["round"] == 0 and any(p["first_line"] <= line <= p["last_line"]
-                                                                     for line in keys)]
+    wanted = iter(retry)
+    nxt = next(wanted, None)
     parts, writer = [], None
-    for original in originals:
+    for original in sorted((p for p in doc["parts"] if p["round"] == 0), key=lambda p: p["first_line"]):
+        if nxt is None:
+            break
+        if nxt["line"] > original["last_line"]:
+            continue
         path = store.path(doc["batch_id"], f"input/part-{original['index']:05d}.jsonl")
         with open_lines(store.bucket.blob(path)) as f:
-            for raw in f:
+            for raw in f:  # staged in line order, as the errors come
+                if nxt is None or nxt["line"] > original["last_line"]:
+                    break
                 line = line_from_labels(orjson.loads(raw)["request"]["labels"])
-                if line not in keys:
+                while nxt is not None and nxt["line"] < line:  # not in the staged input: nothing to retry
+                    nxt = next(wanted, None)
+                if nxt is None or nxt["line"] != line:
                     continue
                 raw = raw if raw.endswith(b"\n") else raw + b"\n"
                 if writer is not None and not writer.fits(len(raw), config):
@@ -156,7 +165,8 @@ def stage_retry(store: Store, doc: dict, errors: list) -> list[dict]:
                     writer = None
                 if writer is None:
                     writer = _PartWriter(store, doc, len(doc["parts"]) + len(parts), round_)
-                writer.add(line, keys[line], raw)
+                writer.add(line, nxt["key"], raw)
+                nxt = next(wanted, None)
     if writer is not None:
         parts.append(writer.close())
     return parts
@@ -176,13 +186,16 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         return
     dones = {batch.part_name(p): store.read_json(store.path(batch_id, f"split/{batch.part_name(p)}.done.json"))[0]
              for p in doc["parts"]}
-    counts, usage, errors = batch.merge_rounds(doc["parts"], dones)
-    retry = batch.wants_retry(doc, errors, store.config.retry_rounds)
-    if retry:
-        start_round(store, doc, retry)
+    errors_of = functools.partial(_part_errors, store, batch_id)
+    counts, usage, retryable = batch.merge_rounds(doc["parts"], dones, errors_of)
+    if batch.wants_retry(doc, retryable, store.config.retry_rounds):
+        start_round(store, doc, (e for e in batch.merged_errors(doc["parts"], dones, errors_of) if e.get("retryable")),
+                    retryable)
         return
-    store.bucket.blob(store.path(batch_id, "errors.jsonl")).upload_from_string(
-        b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
+    with store.bucket.blob(store.path(batch_id, "errors.jsonl")).open("wb", chunk_size=8 << 20,
+                                                                      content_type="application/jsonl") as f:
+        for e in batch.merged_errors(doc["parts"], dones, errors_of):
+            f.write(orjson.dumps(e) + b"\n")
     results_file = store.uri(ordered.compose_results(store.bucket, store.path(batch_id, ""), doc["parts"], dones,
                                                      batch.part_name))
     jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
@@ -213,7 +226,18 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"])
 
 
-def start_round(store: Store, doc: dict, retry: list) -> None:
+def _part_errors(store: Store, batch_id: str, part: dict, done: dict):
+    """One split part's errors in line order, read from split/NAME.errors.jsonl (or the list in a done document
+    written before errors had an object of their own)."""
+    if "errors" in done:
+        yield from done["errors"]
+        return
+    with open_lines(store.bucket.blob(store.path(batch_id, f"split/{batch.part_name(part)}.errors.jsonl"))) as f:
+        for raw in f:
+            yield orjson.loads(raw)
+
+
+def start_round(store: Store, doc: dict, retry, count: int) -> None:
     """Stage the next round and submit its jobs (the split function does this, never the sweep)."""
     started = time.monotonic()
     parts = stage_retry(store, doc, retry)
@@ -225,6 +249,6 @@ def start_round(store: Store, doc: dict, retry: list) -> None:
         batch.move(d, batch.STAGED, round=current + 1, parts=d["parts"] + parts)
 
     store.update_ledger(doc["batch_id"], next_round)
-    logs.info("retry round staged", round=current + 1, requests=len(retry), parts=len(parts),
+    logs.info("retry round staged", round=current + 1, requests=count, parts=len(parts),
               seconds=round(time.monotonic() - started, 3))
     submit.submit_parts(store, doc["batch_id"])

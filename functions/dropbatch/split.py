@@ -394,10 +394,12 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
         if left is not None and stop(file=len(files), offset=0, order_from=left):
             return False
     missing = list(matcher.missing(retryable=not ended_for_good(part)))
+    errors = sorted(matcher.failures + missing, key=lambda e: e["line"])  # one part's: within the per-job limits
+    store.bucket.blob(store.path(batch_id, f"split/{part_name(part)}.errors.jsonl")).upload_from_string(
+        b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
     store.create_json(done_path, {
         "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
-        "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage,
-        "errors": sorted(matcher.failures + missing, key=lambda e: e["line"]),
+        "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage, "error_count": len(errors),
         "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3),
         "buckets": index.starts, "lines": list(index.lines()) if part["round"] else None})
     logs.info("part split", part=part["index"], counts=matcher.counts, missing=len(missing))
