@@ -23,8 +23,16 @@ def label_digits(lines: int) -> int:
     return digits
 
 
+_LABEL_KEYS = tuple(f"{LINE_LABEL_PREFIX}{i}" for i in range(16))
+
+
 def line_labels(line: int, digits: int) -> dict:
-    return {f"{LINE_LABEL_PREFIX}{i}": _B36[(line // 36 ** i) % 36] for i in range(digits)}
+    """{"dropbatch_l0": units, "dropbatch_l1": 36s, ...}: `digits` labels (called once per staged request)."""
+    labels = {}
+    for key in _LABEL_KEYS[:digits]:
+        line, digit = divmod(line, 36)
+        labels[key] = _B36[digit]
+    return labels
 
 
 def line_from_labels(labels) -> int | None:

@@ -180,7 +180,7 @@ class Prefetch(io.RawIOBase):
             if not item:
                 self._put(item)  # end of stream stays the end
                 return 0
-            self.buffer = item
+            self.buffer = memoryview(item)  # handed out in slices: no copy of what is left
         n = min(len(buffer), len(self.buffer))
         buffer[:n] = self.buffer[:n]
         self.buffer = self.buffer[n:]
