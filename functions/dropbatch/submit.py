@@ -299,9 +299,7 @@ class Stager:
         self.store, self.batch_id = store, doc["batch_id"]
         self.chunks: dict[str, int] = (state or {}).get("chunks", {})  # part -> chunks written
         self.part: int | None = None
-        self.data: list[bytes] = []  # the open chunk's staged lines, and their sidecar lines
-        self.keys: list[bytes] = []
-        self.size = 0
+        self.data, self.keys = bytearray(), bytearray()
         self.pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stage")
         self.slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
         self.pending: list = []
@@ -317,10 +315,9 @@ class Stager:
         request = as_lists(request)
         request["labels"] = {**(request.get("labels") or {}), **keys.line_labels(line, keys.label_digits(line))}
         staged = orjson.dumps({"request": request}, option=orjson.OPT_APPEND_NEWLINE)
-        self.data.append(staged)  # joined once per chunk: a growing bytearray reallocated and copied as it grew
-        self.keys.append(orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE))
-        self.size += len(staged)
-        if self.size >= CHUNK_BYTES:
+        self.data += staged
+        self.keys += orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
+        if len(self.data) >= CHUNK_BYTES:
             self._flush()
 
     def _flush(self) -> None:
@@ -329,8 +326,9 @@ class Stager:
             return
         chunk = self.chunks.get(str(self.part), 0)
         self.chunks[str(self.part)] = chunk + 1
-        name, data, sidecar = self._name(self.part, chunk), b"".join(self.data), b"".join(self.keys)
-        self.data, self.keys, self.size = [], [], 0
+        name, data, sidecar = self._name(self.part, chunk), bytes(self.data), bytes(self.keys)
+        self.data.clear()
+        self.keys.clear()
         self.slots.acquire()
         future = self.pool.submit(self._upload, name, data, sidecar)
         future.add_done_callback(lambda _: self.slots.release())
