@@ -283,7 +283,7 @@ def checkpoint_submission(store: Store, doc: dict, validator, stager, compressed
 
 
 CHUNK_BYTES = 16 << 20  # a staged chunk object
-UPLOADS_IN_FLIGHT = 3  # chunks uploading at once while the file is read on: at most this many chunks in memory
+UPLOADS_IN_FLIGHT = 2  # chunks uploading at once while the file is read on: at most this many chunks in memory
 
 
 class Stager:
