@@ -42,6 +42,16 @@ def gcs_endpoint() -> str:
     return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
 
 
+def gcs_http(connections: int = 1):
+    """google-auth's AuthorizedHttp over one urllib3 pool of kept-alive connections to Cloud Storage (a
+    PoolManager would parse every URL again); close it with .http.close()."""
+    import urllib3
+    from google.auth.transport.urllib3 import AuthorizedHttp
+
+    return AuthorizedHttp(gcs_credentials(), urllib3.connection_from_url(gcs_endpoint(), maxsize=connections,
+                                                                         block=True))
+
+
 class ObjectReader(io.RawIOBase):
     """One object (one generation of it, when given) read from `offset` in ranged GETs through the public JSON
     API, over a single kept-alive connection (google-auth AuthorizedHttp on urllib3), each retried as the storage
@@ -52,14 +62,12 @@ class ObjectReader(io.RawIOBase):
     def __init__(self, bucket: str, name: str, generation: int | None = None, offset: int = 0):
         import urllib.parse
 
-        import urllib3
-        from google.auth.transport.urllib3 import AuthorizedHttp
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         quote = functools.partial(urllib.parse.quote, safe="")
         self.url = f"/download/storage/v1/b/{quote(bucket)}/o/{quote(name)}?alt=media" + (
             f"&generation={generation}" if generation else "")
-        self.http = AuthorizedHttp(gcs_credentials(), urllib3.connection_from_url(gcs_endpoint(), maxsize=1))
+        self.http = gcs_http()
         self.pos = offset
         self._get = DEFAULT_RETRY.with_timeout(300)(self._range)
 

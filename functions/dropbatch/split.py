@@ -238,16 +238,11 @@ class GcsSink:
     def __init__(self, bucket_name: str, prefix: str, workers: int = 32):
         import urllib.parse
 
-        import urllib3
-        from google.auth.transport.urllib3 import AuthorizedHttp
-
-        from .ledger import gcs_credentials, gcs_endpoint
+        from .ledger import gcs_http
 
         self.url = f"/upload/storage/v1/b/{urllib.parse.quote(bucket_name, safe='')}/o"
         self.prefix = prefix
-        # One connection pool to the one host results go to (a PoolManager would parse every URL again).
-        self.connections = urllib3.connection_from_url(gcs_endpoint(), maxsize=workers, block=True)
-        self.http = AuthorizedHttp(gcs_credentials(), self.connections)
+        self.http = gcs_http(workers)  # one pool of kept-alive connections to the one host results go to
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="results")
         self.slots = threading.BoundedSemaphore(workers * 4)
         self.pending: set = set()
@@ -302,7 +297,7 @@ class GcsSink:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
-        self.connections.close()
+        self.http.http.close()
 
     def __enter__(self):
         return self
