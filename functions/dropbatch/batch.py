@@ -168,7 +168,12 @@ def terminal_state(counts: dict, job_states: list[str]) -> str:
 USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "total_tokens")
 
 
-def merged_errors(parts: list[dict], dones: dict, errors_of=lambda part, done: done["errors"]) -> Iterator[dict]:
+def listed_errors(part: dict, done: dict) -> list[dict]:
+    """A part's errors as a split outcome lists them (done["errors"]); rounds.finalize reads them from objects."""
+    return done["errors"]
+
+
+def merged_errors(parts: list[dict], dones: dict, errors_of=listed_errors) -> Iterator[dict]:
     """A batch's errors in line order, streamed: a later round's outcome replaces the earlier one for the lines it
     retried (done["lines"]), unless the later round got no output line for it (then the earlier failure, and its
     result object, stand). `dones` maps part_name(part) to that part's split outcome; errors_of(part, done) gives
@@ -198,7 +203,7 @@ def merged_errors(parts: list[dict], dones: dict, errors_of=lambda part, done: d
         yield state
 
 
-def merge_rounds(parts: list[dict], dones: dict, errors_of=lambda part, done: done["errors"]) -> tuple[dict, dict, int]:
+def merge_rounds(parts: list[dict], dones: dict, errors_of=listed_errors) -> tuple[dict, dict, int]:
     """Counts and usage of a batch over all its rounds (merged_errors decides each line), and how many of its
     errors are worth another round."""
     counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}

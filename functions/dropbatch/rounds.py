@@ -230,7 +230,7 @@ def _part_errors(store: Store, batch_id: str, part: dict, done: dict):
     """One split part's errors in line order, read from split/NAME.errors.jsonl (or the list in a done document
     written before errors had an object of their own)."""
     if "errors" in done:
-        yield from done["errors"]
+        yield from batch.listed_errors(part, done)
         return
     with open_lines(store.bucket.blob(store.path(batch_id, f"split/{batch.part_name(part)}.errors.jsonl"))) as f:
         for raw in f:
