@@ -153,14 +153,16 @@ resource "google_pubsub_topic_iam_member" "split_publishers" {
   member   = each.value
 }
 
-# submit publishes the continuation of a submission that stops before its deadline; status asks for one when
-# a submission's function died.
+# Tasks for submit_batch, the only account that creates jobs: submit continues a submission that stops before
+# its deadline; status asks for one when a submission's function died or parts wait for a job slot; split
+# asks for the jobs of a retry round it staged.
 resource "google_pubsub_topic_iam_member" "uploads_publishers" {
-  for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member }
-  project  = var.project_id
-  topic    = google_pubsub_topic.uploads.name
-  role     = "roles/pubsub.publisher"
-  member   = each.value
+  for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member,
+  split = google_service_account.split.member }
+  project = var.project_id
+  topic   = google_pubsub_topic.uploads.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
 }
 
 # The Pub/Sub service agent moves undeliverable messages to the dead-letter topics and acks the originals.
@@ -193,24 +195,39 @@ resource "google_cloud_run_service_iam_member" "pusher_invokes" {
 
 # --- Project level, only where no narrower binding exists -------------------------------------
 
-# Exactly the batch prediction calls the functions make (vertex.py: create, get, list; cancel is the CLI's,
-# made with the user's own rights), instead of roles/aiplatform.user's hundreds of permissions.
+# Exactly the batch prediction calls each function makes, instead of roles/aiplatform.user's hundreds of
+# permissions: submit_batch creates jobs (after listing by label for one a lost answer made), on_job_event only
+# GETs them; cancel is the CLI's, made with the user's own rights.
 resource "google_project_iam_custom_role" "batch_jobs" {
   project     = var.project_id
   role_id     = "dropbatchBatchJobs"
-  title       = "dropbatch batch prediction jobs"
-  description = "Create, get and list Vertex AI batch prediction jobs; nothing else."
-  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.get",
-  "aiplatform.batchPredictionJobs.list"]
-  depends_on = [google_project_service.apis]
+  title       = "dropbatch batch prediction job creation"
+  description = "Create and list Vertex AI batch prediction jobs; nothing else."
+  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.list"]
+  depends_on  = [google_project_service.apis]
 }
 
-# Vertex AI batch jobs have no resource to bind on before they exist: the custom role is granted on the project.
-resource "google_project_iam_member" "vertex_users" {
-  for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member }
-  project  = var.project_id
-  role     = google_project_iam_custom_role.batch_jobs.name
-  member   = each.value
+resource "google_project_iam_custom_role" "batch_jobs_read" {
+  project     = var.project_id
+  role_id     = "dropbatchBatchJobsRead"
+  title       = "dropbatch batch prediction job status"
+  description = "Get Vertex AI batch prediction jobs; nothing else."
+  permissions = ["aiplatform.batchPredictionJobs.get"]
+  depends_on  = [google_project_service.apis]
+}
+
+# Vertex AI batch jobs have no resource to bind on before they exist: the custom roles are granted on the project.
+resource "google_project_iam_member" "vertex_creator" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.batch_jobs.name
+  member  = google_service_account.submit.member
+}
+
+# As above: on_job_event only reads the jobs' states.
+resource "google_project_iam_member" "vertex_reader" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.batch_jobs_read.name
+  member  = google_service_account.status.member
 }
 
 # The Cloud Storage service agent publishes the drop bucket's notifications: publisher on that topic only.

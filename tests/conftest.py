@@ -189,3 +189,12 @@ def wait_port(port: int, timeout: float = 10) -> None:
 
 def req(text: str, **extra) -> dict:
     return {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **extra}}
+
+
+def owner():
+    """An HTTP session with the project owner's credentials, what `dropbatch local env` gives a user: the stack
+    refuses calls to Vertex AI without a token (401), as Google does."""
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    return AuthorizedSession(google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])[0])

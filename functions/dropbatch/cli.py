@@ -71,11 +71,13 @@ def cmd_validate(args, config: Config) -> int:
 
 def cmd_local(args, config: Config) -> int:
     from .local import stack as local
+    from .local.iam import OWNER
 
     if args.action == "up":
         start = time.monotonic()
         try:
-            running = local.up(config, responder_url=args.responder_url, responder_model=args.responder_model)
+            running = local.up(config, responder_url=args.responder_url, responder_model=args.responder_model,
+                               iam=args.iam == "on")
         except local.StackError as exc:
             raise UsageError(str(exc)) from None
         if args.json:
@@ -107,6 +109,8 @@ def cmd_local(args, config: Config) -> int:
             if name in local.FUNCTIONS:
                 print(f"  function  {local.FUNCTIONS[name]:<14} http://127.0.0.1:{port}")
         print(f"  topics    {', '.join(f'{k}={v}' for k, v in running.topics.items())}")
+        print(f"  iam       {'enforced: the grants of infra/' if running.iam else 'off (--iam off)'}; "
+              f"you are {OWNER}")
         print(f"  logs      {running.logs}")
         print("  to use it: eval \"$(dropbatch local env)\"")
     return 0
@@ -450,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. http://127.0.0.1:8000/v1) instead of the deterministic local responder")
     p.add_argument("--responder-model", default="local", help="up: the model name sent to --responder-url")
     p.add_argument("--wipe", action="store_true", help="down: also delete the local bucket's files")
+    p.add_argument("--iam", choices=("on", "off"), default="on", help="up: refuse (403) what infra/'s grants do not "
+                   "allow each function's service account (default on; off for debugging)")
     p.set_defaults(func=lambda a, c: cmd_local_env(a, c) if a.action == "env" else cmd_local(a, c))
     return parser
 

@@ -20,3 +20,16 @@ class UsageError(DropbatchError):
 class InvalidInput(PermanentError):
     """A file or request that fails validation."""
 
+
+
+class ConfigurationError(PermanentError):
+    """A 403 on dropbatch's own call: the deployment does not grant a permission the code needs. The batch ends
+    with a message that names it; retrying cannot help until someone changes the grants."""
+
+
+def denied(service: str, exc) -> ConfigurationError:
+    """The ConfigurationError for an API's 403 (google.api_core.exceptions.Forbidden/PermissionDenied), naming the
+    permission and the resource as the API did."""
+    message = getattr(exc, "message", None) or str(exc)
+    return ConfigurationError(f"{service} refused a call for a missing permission (fix the grants in infra/): "
+                              f"{message[:600]}")

@@ -15,7 +15,7 @@ import uuid
 import orjson
 
 from .config import Config
-from .errors import PermanentError, TransientError
+from .errors import PermanentError, TransientError, denied
 from .events import now
 
 ACTIVE = "_active/"
@@ -27,11 +27,8 @@ class Conflict(Exception):
 
 @functools.cache
 def gcs_credentials():
-    """The credentials every Cloud Storage call uses: anonymous on an emulator, else the default ones."""
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return AnonymousCredentials()
+    """The credentials every Cloud Storage call uses: the default ones, on an emulator too (the local stack
+    checks them against infra/'s grants; google-cloud-storage alone would send none there)."""
     import google.auth
 
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
@@ -42,14 +39,38 @@ def gcs_endpoint() -> str:
     return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
 
 
+class _Pools:
+    """urllib3's request interface over one pool of kept-alive connections to Cloud Storage (relative URLs: a
+    PoolManager would parse every URL again), and a PoolManager for the absolute URLs google-auth refreshes its
+    token at through the same object (the metadata server, an OAuth token endpoint): a single-host pool
+    refuses those ("Tried to open a foreign host")."""
+
+    def __init__(self, connections: int):
+        import urllib3
+
+        self.pool = urllib3.connection_from_url(gcs_endpoint(), maxsize=connections, block=True)
+        self.other = urllib3.PoolManager(num_pools=2)
+
+    def _for(self, url: str):
+        return self.pool if url.startswith("/") else self.other
+
+    def urlopen(self, method: str, url: str, **kwargs):
+        return self._for(url).urlopen(method, url, **kwargs)
+
+    def request(self, method: str, url: str, **kwargs):
+        return self._for(url).request(method, url, **kwargs)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.other.clear()
+
+
 def gcs_http(connections: int = 1):
-    """google-auth's AuthorizedHttp over one urllib3 pool of kept-alive connections to Cloud Storage (a
-    PoolManager would parse every URL again); close it with .http.close()."""
-    import urllib3
+    """google-auth's AuthorizedHttp over kept-alive connections to Cloud Storage (requests take paths relative
+    to gcs_endpoint()); close it with .http.close()."""
     from google.auth.transport.urllib3 import AuthorizedHttp
 
-    return AuthorizedHttp(gcs_credentials(), urllib3.connection_from_url(gcs_endpoint(), maxsize=connections,
-                                                                         block=True))
+    return AuthorizedHttp(gcs_credentials(), _Pools(connections))
 
 
 class ObjectReader(io.RawIOBase):
@@ -134,6 +155,8 @@ def _gcs_call(fn, *args, **kwargs):
         raise TransientError(f"Cloud Storage unreachable: {exc}") from exc
     except exceptions.NotFound:
         raise
+    except exceptions.Forbidden as exc:
+        raise denied("Cloud Storage", exc) from exc
     except exceptions.GoogleAPICallError as exc:
         raise PermanentError(f"Cloud Storage: {exc}") from exc
 

@@ -15,7 +15,7 @@ import orjson
 
 from . import batch, logs
 from .config import Config
-from .errors import TransientError
+from .errors import ConfigurationError, TransientError, denied
 from .events import age_s, now
 
 SCHEMA = "dropbatch.batch.v1"
@@ -48,10 +48,14 @@ def build(state: str, *, batch_id: str, source: str, counts: dict | None = None,
 
 
 def publish_json(config: Config, topic: str, body: dict, **attributes) -> None:
+    from google.api_core import exceptions
+
     client = publisher()
     path = client.topic_path(config.project, topic)
     try:
         client.publish(path, orjson.dumps(body), **{k: str(v) for k, v in attributes.items()}).result(timeout=60)
+    except exceptions.PermissionDenied as exc:
+        raise denied("Pub/Sub", exc) from exc
     except Exception as exc:  # the publish future raises api_core errors and timeouts alike: retry the step
         raise TransientError(f"publishing to {topic} failed: {str(exc)[:300]}") from exc
 
@@ -82,7 +86,7 @@ def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> dict | None:
         try:
             send(store.config, message)
             problem = None
-        except TransientError as exc:
+        except (TransientError, ConfigurationError) as exc:  # either way bounded by MAX_PUBLISH_ATTEMPTS
             problem = str(exc)
         gave_up = []
 
@@ -124,3 +128,35 @@ def end_batch(store, batch_id: str, to: str, message: dict, **fields) -> dict | 
 
     store.update_ledger(batch_id, mutate)
     return deliver(store, batch_id)
+
+
+def fail_batch(store, doc: dict, reason: str) -> dict | None:
+    """End a batch that cannot go on: the `failed` message queued and sent, off the active index."""
+    logs.error(f"batch failed: {reason[:500]}")
+    message = build("failed", batch_id=doc["batch_id"], source=doc["source"], counts={"total": doc.get("requests")},
+                    error=reason, report=store.uri(store.path(doc["batch_id"], "report.json")))
+    return end_batch(store, doc["batch_id"], batch.FAILED, message, error=reason[:2000])
+
+
+def fail_refused(store, batch_id: str, reason: str, doc: dict | None = None) -> None:
+    """End a batch after a 403 on dropbatch's own call (errors.ConfigurationError): `failed`, the message naming
+    the permission. When the deployment refuses even the ledger write that ends the batch, the message is sent
+    without it (the user hears why either way); when it refuses that too, the reason is logged."""
+    try:
+        doc = doc or store.read_ledger(batch_id)[0]
+        if doc is not None:
+            fail_batch(store, doc, reason)
+            return
+    except ConfigurationError as exc:
+        logs.error("the batch's end could not be recorded", error=str(exc)[:600])
+    try:
+        send(store.config, build("failed", batch_id=batch_id, source=(doc or {}).get("source") or "", error=reason))
+    except (ConfigurationError, TransientError) as exc:
+        logs.error("the failed message could not be sent", error=str(exc)[:600], reason=reason[:600])
+
+
+def ask_submit(config: Config, batch_id: str) -> None:
+    """A task for the submit function, the one identity that creates Vertex jobs: go on with a batch (a
+    submission that checkpointed or died, a staged retry round, parts waiting for a job slot). On the uploads
+    topic: data {"batch_id"}, attribute dropbatch_continue=BATCH_ID (docs/contracts.md)."""
+    publish_json(config, config.uploads_topic, {"batch_id": batch_id}, dropbatch_continue=batch_id)

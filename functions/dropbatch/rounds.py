@@ -13,10 +13,11 @@ import functools
 import time
 
 import orjson
+from google.api_core.exceptions import Forbidden
 
-from . import batch, logs, notify, ordered, split, submit
+from . import batch, logs, notify, ordered, split
 from .config import get_config
-from .errors import PermanentError, TransientError
+from .errors import ConfigurationError, PermanentError, TransientError, denied
 from .events import PUBSUB, age_s, now, pubsub_json
 from .keys import is_batch_id, line_from_labels
 from .ledger import Store, execution_id, open_lines
@@ -74,8 +75,13 @@ def handle_event(event) -> None:
         logs.warning("ignored: not a split task")
         return
     token = logs.bind(batch_id=task["batch_id"], execution_id=execution_id(), event_id=event.get("id"))
+    store = Store(get_config())
     try:
-        run_task(Store(get_config()), task)
+        run_task(store, task)
+    except ConfigurationError as exc:  # a missing grant: retrying cannot help
+        notify.fail_refused(store, task["batch_id"], str(exc))
+    except Forbidden as exc:  # the same, from a call made outside ledger's error mapping (result writes)
+        notify.fail_refused(store, task["batch_id"], str(denied("Cloud Storage", exc)))
     finally:
         logs.reset(token)
 
@@ -238,7 +244,8 @@ def _part_errors(store: Store, batch_id: str, part: dict, done: dict):
 
 
 def start_round(store: Store, doc: dict, retry, count: int) -> None:
-    """Stage the next round and submit its jobs (the split function does this, never the sweep)."""
+    """Stage the next round and ask the submit function to create its jobs (the split function stages, never
+    the sweep; only the submit function's account may create jobs, infra/iam.tf)."""
     started = time.monotonic()
     parts = stage_retry(store, doc, retry)
     current = doc["round"]
@@ -251,4 +258,4 @@ def start_round(store: Store, doc: dict, retry, count: int) -> None:
     store.update_ledger(doc["batch_id"], next_round)
     logs.info("retry round staged", round=current + 1, requests=count, parts=len(parts),
               seconds=round(time.monotonic() - started, 3))
-    submit.submit_parts(store, doc["batch_id"])
+    notify.ask_submit(store.config, doc["batch_id"])

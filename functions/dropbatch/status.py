@@ -1,15 +1,15 @@
 """The sweep: GET every active job (never trusting a message), advance batches, queue split tasks.
 
 Runs on every tick of the sweep topic (Cloud Scheduler in the cloud, the ticker locally). It also picks up
-what an event never delivered: half-finished claims whose lease ran out, parts waiting for a job slot,
-and split tasks that never finished.
+what an event never delivered: half-finished claims whose lease ran out and parts waiting for a job slot
+(both handed to the submit function, which alone creates jobs), and split tasks that never finished.
 """
 
 from __future__ import annotations
 
-from . import batch, logs, notify, rounds, submit, vertex
+from . import batch, logs, notify, rounds, vertex
 from .config import Config, get_config
-from .errors import DropbatchError, PermanentError, TransientError
+from .errors import ConfigurationError, DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
 from .ledger import Store, execution_id
 
@@ -27,13 +27,16 @@ def handle_event(event) -> None:
 
 def sweep(config: Config) -> dict:
     store = Store(config)
-    store.running = {}  # count each batch's running jobs once per sweep, not once per waiting batch
+    store.running = {}  # a sweep: the active index is listed once (ledger.active_batches)
     seen = {"batches": 0, "errors": 0}
     for batch_id in store.active_batches():
         seen["batches"] += 1
         token = logs.bind(batch_id=batch_id)
         try:
             advance(store, batch_id)
+        except ConfigurationError as exc:  # a missing grant: end the batch rather than retry every tick
+            seen["errors"] += 1
+            notify.fail_refused(store, batch_id, str(exc))
         except DropbatchError as exc:  # one batch's trouble must not stall the others; the next tick retries
             seen["errors"] += 1
             logs.warning(f"sweep could not advance the batch: {exc}", transient=isinstance(exc, TransientError))
@@ -58,7 +61,8 @@ def advance(store: Store, batch_id: str) -> None:
         # lease period, so a continuation on its way is not doubled).
         if batch.lease_expired(doc) and (not doc.get("continued")
                                          or age_s(doc["continued"]) > store.config.claim_lease_s):
-            submit.request_continuation(store, doc)
+            store.update_ledger(batch_id, lambda d: d.update(continued=now()))
+            notify.ask_submit(store.config, batch_id)
         return
     if doc["state"] == batch.SUBMITTED:
         refresh_jobs(store, doc)
@@ -103,8 +107,7 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                                              error=f"job {p['job']} is still {p['state']} after "
                                                    f"{config.job_deadline_s} s"))
     if any(batch.part_waiting(p) for p in doc["parts"]):
-        doc = submit.submit_parts(store, batch_id)
-        if doc["state"] != batch.SUBMITTED:
-            return
+        notify.ask_submit(config, batch_id)  # the submit function creates jobs (the only account that may)
+        return
     if batch.all_ended(doc):
         rounds.queue_tasks(store, doc)

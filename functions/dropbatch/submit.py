@@ -14,7 +14,7 @@ import orjson
 
 from . import batch, keys, logs, notify, ordered, vertex
 from .config import Config, get_config
-from .errors import PermanentError
+from .errors import ConfigurationError, PermanentError
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
 from .ledger import ObjectReader, Store, execution_id
 from .checks import as_lists
@@ -92,16 +92,12 @@ def submit_object(config: Config, bucket: str, name: str, generation: int) -> di
         logs.reset(token)
 
 
-def request_continuation(store: Store, doc: dict) -> None:
-    """Ask the submit function to go on with a submission (the sweep never runs one itself: it has no time)."""
-    store.update_ledger(doc["batch_id"], lambda d: d.update(continued=now()))
-    notify.publish_json(store.config, store.config.uploads_topic, {"batch_id": doc["batch_id"]},
-                        dropbatch_continue=doc["batch_id"])
-
-
 def resume(store: Store, batch_id: str) -> dict | None:
-    """A continuation's way in: go on with a submission that checkpointed, whose event was lost or whose
-    function died."""
+    """A continuation's way in (notify.ask_submit): go on with a submission that checkpointed, whose event was
+    lost or whose function died, or a staged retry round; or create the jobs of parts that wait for a slot."""
+    doc, _ = store.read_ledger(batch_id)
+    if doc is not None and doc["state"] == batch.SUBMITTED:
+        return submit_parts(store, batch_id) if any(batch.part_waiting(p) for p in doc["parts"]) else doc
     me = execution_id()
     doc = take_over(store, batch_id, me)
     return None if doc is None else run_claimed(store, doc, me)
@@ -111,6 +107,9 @@ def run_claimed(store: Store, doc: dict, me: str) -> dict:
     """Advance a claimed batch; a permanent error is recorded and acknowledged, anything else retried."""
     try:
         return advance_submission(store, doc)
+    except ConfigurationError as exc:  # a missing grant: the batch ends with a message naming it
+        notify.fail_refused(store, doc["batch_id"], str(exc), doc)
+        return doc
     except PermanentError as exc:
         return fail(store, doc, str(exc))
     except BaseException:
@@ -275,8 +274,7 @@ def checkpoint_submission(store: Store, doc: dict, validator, stager, compressed
     doc = store.update_ledger(batch_id, lambda d: d.update(
         progress={"line": validator.report.lines, "bytes": validator.report.bytes, "continuations": count},
         owner=None, lease_until=None, continued=now()))
-    notify.publish_json(store.config, store.config.uploads_topic, {"batch_id": batch_id},
-                        dropbatch_continue=batch_id)
+    notify.ask_submit(store.config, batch_id)
     logs.info("submission checkpointed; continuing in a new call", line=validator.report.lines,
               bytes=validator.report.bytes, continuations=count)
     return doc
@@ -462,9 +460,4 @@ def active_job_count(store: Store, exclude: str | None = None) -> int:
 
 
 def fail(store: Store, doc: dict, reason: str) -> dict:
-    """End a batch that cannot go on: the `failed` message queued and sent, off the active index."""
-    logs.error(f"batch failed: {reason[:500]}")
-    message = notify.build("failed", batch_id=doc["batch_id"], source=doc["source"],
-                           counts={"total": doc.get("requests")}, error=reason,
-                           report=store.uri(store.path(doc["batch_id"], "report.json")))
-    return notify.end_batch(store, doc["batch_id"], batch.FAILED, message, error=reason[:2000])
+    return notify.fail_batch(store, doc, reason)

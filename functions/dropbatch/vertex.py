@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from .config import Config
-from .errors import PermanentError, TransientError
+from .errors import PermanentError, TransientError, denied
 
 # Job labels: keys without `-` (a `-` in an AIP-160 list filter is not a plain name character).
 BATCH_LABEL = "dropbatch_batch"
@@ -16,11 +16,8 @@ PART_LABEL = "dropbatch_part"
 def job_client(endpoint: str, location: str):
     from google.cloud import aiplatform_v1
 
-    if endpoint.startswith("http://"):  # the local emulator: plain HTTP, no credentials
-        from google.auth.credentials import AnonymousCredentials
-
-        return aiplatform_v1.JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
-                                              client_options={"api_endpoint": endpoint})
+    if endpoint.startswith("http://"):  # the local emulator: plain HTTP, the default credentials
+        return aiplatform_v1.JobServiceClient(transport="rest", client_options={"api_endpoint": endpoint})
     return aiplatform_v1.JobServiceClient(client_options={"api_endpoint": endpoint or api_endpoint(location)})
 
 
@@ -44,6 +41,8 @@ def _call(fn, *args, **kwargs):
     except (exceptions.TooManyRequests, exceptions.ServerError, exceptions.DeadlineExceeded,
             exceptions.ServiceUnavailable, exceptions.RetryError) as exc:
         raise TransientError(f"Vertex AI: {exc}") from exc
+    except exceptions.PermissionDenied as exc:
+        raise denied("Vertex AI", exc) from exc
     except exceptions.GoogleAPICallError as exc:
         raise PermanentError(f"Vertex AI: {exc}") from exc
     except (ConnectionError, TimeoutError, OSError) as exc:

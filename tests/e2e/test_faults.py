@@ -13,14 +13,14 @@ import orjson
 import pytest
 import requests
 
-from conftest import drop, free_port, read_json, req, settled, wait_port
+from conftest import drop, free_port, owner, read_json, req, settled, wait_port
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def jobs_of(stack, batch_id):
-    r = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+    r = owner().get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
                      params={"filter": f'labels.dropbatch_batch="{batch_id}"'})
     return r.json().get("batchPredictionJobs", [])
 

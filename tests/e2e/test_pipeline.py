@@ -9,7 +9,7 @@ import orjson
 import pytest
 import requests
 
-from conftest import drop, read_json, req, settled
+from conftest import drop, owner, read_json, req, settled
 from corpus import CORPUS
 
 pytestmark = pytest.mark.stack
@@ -85,7 +85,7 @@ def test_same_notification_ten_times_creates_one_job(stack, bucket, inbox, verte
     time.sleep(3)  # let every redelivery land
     states = [m["state"] for m in settled(bucket, inbox, batch_id)]
     assert states.count("submitted") == 1 and states.count("succeeded") == 1, states
-    jobs = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+    jobs = owner().get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
                         params={"filter": f'labels.dropbatch_batch="{batch_id}"'}).json()["batchPredictionJobs"]
     assert len(jobs) == 1
 
@@ -111,7 +111,7 @@ def test_429_on_create_is_retried_without_duplicate_job(stack, bucket, inbox, ve
     assert done["counts"]["succeeded"] == 2
     stats = vertex.stats()
     assert stats["calls"]["create"] == 3  # two refused, one created
-    jobs = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+    jobs = owner().get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
                         params={"filter": f'labels.dropbatch_batch="{batch_id}"'}).json()["batchPredictionJobs"]
     assert len(jobs) == 1
 
@@ -120,7 +120,7 @@ def test_model_from_object_metadata(stack, bucket, inbox, vertex):
     _, batch_id = drop(bucket, "pro.jsonl", [req("a")], metadata={"model": "gemini-2.5-pro"})
     inbox.wait_for(batch_id, "succeeded")
     manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
-    job = requests.get(f"{stack.vertex}/v1/{manifest['jobs'][0]['name']}").json()
+    job = owner().get(f"{stack.vertex}/v1/{manifest['jobs'][0]['name']}").json()
     assert job["model"].endswith("publishers/google/models/gemini-2.5-pro")
 
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import requests
 
-from conftest import req
+from conftest import owner, req
 
 pytestmark = pytest.mark.stack
 MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
@@ -74,7 +74,7 @@ def ledger_of(bucket, blob):
 
 
 def jobs_of(stack, batch_id):
-    r = requests.get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+    r = owner().get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
                      params={"filter": f'labels.dropbatch_batch="{batch_id}"'})
     return r.json().get("batchPredictionJobs", [])
 

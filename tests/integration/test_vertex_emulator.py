@@ -7,7 +7,6 @@ import time
 import orjson
 import pytest
 from google.api_core import exceptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
 
 pytestmark = pytest.mark.stack
@@ -15,8 +14,7 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 def client(stack):
-    return aiplatform_v1.JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
-                                          client_options={"api_endpoint": stack.vertex})
+    return aiplatform_v1.JobServiceClient(transport="rest", client_options={"api_endpoint": stack.vertex})
 
 
 def stage(bucket, name, lines):
@@ -131,13 +129,12 @@ def test_injected_faults(stack, bucket, client, vertex):
 
 SEED_CALLS = """
 import os, time
-from google.auth.credentials import AnonymousCredentials
 import vertexai
 from vertexai.batch_prediction import BatchPredictionJob
 
 bucket = os.environ["DROPBATCH_BUCKET"]
 vertexai.init(project=os.environ["DROPBATCH_PROJECT"], location="us-central1", api_transport="rest",
-              api_endpoint=os.environ["DROPBATCH_VERTEX_ENDPOINT"], credentials=AnonymousCredentials())
+              api_endpoint=os.environ["DROPBATCH_VERTEX_ENDPOINT"])
 job = BatchPredictionJob.submit(source_model="gemini-2.5-flash", input_dataset=f"gs://{bucket}/seed/input.jsonl",
                                 output_uri_prefix=f"gs://{bucket}/seed/out")
 print("state", job.state.name)
@@ -295,17 +292,14 @@ GENAI_CALLS = """
 import os, time
 from google import genai
 from google.genai.types import HttpOptions
-from google.oauth2.credentials import Credentials
-
-local = Credentials("local")  # any token: the emulator reads none (AnonymousCredentials cannot refresh)
 
 bucket = os.environ["DROPBATCH_BUCKET"]
 if os.environ.get("EXPLICIT"):  # as Google's notebooks write it
     client = genai.Client(vertexai=True, project=os.environ["DROPBATCH_PROJECT"], location="us-central1",
-                          credentials=local, http_options=HttpOptions(base_url=os.environ["DROPBATCH_VERTEX_ENDPOINT"]))
+                          http_options=HttpOptions(base_url=os.environ["DROPBATCH_VERTEX_ENDPOINT"]))
 else:  # the base URL from what `dropbatch local env` exports (GOOGLE_VERTEX_BASE_URL)
     client = genai.Client(vertexai=True, project=os.environ["GOOGLE_CLOUD_PROJECT"],
-                          location=os.environ["GOOGLE_CLOUD_LOCATION"], credentials=local)
+                          location=os.environ["GOOGLE_CLOUD_LOCATION"])
 job = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/genai/input.jsonl",
                             config={"dest": f"gs://{bucket}/genai/out"})
 print("created", job.name)

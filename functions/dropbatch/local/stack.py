@@ -3,6 +3,8 @@
     fake-gcs-server  --GCS notifications-->  Pub/Sub emulator (topic uploads)  --push-->  submit_batch
     ticker (every 1.5 s)  -->  topic sweep  --push-->  on_job_event  --> topic split --push--> split_results
     Vertex batch emulator  <--  aiplatform_v1.JobServiceClient(transport="rest")
+    gateway: token endpoint, storage front, one Pub/Sub front per function (gateway.py): each function runs
+    as the service account infra/ gives it, and what infra/ does not grant it is refused (iam.py)
 
 `up` starts what is not running and returns when every part answers; `down` stops exactly the processes
 `up` started: by pid, with their process groups, and only when the process still has the start time and
@@ -30,6 +32,7 @@ from ..errors import DropbatchError, UsageError
 
 FUNCTIONS = {"submit": "submit_batch", "status": "on_job_event", "split": "split_results"}
 MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
+INFRA = MAIN_PY.parents[1] / "infra"  # the grants the stack enforces (DROPBATCH_INFRA_DIR overrides)
 TICK_S = 1.5
 PUBSUB_INSTALL = ("the Pub/Sub emulator is missing. Install the Google Cloud CLI's emulator and a Java runtime: "
                   "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
@@ -58,6 +61,15 @@ class Stack:
     logs: str
     started: float
     idents: dict = dataclasses.field(default_factory=dict)  # pid -> identity when started (_identity)
+    iam: bool = True  # infra/'s grants enforced
+
+    @property
+    def iam_dir(self) -> Path:
+        return Path(self.logs).parent / "iam"
+
+    def credentials(self, who: str) -> str:
+        """The credentials file a principal's programs use (owner, submit, status, split, vertex_agent)."""
+        return str(self.iam_dir / "credentials" / f"{who}.json")
 
     @property
     def storage(self) -> str:
@@ -74,13 +86,17 @@ class Stack:
     def public(self) -> dict:
         """What a client needs to reach the stack (DESIGN.md: `dropbatch local status --json`)."""
         return {"project": self.project, "bucket": self.bucket, "storage": self.storage, "pubsub": self.pubsub,
-                "vertex": self.vertex, "topics": self.topics}
+                "vertex": self.vertex, "topics": self.topics,
+                "iam": {"enforced": self.iam, "token_uri": f"http://127.0.0.1:{self.ports['token']}/token",
+                        "credentials": self.credentials("owner")}}
 
     def client_env(self) -> dict:
         """Environment for any Google client library (and dropbatch itself) to talk to this stack."""
         return {"STORAGE_EMULATOR_HOST": self.storage, "PUBSUB_EMULATOR_HOST": self.pubsub,
                 "GOOGLE_CLOUD_PROJECT": self.project, "DROPBATCH_PROJECT": self.project,
-                # what the google-genai SDK reads (its client still needs credentials=AnonymousCredentials())
+                # Application Default Credentials: the project's owner, tokens from the stack's endpoint
+                "GOOGLE_APPLICATION_CREDENTIALS": self.credentials("owner"),
+                # what the google-genai SDK reads
                 "GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_LOCATION": "us-central1",
                 "GOOGLE_VERTEX_BASE_URL": self.vertex,
                 "DROPBATCH_BUCKET": self.bucket, "DROPBATCH_VERTEX_ENDPOINT": self.vertex,
@@ -231,8 +247,55 @@ def _function_command(name: str, port: int) -> list[str]:
 def _env(stack: Stack, **overrides) -> dict:
     env = {**os.environ, **LOCAL_DEFAULTS, **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
            **stack.client_env(), "PYTHONUNBUFFERED": "1", **overrides}
-    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     return env
+
+
+def _workload_env(stack: Stack, who: str) -> dict:
+    """A function's (or the Vertex AI service agent's) environment: its own credentials, the storage front that
+    refuses anonymous calls, its own Pub/Sub front, and no gcloud configuration to fall back on."""
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": stack.credentials(who), "CLOUDSDK_CONFIG": str(stack.iam_dir / "gcloud"),
+           "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{stack.ports['storage_fn']}",
+           "DROPBATCH_IAM_DIR": str(stack.iam_dir)}
+    if f"pubsub_{who}" in stack.ports:
+        env["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{stack.ports[f'pubsub_{who}']}"
+    return env
+
+
+def write_policy(stack: Stack, infra: Path | None = None) -> None:
+    """Compile infra/'s grants for this stack into iam/policy.json (the enforcing parts re-read it on change)."""
+    from .iam import compile_policy
+
+    infra = Path(infra or os.environ.get("DROPBATCH_INFRA_DIR") or INFRA)
+    if not (infra / "iam.tf").exists():
+        raise StackError(f"no Terraform at {infra}: the stack enforces infra/'s grants; set DROPBATCH_INFRA_DIR "
+                         "to the infra/ folder or start it with `--iam off`")
+    config = stack.config()
+    policy = compile_policy(infra, stack.project, stack.bucket, config.results_bucket, config.location,
+                            enforce=stack.iam)
+    tmp = stack.iam_dir / "policy.json.tmp"
+    tmp.write_bytes(policy.dump())
+    tmp.replace(stack.iam_dir / "policy.json")
+
+
+def _write_identities(stack: Stack) -> None:
+    """The stack's secret, its policy and one service account key file per principal, `token_uri` on the
+    stack's token endpoint (google.oauth2.service_account reads it from the file)."""
+    from .iam import OWNER, key_file, new_key
+
+    (stack.iam_dir / "credentials").mkdir(parents=True, exist_ok=True)
+    (stack.iam_dir / "gcloud").mkdir(exist_ok=True)
+    (stack.iam_dir / "secret").write_bytes(os.urandom(32))
+    write_policy(stack)
+    accounts = {**orjson.loads((stack.iam_dir / "policy.json").read_bytes())["accounts"], "owner": OWNER}
+    certs = {}
+    for who, principal in accounts.items():
+        private, public = new_key()
+        key_id = f"local-{who}"
+        certs[key_id] = public
+        Path(stack.credentials(who)).write_bytes(orjson.dumps(key_file(
+            principal, private, key_id, stack.project, f"http://127.0.0.1:{stack.ports['token']}/token"),
+            option=orjson.OPT_INDENT_2))
+    (stack.iam_dir / "keys.json").write_bytes(orjson.dumps(certs))
 
 
 def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Stack:
@@ -245,7 +308,8 @@ def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Sta
         time.sleep(0.02)
     logs = Path(stack.logs)
     stack.idents.pop(str(stack.pids[name]), None)
-    _spawn(stack, name, _function_command(name, stack.ports[name]), _env(stack, **env), logs)
+    _spawn(stack, name, _function_command(name, stack.ports[name]), _env(stack, **{**_workload_env(stack, name), **env}),
+           logs)
     _save(stack)
     _wait(name, lambda: _answers(stack.ports[name]), 60, stack.pids[name], logs)
     _record(stack)
@@ -253,7 +317,7 @@ def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Sta
 
 
 def up(config: Config | None = None, faults: dict | None = None, responder_url: str = "",
-       responder_model: str = "local") -> Stack:
+       responder_model: str = "local", iam: bool = True) -> Stack:
     """Start the stack (a no-op when it is already up) and return it once every part answers."""
     running = status()
     if running is not None:
@@ -262,34 +326,42 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
     config = config or Config.from_env()
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = {name: _free_port() for name in ("pubsub", "storage", "vertex", *FUNCTIONS)}
+    ports = {name: _free_port() for name in ("pubsub", "storage", "vertex", *FUNCTIONS, "gcs", "storage_fn", "token",
+                                             *(f"pubsub_{f}" for f in FUNCTIONS))}
     topics = {"uploads": config.uploads_topic, "notifications": config.notifications_topic,
               "sweep": config.sweep_topic, "split": config.split_topic}
     stack = Stack(project=config.project, bucket=config.bucket, ports=ports, pids={}, topics=topics,
-                  logs=str(logs), started=time.time())
+                  logs=str(logs), started=time.time(), iam=iam)
     base_env = _env(stack)
     try:
+        _write_identities(stack)
         _spawn(stack, "pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
+        gateway_ports = {"token": ports["token"], "storage": ports["storage"], "storage_fn": ports["storage_fn"],
+                         "gcs": ports["gcs"], "pubsub": ports["pubsub"],
+                         "pubsub_fronts": {f: ports[f"pubsub_{f}"] for f in FUNCTIONS}}
+        _spawn(stack, "gateway", [sys.executable, "-m", "dropbatch.local.gateway", "--iam-dir", str(stack.iam_dir),
+                                  "--ports", orjson.dumps(gateway_ports).decode()], base_env, logs)
         _spawn(stack, "vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
                                                  str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode(),
                                                  "--responder-url", responder_url, "--responder-model", responder_model],
-                                      base_env, logs)
+                                      {**base_env, **_workload_env(stack, "vertex_agent")}, logs)
         for name in FUNCTIONS:
-            _spawn(stack, name, _function_command(name, ports[name]), base_env, logs)
+            _spawn(stack, name, _function_command(name, ports[name]), {**base_env, **_workload_env(stack, name)}, logs)
         _save(stack)
         _wait("pubsub", lambda: _answers(ports["pubsub"]), 30, stack.pids["pubsub"], logs)
         _create_topics(stack)
         _spawn(stack, "storage", [
-            fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["storage"]),
-            "-backend", "filesystem", "-filesystem-root", gcs_root(), "-public-host", f"127.0.0.1:{ports['storage']}",
-            "-external-url", f"http://127.0.0.1:{ports['storage']}", "-log-level", "info",
+            fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["gcs"]),
+            "-backend", "filesystem", "-filesystem-root", gcs_root(), "-public-host", f"127.0.0.1:{ports['gcs']}",
+            "-external-url", f"http://127.0.0.1:{ports['gcs']}", "-log-level", "info",
             "-event.pubsub-project-id", stack.project, "-event.pubsub-topic", topics["uploads"],
             "-event.bucket", stack.bucket, "-event.object-prefix", config.incoming_prefix,
             "-event.list", "finalize"], base_env, logs)
         _spawn(stack, "ticker", [sys.executable, "-m", "dropbatch.local.ticker", "--interval",
                                                  str(TICK_S)], base_env, logs)
         _save(stack)
-        _wait("storage", lambda: _answers(ports["storage"]), 20, stack.pids["storage"], logs)
+        _wait("storage", lambda: _answers(ports["gcs"]), 20, stack.pids["storage"], logs)
+        _wait("gateway", lambda: _answers(ports["storage"]), 20, stack.pids["gateway"], logs)
         _create_bucket(stack)
         for name in ("vertex", *FUNCTIONS):
             _wait(name, lambda n=name: _answers(ports[n]), 60, stack.pids[name], logs)

@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import io
+import os
 import random
 import re
 import struct
@@ -37,6 +38,7 @@ import uuid
 
 import orjson
 from flask import Flask, Response, request
+from google.api_core.exceptions import Forbidden
 
 STATES = {"JOB_STATE_QUEUED": 1, "JOB_STATE_PENDING": 2, "JOB_STATE_RUNNING": 3, "JOB_STATE_SUCCEEDED": 4,
           "JOB_STATE_FAILED": 5, "JOB_STATE_CANCELLING": 6, "JOB_STATE_CANCELLED": 7, "JOB_STATE_EXPIRED": 9,
@@ -222,15 +224,18 @@ class Emulator:
         self.operations: dict[str, dict] = {}
         self.slots: set[str] = set()  # jobs holding one of the project's max_running slots
         self.lock = threading.Lock()
-        self.calls = {"create": 0, "get": 0, "list": 0, "cancel": 0, "delete": 0}
+        self.calls = {"create": 0, "get": 0, "list": 0, "cancel": 0, "delete": 0, "refused": 0}
         self._storage = None
+        self.enforcer = None  # the stack's IAM (DROPBATCH_IAM_DIR): who may call, checked against infra/
 
     @property
     def storage(self):
         if self._storage is None:
+            import google.auth
             from google.cloud import storage
 
-            self._storage = storage.Client()
+            # as the Vertex AI service agent, with what infra/ grants it (the stack's credentials for it)
+            self._storage = storage.Client(credentials=google.auth.default()[0])
         return self._storage
 
     # ------------------------------------------------------------ job lifecycle
@@ -302,6 +307,8 @@ class Emulator:
         self._set(name, state="JOB_STATE_RUNNING", startTime=now_iso())
         try:
             self._predict(name)
+        except Forbidden as exc:  # the service agent may not read the input or write the output
+            return self._finish(name, "JOB_STATE_FAILED", error={"code": 7, "message": exc.message})
         except Exception as exc:  # the job fails as Vertex's would, with the reason in `error`
             return self._finish(name, "JOB_STATE_FAILED", error={"code": 3, "message": f"{type(exc).__name__}: {exc}"})
 
@@ -481,6 +488,11 @@ def _request_problem(req: dict) -> str | None:
 # ---------------------------------------------------------------- HTTP surface
 
 JOBS = "/<version>/projects/<project>/locations/<location>/batchPredictionJobs"
+# The permission each route needs (https://cloud.google.com/vertex-ai/docs/general/access-control); jobs
+# inherit their project's policy (batch jobs have no IAM policy of their own).
+PERMISSIONS = {"create": "aiplatform.batchPredictionJobs.create", "list_jobs": "aiplatform.batchPredictionJobs.list",
+               "get": "aiplatform.batchPredictionJobs.get", "cancel": "aiplatform.batchPredictionJobs.cancel",
+               "delete": "aiplatform.batchPredictionJobs.delete", "operation": "aiplatform.batchPredictionJobs.get"}
 
 
 def create_app(emulator: Emulator) -> Flask:
@@ -505,6 +517,28 @@ def create_app(emulator: Emulator) -> Flask:
             from werkzeug.exceptions import NotFound
 
             raise NotFound()
+
+    @app.before_request
+    def authorize():
+        """Who calls, and may they: aiplatform.batchPredictionJobs.* on the project's location or the job, as
+        infra/ grants them (Vertex AI's 401 and 403 bodies: google.rpc.Status, https://cloud.google.com/apis/design/errors)."""
+        permission = PERMISSIONS.get(request.endpoint)
+        if emulator.enforcer is None or permission is None:
+            return None
+        values = request.view_args or {}
+        resource = f"projects/{values['project']}/locations/{values['location']}"
+        if "job_id" in values:
+            resource = job_name(values["project"], values["location"], values["job_id"])
+        principal = emulator.enforcer.principal(request.headers)
+        if principal is None:
+            return error(401, "Request is missing required authentication credential. Expected OAuth 2 access "
+                         "token, login cookie or other valid authentication credential.", "UNAUTHENTICATED")
+        if not emulator.enforcer.policy.allowed(principal, permission, resource):
+            app.logger.warning("refused %s to %s", permission, principal)
+            emulator.calls["refused"] += 1
+            return error(403, f"Permission '{permission}' denied on resource '//aiplatform.googleapis.com/"
+                         f"{resource}' (or it may not exist).", "PERMISSION_DENIED")
+        return None
 
     @app.post(JOBS)
     def create(version, project, location):
@@ -670,7 +704,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     faults = Faults()
     faults.update(orjson.loads(args.faults))
-    app = create_app(Emulator(faults, Responder(args.responder_url, args.responder_model)))
+    emulator = Emulator(faults, Responder(args.responder_url, args.responder_model))
+    if os.environ.get("DROPBATCH_IAM_DIR"):
+        from .iam import Enforcer
+
+        emulator.enforcer = Enforcer(os.environ["DROPBATCH_IAM_DIR"])
+    app = create_app(emulator)
     from werkzeug.serving import make_server
 
     make_server(args.host, args.port, app, threaded=True).serve_forever()

@@ -1,0 +1,289 @@
+"""The local stack's identities: a token endpoint, a front for the storage emulator and one for Pub/Sub.
+
+    token endpoint   POST /token (OAuth2 refresh-token grant, RFC 6749 section 6): the credentials files the
+                     stack writes (`authorized_user`, token_uri here) get access tokens naming their principal
+    storage front    every Cloud Storage JSON API call is checked against the grants of infra/ (iam.py) and
+                     passed to fake-gcs-server. Two ports: the public one (what `dropbatch local env` gives
+                     users, where a client without credentials is the project's owner, since
+                     google-cloud-storage sends none under STORAGE_EMULATOR_HOST) and the workloads' one,
+                     where a call without a token is refused 401 as Cloud Storage refuses it
+    Pub/Sub fronts   one port per function: a Publish through it is checked as that function's service
+                     account (the emulator's clients send no credentials, so the port is the identity);
+                     everything else passes unchanged
+
+Cloud Storage permissions per call: https://cloud.google.com/storage/docs/access-control/iam-json; writing
+over an existing object also needs storage.objects.delete
+(https://cloud.google.com/storage/docs/access-control/iam-permissions#object_permissions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import http.server
+import re
+import threading
+import urllib.parse
+
+import orjson
+
+from .iam import OWNER, Denied, Enforcer, issue, signed_by, storage_resource
+
+PUBLISH = "/google.pubsub.v1.Publisher/Publish"
+_OBJECT = re.compile(r"^/(?:download/|upload/)?storage/v1/b/(?P<bucket>[^/]+)(?:/o(?:/(?P<object>[^?]+?))?)?"
+                     r"(?P<action>/compose|/rewriteTo/b/[^/]+/o/.+|/copyTo/b/[^/]+/o/.+)?$")
+_DEST = re.compile(r"/(?:rewriteTo|copyTo)/b/(?P<bucket>[^/]+)/o/(?P<object>.+)$")
+HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization"}
+
+
+def storage_checks(method: str, path: str, query: dict, body: bytes) -> list[tuple[str, str, str]]:
+    """The (permission, resource, resource type) a Cloud Storage JSON API call needs."""
+    match = _OBJECT.match(path)
+    if path.rstrip("/") == "/storage/v1/b":
+        return [("storage.buckets.create" if method == "POST" else "storage.buckets.list",
+                 f"projects/{query.get('project', '_')}", "")]
+    if not match:
+        return [("storage.admin", "projects/_", "")]  # anything else of the emulator's: the owner's only
+    bucket = urllib.parse.unquote(match["bucket"])
+    obj = urllib.parse.unquote(match["object"]) if match["object"] else None
+    action = match["action"] or ""
+    if path.startswith("/upload/"):
+        if method == "PUT" or "upload_id" in query:
+            return []  # a resumable session's own URL is its credential (checked when it was opened)
+        name = query.get("name") or _metadata_name(body)
+        return [("storage.objects.create", *storage_resource(bucket, name))]
+    if action == "/compose":
+        sources = [s.get("name") for s in orjson.loads(body or b"{}").get("sourceObjects", [])]
+        return [("storage.objects.create", *storage_resource(bucket, obj))] + [
+            ("storage.objects.get", *storage_resource(bucket, s)) for s in sources]
+    if action:
+        dest = _DEST.search(action)
+        return [("storage.objects.get", *storage_resource(bucket, obj)),
+                ("storage.objects.create", *storage_resource(urllib.parse.unquote(dest["bucket"]),
+                                                             urllib.parse.unquote(dest["object"])))]
+    if obj is None and "/o" in path[len("/storage/v1/b/"):]:
+        return [("storage.objects.list", *storage_resource(bucket))]
+    if obj is None:
+        verb = {"GET": "get", "DELETE": "delete"}.get(method, "update")
+        return [(f"storage.buckets.{verb}", *storage_resource(bucket))]
+    verb = {"GET": "get", "DELETE": "delete"}.get(method, "update")
+    return [(f"storage.objects.{verb}", *storage_resource(bucket, obj))]
+
+
+def _metadata_name(body: bytes) -> str | None:
+    """The object name in a multipart or resumable upload's JSON metadata (the first part of the body)."""
+    match = re.search(rb'"name"\s*:\s*("(?:[^"\\]|\\.)*")', body[:65536])
+    return orjson.loads(match.group(1)) if match else None
+
+
+class StorageFront(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: Nagle would hold the body 40 ms
+    enforcer: Enforcer
+    upstream: int
+    anonymous: str | None  # who a call without a token is (None: refused)
+    local = threading.local()
+
+    def log_message(self, *args) -> None:  # one line per refusal is logged instead
+        pass
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=300)
+        return conn
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                chunk = self.rfile.read(size + 2)[:size]
+                if not size:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _principal(self) -> str | None:
+        token = self.enforcer.principal(self.headers)
+        if token is not None:
+            return token
+        return None if self.headers.get("Authorization") else self.anonymous
+
+    def _handle(self) -> None:
+        body = self._body()
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        principal = self._principal()
+        if principal is None:
+            self._reply(401, orjson.dumps({"error": {"code": 401, "status": "UNAUTHENTICATED", "message":
+                        "Anonymous caller does not have storage access: the request is missing a valid credential."
+                        }}))
+            return
+        try:
+            self._authorize(principal, self.command, url.path, query, body)
+        except Denied as exc:
+            print(orjson.dumps({"severity": "WARNING", "message": "storage call refused", "principal": principal,
+                                "permission": exc.permission, "resource": exc.resource}).decode(), flush=True)
+            self._reply(403, exc.body())
+            return
+        self._forward(body)
+
+    def _authorize(self, principal: str, method: str, path: str, query: dict, body: bytes) -> None:
+        policy = self.enforcer.policy
+        for permission, resource, kind in storage_checks(method, path, query, body):
+            policy.check(principal, permission, resource, kind)
+            if permission == "storage.objects.create" and query.get("ifGenerationMatch") != "0" \
+                    and not policy.allowed(principal, "storage.objects.delete", resource, kind) \
+                    and self._exists(resource):
+                raise Denied(principal, "storage.objects.delete", resource)
+
+    def _exists(self, resource: str) -> bool:
+        bucket, name = resource.split("/buckets/", 1)[1].split("/objects/", 1)
+        conn = self._conn()
+        conn.request("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}")
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+
+    def _forward(self, body: bytes) -> None:
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP | {"content-length"}}
+        headers["Content-Length"] = str(len(body))
+        for attempt in (1, 2):  # a kept-alive upstream connection the emulator closed: reconnect once
+            try:
+                conn = self._conn()
+                conn.request(self.command, self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+        own = f"http://127.0.0.1:{self.server.server_address[1]}".encode()
+        upstream = f"http://127.0.0.1:{self.upstream}".encode()
+        rewrite = "json" in (response.getheader("Content-Type") or "")
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() in HOP or key.lower() == "content-length":
+                continue
+            if key.lower() == "location":
+                value = value.replace(upstream.decode(), own.decode())
+            self.send_header(key, value)
+        if rewrite or response.getheader("Content-Length") is None:
+            data = response.read()
+            data = data.replace(upstream, own) if rewrite else data
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.send_header("Content-Length", response.getheader("Content-Length"))
+        self.end_headers()
+        while chunk := response.read(1 << 20):
+            self.wfile.write(chunk)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+
+class TokenEndpoint(http.server.BaseHTTPRequestHandler):
+    """The OAuth2 token endpoint: a JWT-bearer grant (RFC 7523, the assertion signed with a service account's
+    key, as google.oauth2.service_account makes it) answered with a Bearer access token (RFC 6749 5.1)."""
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    enforcer: Enforcer
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()))
+        principal = signed_by(self.enforcer.certs, form.get("assertion", ""))
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" or principal is None:
+            status, body = 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        else:
+            status, body = 200, {"access_token": issue(self.enforcer.secret, principal), "expires_in": 3599,
+                                 "token_type": "Bearer", "scope": "https://www.googleapis.com/auth/cloud-platform"}
+        data = orjson.dumps(body)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def pubsub_front(enforcer: Enforcer, upstream: str, port: int, principal: str):
+    """A gRPC server on `port` that passes every Pub/Sub call to the emulator, checking a Publish first."""
+    from concurrent import futures
+
+    import grpc
+    from google.pubsub_v1.types import PublishRequest
+
+    channel = grpc.insecure_channel(upstream)
+
+    class Forward(grpc.GenericRpcHandler):
+        def service(self, details):
+            if details.method.endswith("/StreamingPull"):
+                return None  # no function pulls: its messages are pushed
+            call = channel.unary_unary(details.method)
+
+            def handler(request: bytes, context):
+                if details.method == PUBLISH:
+                    topic = PublishRequest.deserialize(request).topic
+                    try:
+                        enforcer.policy.check(principal, "pubsub.topics.publish", topic)
+                    except Denied as exc:
+                        print(orjson.dumps({"severity": "WARNING", "message": "publish refused",
+                                            "principal": principal, "topic": topic}).decode(), flush=True)
+                        context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+                try:
+                    return call(request, timeout=context.time_remaining(),
+                                metadata=[m for m in details.invocation_metadata if not m.key.startswith(":")])
+                except grpc.RpcError as exc:
+                    context.abort(exc.code(), exc.details())
+
+            return grpc.unary_unary_rpc_method_handler(handler)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((Forward(),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # socketserver's 5 refuses connections when every function writes at once
+
+
+def serve(handler: type, port: int, **attributes) -> http.server.ThreadingHTTPServer:
+    server = _Server(("127.0.0.1", port), type(handler.__name__, (handler,), attributes))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="the local stack's token endpoint and IAM fronts")
+    parser.add_argument("--iam-dir", required=True)
+    parser.add_argument("--ports", required=True, help="JSON: token, storage, storage_fn, gcs, pubsub, pubsub_fronts")
+    args = parser.parse_args(argv)
+    ports = orjson.loads(args.ports)
+    enforcer = Enforcer(args.iam_dir)
+    serve(TokenEndpoint, ports["token"], enforcer=enforcer)
+    serve(StorageFront, ports["storage"], enforcer=enforcer, upstream=ports["gcs"], anonymous=OWNER)
+    serve(StorageFront, ports["storage_fn"], enforcer=enforcer, upstream=ports["gcs"], anonymous=None)
+    accounts = enforcer.policy.accounts
+    servers = [pubsub_front(enforcer, f"127.0.0.1:{ports['pubsub']}", port, accounts[name])
+               for name, port in ports["pubsub_fronts"].items()]
+    threading.Event().wait()  # serve until stopped
+    del servers
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""The local stack as a model of the deployment: each function runs as its own service account and what infra/
+does not grant is refused as Google refuses it (HTTP 403 PERMISSION_DENIED naming the permission and the
+resource: google.rpc.Status, https://cloud.google.com/apis/design/errors). Negative tests change a copy of
+infra/ and check that the stack, reading it, refuses and that the batch ends with a message naming the
+permission."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from google.api_core import exceptions
+
+from conftest import drop, req, settled
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def as_account(stack, who: str):
+    """Credentials of one of the stack's principals (submit, status, split, vertex_agent, owner)."""
+    from google.oauth2 import service_account
+
+    return service_account.Credentials.from_service_account_file(
+        stack.credentials(who), scopes=["https://www.googleapis.com/auth/cloud-platform"])
+
+
+def storage_as(stack, who: str):
+    """A storage client as a function sees Cloud Storage: its own credentials, on the port that refuses callers
+    without any (the functions' STORAGE_EMULATOR_HOST)."""
+    from google.cloud import storage
+
+    previous = os.environ["STORAGE_EMULATOR_HOST"]
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{stack.ports['storage_fn']}"
+    try:
+        return storage.Client(project=stack.project, credentials=as_account(stack, who))
+    finally:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+def jobs_as(stack, who: str):
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.JobServiceClient(transport="rest", credentials=as_account(stack, who),
+                                          client_options={"api_endpoint": stack.vertex})
+
+
+def test_each_function_has_its_own_account_from_infra(stack):
+    """The key files name the accounts infra/iam.tf creates, and each function's process was given its own."""
+    accounts = orjson.loads((stack.iam_dir / "policy.json").read_bytes())["accounts"]
+    for who in ("submit", "status", "split"):
+        key = orjson.loads(Path(stack.credentials(who)).read_bytes())
+        assert key["type"] == "service_account" and f"serviceAccount:{key['client_email']}" == accounts[who]
+        assert key["client_email"] == f"dropbatch-{who}@{stack.project}.iam.gserviceaccount.com"
+        assert key["token_uri"].startswith("http://127.0.0.1:")
+        environ = Path(f"/proc/{stack.pids[who]}/environ").read_bytes().split(b"\0")
+        assert f"GOOGLE_APPLICATION_CREDENTIALS={stack.credentials(who)}".encode() in environ
+
+
+def test_storage_refuses_what_the_bucket_bindings_do_not_allow(stack, bucket):
+    """split_results may read and write only under batches/ (iam.tf conditions); a caller without a token gets
+    401 on the functions' port."""
+    bucket.blob("incoming/user-file.jsonl").upload_from_string(b"{}\n")
+    split = storage_as(stack, "split").bucket(stack.bucket)
+    split.blob("batches/probe/x.json").upload_from_string(b"{}")  # allowed: under batches/
+    assert [b.name for b in split.list_blobs(prefix="batches/probe/")] == ["batches/probe/x.json"]
+    with pytest.raises(exceptions.Forbidden) as refused:
+        split.blob("incoming/user-file.jsonl").download_as_bytes()
+    assert "storage.objects.get" in refused.value.message
+    with pytest.raises(exceptions.Forbidden) as refused:
+        split.blob("incoming/evil.jsonl").upload_from_string(b"{}")
+    assert "storage.objects.create" in refused.value.message
+    submit = storage_as(stack, "submit").bucket(stack.bucket)
+    assert submit.blob("incoming/user-file.jsonl").download_as_bytes() == b"{}\n"  # objectViewer on the bucket
+    with pytest.raises(exceptions.Forbidden):  # but writes only under batches/: a user's file is never touched
+        submit.blob("incoming/user-file.jsonl").delete()
+    import requests
+
+    r = requests.get(f"http://127.0.0.1:{stack.ports['storage_fn']}/storage/v1/b/{stack.bucket}/o", timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_vertex_refuses_callers_without_the_role(stack, vertex):
+    """Only submit_batch may create jobs (dropbatchBatchJobs); on_job_event may only GET them; split_results has
+    no Vertex role at all. Refusals carry Vertex's 403 shape."""
+    parent = f"projects/{stack.project}/locations/us-central1"
+    with pytest.raises(exceptions.PermissionDenied) as refused:
+        jobs_as(stack, "split").list_batch_prediction_jobs(parent=parent)
+    assert "aiplatform.batchPredictionJobs.list" in refused.value.message
+    assert f"//aiplatform.googleapis.com/{parent}" in refused.value.message
+    with pytest.raises(exceptions.PermissionDenied) as refused:
+        jobs_as(stack, "status").create_batch_prediction_job(parent=parent, batch_prediction_job={
+            "display_name": "x", "model": f"{parent}/publishers/google/models/gemini-2.5-flash"})
+    assert "aiplatform.batchPredictionJobs.create" in refused.value.message
+    list(jobs_as(stack, "submit").list_batch_prediction_jobs(parent=parent))  # allowed
+    import requests
+
+    r = requests.get(f"{stack.vertex}/v1/{parent}/batchPredictionJobs", timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_publishing_is_checked_per_function(stack):
+    """Each function reaches Pub/Sub through a front of its own: split_results may publish split tasks and
+    messages, not sweep ticks."""
+    env = {**os.environ, "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{stack.ports['pubsub_split']}"}
+    program = """
+import os
+from google.cloud import pubsub_v1
+client = pubsub_v1.PublisherClient()
+for topic in os.environ["TOPICS"].split(","):
+    try:
+        client.publish(client.topic_path(os.environ["GOOGLE_CLOUD_PROJECT"], topic), b"{}").result(timeout=30)
+        print(topic, "published")
+    except Exception as exc:
+        print(topic, "refused", type(exc).__name__, exc)
+"""
+    env["TOPICS"] = f"{stack.topics['split']},{stack.topics['sweep']}"
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120)
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines[stack.topics["split"]] == "published", out.stdout + out.stderr
+    assert lines[stack.topics["sweep"]].startswith("refused PermissionDenied"), out.stdout
+    assert "pubsub.topics.publish" in lines[stack.topics["sweep"]]
+
+
+# ---------------------------------------------------------------- enforcement reads infra/
+
+@pytest.fixture
+def infra_copy(stack, tmp_path):
+    """A copy of infra/ to break; the stack enforces it while the test runs, then infra/ again."""
+    from dropbatch.local import stack as local
+
+    copy = tmp_path / "infra"
+    shutil.copytree(ROOT / "infra", copy)
+
+    def apply(old: str, new: str) -> None:
+        iam = copy / "iam.tf"
+        text = iam.read_text()
+        assert old in text, old
+        iam.write_text(text.replace(old, new))
+        local.write_policy(stack, copy)
+
+    yield apply
+    local.write_policy(stack)
+
+
+def failed_message(bucket, inbox, batch_id) -> dict:
+    messages = settled(bucket, inbox, batch_id, timeout=120)
+    terminal = [m for m in messages if m["state"] not in ("submitted", "stalled")]
+    assert [m["state"] for m in terminal] == ["failed"], messages
+    return terminal[0]
+
+
+def test_without_the_split_accounts_write_the_batch_fails_naming_it(stack, bucket, inbox, vertex, infra_copy):
+    infra_copy("""resource "google_storage_bucket_iam_member" "functions_write_batches" {
+  for_each = local.function_sas""", """resource "google_storage_bucket_iam_member" "functions_write_batches" {
+  for_each = { submit = google_service_account.submit.member, status = google_service_account.status.member }""")
+    _, batch_id = drop(bucket, "no-split-write.jsonl", [req(f"q{i}") for i in range(5)])
+    message = inbox.wait_for(batch_id, "failed", timeout=120)
+    assert re.search(r"Permission 'storage\.objects\.(create|delete)' denied", message["error"]), message
+
+
+def test_without_the_submit_accounts_create_the_batch_fails_naming_it(stack, bucket, inbox, vertex, infra_copy):
+    infra_copy('''  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.list"]''',
+               '''  permissions = ["aiplatform.batchPredictionJobs.list"]''')
+    _, batch_id = drop(bucket, "no-create.jsonl", [req(f"q{i}") for i in range(5)])
+    message = failed_message(bucket, inbox, batch_id)
+    assert "Permission 'aiplatform.batchPredictionJobs.create' denied" in message["error"]
+    calls = vertex.stats()["calls"]
+    assert calls["refused"] == 1 and calls["create"] == 0  # refused once, never retried
+
+
+def test_without_the_vertex_agents_read_the_batch_fails_naming_it(stack, bucket, inbox, vertex, infra_copy):
+    infra_copy('''resource "google_storage_bucket_iam_member" "vertex_agent_read" {''',
+               '''resource "google_storage_bucket_iam_member" "vertex_agent_read_removed" {
+  count  = 0''')
+    _, batch_id = drop(bucket, "no-agent-read.jsonl", [req(f"q{i}") for i in range(5)])
+    message = failed_message(bucket, inbox, batch_id)
+    assert "Permission 'storage.objects.get' denied" in message["error"]
+    assert re.search(r"batches/no-agent-read-[0-9a-f]+/input/", message["error"])
+
+
+def test_retry_rounds_create_their_jobs_as_the_submit_account(stack, bucket, inbox, vertex):
+    """The bug enforcement found: a retry round's jobs were created by split_results, which holds no Vertex
+    role (in the cloud: 403, and the batch ended `failed`). Its jobs are now created by submit_batch."""
+    vertex.faults(fail_rate=0.5, fail_code=503)
+    _, batch_id = drop(bucket, "round-identity.jsonl", [req(f"r{i}") for i in range(20)])
+    done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded", "failed"], timeout=120)
+    assert done["state"] in ("succeeded", "partially_succeeded") and not done["error"], done
+    manifest = orjson.loads(bucket.blob(f"batches/{batch_id}/manifest.json").download_as_bytes())
+    assert [r["round"] for r in manifest["rounds"]] == [0, 1]
+    logs = Path(stack.logs)
+    created = [orjson.loads(l) for l in (logs / "submit.log").read_text().splitlines() if l.startswith("{")]
+    assert sum(1 for l in created if l.get("batch_id") == batch_id and l["message"] == "job created") == 2
+    split_log = (logs / "split.log").read_text()
+    assert not any(batch_id in l and "job created" in l for l in split_log.splitlines())
+
+
+# ---------------------------------------------------------------- programs nobody here wrote
+
+# The calls of python-docs-samples genai/batch_prediction/batchpredict_with_gcs.py (Apache-2.0, not copied
+# here): genai.Client(http_options=HttpOptions(api_version=...)), client.batches.create(model, src,
+# config=CreateBatchJobConfig(dest=...)), then a poll loop on client.batches.get until a completed state. The
+# sample's own source object, gs://cloud-samples-data/batch/prompt_for_batch_gemini_predict.jsonl, is created
+# on the stack (Google's public sample bucket, readable by allUsers). Its poll sleeps 30 s; this one 0.5 s.
+GOOGLE_SAMPLE = """
+import sys, time
+from google import genai
+from google.genai.types import CreateBatchJobConfig, JobState, HttpOptions
+
+client = genai.Client(http_options=HttpOptions(api_version=sys.argv[1]))
+job = client.batches.create(
+    model="gemini-2.5-flash",
+    src="gs://cloud-samples-data/batch/prompt_for_batch_gemini_predict.jsonl",
+    config=CreateBatchJobConfig(dest=sys.argv[2]),
+)
+print(f"Job name: {job.name}")
+completed_states = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
+                    JobState.JOB_STATE_PAUSED}
+while job.state not in completed_states:
+    time.sleep(0.5)
+    job = client.batches.get(name=job.name)
+print(f"Job state: {job.state}")
+"""
+
+PLAIN_CLIENTS = """
+import os
+from google.cloud import pubsub_v1, storage
+
+names = [b.name for b in storage.Client().list_blobs(os.environ["DROPBATCH_BUCKET"], prefix="incoming/plain")]
+print("listed", names)
+publisher = pubsub_v1.PublisherClient()
+topic = publisher.topic_path(os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DROPBATCH_NOTIFICATIONS_TOPIC"])
+print("published", bool(publisher.publish(topic, b"{}").result(timeout=30)))
+"""
+
+
+def only_local_env(stack) -> dict:
+    """Nothing but what `eval "$(dropbatch local env)"` sets, and a PATH."""
+    out = subprocess.run([sys.executable, "-m", "dropbatch", "local", "env"], capture_output=True, text=True,
+                         env={**os.environ}, timeout=60, check=True)
+    env = dict(re.fullmatch(r"export (\w+)=(.*)", line).groups() for line in out.stdout.splitlines())
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == stack.credentials("owner")
+    return {**env, "PATH": os.environ["PATH"]}
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_googles_batch_sample_runs_with_only_local_env(stack, bucket, vertex, version):
+    from google.cloud import storage
+
+    from corpus import SEED_LINE
+
+    owner = storage.Client(project=stack.project)
+    samples = owner.bucket("cloud-samples-data")
+    if not samples.exists():
+        owner.create_bucket("cloud-samples-data")
+    samples.blob("batch/prompt_for_batch_gemini_predict.jsonl").upload_from_string(orjson.dumps(SEED_LINE) + b"\n")
+    dest = f"gs://{stack.bucket}/batches/google-sample-{version}"
+    out = subprocess.run([sys.executable, "-c", GOOGLE_SAMPLE, version, dest], capture_output=True, text=True,
+                         env=only_local_env(stack), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Job state: JobState.JOB_STATE_SUCCEEDED" in out.stdout, out.stdout
+    written = [b.name for b in bucket.list_blobs(prefix=f"batches/google-sample-{version}/prediction-model-")]
+    assert written and all(n.endswith(".jsonl") for n in written)
+
+
+def test_plain_clients_run_with_only_local_env(stack, bucket):
+    bucket.blob("incoming/plain-probe.txt").upload_from_string(b"x")
+    out = subprocess.run([sys.executable, "-c", PLAIN_CLIENTS], capture_output=True, text=True,
+                         env=only_local_env(stack), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "listed ['incoming/plain-probe.txt']" in out.stdout and "published True" in out.stdout
