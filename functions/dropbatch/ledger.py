@@ -96,15 +96,13 @@ class ObjectReader(io.RawIOBase):
         return True
 
     def _range(self, start: int, size: int) -> bytes:
-        from google.api_core import exceptions
-
         response = self.http.request("GET", self.url, headers={"Range": f"bytes={start}-{start + size - 1}",
                                                                 "Accept-Encoding": "gzip"},
                                      timeout=120.0, retries=False, decode_content=False)
         if response.status == 416:  # past the end
             return b""
         if response.status >= 300:
-            raise exceptions.from_http_status(response.status, f"reading {self.url}: {response.data[:200]!r}")
+            raise http_error(response.status, response.data, f"reading {self.url}")
         return response.data
 
     def read(self, size: int = -1) -> bytes:
@@ -142,23 +140,46 @@ def execution_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def http_error(status: int, data: bytes, what: str):
+    """The api_core exception for a JSON API error answer over urllib3, with the API's own message (Cloud
+    Storage answers {"error": {"code", "message", "errors"}})."""
+    from google.api_core import exceptions
+
+    try:
+        detail = orjson.loads(data)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        detail = data[:200].decode(errors="replace")
+    return exceptions.from_http_status(status, f"{what}: {detail[:500]}")
+
+
+def gcs_error(exc: Exception, what: str = "Cloud Storage") -> Exception:
+    """The one mapping of a Cloud Storage failure to dropbatch's errors: a failed precondition is a Conflict,
+    429/5xx/timeouts are transient, a 403 is a ConfigurationError naming the permission, NotFound stays itself
+    (callers read it as "none"), any other API error is permanent."""
+    from google.api_core import exceptions
+
+    if isinstance(exc, exceptions.PreconditionFailed):
+        return Conflict(str(exc))
+    if isinstance(exc, (exceptions.TooManyRequests, exceptions.ServerError, exceptions.RetryError,
+                        ConnectionError, TimeoutError)):
+        return TransientError(f"{what}: {exc}")
+    if isinstance(exc, exceptions.Forbidden):
+        return denied(what, exc)
+    if isinstance(exc, exceptions.NotFound):
+        return exc
+    return PermanentError(f"{what}: {exc}")
+
+
 def _gcs_call(fn, *args, **kwargs):
     from google.api_core import exceptions
 
     try:
         return fn(*args, **kwargs)
-    except exceptions.PreconditionFailed as exc:
-        raise Conflict(str(exc)) from exc
-    except (exceptions.TooManyRequests, exceptions.ServerError, exceptions.RetryError) as exc:
-        raise TransientError(f"Cloud Storage: {exc}") from exc
-    except (ConnectionError, TimeoutError) as exc:
-        raise TransientError(f"Cloud Storage unreachable: {exc}") from exc
-    except exceptions.NotFound:
-        raise
-    except exceptions.Forbidden as exc:
-        raise denied("Cloud Storage", exc) from exc
-    except exceptions.GoogleAPICallError as exc:
-        raise PermanentError(f"Cloud Storage: {exc}") from exc
+    except (exceptions.GoogleAPICallError, exceptions.RetryError, ConnectionError, TimeoutError) as exc:
+        mapped = gcs_error(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
 
 
 class Store:

@@ -26,7 +26,7 @@ from .batch import USAGE_NAMES, ended_for_good, part_name, terminal_state
 from .keys import key_width, line_from_labels, line_key
 from .lineio import bounded_lines
 from .ledger import open_lines
-from .outcome import RETRYABLE_CODES, build_result, get_field, is_retryable
+from .outcome import build_result, get_field, is_retryable
 from .schema import snake_case
 
 _F32 = struct.Struct("<f")
@@ -258,25 +258,23 @@ class GcsSink:
     def _post(self, name: str, data: bytes) -> None:
         import urllib.parse
 
-        from google.api_core import exceptions
+        from .ledger import http_error
 
         url = f"{self.url}?uploadType=media&name={urllib.parse.quote(self.prefix + name, safe='')}"
         response = self.http.request("POST", url, body=data, headers={"Content-Type": "application/json"},
                                      timeout=120.0, retries=False)  # api_core retries, not urllib3
         if response.status >= 300:
-            raise exceptions.from_http_status(response.status, f"writing {name}: {response.data[:200]!r}")
+            raise http_error(response.status, response.data, f"writing {name}")
 
     def _upload(self, name: str, data: bytes) -> None:
         from google.api_core import exceptions
 
-        from .errors import PermanentError, TransientError
+        from .ledger import gcs_error
 
         try:
             self._send(name, data)
-        except exceptions.RetryError as exc:
-            self.error = TransientError(f"writing {name} kept failing: {exc.cause}")
-        except exceptions.GoogleAPICallError as exc:
-            self.error = (TransientError if exc.code in RETRYABLE_CODES else PermanentError)(f"writing {name}: {exc}")
+        except (exceptions.GoogleAPICallError, exceptions.RetryError) as exc:
+            self.error = gcs_error(exc, f"Cloud Storage, writing {name}")
         except BaseException as exc:
             self.error = exc
         finally:

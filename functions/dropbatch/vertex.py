@@ -41,7 +41,7 @@ def _call(fn, *args, **kwargs):
     except (exceptions.TooManyRequests, exceptions.ServerError, exceptions.DeadlineExceeded,
             exceptions.ServiceUnavailable, exceptions.RetryError) as exc:
         raise TransientError(f"Vertex AI: {exc}") from exc
-    except exceptions.PermissionDenied as exc:
+    except (exceptions.PermissionDenied, exceptions.Forbidden) as exc:  # a 403 over gRPC and over REST
         raise denied("Vertex AI", exc) from exc
     except exceptions.GoogleAPICallError as exc:
         raise PermanentError(f"Vertex AI: {exc}") from exc

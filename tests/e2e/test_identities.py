@@ -88,13 +88,14 @@ def test_storage_refuses_what_the_bucket_bindings_do_not_allow(stack, bucket):
 
 def test_vertex_refuses_callers_without_the_role(stack, vertex):
     """Only submit_batch may create jobs (dropbatchBatchJobs); on_job_event may only GET them; split_results has
-    no Vertex role at all. Refusals carry Vertex's 403 shape."""
+    no Vertex role at all. Refusals carry Vertex's 403 shape (over REST, api_core raises a 403 as Forbidden; over
+    gRPC as PermissionDenied)."""
     parent = f"projects/{stack.project}/locations/us-central1"
-    with pytest.raises(exceptions.PermissionDenied) as refused:
+    with pytest.raises(exceptions.Forbidden) as refused:
         jobs_as(stack, "split").list_batch_prediction_jobs(parent=parent)
     assert "aiplatform.batchPredictionJobs.list" in refused.value.message
     assert f"//aiplatform.googleapis.com/{parent}" in refused.value.message
-    with pytest.raises(exceptions.PermissionDenied) as refused:
+    with pytest.raises(exceptions.Forbidden) as refused:
         jobs_as(stack, "status").create_batch_prediction_job(parent=parent, batch_prediction_job={
             "display_name": "x", "model": f"{parent}/publishers/google/models/gemini-2.5-flash"})
     assert "aiplatform.batchPredictionJobs.create" in refused.value.message

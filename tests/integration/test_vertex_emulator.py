@@ -297,7 +297,7 @@ bucket = os.environ["DROPBATCH_BUCKET"]
 if os.environ.get("EXPLICIT"):  # as Google's notebooks write it
     client = genai.Client(vertexai=True, project=os.environ["DROPBATCH_PROJECT"], location="us-central1",
                           http_options=HttpOptions(base_url=os.environ["DROPBATCH_VERTEX_ENDPOINT"]))
-else:  # the base URL from what `dropbatch local env` exports (GOOGLE_VERTEX_BASE_URL)
+else:  # Google's default endpoint, reached through the stack's HTTPS proxy (`dropbatch local env`)
     client = genai.Client(vertexai=True, project=os.environ["GOOGLE_CLOUD_PROJECT"],
                           location=os.environ["GOOGLE_CLOUD_LOCATION"])
 job = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/genai/input.jsonl",

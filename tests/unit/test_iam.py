@@ -76,6 +76,10 @@ def test_a_copy_of_infra_with_a_grant_removed_is_enforced(tmp_path):
     (copy / "iam.tf").write_text(text[:start] + text[end:])
     policy = iam.compile_policy(copy, PROJECT, BUCKET)
     assert not policy.allowed(account("submit"), "aiplatform.batchPredictionJobs.create", f"projects/{PROJECT}")
+    (copy / "iam.tf").write_text(text.replace('resource "google_project_iam_member" "vertex_creator" {',
+                                              'resource "google_project_iam_member" "vertex_creator" {\n  count = 0'))
+    policy = iam.compile_policy(copy, PROJECT, BUCKET)  # count = 0: no instance, no grant
+    assert not policy.allowed(account("submit"), "aiplatform.batchPredictionJobs.create", f"projects/{PROJECT}")
     off = iam.compile_policy(copy, PROJECT, BUCKET, enforce=False)
     assert off.allowed(account("submit"), "aiplatform.batchPredictionJobs.create", f"projects/{PROJECT}")
 

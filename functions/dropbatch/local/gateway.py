@@ -7,6 +7,11 @@
                      users, where a client without credentials is the project's owner, since
                      google-cloud-storage sends none under STORAGE_EMULATOR_HOST) and the workloads' one,
                      where a call without a token is refused 401 as Cloud Storage refuses it
+    HTTPS proxy      what `dropbatch local env` sets as HTTPS_PROXY: a CONNECT to Vertex AI's host names
+                     (REGION-aiplatform.googleapis.com, aiplatform.googleapis.com) is answered with TLS under
+                     a certificate of the stack's CA (SSL_CERT_FILE) and piped to the Vertex emulator, so that
+                     a program using Google's default endpoints (the google-genai SDK as Google's samples
+                     write it) reaches the stack unchanged; anything else is refused
     Pub/Sub fronts   one port per function: a Publish through it is checked as that function's service
                      account (the emulator's clients send no credentials, so the port is the identity);
                      everything else passes unchanged
@@ -19,9 +24,13 @@ over an existing object also needs storage.objects.delete
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import http.server
 import re
+import socket
+import socketserver
+import ssl
 import threading
 import urllib.parse
 
@@ -218,6 +227,52 @@ class TokenEndpoint(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class VertexProxy(socketserver.BaseRequestHandler):
+    """An HTTPS proxy for Vertex AI's host names only (RFC 9110 CONNECT), ending at the Vertex emulator."""
+    hosts: set
+    upstream: int
+    tls: ssl.SSLContext
+
+    def handle(self) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 16384:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        method, target = (head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""])[:2]
+        host = target.decode(errors="replace").rsplit(":", 1)[0]
+        if method != b"CONNECT" or host not in self.hosts:
+            self.request.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        with self.tls.wrap_socket(self.request, server_side=True) as client, \
+                socket.create_connection(("127.0.0.1", self.upstream)) as upstream:
+            done = threading.Event()
+            threading.Thread(target=_pipe, args=(upstream, client, done), daemon=True).start()
+            _pipe(client, upstream, done)
+            done.wait(5)
+
+
+def _pipe(source: socket.socket, sink: socket.socket, done: threading.Event) -> None:
+    """Copy bytes until either side closes."""
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        done.set()
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def vertex_hosts(location: str) -> list[str]:
+    """Vertex AI's host names a client may use: the location's and the global endpoint's."""
+    return sorted({f"{location}-aiplatform.googleapis.com", "us-central1-aiplatform.googleapis.com",
+                   "aiplatform.googleapis.com"})
+
+
 def pubsub_front(enforcer: Enforcer, upstream: str, port: int, principal: str):
     """A gRPC server on `port` that passes every Pub/Sub call to the emulator, checking a Publish first."""
     from concurrent import futures
@@ -271,13 +326,22 @@ def serve(handler: type, port: int, **attributes) -> http.server.ThreadingHTTPSe
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="the local stack's token endpoint and IAM fronts")
     parser.add_argument("--iam-dir", required=True)
-    parser.add_argument("--ports", required=True, help="JSON: token, storage, storage_fn, gcs, pubsub, pubsub_fronts")
+    parser.add_argument("--ports", required=True, help="JSON: token, storage, storage_fn, gcs, pubsub, pubsub_fronts, "
+                        "https_proxy, vertex")
+    parser.add_argument("--location", default="us-central1")
     args = parser.parse_args(argv)
     ports = orjson.loads(args.ports)
     enforcer = Enforcer(args.iam_dir)
     serve(TokenEndpoint, ports["token"], enforcer=enforcer)
     serve(StorageFront, ports["storage"], enforcer=enforcer, upstream=ports["gcs"], anonymous=OWNER)
     serve(StorageFront, ports["storage_fn"], enforcer=enforcer, upstream=ports["gcs"], anonymous=None)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(enforcer.folder / "host.pem", enforcer.folder / "host.key")
+    proxy = type("Proxy", (socketserver.ThreadingTCPServer,), {"daemon_threads": True, "request_queue_size": 128,
+                                                                "allow_reuse_address": True})
+    server = proxy(("127.0.0.1", ports["https_proxy"]), type("VertexProxyHere", (VertexProxy,), {
+        "hosts": set(vertex_hosts(args.location)), "upstream": ports["vertex"], "tls": tls}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     accounts = enforcer.policy.accounts
     servers = [pubsub_front(enforcer, f"127.0.0.1:{ports['pubsub']}", port, accounts[name])
                for name, port in ports["pubsub_fronts"].items()]

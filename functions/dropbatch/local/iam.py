@@ -255,7 +255,7 @@ _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>\d+)|(?P<name>[A-
 
 class Terraform:
     """Evaluates the subset of Terraform expressions infra/ uses for its grants: references to variables,
-    locals, resources (with for_each), modules and data sources, string templates, map and list literals,
+    locals, resources (with for_each or count), modules and data sources, string templates, map and list literals,
     `cond ? a : b`, `==`/`!=`, `toset()` and `tostring()`. What it cannot evaluate raises ValueError."""
 
     def __init__(self, tf: dict, variables: dict):
@@ -300,8 +300,8 @@ class Terraform:
             return self.vars[path[1]], path[2:]
         if head == "local":
             return self.value(self.tf["locals"][path[1]], scope), path[2:]
-        if head == "each":
-            return scope["each"][path[1]], path[2:]
+        if head in ("each", "count"):
+            return scope[head][path[1]], path[2:]
         if head == "module":
             return self.module(path[1]), path[2:]
         if head == "data":
@@ -324,6 +324,9 @@ class Terraform:
     def instances(self, rtype: str, name: str) -> dict:
         """A resource's instances: {key: attributes}, key None when it has no for_each."""
         body = self.tf["resource"][rtype][name]
+        if "count" in body:
+            return {i: self.attributes(rtype, body, {"count": {"index": i}})
+                    for i in range(int(self.value(body["count"])))}
         if "for_each" not in body:
             return {None: self.attributes(rtype, body, {})}
         each = self.value(body["for_each"])
@@ -332,6 +335,8 @@ class Terraform:
 
     def resource(self, rtype: str, name: str):
         instances = self.instances(rtype, name)
+        if "count" in self.tf["resource"][rtype][name]:
+            return [instances[i] for i in sorted(instances)]
         return instances[None] if list(instances) == [None] else instances
 
     def attributes(self, rtype: str, body: dict, scope: dict) -> dict:
@@ -468,7 +473,7 @@ class _Parser:
         while self.peek()[1] == "." and len(names) < 3:
             self.take(".")
             names.append(self.take()[1])
-        if names[0] not in ("var", "local", "each", "module", "data") and self.peek()[1] == "[":
+        if names[0] not in ("var", "local", "each", "count", "module", "data") and self.peek()[1] == "[":
             self.take("[")  # a resource instance by key: type.name["key"]
             key = self.ternary()
             self.take("]")
@@ -592,3 +597,40 @@ class Enforcer:
         if not token:
             return None
         return principal_of(self.secret, token) if token.startswith(TOKEN_PREFIX) else signed_by(self.certs, token)
+
+
+def tls_files(folder: Path, hosts: list[str]) -> None:
+    """A certificate authority of the stack's and a certificate for Google's API host names, signed by it:
+    `ca.pem` (certifi's bundle with the stack's CA added, so that SSL_CERT_FILE breaks no other host),
+    `host.pem` and `host.key` for the gateway's HTTPS proxy."""
+    import datetime as dt
+
+    import certifi
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, host_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dropbatch local stack CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=365))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    host = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+            .issuer_name(ca_name).public_key(host_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(Path(certifi.where()).read_bytes() + b"\n" + ca.public_bytes(pem))
+    (folder / "host.pem").write_bytes(host.public_bytes(pem) + ca.public_bytes(pem))
+    (folder / "host.key").write_bytes(host_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))

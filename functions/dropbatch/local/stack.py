@@ -96,9 +96,11 @@ class Stack:
                 "GOOGLE_CLOUD_PROJECT": self.project, "DROPBATCH_PROJECT": self.project,
                 # Application Default Credentials: the project's owner, tokens from the stack's endpoint
                 "GOOGLE_APPLICATION_CREDENTIALS": self.credentials("owner"),
-                # what the google-genai SDK reads
+                # what the google-genai SDK reads; its default Vertex AI endpoint reaches the emulator through the
+                # gateway's HTTPS proxy, under the stack's CA (certifi's bundle with it added)
                 "GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_LOCATION": "us-central1",
-                "GOOGLE_VERTEX_BASE_URL": self.vertex,
+                "HTTPS_PROXY": f"http://127.0.0.1:{self.ports['https_proxy']}", "NO_PROXY": "127.0.0.1,localhost",
+                "SSL_CERT_FILE": str(self.iam_dir / "ca.pem"),
                 "DROPBATCH_BUCKET": self.bucket, "DROPBATCH_VERTEX_ENDPOINT": self.vertex,
                 "DROPBATCH_UPLOADS_TOPIC": self.topics["uploads"],
                 "DROPBATCH_NOTIFICATIONS_TOPIC": self.topics["notifications"],
@@ -296,6 +298,10 @@ def _write_identities(stack: Stack) -> None:
             principal, private, key_id, stack.project, f"http://127.0.0.1:{stack.ports['token']}/token"),
             option=orjson.OPT_INDENT_2))
     (stack.iam_dir / "keys.json").write_bytes(orjson.dumps(certs))
+    from .gateway import vertex_hosts
+    from .iam import tls_files
+
+    tls_files(stack.iam_dir, vertex_hosts(stack.config().location))
 
 
 def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Stack:
@@ -327,7 +333,7 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     ports = {name: _free_port() for name in ("pubsub", "storage", "vertex", *FUNCTIONS, "gcs", "storage_fn", "token",
-                                             *(f"pubsub_{f}" for f in FUNCTIONS))}
+                                             "https_proxy", *(f"pubsub_{f}" for f in FUNCTIONS))}
     topics = {"uploads": config.uploads_topic, "notifications": config.notifications_topic,
               "sweep": config.sweep_topic, "split": config.split_topic}
     stack = Stack(project=config.project, bucket=config.bucket, ports=ports, pids={}, topics=topics,
@@ -337,10 +343,11 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
         _write_identities(stack)
         _spawn(stack, "pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
         gateway_ports = {"token": ports["token"], "storage": ports["storage"], "storage_fn": ports["storage_fn"],
-                         "gcs": ports["gcs"], "pubsub": ports["pubsub"],
-                         "pubsub_fronts": {f: ports[f"pubsub_{f}"] for f in FUNCTIONS}}
+                         "gcs": ports["gcs"], "pubsub": ports["pubsub"], "https_proxy": ports["https_proxy"],
+                         "vertex": ports["vertex"], "pubsub_fronts": {f: ports[f"pubsub_{f}"] for f in FUNCTIONS}}
         _spawn(stack, "gateway", [sys.executable, "-m", "dropbatch.local.gateway", "--iam-dir", str(stack.iam_dir),
-                                  "--ports", orjson.dumps(gateway_ports).decode()], base_env, logs)
+                                  "--ports", orjson.dumps(gateway_ports).decode(), "--location", config.location],
+               base_env, logs)
         _spawn(stack, "vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
                                                  str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode(),
                                                  "--responder-url", responder_url, "--responder-model", responder_model],
