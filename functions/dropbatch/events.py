@@ -22,7 +22,6 @@ class ObjectEvent:
     generation: int
     kind: str  # finalized, deleted, archived, metadataUpdated
     time: dt.datetime | None
-    event_id: str
 
 
 def parse_time(value) -> dt.datetime | None:
@@ -83,7 +82,7 @@ def object_event(event) -> ObjectEvent | None:
         kind = ce_type.rsplit(".", 1)[-1]
         return ObjectEvent(bucket=data.get("bucket", ""), name=data.get("name", ""),
                            generation=int(data.get("generation") or 0), kind=kind,
-                           time=parse_time(event.get("time") or data.get("updated")), event_id=event.get("id") or "")
+                           time=parse_time(event.get("time") or data.get("updated")))
     if ce_type == PUBSUB:
         _, attrs, when = pubsub_message(event)
         if "objectId" not in attrs:
@@ -91,5 +90,5 @@ def object_event(event) -> ObjectEvent | None:
         return ObjectEvent(bucket=attrs.get("bucketId", ""), name=attrs["objectId"],
                            generation=int(attrs.get("objectGeneration") or 0),
                            kind=_GCS_EVENT_TYPES.get(attrs.get("eventType", ""), attrs.get("eventType", "")),
-                           time=parse_time(attrs.get("eventTime")) or when, event_id=event.get("id") or "")
+                           time=parse_time(attrs.get("eventTime")) or when)
     return None

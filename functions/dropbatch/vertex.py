@@ -75,14 +75,14 @@ def find_job(config: Config, batch_id: str, part: int, round_: int = 0):
 
 
 def create_job(config: Config, *, batch_id: str, part: int, round_: int, input_uri: str, output_prefix: str,
-               model: str, user_labels: dict | None = None) -> dict:
+               model: str) -> dict:
     """Create the job for one part, or return the one a previous try already created."""
     from google.cloud import aiplatform_v1
 
     existing = find_job(config, batch_id, part, round_)
     if existing is not None:
         return job_to_dict(existing)
-    labels = {**(user_labels or {}), BATCH_LABEL: batch_id, PART_LABEL: f"{round_}-{part}"}
+    labels = {BATCH_LABEL: batch_id, PART_LABEL: f"{round_}-{part}"}
     job = aiplatform_v1.BatchPredictionJob(
         display_name=f"dropbatch-{batch_id}-{round_}-{part}"[:128],
         model=config.model_resource(model),

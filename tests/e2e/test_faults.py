@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import requests
 
 from conftest import drop, free_port, owner, read_json, req, settled, wait_port
 

@@ -53,13 +53,18 @@ def jobs_as(stack, who: str):
 
 def test_each_function_has_its_own_account_from_infra(stack):
     """The key files name the accounts infra/iam.tf creates, and each function's process was given its own."""
-    accounts = orjson.loads((stack.iam_dir / "policy.json").read_bytes())["accounts"]
+    from dropbatch.local import stack as local
+
+    pids = local.require().pids  # as they are now: fault tests restart functions
+    policy = orjson.loads((stack.iam_dir / "policy.json").read_bytes())
+    assert stack.iam and policy["enforce"]  # on by default: the suite runs with enforcement
+    accounts = policy["accounts"]
     for who in ("submit", "status", "split"):
         key = orjson.loads(Path(stack.credentials(who)).read_bytes())
         assert key["type"] == "service_account" and f"serviceAccount:{key['client_email']}" == accounts[who]
         assert key["client_email"] == f"dropbatch-{who}@{stack.project}.iam.gserviceaccount.com"
         assert key["token_uri"].startswith("http://127.0.0.1:")
-        environ = Path(f"/proc/{stack.pids[who]}/environ").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pids[who]}/environ").read_bytes().split(b"\0")
         assert f"GOOGLE_APPLICATION_CREDENTIALS={stack.credentials(who)}".encode() in environ
 
 
@@ -84,6 +89,25 @@ def test_storage_refuses_what_the_bucket_bindings_do_not_allow(stack, bucket):
 
     r = requests.get(f"http://127.0.0.1:{stack.ports['storage_fn']}/storage/v1/b/{stack.bucket}/o", timeout=10)
     assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_the_result_writer_refreshes_its_own_token(stack, monkeypatch):
+    """Found when the functions got real credentials: gcs_http's token refresh went through its single-host pool
+    to Cloud Storage ("Tried to open a foreign host"); in the cloud the first refresh after an hour would fail."""
+    from dropbatch import ledger
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{stack.ports['storage_fn']}")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", stack.credentials("split"))
+    ledger.gcs_credentials.cache_clear()
+    try:
+        http = ledger.gcs_http(2)
+        assert not http.credentials.valid  # nothing refreshed it before this request
+        r = http.request("POST", f"/upload/storage/v1/b/{stack.bucket}/o?uploadType=media&name=batches%2Fprobe%2Fr",
+                         body=b"{}", headers={"Content-Type": "application/json"})
+        assert r.status == 200, r.data[:300]
+        http.http.close()
+    finally:
+        ledger.gcs_credentials.cache_clear()
 
 
 def test_vertex_refuses_callers_without_the_role(stack, vertex):

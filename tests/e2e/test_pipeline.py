@@ -195,6 +195,7 @@ def test_separate_results_bucket(stack, bucket, inbox, vertex):
 
     results_bucket = "dropbatch-results-test"
     requests.post(f"{stack.storage}/storage/v1/b", params={"project": stack.project}, json={"name": results_bucket})
+    local.write_policy(stack, results_bucket=results_bucket)  # the grants infra/ makes with results_bucket_name
     for name in ("submit", "status", "split"):
         local.restart_function(name, kill_signal=15, DROPBATCH_RESULTS_BUCKET=results_bucket)
     try:
@@ -203,6 +204,7 @@ def test_separate_results_bucket(stack, bucket, inbox, vertex):
     finally:
         for name in ("submit", "status", "split"):
             local.restart_function(name, kill_signal=15)
+        local.write_policy(stack)
     other = storage_client(stack.project).bucket(results_bucket)
     assert done["results_prefix"] == f"gs://{results_bucket}/batches/{batch_id}/results/"
     assert len(list(other.list_blobs(prefix=f"batches/{batch_id}/results/"))) == 2

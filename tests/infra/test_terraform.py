@@ -13,6 +13,8 @@ import hcl2
 import pytest
 import yaml
 
+from dropbatch.local.iam import clean_hcl as clean
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -21,21 +23,6 @@ BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 PROJECT_ROLES = {"${google_project_iam_custom_role.batch_jobs.name}",
                  "${google_project_iam_custom_role.batch_jobs_read.name}", "roles/logging.logWriter",
                  "roles/artifactregistry.writer"}
-
-
-def unquote(value):
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
-def clean(node):
-    """python-hcl2's output without its quoting and block markers."""
-    if isinstance(node, dict):
-        return {unquote(k): clean(v) for k, v in node.items() if k not in ("__is_block__", "__comments__")}
-    if isinstance(node, list):
-        return [clean(v) for v in node]
-    return unquote(node)
 
 
 def load_all(folder: Path = INFRA) -> dict:

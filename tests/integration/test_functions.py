@@ -13,7 +13,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import requests
 
 from conftest import owner, req
 

@@ -31,7 +31,7 @@ def test_up_status_down(tmp_path, stack):
         assert set(info["topics"]) == {"uploads", "notifications", "sweep", "split"}
         assert info["topics"]["notifications"] == "dropbatch-notifications" and info["bucket"] == "other-bucket"
         pids = orjson.loads((tmp_path / "stack.json").read_bytes())["pids"]
-        assert set(pids) == {"pubsub", "storage", "vertex", "submit", "status", "split", "ticker"}
+        assert set(pids) == {"pubsub", "storage", "vertex", "submit", "status", "split", "ticker", "gateway"}
         again = dropbatch(env, "local", "up", "--json")
         assert again.returncode == 0 and orjson.loads(again.stdout) == info
         human = dropbatch(env, "local", "status")

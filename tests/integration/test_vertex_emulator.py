@@ -18,6 +18,7 @@ def client(stack):
 
 
 def stage(bucket, name, lines):
+    """Input for a job, under batches/: where infra/ lets the Vertex AI service agent read (and write output)."""
     bucket.blob(name).upload_from_string(b"".join(orjson.dumps(l) + b"\n" for l in lines))
     return f"gs://{bucket.name}/{name}"
 
@@ -50,10 +51,10 @@ def test_lifecycle_and_output_format(stack, bucket, client, vertex):
                        "mime_type": "image/jpeg"}}]}], "generationConfig": {"temperature": 0.4}}}]
     lines += [{"request": {"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}} for i in range(6)]
     lines.append({"request": {"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}})
-    uri = stage(bucket, "fidelity/input.jsonl", lines)
+    uri = stage(bucket, "batches/fidelity/input.jsonl", lines)
     parent = f"projects/{stack.project}/locations/us-central1"
     job = client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/out"))
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/out"))
     assert job.state == aiplatform_v1.JobState.JOB_STATE_QUEUED and job.name.startswith(parent)
     seen = {job.state.name}
     while job.state.name not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
@@ -63,7 +64,7 @@ def test_lifecycle_and_output_format(stack, bucket, client, vertex):
     assert {"JOB_STATE_QUEUED", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"} <= seen
     assert job.completion_stats.successful_count == 7 and job.completion_stats.failed_count == 1
     out_dir = job.output_info.gcs_output_directory
-    assert out_dir.startswith(f"gs://{bucket.name}/fidelity/out/prediction-model-")
+    assert out_dir.startswith(f"gs://{bucket.name}/batches/fidelity/out/prediction-model-")
     files = sorted(b.name for b in bucket.list_blobs(prefix=out_dir[len(f"gs://{bucket.name}/"):]))
     assert len(files) == 3 and all(f.endswith(".jsonl") for f in files)
     rows = [orjson.loads(l) for f in files for l in bucket.blob(f).download_as_bytes().splitlines()]
@@ -88,10 +89,10 @@ def test_lifecycle_and_output_format(stack, bucket, client, vertex):
 
 def test_list_filter_paging_cancel_delete(stack, bucket, client, vertex):
     vertex.faults(queued_s=30)  # stay queued so cancel has something to cancel
-    uri = stage(bucket, "fidelity/list.jsonl", [{"request": {"contents": [{"parts": [{"text": "x"}]}]}}])
+    uri = stage(bucket, "batches/fidelity/list.jsonl", [{"request": {"contents": [{"parts": [{"text": "x"}]}]}}])
     parent = f"projects/{stack.project}/locations/us-central1"
     names = [client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/l{i}", labels={"suite": "paging", "n": str(i)})).name
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/l{i}", labels={"suite": "paging", "n": str(i)})).name
         for i in range(5)]
     request = aiplatform_v1.ListBatchPredictionJobsRequest(parent=parent, filter='labels.suite="paging"', page_size=2)
     pager = client.list_batch_prediction_jobs(request=request)
@@ -109,7 +110,7 @@ def test_list_filter_paging_cancel_delete(stack, bucket, client, vertex):
 
 
 def test_injected_faults(stack, bucket, client, vertex):
-    uri = stage(bucket, "fidelity/faults.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
+    uri = stage(bucket, "batches/fidelity/faults.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
                                                   for i in range(40)])
     parent = f"projects/{stack.project}/locations/us-central1"
     vertex.faults(create_errors=[429, 503])
@@ -119,7 +120,7 @@ def test_injected_faults(stack, bucket, client, vertex):
         client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(stack, uri, "gs://x/y"))
     vertex.faults(fail_rate=0.5, fail_code=429, job_outcome="EXPIRED", lines_per_file=4)
     job = client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/faults"))
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/faults"))
     job = wait_terminal(client, job.name)
     assert job.state.name == "JOB_STATE_EXPIRED" and "expired" in job.error.message
     stats = job.completion_stats  # an expired job leaves partial output: the rest is incomplete
@@ -135,8 +136,8 @@ from vertexai.batch_prediction import BatchPredictionJob
 bucket = os.environ["DROPBATCH_BUCKET"]
 vertexai.init(project=os.environ["DROPBATCH_PROJECT"], location="us-central1", api_transport="rest",
               api_endpoint=os.environ["DROPBATCH_VERTEX_ENDPOINT"])
-job = BatchPredictionJob.submit(source_model="gemini-2.5-flash", input_dataset=f"gs://{bucket}/seed/input.jsonl",
-                                output_uri_prefix=f"gs://{bucket}/seed/out")
+job = BatchPredictionJob.submit(source_model="gemini-2.5-flash", input_dataset=f"gs://{bucket}/batches/seed/input.jsonl",
+                                output_uri_prefix=f"gs://{bucket}/batches/seed/out")
 print("state", job.state.name)
 while not job.has_ended:
     time.sleep(0.2)
@@ -157,21 +158,21 @@ def test_seed_notebook_sdk_calls(stack, bucket, vertex):
 
     from corpus import SEED_LINE
 
-    stage(bucket, "seed/input.jsonl", [SEED_LINE])
+    stage(bucket, "batches/seed/input.jsonl", [SEED_LINE])
     env = {**os.environ, **stack.client_env()}
     out = subprocess.run([sys.executable, "-c", SEED_CALLS], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line and line.split(" ", 1)[0]
                  in ("state", "succeeded", "output", "listed"))
     assert lines["state"] == "JOB_STATE_QUEUED" and lines["succeeded"] == "True" and lines["listed"] == "True"
-    assert lines["output"].startswith(f"gs://{bucket.name}/seed/out/prediction-model-")
+    assert lines["output"].startswith(f"gs://{bucket.name}/batches/seed/out/prediction-model-")
     assert "deleted" in out.stdout
 
 
 def test_create_refuses_what_vertex_refuses(stack, bucket, client, vertex):
     """BatchPredictionJob reference: display_name, the formats and output_config are required; labels are at
     most 64, keys and values at most 64 characters of lowercase letters, digits, _ and -; the model must exist."""
-    uri = stage(bucket, "fidelity/refuse.jsonl", [{"request": {"contents": [{"parts": [{"text": "x"}]}]}}])
+    uri = stage(bucket, "batches/fidelity/refuse.jsonl", [{"request": {"contents": [{"parts": [{"text": "x"}]}]}}])
     parent = f"projects/{stack.project}/locations/us-central1"
     model = f"{parent}/publishers/google/models/gemini-2.5-flash"
 
@@ -179,7 +180,7 @@ def test_create_refuses_what_vertex_refuses(stack, bucket, client, vertex):
         spec = {"display_name": "refuse", "model": model,
                 "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [uri]}},
                 "output_config": {"predictions_format": "jsonl",
-                                  "gcs_destination": {"output_uri_prefix": f"gs://{bucket.name}/fidelity/refuse"}}}
+                                  "gcs_destination": {"output_uri_prefix": f"gs://{bucket.name}/batches/fidelity/refuse"}}}
         spec.update(changes)
         return aiplatform_v1.BatchPredictionJob({k: v for k, v in spec.items() if v is not None})
 
@@ -205,11 +206,11 @@ def test_lifecycle_as_documented(stack, bucket, client, vertex):
     """A cap on running jobs (extra ones wait, no 429); output and completionStats while running; cancel is
     asynchronous (CANCELLING, then CANCELLED with `error`) and best effort; delete only ended jobs, as an LRO."""
     vertex.faults(max_running=1, running_s=3, lines_per_file=2, cancel_s=0.3)
-    uri = stage(bucket, "fidelity/life.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
+    uri = stage(bucket, "batches/fidelity/life.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
                                                 for i in range(8)])
     parent = f"projects/{stack.project}/locations/us-central1"
     jobs = [client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/life{i}")) for i in range(2)]
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/life{i}")) for i in range(2)]
     deadline = time.monotonic() + 20
     first = second = None
     while time.monotonic() < deadline and first is None:
@@ -241,12 +242,12 @@ def test_lifecycle_as_documented(stack, bucket, client, vertex):
 
 
 def test_more_faults(stack, bucket, client, vertex):
-    uri = stage(bucket, "fidelity/more.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
+    uri = stage(bucket, "batches/fidelity/more.jsonl", [{"request": {"contents": [{"parts": [{"text": f"{i}"}]}]}}
                                                 for i in range(10)])
     parent = f"projects/{stack.project}/locations/us-central1"
     vertex.faults(list_lag_s=2)
     job = client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/more", labels={"suite": "lag"}))
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/more", labels={"suite": "lag"}))
     request = {"parent": parent, "filter": 'labels.suite="lag"'}
     assert list(client.list_batch_prediction_jobs(request=request)) == [], "not listed yet"
     time.sleep(2.1)
@@ -254,11 +255,11 @@ def test_more_faults(stack, bucket, client, vertex):
     wait_terminal(client, job.name)
     vertex.faults(list_lag_s=0, input_forbidden=True)
     job = wait_terminal(client, client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/more2")).name)
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/more2")).name)
     assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 7 and "storage.objects.get" in job.error.message
     vertex.faults(input_forbidden=False, job_outcome="FAILED", lines_per_file=2, fail_rate=0.2, fail_code=503)
     job = wait_terminal(client, client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/more3")).name)
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/more3")).name)
     assert job.state.name == "JOB_STATE_FAILED" and job.completion_stats.incomplete_count > 0
     out = job.output_info.gcs_output_directory[len(f"gs://{bucket.name}/"):]
     written = sum(len(b.download_as_bytes().splitlines()) for b in bucket.list_blobs(prefix=out))
@@ -269,11 +270,11 @@ def test_answers_vary_as_real_ones_do(stack, bucket, client, vertex):
     """Empty finishes (MAX_TOKENS after thinking, SAFETY, RECITATION), thought parts and thoughtsTokenCount,
     modelVersion and responseId; partialFailures on a job whose lines failed."""
     vertex.faults(empty_finish_rate=0.5, thinking=True, fail_rate=0.2, fail_code=503)
-    uri = stage(bucket, "fidelity/vary.jsonl", [{"request": {"contents": [{"parts": [{"text": f"v{i}"}]}]}}
+    uri = stage(bucket, "batches/fidelity/vary.jsonl", [{"request": {"contents": [{"parts": [{"text": f"v{i}"}]}]}}
                                                 for i in range(40)])
     parent = f"projects/{stack.project}/locations/us-central1"
     job = wait_terminal(client, client.create_batch_prediction_job(parent=parent, batch_prediction_job=make_job(
-        stack, uri, f"gs://{bucket.name}/fidelity/vary")).name)
+        stack, uri, f"gs://{bucket.name}/batches/fidelity/vary")).name)
     assert job.partial_failures and job.partial_failures[0].code == 13
     out = job.output_info.gcs_output_directory[len(f"gs://{bucket.name}/"):]
     rows = [orjson.loads(l) for b in bucket.list_blobs(prefix=out) for l in b.download_as_bytes().splitlines()]
@@ -300,8 +301,8 @@ if os.environ.get("EXPLICIT"):  # as Google's notebooks write it
 else:  # Google's default endpoint, reached through the stack's HTTPS proxy (`dropbatch local env`)
     client = genai.Client(vertexai=True, project=os.environ["GOOGLE_CLOUD_PROJECT"],
                           location=os.environ["GOOGLE_CLOUD_LOCATION"])
-job = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/genai/input.jsonl",
-                            config={"dest": f"gs://{bucket}/genai/out"})
+job = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/batches/genai/input.jsonl",
+                            config={"dest": f"gs://{bucket}/batches/genai/out"})
 print("created", job.name)
 while job.state.name not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
     time.sleep(0.2)
@@ -310,8 +311,8 @@ print("state", job.state.name)
 print("listed", job.name in [j.name for j in client.batches.list()])
 client.batches.delete(name=job.name)
 print("deleted")
-other = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/genai/input.jsonl",
-                              config={"dest": f"gs://{bucket}/genai/out2"})
+other = client.batches.create(model="gemini-2.5-flash", src=f"gs://{bucket}/batches/genai/input.jsonl",
+                              config={"dest": f"gs://{bucket}/batches/genai/out2"})
 client.batches.cancel(name=other.name)
 while other.state.name not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_CANCELLED"):
     time.sleep(0.2)
@@ -329,7 +330,7 @@ def test_google_genai_sdk_calls(stack, bucket, vertex, explicit):
 
     from corpus import SEED_LINE
 
-    stage(bucket, "genai/input.jsonl", [SEED_LINE])
+    stage(bucket, "batches/genai/input.jsonl", [SEED_LINE])
     env = {**os.environ, **stack.client_env(), "EXPLICIT": explicit}
     out = subprocess.run([sys.executable, "-c", GENAI_CALLS], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

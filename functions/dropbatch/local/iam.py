@@ -220,11 +220,12 @@ def _unquote(value):
     return value
 
 
-def _clean(node):
+def clean_hcl(node):
+    """python-hcl2's output without its quoting and its markers (__is_block__, __comments__, ...)."""
     if isinstance(node, dict):
-        return {_unquote(k): _clean(v) for k, v in node.items() if not k.startswith("__")}
+        return {_unquote(k): clean_hcl(v) for k, v in node.items() if not k.startswith("__")}
     if isinstance(node, list):
-        return [_clean(v) for v in node]
+        return [clean_hcl(v) for v in node]
     return _unquote(node)
 
 
@@ -235,7 +236,7 @@ def load_terraform(folder: Path) -> dict:
     merged: dict = {"resource": {}, "data": {}, "variable": {}, "locals": {}, "module": {}}
     for path in sorted(Path(folder).glob("*.tf")):
         with path.open() as f:
-            doc = _clean(hcl2.load(f))
+            doc = clean_hcl(hcl2.load(f))
         for kind in ("resource", "data"):
             for entry in doc.get(kind, []):
                 for rtype, named in entry.items():
@@ -539,7 +540,7 @@ def compile_policy(infra: Path, project: str, bucket: str, results_bucket: str =
                    enforce: bool = True) -> Policy:
     """The grants of infra/ (its root module) for this project and bucket, plus the owner's project role."""
     tf = load_terraform(infra)
-    variables = {name: _clean(body.get("default")) for name, body in tf["variable"].items()}
+    variables = {name: clean_hcl(body.get("default")) for name, body in tf["variable"].items()}
     variables.update(project_id=project, bucket_name=bucket, results_bucket_name=results_bucket, region=location)
     terraform = Terraform(tf, variables)
     roles = {}

@@ -59,7 +59,6 @@ class Stack:
     pids: dict
     topics: dict
     logs: str
-    started: float
     idents: dict = dataclasses.field(default_factory=dict)  # pid -> identity when started (_identity)
     iam: bool = True  # infra/'s grants enforced
 
@@ -86,9 +85,7 @@ class Stack:
     def public(self) -> dict:
         """What a client needs to reach the stack (DESIGN.md: `dropbatch local status --json`)."""
         return {"project": self.project, "bucket": self.bucket, "storage": self.storage, "pubsub": self.pubsub,
-                "vertex": self.vertex, "topics": self.topics,
-                "iam": {"enforced": self.iam, "token_uri": f"http://127.0.0.1:{self.ports['token']}/token",
-                        "credentials": self.credentials("owner")}}
+                "vertex": self.vertex, "topics": self.topics}
 
     def client_env(self) -> dict:
         """Environment for any Google client library (and dropbatch itself) to talk to this stack."""
@@ -115,8 +112,10 @@ def _state_file() -> Path:
 
 
 def load() -> Stack | None:
+    """The state file's stack (fields an older version wrote and this one lacks are left out)."""
+    known = {f.name for f in dataclasses.fields(Stack)}
     try:
-        return Stack(**orjson.loads(_state_file().read_bytes()))
+        return Stack(**{k: v for k, v in orjson.loads(_state_file().read_bytes()).items() if k in known})
     except (FileNotFoundError, ValueError, TypeError):
         return None
 
@@ -263,8 +262,9 @@ def _workload_env(stack: Stack, who: str) -> dict:
     return env
 
 
-def write_policy(stack: Stack, infra: Path | None = None) -> None:
-    """Compile infra/'s grants for this stack into iam/policy.json (the enforcing parts re-read it on change)."""
+def write_policy(stack: Stack, infra: Path | None = None, results_bucket: str | None = None) -> None:
+    """Compile infra/'s grants for this stack into iam/policy.json (the enforcing parts re-read it on change);
+    `results_bucket` as infra/'s variable results_bucket_name (default: DROPBATCH_RESULTS_BUCKET)."""
     from .iam import compile_policy
 
     infra = Path(infra or os.environ.get("DROPBATCH_INFRA_DIR") or INFRA)
@@ -272,8 +272,8 @@ def write_policy(stack: Stack, infra: Path | None = None) -> None:
         raise StackError(f"no Terraform at {infra}: the stack enforces infra/'s grants; set DROPBATCH_INFRA_DIR "
                          "to the infra/ folder or start it with `--iam off`")
     config = stack.config()
-    policy = compile_policy(infra, stack.project, stack.bucket, config.results_bucket, config.location,
-                            enforce=stack.iam)
+    results_bucket = config.results_bucket if results_bucket is None else results_bucket
+    policy = compile_policy(infra, stack.project, stack.bucket, results_bucket, config.location, enforce=stack.iam)
     tmp = stack.iam_dir / "policy.json.tmp"
     tmp.write_bytes(policy.dump())
     tmp.replace(stack.iam_dir / "policy.json")
@@ -337,7 +337,7 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
     topics = {"uploads": config.uploads_topic, "notifications": config.notifications_topic,
               "sweep": config.sweep_topic, "split": config.split_topic}
     stack = Stack(project=config.project, bucket=config.bucket, ports=ports, pids={}, topics=topics,
-                  logs=str(logs), started=time.time(), iam=iam)
+                  logs=str(logs), iam=iam)
     base_env = _env(stack)
     try:
         _write_identities(stack)
