@@ -15,6 +15,7 @@ import datetime as dt
 import heapq
 from typing import Iterator
 
+from . import layout
 from .errors import TransientError
 from .events import age_s, now, parse_time, utcnow
 
@@ -144,8 +145,7 @@ def all_ended(doc: dict) -> bool:
     return all(p["state"] in JOB_TERMINAL for p in doc["parts"])
 
 
-def part_name(part: dict) -> str:
-    return f"r{part['round']}-p{part['index']:05d}"
+part_name = layout.part_name
 
 
 # ------------------------------------------------------------------ the end of a batch

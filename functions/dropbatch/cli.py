@@ -9,6 +9,7 @@ import time
 
 import orjson
 
+from . import layout
 from .config import Config
 from .errors import DropbatchError, UsageError
 from .keys import is_batch_id
@@ -225,7 +226,7 @@ def cmd_run(args, config: Config) -> int:
     seconds = time.monotonic() - started
     state = doc.get("final_state") or doc["state"]
     if state == "rejected":
-        report, _ = store.read_json(store.path(batch_id, "report.json"))
+        report, _ = store.read_json(store.path(batch_id, layout.REPORT))
         if args.json:
             _print_json({"batch_id": batch_id, "state": state, "report": report})
         else:
@@ -239,7 +240,7 @@ def cmd_run(args, config: Config) -> int:
             print(f"{state}: batch {batch_id}" + (f" ({doc['error']})" if doc.get("error") else "")
                   + ("; follow it with `dropbatch status " + batch_id + "`" if state == "submitted" else ""))
         return 1 if state == "failed" else 0
-    manifest, _ = store.read_json(store.path(batch_id, "manifest.json"))
+    manifest, _ = store.read_json(store.path(batch_id, layout.MANIFEST))
     if args.out:
         download_results(store, batch_id, args.out, per_key=args.per_key)
     if args.json:
@@ -247,7 +248,7 @@ def cmd_run(args, config: Config) -> int:
     else:
         print_summary(manifest, seconds)
         if args.out:
-            print(f"  downloaded to {os.path.join(args.out, 'results.jsonl')} (one line per request, in input order)"
+            print(f"  downloaded to {os.path.join(args.out, layout.RESULTS_FILE)} (one line per request, in input order)"
                   + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else ""))
     return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
 
@@ -299,15 +300,15 @@ def download_results(store, batch_id: str, out: str, per_key: bool = False) -> N
 
     prefix = store.path(batch_id, "")
     os.makedirs(out, exist_ok=True)
-    results = store.bucket.get_blob(prefix + "results.jsonl")
+    results = store.bucket.get_blob(prefix + layout.RESULTS_FILE)
     if results is not None:
         with _progress(results.size > 20_000_000, "downloading results.jsonl", results.size) as advance, \
-                results.open("rb", chunk_size=32 << 20) as src, open(os.path.join(out, "results.jsonl"), "wb") as dst:
+                results.open("rb", chunk_size=32 << 20) as src, open(os.path.join(out, layout.RESULTS_FILE), "wb") as dst:
             while chunk := src.read(8 << 20):
                 dst.write(chunk)
                 if advance:
                     advance(len(chunk))
-    names = ["errors.jsonl", "manifest.json", "report.json"]
+    names = [layout.ERRORS, layout.MANIFEST, layout.REPORT]
     done = transfer_manager.download_many_to_path(store.bucket, names, destination_directory=out,
                                                   blob_name_prefix=prefix, max_workers=4,
                                                   worker_type=transfer_manager.THREAD)
@@ -316,7 +317,7 @@ def download_results(store, batch_id: str, out: str, per_key: bool = False) -> N
         raise UsageError(f"{len(failed)} downloads failed, first: {failed[0]}")
     if per_key:
         os.makedirs(os.path.join(out, "results"), exist_ok=True)
-        with open(os.path.join(out, "results.jsonl"), "rb") as f:
+        with open(os.path.join(out, layout.RESULTS_FILE), "rb") as f:
             for raw in f:
                 result = orjson.loads(raw)
                 if result["status"] != "missing":
@@ -355,8 +356,8 @@ def cmd_list(args, config: Config) -> int:
     store = Store(_target())
     # Cloud Storage filters by the glob; the name check is for emulators that ignore it.
     ledgers = (b for b in store.client.list_blobs(store.bucket, prefix=store.prefix,
-                                                  match_glob=f"{store.prefix}*/ledger.json")
-               if b.name.endswith("/ledger.json") and b.name.count("/") == store.prefix.count("/") + 1)
+                                                  match_glob=f"{store.prefix}*/{layout.LEDGER}")
+               if b.name.endswith("/" + layout.LEDGER) and b.name.count("/") == store.prefix.count("/") + 1)
     newest = sorted(ledgers, key=lambda b: b.time_created, reverse=True)[:args.limit]
     rows = []
     for blob in newest:

@@ -14,11 +14,11 @@ import uuid
 
 import orjson
 
+from . import layout
 from .config import Config
 from .errors import PermanentError, TransientError, denied
 from .events import now
 
-ACTIVE = "_active/"
 
 
 class Conflict(Exception):
@@ -137,6 +137,15 @@ def storage_client(project: str):
 
 
 def execution_id() -> str:
+    """This execution's id: the platform's `Function-Execution-Id` header (functions-framework sets one when the
+    platform did not), so that dropbatch's log lines join the platform's request logs; a new one outside a
+    request (the CLI, a test calling a stage directly)."""
+    import flask
+
+    if flask.has_request_context():
+        value = flask.request.headers.get("Function-Execution-Id")
+        if value:
+            return value[:64]
     return uuid.uuid4().hex[:12]
 
 
@@ -250,7 +259,7 @@ class Store:
     # ------------------------------------------------------------ the ledger
 
     def ledger_path(self, batch_id: str) -> str:
-        return self.path(batch_id, "ledger.json")
+        return self.path(batch_id, layout.LEDGER)
 
     def read_ledger(self, batch_id: str) -> tuple[dict | None, int]:
         return self.read_json(self.ledger_path(batch_id))
@@ -275,7 +284,7 @@ class Store:
     # ------------------------------------------------------------ the active index
 
     def _marker(self, batch_id: str) -> str:
-        return f"{self.prefix}{ACTIVE}{batch_id}"
+        return f"{self.prefix}{layout.ACTIVE}{batch_id}"
 
     def mark_active(self, batch_id: str) -> None:
         self.create_json(self._marker(batch_id), {"batch_id": batch_id, "since": now()})
@@ -291,6 +300,6 @@ class Store:
     def active_batches(self) -> list[str]:
         if self.running is not None and self._active is not None:
             return self._active  # one listing per sweep
-        blobs = _gcs_call(self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{ACTIVE}")
+        blobs = _gcs_call(self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{layout.ACTIVE}")
         self._active = sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
         return self._active

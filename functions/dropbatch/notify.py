@@ -13,7 +13,7 @@ import functools
 
 import orjson
 
-from . import batch, logs
+from . import batch, layout, logs
 from .config import Config
 from .errors import ConfigurationError, TransientError, denied
 from .events import age_s, now
@@ -134,7 +134,7 @@ def fail_batch(store, doc: dict, reason: str) -> dict | None:
     """End a batch that cannot go on: the `failed` message queued and sent, off the active index."""
     logs.error(f"batch failed: {reason[:500]}")
     message = build("failed", batch_id=doc["batch_id"], source=doc["source"], counts={"total": doc.get("requests")},
-                    error=reason, report=store.uri(store.path(doc["batch_id"], "report.json")))
+                    error=reason, report=store.uri(store.path(doc["batch_id"], layout.REPORT)))
     return end_batch(store, doc["batch_id"], batch.FAILED, message, error=reason[:2000])
 
 

@@ -21,6 +21,8 @@ import bisect
 
 import orjson
 
+from . import layout
+
 BUCKET_BYTES = 16_000_000  # staged input per bucket: what one bucket's results take in memory, roughly
 SEGMENT_BYTES = 4_000_000  # a bucket's buffer is written out past this
 BUFFERED_BYTES = 32_000_000  # all buffers of a part together
@@ -79,7 +81,7 @@ class Collector:
     def _write(self, b: int) -> None:
         buf = self.buffers.pop(b)
         n = self.segments.get(b, 0)
-        self.bucket.blob(f"{self.prefix}seg/b{b:05d}-s{n:05d}.jsonl").upload_from_string(
+        self.bucket.blob(self.prefix + layout.ordered_segment(b, n)).upload_from_string(
             bytes(buf), content_type="application/jsonl")
         self.segments[b] = n + 1
         self.buffered -= len(buf)
@@ -102,7 +104,7 @@ class Collector:
             lo = bisect.bisect_left(present, self.starts[b])
             hi = bisect.bisect_left(present, self.starts[b + 1]) if b + 1 < len(self.starts) else len(present)
             got: dict[int, bytes] = {}
-            for blob in self.bucket.client.list_blobs(self.bucket, prefix=f"{self.prefix}seg/b{b:05d}-"):
+            for blob in self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + layout.ordered_segments(b)):
                 for raw in blob.download_as_bytes().splitlines():
                     line, _, data = raw.partition(b" ")
                     got.setdefault(int(line), data)
@@ -110,7 +112,7 @@ class Collector:
             for line in present[lo:hi]:
                 body += got.get(line) or missing(key_of(line))
                 body += b"\n"
-            self.bucket.blob(f"{self.prefix}b{b:05d}.jsonl").upload_from_string(
+            self.bucket.blob(self.prefix + layout.ordered_bucket(b)).upload_from_string(
                 bytes(body), content_type="application/jsonl")
         return None
 
@@ -124,8 +126,8 @@ def result_key(raw: bytes) -> str:
 
 # ---------------------------------------------------------------- the batch's results.jsonl
 
-def bucket_path(prefix: str, part_name: str, b: int) -> str:
-    return f"{prefix}ordered/{part_name}/b{b:05d}.jsonl"
+def bucket_path(prefix: str, part: dict, b: int) -> str:
+    return prefix + layout.ordered(part) + layout.ordered_bucket(b)
 
 
 class _Later:
@@ -143,7 +145,7 @@ class _Later:
             for b, first in enumerate(starts):
                 lo = bisect.bisect_left(lines, first)
                 hi = bisect.bisect_left(lines, starts[b + 1]) if b + 1 < len(starts) else len(lines)
-                body = bucket.blob(bucket_path(prefix, name_of(part), b)).download_as_bytes().splitlines()
+                body = bucket.blob(bucket_path(prefix, part, b)).download_as_bytes().splitlines()
                 yield from zip(lines[lo:hi], body)
 
     def take_until(self, last: int):
@@ -164,18 +166,18 @@ def compose_results(bucket, prefix: str, parts: list[dict], dones: dict, name_of
         starts = dones[name_of(part)]["buckets"]
         for b in range(len(starts)):
             last = starts[b + 1] - 1 if b + 1 < len(starts) else part["last_line"]
-            name = bucket_path(prefix, name_of(part), b)
+            name = bucket_path(prefix, part, b)
             again = {}
             for stream in later:  # in round order: the last answer wins; a retry with no output changes nothing
                 again.update((result_key(data), data) for _, data in stream.take_until(last)
                              if orjson.loads(data)["status"] != "missing")
             if again:
                 body = bucket.blob(name).download_as_bytes().splitlines()
-                name = f"{prefix}ordered/final/{name_of(part)}-b{b:05d}.jsonl"
+                name = f"{prefix}{layout.ORDERED_FINAL}{name_of(part)}-b{b:05d}.jsonl"
                 bucket.blob(name).upload_from_string(b"".join(again.get(result_key(raw), raw) + b"\n" for raw in body),
                                                      content_type="application/jsonl")
             sources.append(name)
-    target = f"{prefix}results.jsonl"
+    target = f"{prefix}{layout.RESULTS_FILE}"
     compose(bucket, sources, target)
     return target
 

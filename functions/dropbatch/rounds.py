@@ -15,7 +15,7 @@ import time
 import orjson
 from google.api_core.exceptions import Forbidden
 
-from . import batch, logs, notify, ordered, split
+from . import batch, layout, logs, notify, ordered, split
 from .config import get_config
 from .errors import ConfigurationError, PermanentError, TransientError, denied
 from .events import PUBSUB, age_s, now, pubsub_json
@@ -116,7 +116,7 @@ class _PartWriter:
 
     def __init__(self, store: Store, doc: dict, index: int, round_: int):
         self.part = batch.new_part(index, round_, 0, 0, 0, None)
-        self.name = store.path(doc["batch_id"], f"input/retry-{batch.part_name(self.part)}")
+        self.name = store.path(doc["batch_id"], layout.staged(self.part))
         self.part["input"] = store.uri(self.name + ".jsonl")
         self.bytes = 0
         self.data = store.bucket.blob(self.name + ".jsonl").open("wb", chunk_size=8 << 20,
@@ -155,7 +155,7 @@ def stage_retry(store: Store, doc: dict, retry) -> list[dict]:
             break
         if nxt["line"] > original["last_line"]:
             continue
-        path = store.path(doc["batch_id"], f"input/part-{original['index']:05d}.jsonl")
+        path = store.path(doc["batch_id"], layout.staged(original) + ".jsonl")
         with open_lines(store.bucket.blob(path)) as f:
             for raw in f:  # staged in line order, as the errors come
                 if nxt is None or nxt["line"] > original["last_line"]:
@@ -190,7 +190,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     if doc is None or doc["notified"].get("terminal"):
         notify.deliver(store, batch_id)  # its message may still be queued
         return
-    dones = {batch.part_name(p): store.read_json(store.path(batch_id, f"split/{batch.part_name(p)}.done.json"))[0]
+    dones = {batch.part_name(p): store.read_json(store.path(batch_id, layout.split_done(p)))[0]
              for p in doc["parts"]}
     errors_of = functools.partial(_part_errors, store, batch_id)
     counts, usage, retryable = batch.merge_rounds(doc["parts"], dones, errors_of)
@@ -198,7 +198,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         start_round(store, doc, (e for e in batch.merged_errors(doc["parts"], dones, errors_of) if e.get("retryable")),
                     retryable)
         return
-    with store.bucket.blob(store.path(batch_id, "errors.jsonl")).open("wb", chunk_size=8 << 20,
+    with store.bucket.blob(store.path(batch_id, layout.ERRORS)).open("wb", chunk_size=8 << 20,
                                                                       content_type="application/jsonl") as f:
         for e in batch.merged_errors(doc["parts"], dones, errors_of):
             f.write(orjson.dumps(e) + b"\n")
@@ -209,14 +209,14 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
              "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
     rounds = [{"round": r, "requests": sum(p["requests"] for p in doc["parts"] if p["round"] == r),
                "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
-    results_prefix = store.uri(store.path(batch_id, "results/"))
+    results_prefix = store.uri(store.path(batch_id, layout.RESULTS))
     last_round = [p["state"] or "" for p in doc["parts"] if p["round"] == doc["round"]]
     manifest = split.build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix,
                                     results_file=results_file, rounds=rounds,
                                     timings={"received": doc["created"], "finished": now(),
                                              "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
     manifest["state"] = batch.terminal_state(counts, last_round)
-    manifest_path = store.path(batch_id, "manifest.json")
+    manifest_path = store.path(batch_id, layout.MANIFEST)
     if not store.create_json(manifest_path, manifest):
         if force_after_s is None:
             return  # another task is finishing this batch
@@ -228,7 +228,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     message = notify.build(manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
                            manifest=store.uri(manifest_path), results_prefix=results_prefix,
                            results_file=manifest.get("results_file"),
-                           report=store.uri(store.path(batch_id, "report.json")), error="; ".join(job_errors) or None)
+                           report=store.uri(store.path(batch_id, layout.REPORT)), error="; ".join(job_errors) or None)
     notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"])
 
 
@@ -238,7 +238,7 @@ def _part_errors(store: Store, batch_id: str, part: dict, done: dict):
     if "errors" in done:
         yield from batch.listed_errors(part, done)
         return
-    with open_lines(store.bucket.blob(store.path(batch_id, f"split/{batch.part_name(part)}.errors.jsonl"))) as f:
+    with open_lines(store.bucket.blob(store.path(batch_id, layout.split_errors(part)))) as f:
         for raw in f:
             yield orjson.loads(raw)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 
-from . import logs, notify, ordered
-from .batch import USAGE_NAMES, ended_for_good, part_name, terminal_state
+from . import layout, logs, notify, ordered
+from .batch import USAGE_NAMES, ended_for_good, terminal_state
 from .keys import key_width, line_from_labels, line_key
 from .lineio import bounded_lines
 from .ledger import open_lines
@@ -308,8 +308,7 @@ class GcsSink:
 # ---------------------------------------------------------------- one part of a batch, in the cloud
 
 def load_index(store, doc: dict, part: dict) -> Index:
-    name = store.path(doc["batch_id"], f"input/part-{part['index']:05d}" if part["round"] == 0 else
-                      f"input/retry-{part_name(part)}")
+    name = store.path(doc["batch_id"], layout.staged(part))
     width = key_width(doc["lines"])
 
     def entries():
@@ -329,7 +328,7 @@ def load_index(store, doc: dict, part: dict) -> Index:
 def output_files(store, doc: dict, part: dict) -> list:
     """The part's prediction files: under the job's output directory, or, for a job dropbatch lost sight of,
     wherever it wrote under the prefix dropbatch gave it."""
-    output_dir = part.get("output_dir") or store.uri(store.path(doc["batch_id"], f"output/{part_name(part)}"))
+    output_dir = part.get("output_dir") or store.uri(store.path(doc["batch_id"], layout.output(part)))
     bucket_name, _, prefix = output_dir[5:].partition("/")
     blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
     return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
@@ -340,16 +339,15 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     part is split, False when it checkpointed before DROPBATCH_SPLIT_BUDGET_S and continues in a new task
     (docs/contracts.md). The outputs are read first, then the buckets are ordered; both phases checkpoint."""
     config, batch_id = store.config, doc["batch_id"]
-    name = part_name(part)
-    done_path = store.path(batch_id, f"split/{name}.done.json")
-    ckpt_path = store.path(batch_id, f"split/{name}.checkpoint.json")
+    done_path = store.path(batch_id, layout.split_done(part))
+    ckpt_path = store.path(batch_id, layout.split_checkpoint(part))
     if store.read_json(done_path)[0] is not None:
         return True
     started = time.monotonic()
     checkpoint = (store.read_json(ckpt_path)[0] if task.get("resume") else None) or {}
     index = load_index(store, doc, part)
     matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"))
-    collector = ordered.Collector(store.bucket, store.path(batch_id, f"ordered/{name}/"), index.starts,
+    collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts,
                                   checkpoint.get("segments"))
     files = output_files(store, doc, part)
     deadline = started + config.split_budget_s
@@ -374,7 +372,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
                     elif raw.strip():
                         hit = matcher.match(raw)
                         if hit:
-                            sink.put(f"results/{hit[1]}.json", hit[2])
+                            sink.put(layout.result(hit[1]), hit[2])
                             collector.add(hit[0], hit[2])
                     if stop(file=i, offset=offset):
                         return False
@@ -388,7 +386,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
             return False
     missing = list(matcher.missing(retryable=not ended_for_good(part)))
     errors = sorted(matcher.failures + missing, key=lambda e: e["line"])  # one part's: within the per-job limits
-    store.bucket.blob(store.path(batch_id, f"split/{part_name(part)}.errors.jsonl")).upload_from_string(
+    store.bucket.blob(store.path(batch_id, layout.split_errors(part))).upload_from_string(
         b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
     store.create_json(done_path, {
         "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
@@ -430,7 +428,7 @@ def write_ordered(out: Path, index: Index, matcher: Matcher) -> None:
             f.write((out / f"{key}.json").read_bytes() if matcher.seen[line - index.first]
                     else ordered.missing_result(key, None, None))
             f.write(b"\n")
-    tmp.replace(out / "results.jsonl")
+    tmp.replace(out / layout.RESULTS_FILE)
 
 
 def split_local(input_path: str, prediction_paths: list[str], out_dir: str, config, progress=None) -> dict:
@@ -475,14 +473,14 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
                              key=lambda e: e["line"]):
             missing += e["status"] == "missing"
             f.write(orjson.dumps(e) + b"\n")
-    tmp.replace(Path(out_dir) / "errors.jsonl")
+    tmp.replace(Path(out_dir) / layout.ERRORS)
     counts = {"total": index.total, **matcher.counts, "missing": missing}
     counts = {k: counts[k] for k in ("total", "succeeded", "failed", "missing", "duplicate_outputs",
                                      "unmatched_outputs")}
     manifest = build_manifest(None, counts, matcher.usage, [], os.path.abspath(input_path),
                               os.path.abspath(out_dir), predictions=[str(f) for f in files],
                               timings={"split_seconds": round(time.monotonic() - started, 3)})
-    sink.put("manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    sink.put(layout.MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return manifest
 
 

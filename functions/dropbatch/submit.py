@@ -12,7 +12,7 @@ import time
 
 import orjson
 
-from . import batch, keys, logs, notify, ordered, vertex
+from . import batch, keys, layout, logs, notify, ordered, vertex
 from .config import Config, get_config
 from .errors import ConfigurationError, PermanentError
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
@@ -196,11 +196,11 @@ def _open_source(store: Store, doc: dict, offset: int = 0):
 def reject(store: Store, doc: dict, report) -> dict:
     """Write the report and end the batch `rejected`: one small message, the user's object untouched."""
     batch_id = doc["batch_id"]
-    store.write_json(store.path(batch_id, "report.json"), report.to_dict())
+    store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     summary = report.summary()
     message = notify.build("rejected", batch_id=batch_id, source=doc["source"],
                            counts={"total": report.requests, "errors": report.error_count},
-                           report=store.uri(store.path(batch_id, "report.json")), error=summary)
+                           report=store.uri(store.path(batch_id, layout.REPORT)), error=summary)
     return notify.end_batch(store, batch_id, batch.REJECTED, message, error=summary)
 
 
@@ -215,7 +215,7 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
                    "case); rename the file and upload it again", config.max_errors)
         return reject(store, doc, report)
     started = time.monotonic()
-    ckpt_path = store.path(batch_id, "submit/checkpoint.json")
+    ckpt_path = store.path(batch_id, layout.SUBMIT_CHECKPOINT)
     checkpoint = (store.read_json(ckpt_path)[0] if doc.get("progress") else None) or {}
     validator = Validator(config, doc["source"], checkpoint.get("validator"))
     stager = Stager(store, doc, checkpoint.get("stager"))
@@ -258,7 +258,7 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
     if not report.valid:
         stager.abandon()
         return reject(store, doc, report)
-    store.write_json(store.path(batch_id, "report.json"), report.to_dict())
+    store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     parts = stager.finish(report.jobs)
     model = (blob.metadata or {}).get("model") or config.model
     return store.update_ledger(batch_id, lambda d: batch.move(d, batch.STAGED, model=model, requests=report.requests,
@@ -268,7 +268,7 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
 def checkpoint_submission(store: Store, doc: dict, validator, stager, compressed: bool) -> dict:
     """Save where the pass stopped, give the lease back, and ask for a continuation on the uploads topic."""
     batch_id = doc["batch_id"]
-    store.write_json(store.path(batch_id, "submit/checkpoint.json"), {
+    store.write_json(store.path(batch_id, layout.SUBMIT_CHECKPOINT), {
         "validator": validator.state(), "stager": stager.checkpoint(), "compressed": compressed})
     count = (doc.get("progress") or {}).get("continuations", 0) + 1
     doc = store.update_ledger(batch_id, lambda d: d.update(
@@ -303,7 +303,7 @@ class Stager:
         self.pending: list = []
 
     def _name(self, part: int, chunk: int | None = None) -> str:
-        base = self.store.path(self.batch_id, f"input/part-{part:05d}")
+        base = self.store.path(self.batch_id, layout.staged({"index": part, "round": 0}))
         return base if chunk is None else f"{base}.c{chunk:05d}"
 
     def add(self, line: int, key: str | None, request: dict, part: int, size: int) -> None:
@@ -399,7 +399,7 @@ def submit_parts(store: Store, batch_id: str) -> dict:
         try:
             job = vertex.create_job(config, batch_id=batch_id, part=part["index"], round_=part["round"],
                                     input_uri=part["input"], model=doc["model"],
-                                    output_prefix=store.uri(store.path(batch_id, f"output/{batch.part_name(part)}")))
+                                    output_prefix=store.uri(store.path(batch_id, layout.output(part))))
         except PermanentError as exc:
             if not any(p["job"] for p in doc["parts"]):
                 return fail(store, doc, f"Vertex AI refused the job: {exc}")
@@ -429,8 +429,8 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             d["notified"]["submitted"] = now()
             notify.queue(d, notify.build("submitted", batch_id=batch_id, source=d["source"],
                                          counts={"total": d["requests"]},
-                                         report=store.uri(store.path(batch_id, "report.json")),
-                                         results_prefix=store.uri(store.path(batch_id, "results/"))))
+                                         report=store.uri(store.path(batch_id, layout.REPORT)),
+                                         results_prefix=store.uri(store.path(batch_id, layout.RESULTS))))
 
     doc = store.update_ledger(batch_id, submitted)
     return notify.deliver(store, batch_id) if doc.get("outbox") else doc

@@ -1,0 +1,67 @@
+"""The bucket layout under batches/BATCH_ID/ (DESIGN.md "Layout in the bucket", docs/contracts.md "Bucket
+layout additions"): the name of every object a batch has, relative to its folder, built here and nowhere else.
+`Store.path(batch_id, name)` puts one under its batch's folder."""
+
+from __future__ import annotations
+
+LEDGER = "ledger.json"
+REPORT = "report.json"
+MANIFEST = "manifest.json"
+ERRORS = "errors.jsonl"
+RESULTS_FILE = "results.jsonl"
+RESULTS = "results/"
+ORDERED_FINAL = "ordered/final/"  # results.jsonl's composed intermediates
+SUBMIT_CHECKPOINT = "submit/checkpoint.json"
+ACTIVE = "_active/"  # batches/_active/BATCH_ID: the active index, beside the batches' folders
+
+
+def part_name(part: dict) -> str:
+    """A part's name in a round: rR-pPPPPP."""
+    return f"r{part['round']}-p{part['index']:05d}"
+
+
+def staged(part: dict) -> str:
+    """A part's staged input without its suffix (.jsonl, and .keys.jsonl for its keys sidecar): a first-round
+    part is input/part-PPPPP, a retry round's input/retry-rR-pPPPPP."""
+    return f"input/part-{part['index']:05d}" if part["round"] == 0 else f"input/retry-{part_name(part)}"
+
+
+def output(part: dict) -> str:
+    """Where a part's job writes (its outputUriPrefix)."""
+    return f"output/{part_name(part)}"
+
+
+def split_done(part: dict) -> str:
+    return f"split/{part_name(part)}.done.json"
+
+
+def split_checkpoint(part: dict) -> str:
+    return f"split/{part_name(part)}.checkpoint.json"
+
+
+def split_errors(part: dict) -> str:
+    return f"split/{part_name(part)}.errors.jsonl"
+
+
+def ordered(part: dict) -> str:
+    """The folder of a part's results in line order."""
+    return f"ordered/{part_name(part)}/"
+
+
+def ordered_segment(bucket: int, n: int) -> str:
+    """Within a part's ordered folder: one segment of a line-range bucket, "LINE result" lines as matched."""
+    return f"seg/b{bucket:05d}-s{n:05d}.jsonl"
+
+
+def ordered_segments(bucket: int) -> str:
+    """The prefix of a bucket's segments."""
+    return f"seg/b{bucket:05d}-"
+
+
+def ordered_bucket(bucket: int) -> str:
+    """Within a part's ordered folder: a bucket's results in line order."""
+    return f"b{bucket:05d}.jsonl"
+
+
+def result(key: str) -> str:
+    return f"{RESULTS}{key}.json"
