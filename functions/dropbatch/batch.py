@@ -16,7 +16,7 @@ import heapq
 from typing import Iterator
 
 from . import layout
-from .errors import TransientError
+from .errors import BadMove, TransientError
 from .events import age_s, now, parse_time, utcnow
 
 CLAIMED, STAGED, SUBMITTED, SPLITTING, DONE, REJECTED, FAILED = (
@@ -39,10 +39,6 @@ MAX_CLAIMS = 5  # executions that may die holding one file's submission before t
 # google.rpc.Code values of a job error that another round cannot fix: INVALID_ARGUMENT, NOT_FOUND,
 # PERMISSION_DENIED, FAILED_PRECONDITION (googleapis google/rpc/code.proto).
 PERMANENT_JOB_CODES = frozenset({3, 5, 7, 9})
-
-
-class BadMove(Exception):
-    """A transition the table does not allow: a programming error."""
 
 
 def move(doc: dict, to: str, **fields) -> dict:

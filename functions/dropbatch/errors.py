@@ -21,6 +21,18 @@ class InvalidInput(PermanentError):
     """A file or request that fails validation."""
 
 
+class Conflict(Exception):
+    """A generation precondition failed: someone else wrote first (the caller reads again and decides)."""
+
+
+class Replaced(Exception):
+    """The dropped object's generation is gone: replaced by a newer upload, or deleted."""
+
+
+class BadMove(Exception):
+    """A batch transition the state table does not allow: a programming error, never caught."""
+
+
 
 class ConfigurationError(PermanentError):
     """A 403 on dropbatch's own call: the deployment does not grant a permission the code needs. The batch ends

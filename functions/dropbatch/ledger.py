@@ -16,13 +16,9 @@ import orjson
 
 from . import layout
 from .config import Config
-from .errors import PermanentError, TransientError, denied
+from .errors import Conflict, PermanentError, TransientError, denied
 from .events import now
 
-
-
-class Conflict(Exception):
-    """A generation precondition failed: someone else wrote first."""
 
 
 @functools.cache

@@ -21,7 +21,7 @@ import bisect
 
 import orjson
 
-from . import layout
+from . import layout, outcome
 
 BUCKET_BYTES = 16_000_000  # staged input per bucket: what one bucket's results take in memory, roughly
 SEGMENT_BYTES = 4_000_000  # a bucket's buffer is written out past this
@@ -46,11 +46,8 @@ class Buckets:
 
 
 def missing_result(key: str, batch_id: str | None, job: str | None) -> bytes:
-    """The results.jsonl line of a request no output line answered (errors.jsonl lists it as `missing`)."""
-    return orjson.dumps({"key": key, "status": "missing", "request": None, "response": None, "text": None,
-                         "finish_reason": None, "usage": None,
-                         "error": {"code": "MISSING", "message": "Vertex AI wrote no output line for this request"},
-                         "processed_time": None, "batch_id": batch_id, "job": job})
+    """The results.jsonl line of a request no output line answered."""
+    return orjson.dumps(outcome.missing_result(key, batch_id, job))
 
 
 class Collector:

@@ -122,10 +122,22 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
     elif not answer and finish not in (None, "STOP", "FINISH_REASON_UNSPECIFIED"):
         # MAX_TOKENS spent on thinking, SAFETY, RECITATION...: a candidate with nothing in it is no answer
         error = {"code": finish, "message": f"the first candidate ended with {finish} before any answer"}
-    return {
-        "key": key, "status": "failed" if error else "succeeded", "request": _clean_request(out.get("request")),
-        "response": response, "text": "".join(texts) if texts else None,
-        "finish_reason": finish,
-        "usage": get_field(response or {}, "usageMetadata", "usage_metadata"), "error": error,
-        "processed_time": out.get("processed_time") or out.get("processedTime"), "batch_id": batch_id, "job": job,
-    }
+    return result_object(key, "failed" if error else "succeeded", batch_id, job,
+                         request=_clean_request(out.get("request")), response=response,
+                         text="".join(texts) if texts else None, finish_reason=finish,
+                         usage=get_field(response or {}, "usageMetadata", "usage_metadata"), error=error,
+                         processed_time=out.get("processed_time") or out.get("processedTime"))
+
+
+def result_object(key: str, status: str, batch_id: str | None, job: str | None, *, request=None, response=None,
+                  text=None, finish_reason=None, usage=None, error=None, processed_time=None) -> dict:
+    """The one builder of a result object (DESIGN.md "Result object", docs/contracts.md), in its field order."""
+    return {"key": key, "status": status, "request": request, "response": response, "text": text,
+            "finish_reason": finish_reason, "usage": usage, "error": error, "processed_time": processed_time,
+            "batch_id": batch_id, "job": job}
+
+
+def missing_result(key: str, batch_id: str | None, job: str | None) -> dict:
+    """The result of a request no output line answered (errors.jsonl lists it as `missing`)."""
+    return result_object(key, "missing", batch_id, job,
+                         error={"code": "MISSING", "message": "Vertex AI wrote no output line for this request"})

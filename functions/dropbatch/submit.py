@@ -14,7 +14,7 @@ import orjson
 
 from . import batch, keys, layout, logs, notify, ordered, vertex
 from .config import Config, get_config
-from .errors import ConfigurationError, PermanentError
+from .errors import ConfigurationError, PermanentError, Replaced
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
 from .ledger import ObjectReader, Store, execution_id
 from .checks import as_lists
@@ -165,10 +165,6 @@ def cancel_unstarted(store: Store, doc: dict) -> dict:
     message = notify.build("cancelled", batch_id=doc["batch_id"], source=doc["source"],
                            counts={"total": doc.get("requests")}, error="cancelled before any job was created")
     return notify.end_batch(store, doc["batch_id"], batch.DONE, message, final_state="cancelled")
-
-
-class Replaced(Exception):
-    """The dropped object's generation is gone: replaced by a newer upload, or deleted."""
 
 
 def _open_source(store: Store, doc: dict, offset: int = 0):

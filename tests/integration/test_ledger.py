@@ -10,7 +10,8 @@ pytestmark = pytest.mark.stack
 def test_a_lost_response_to_a_conditional_write_is_recognised(stack, bucket):
     """A generation-matched write whose response is lost is retried by the client and answered 412: the object
     holds our bytes, so it is our write, not a conflict that blocks the batch for a lease period."""
-    from dropbatch.ledger import Conflict, Store
+    from dropbatch.errors import Conflict
+    from dropbatch.ledger import Store
 
     store = Store(stack.config())
     path = "batches/ledger-test-0000000000/doc.json"

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from dropbatch import batch
-from dropbatch.errors import TransientError
+from dropbatch.errors import BadMove, TransientError
 from dropbatch.events import parse_time
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
@@ -28,7 +28,7 @@ def test_the_table_allows_only_its_moves():
             if to in allowed or to == state:
                 assert batch.move(d, to)["state"] == to
             else:
-                with pytest.raises(batch.BadMove):
+                with pytest.raises(BadMove):
                     batch.move(d, to)
     assert all(not batch.MOVES[s] for s in batch.FINISHED), "finished is finished"
 
