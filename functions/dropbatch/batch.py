@@ -34,6 +34,7 @@ MOVES: dict[str, tuple[str, ...]] = {
 
 JOB_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
                           "JOB_STATE_PARTIALLY_SUCCEEDED"})
+FINISH_AFTER_S = 60  # a manifest older than this whose message never went out: its finisher died
 CREATE_LEASE_S = 120  # how long a part's creation claim holds: longer than one create call with its retries
 MAX_CLAIMS = 5  # executions that may die holding one file's submission before the batch fails
 # google.rpc.Code values of a job error that another round cannot fix: INVALID_ARGUMENT, NOT_FOUND,

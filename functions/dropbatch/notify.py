@@ -160,3 +160,13 @@ def ask_submit(config: Config, batch_id: str) -> None:
     submission that checkpointed or died, a staged retry round, parts waiting for a job slot). On the uploads
     topic: data {"batch_id"}, attribute dropbatch_continue=BATCH_ID (docs/contracts.md)."""
     publish_json(config, config.uploads_topic, {"batch_id": batch_id}, dropbatch_continue=batch_id)
+
+
+def split_task(doc: dict, part: dict, **extra) -> dict:
+    """A split task (docs/contracts.md): what the split function needs, nothing it must trust blindly."""
+    return {"batch_id": doc["batch_id"], "part": part["index"], "round": part["round"], "job": part["job"],
+            "resume": False, **extra}
+
+
+def send_split_task(config: Config, task: dict) -> None:
+    publish_json(config, config.split_topic, task, batch_id=task["batch_id"])

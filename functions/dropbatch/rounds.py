@@ -1,6 +1,6 @@
-"""Split tasks and rounds: queue a part's split, finish a batch, stage a retry round, send the last message.
+"""Split tasks and rounds: run a part's split, finish a batch, stage a retry round, send the last message.
 
-The status function queues one split task per ended job; the split function runs each (split.split_part)
+The status function queues one split task per ended job (status.queue_tasks); the split function runs each (split.split_part)
 and the last part to finish calls `finalize`: either the requests that failed for a transient reason get
 another round (staged part by part, streaming, within the per-job limits), or errors.jsonl, the manifest
 and the terminal message go out, once, claimed by creating manifest.json. The sweep never builds a round:
@@ -21,46 +21,6 @@ from .errors import ConfigurationError, PermanentError, TransientError, denied
 from .events import PUBSUB, age_s, now, pubsub_json
 from .keys import is_batch_id, line_from_labels
 from .ledger import Store, execution_id, open_lines
-
-FINISH_AFTER_S = 60  # a manifest older than this whose message never went out: its finisher died
-
-
-def task_for(doc: dict, part: dict, **extra) -> dict:
-    """A split task (docs/contracts.md): what the split function needs, nothing it must trust blindly."""
-    return {"batch_id": doc["batch_id"], "part": part["index"], "round": part["round"], "job": part["job"],
-            "resume": False, **extra}
-
-
-def _publish(store: Store, doc: dict, task: dict) -> None:
-    notify.publish_json(store.config, store.config.split_topic, task, batch_id=doc["batch_id"])
-
-
-def queue_tasks(store: Store, doc: dict) -> None:
-    for part in doc["parts"]:
-        if part.get("split") != "done":
-            _publish(store, doc, task_for(doc, part))
-    store.update_ledger(doc["batch_id"], lambda d: batch.move(d, batch.SPLITTING, split_queued=now())
-                        if d["state"] == batch.SUBMITTED else False)
-    logs.info("split tasks queued", parts=len(doc["parts"]))
-
-
-def requeue_stale_tasks(store: Store, doc: dict) -> None:
-    """The sweep's safety net: re-send split tasks that never finished, or the finishing task of a batch whose
-    finisher died. The split function does the work; the sweep stays small."""
-    if all(p.get("split") == "done" for p in doc["parts"]):
-        if age_s(doc.get("finalize_queued") or doc.get("split_queued")) > FINISH_AFTER_S:
-            _publish(store, doc, task_for(doc, doc["parts"][-1], finalize=True))
-            store.update_ledger(doc["batch_id"], lambda d: d.update(finalize_queued=now()))
-            logs.warning("finishing task re-sent: every part is split but the batch did not finish")
-        return
-    queued = doc.get("split_queued")
-    if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
-        for part in doc["parts"]:
-            if part.get("split") != "done":
-                _publish(store, doc, task_for(doc, part))
-        store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
-        logs.warning("split tasks re-sent: they did not finish in time")
-
 
 def handle_event(event) -> None:
     if event.get("type") != PUBSUB:
@@ -106,7 +66,7 @@ def run_task(store: Store, task: dict) -> None:
     doc = store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(split="done")
                               if d["parts"][part["index"]].get("split") != "done" else False)
     if all(p.get("split") == "done" for p in doc["parts"]):
-        finalize(store, batch_id, force_after_s=FINISH_AFTER_S if task.get("finalize") else None)
+        finalize(store, batch_id, force_after_s=batch.FINISH_AFTER_S if task.get("finalize") else None)
 
 
 # ---------------------------------------------------------------- retry rounds

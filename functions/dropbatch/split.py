@@ -357,7 +357,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
             return False
         sink.flush()
         store.write_json(ckpt_path, {**where, "state": matcher.state(), "segments": collector.flush()})
-        notify.publish_json(config, config.split_topic, {**task, "resume": True}, batch_id=batch_id)
+        notify.send_split_task(config, {**task, "resume": True})
         logs.info("split checkpointed; continuing in a new task", **where)
         return True
 

@@ -7,7 +7,7 @@ what an event never delivered: half-finished claims whose lease ran out and part
 
 from __future__ import annotations
 
-from . import batch, logs, notify, rounds, vertex
+from . import batch, logs, notify, vertex
 from .config import Config, get_config
 from .errors import ConfigurationError, DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
@@ -67,7 +67,7 @@ def advance(store: Store, batch_id: str) -> None:
     if doc["state"] == batch.SUBMITTED:
         refresh_jobs(store, doc)
     elif doc["state"] == batch.SPLITTING:
-        rounds.requeue_stale_tasks(store, doc)
+        requeue_stale_tasks(store, doc)
 
 
 def refresh_jobs(store: Store, doc: dict) -> None:
@@ -110,4 +110,33 @@ def refresh_jobs(store: Store, doc: dict) -> None:
         notify.ask_submit(config, batch_id)  # the submit function creates jobs (the only account that may)
         return
     if batch.all_ended(doc):
-        rounds.queue_tasks(store, doc)
+        queue_tasks(store, doc)
+
+
+# ---------------------------------------------------------------- split tasks
+
+def queue_tasks(store: Store, doc: dict) -> None:
+    for part in doc["parts"]:
+        if part.get("split") != "done":
+            notify.send_split_task(store.config, notify.split_task(doc, part))
+    store.update_ledger(doc["batch_id"], lambda d: batch.move(d, batch.SPLITTING, split_queued=now())
+                        if d["state"] == batch.SUBMITTED else False)
+    logs.info("split tasks queued", parts=len(doc["parts"]))
+
+
+def requeue_stale_tasks(store: Store, doc: dict) -> None:
+    """The sweep's safety net: re-send split tasks that never finished, or the finishing task of a batch whose
+    finisher died. The split function does the work; the sweep stays small."""
+    if all(p.get("split") == "done" for p in doc["parts"]):
+        if age_s(doc.get("finalize_queued") or doc.get("split_queued")) > batch.FINISH_AFTER_S:
+            notify.send_split_task(store.config, notify.split_task(doc, doc["parts"][-1], finalize=True))
+            store.update_ledger(doc["batch_id"], lambda d: d.update(finalize_queued=now()))
+            logs.warning("finishing task re-sent: every part is split but the batch did not finish")
+        return
+    queued = doc.get("split_queued")
+    if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
+        for part in doc["parts"]:
+            if part.get("split") != "done":
+                notify.send_split_task(store.config, notify.split_task(doc, part))
+        store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
+        logs.warning("split tasks re-sent: they did not finish in time")
