@@ -147,6 +147,13 @@ part_name = layout.part_name
 
 # ------------------------------------------------------------------ the end of a batch
 
+def build_manifest(batch_id, counts: dict, usage: dict, jobs: list, source: str, results_prefix: str, **extra) -> dict:
+    """manifest.json (DESIGN.md): counts, usage, jobs, the terminal state they make."""
+    states = [j.get("state") or "" for j in jobs]
+    return {"batch_id": batch_id, "state": terminal_state(counts, states), "counts": counts, "usage": usage,
+            "jobs": jobs, "source": source, "results_prefix": results_prefix, **extra}
+
+
 def terminal_state(counts: dict, job_states: list[str]) -> str:
     """The batch's final state (docs/contracts.md): cancelled, expired, failed by a job, or by the counts."""
     if "JOB_STATE_CANCELLED" in job_states:
@@ -166,7 +173,7 @@ USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "total_tokens")
 
 
 def listed_errors(part: dict, done: dict) -> list[dict]:
-    """A part's errors as a split outcome lists them (done["errors"]); rounds.finalize reads them from objects."""
+    """A part's errors as a split outcome lists them (done["errors"]); finish.finalize reads them from objects."""
     return done["errors"]
 
 

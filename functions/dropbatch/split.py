@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from . import layout, logs, notify, ordered
-from .batch import USAGE_NAMES, ended_for_good, terminal_state
+from .batch import USAGE_NAMES, build_manifest, ended_for_good
 from .keys import key_width, line_from_labels, line_key
 from .lineio import bounded_lines
 from .ledger import open_lines
@@ -398,12 +398,6 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
 
 
 # ---------------------------------------------------------------- the local front end: dropbatch split
-
-def build_manifest(batch_id, counts: dict, usage: dict, jobs: list, source: str, results_prefix: str, **extra) -> dict:
-    states = [j.get("state") or "" for j in jobs]
-    return {"batch_id": batch_id, "state": terminal_state(counts, states), "counts": counts, "usage": usage,
-            "jobs": jobs, "source": source, "results_prefix": results_prefix, **extra}
-
 
 def _prediction_files(paths) -> list[Path]:
     files = []

@@ -17,9 +17,9 @@ from test_terraform import INFRA, ROOT, load_all
 
 DEPLOYED = {
     "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json",
-    *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "errors", "events", "keys", "ledger", "lineio",
-                                    "logs", "notify", "ordered", "outcome", "rounds", "schema", "split", "status", "submit",
-                                    "validate", "vertex")),
+    *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "errors", "events", "finish", "keys", "layout",
+                                    "ledger", "lineio", "logs", "notify", "ordered", "outcome", "retry", "rounds",
+                                    "schema", "split", "splits", "status", "submit", "validate", "vertex")),
 }
 
 

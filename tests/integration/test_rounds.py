@@ -24,7 +24,7 @@ def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucke
     chunks: the storage client's BlobReader, iterated alone, reads one byte per call (41 s of CPU for these 96 MB,
     against 0.3 s to download them whole, measured in the same test)."""
 
-    from dropbatch import batch, keys, rounds
+    from dropbatch import batch, keys, retry
     from dropbatch.ledger import Store
 
     store = Store(dataclasses.replace(stack.config(), max_job_bytes=16 * MB,
@@ -49,7 +49,7 @@ def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucke
     cpu = time.process_time()
     tracemalloc.start()
     try:
-        parts = rounds.stage_retry(store, doc, errors)
+        parts = retry.stage_retry(store, doc, errors)
         peak = tracemalloc.get_traced_memory()[1]
         stage_cpu = time.process_time() - cpu
     finally:

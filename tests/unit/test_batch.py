@@ -142,7 +142,7 @@ def test_a_million_errors_merge_in_bounded_memory():
     retried = range(1, 2 * per_part + 1)
     dones = {batch.part_name(p): done(p["requests"], None, lines=retried if p["round"] else None) for p in parts}
 
-    def errors_of(part, _):  # as rounds.finalize reads them: one part's errors object, line by line
+    def errors_of(part, _):  # as finish.finalize reads them: one part's errors object, line by line
         for line in range(part["first_line"], part["last_line"] + 1):
             yield err(line, "missing" if part["round"] and line % 2 else "failed")
 

@@ -1,0 +1,68 @@
+"""The end of a batch: errors.jsonl, results.jsonl, manifest.json and the terminal message, once.
+
+Run by the split function when every part of the batch is split (rounds.py routes the task here). When
+requests failed for a transient reason (or never came back) and rounds are left (DROPBATCH_RETRY_ROUNDS), it
+asks the retry stage for the next round instead (a `retry` task on the split topic), and the user hears only
+of the end of the last round. The end is claimed by creating manifest.json, so it happens once.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import orjson
+
+from . import batch, layout, logs, notify, ordered, splits
+from .events import age_s, now
+from .ledger import Store
+
+
+def finalize(store: Store, batch_id: str, force_after_s: float | None = None) -> None:
+    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the manifest.
+
+    Before that, requests that failed for a transient reason (or never came back) get another round,
+    up to DROPBATCH_RETRY_ROUNDS, and the user hears only of the end of the last one.
+    """
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["notified"].get("terminal"):
+        notify.deliver(store, batch_id)  # its message may still be queued
+        return
+    dones = splits.done_documents(store, doc)
+    errors_of = functools.partial(splits.part_errors, store, batch_id)
+    counts, usage, retryable = batch.merge_rounds(doc["parts"], dones, errors_of)
+    if batch.wants_retry(doc, retryable, store.config.retry_rounds):  # the retry stage stages the next round
+        notify.send_split_task(store.config, {"batch_id": batch_id, "retry": doc["round"] + 1})
+        logs.info("retry round asked for", round=doc["round"] + 1, requests=retryable)
+        return
+    with store.bucket.blob(store.path(batch_id, layout.ERRORS)).open("wb", chunk_size=8 << 20,
+                                                                      content_type="application/jsonl") as f:
+        for e in batch.merged_errors(doc["parts"], dones, errors_of):
+            f.write(orjson.dumps(e) + b"\n")
+    results_file = store.uri(ordered.compose_results(store.bucket, store.path(batch_id, ""), doc["parts"], dones,
+                                                     batch.part_name))
+    jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
+             "requests": p["requests"], "completion_stats": p["completion_stats"], "error": p["error"],
+             "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
+    rounds = [{"round": r, "requests": sum(p["requests"] for p in doc["parts"] if p["round"] == r),
+               "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
+    results_prefix = store.uri(store.path(batch_id, layout.RESULTS))
+    last_round = [p["state"] or "" for p in doc["parts"] if p["round"] == doc["round"]]
+    manifest = batch.build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix,
+                                    results_file=results_file, rounds=rounds,
+                                    timings={"received": doc["created"], "finished": now(),
+                                             "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
+    manifest["state"] = batch.terminal_state(counts, last_round)
+    manifest_path = store.path(batch_id, layout.MANIFEST)
+    if not store.create_json(manifest_path, manifest):
+        if force_after_s is None:
+            return  # another task is finishing this batch
+        existing, _ = store.read_json(manifest_path)
+        if age_s(existing["timings"]["finished"]) < force_after_s:
+            return
+        manifest = existing
+    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
+    message = notify.build(manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
+                           manifest=store.uri(manifest_path), results_prefix=results_prefix,
+                           results_file=manifest.get("results_file"),
+                           report=store.uri(store.path(batch_id, layout.REPORT)), error="; ".join(job_errors) or None)
+    notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"])

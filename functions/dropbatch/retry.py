@@ -1,0 +1,110 @@
+"""Retry rounds: the requests of a batch that failed for a transient reason (or never came back), staged again as
+the next round's parts, streaming and within the per-job limits; then the submit function is asked for their
+jobs. Run by the split function on a `retry` task (rounds.py routes it here), which the finishing step sends.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import orjson
+
+from . import batch, layout, logs, notify, splits
+from .keys import line_from_labels
+from .ledger import Store, open_lines
+
+
+class _PartWriter:
+    """One retry part being written: its staged lines and keys sidecar, streamed to GCS."""
+
+    def __init__(self, store: Store, doc: dict, index: int, round_: int):
+        self.part = batch.new_part(index, round_, 0, 0, 0, None)
+        self.name = store.path(doc["batch_id"], layout.staged(self.part))
+        self.part["input"] = store.uri(self.name + ".jsonl")
+        self.bytes = 0
+        self.data = store.bucket.blob(self.name + ".jsonl").open("wb", chunk_size=8 << 20,
+                                                                   content_type="application/jsonl")
+        self.keys = store.bucket.blob(self.name + ".keys.jsonl").open("wb", chunk_size=8 << 20,
+                                                                        content_type="application/jsonl")
+
+    def fits(self, size: int, config) -> bool:
+        return not self.part["requests"] or (self.part["requests"] < config.max_job_requests
+                                             and self.bytes + size <= config.max_job_bytes)
+
+    def add(self, line: int, key: str, raw: bytes) -> None:
+        self.data.write(raw)
+        self.keys.write(orjson.dumps([line, key, len(raw)]) + b"\n")
+        self.part["first_line"] = self.part["first_line"] or line
+        self.part["last_line"] = line
+        self.part["requests"] += 1
+        self.bytes += len(raw)
+
+    def close(self) -> dict:
+        self.data.close()
+        self.keys.close()
+        return self.part
+
+
+def stage_retry(store: Store, doc: dict, retry) -> list[dict]:
+    """Stage the requests that failed for a transient reason (or never came back) as the next round's parts.
+    `retry` gives them in line order; the staged input is read part by part alongside and streamed out, each new
+    part within the per-job limits: nothing is held but the buffers."""
+    config, round_ = store.config, doc["round"] + 1
+    wanted = iter(retry)
+    nxt = next(wanted, None)
+    parts, writer = [], None
+    for original in sorted((p for p in doc["parts"] if p["round"] == 0), key=lambda p: p["first_line"]):
+        if nxt is None:
+            break
+        if nxt["line"] > original["last_line"]:
+            continue
+        path = store.path(doc["batch_id"], layout.staged(original) + ".jsonl")
+        with open_lines(store.bucket.blob(path)) as f:
+            for raw in f:  # staged in line order, as the errors come
+                if nxt is None or nxt["line"] > original["last_line"]:
+                    break
+                line = line_from_labels(orjson.loads(raw)["request"]["labels"])
+                while nxt is not None and nxt["line"] < line:  # not in the staged input: nothing to retry
+                    nxt = next(wanted, None)
+                if nxt is None or nxt["line"] != line:
+                    continue
+                raw = raw if raw.endswith(b"\n") else raw + b"\n"
+                if writer is not None and not writer.fits(len(raw), config):
+                    parts.append(writer.close())
+                    writer = None
+                if writer is None:
+                    writer = _PartWriter(store, doc, len(doc["parts"]) + len(parts), round_)
+                writer.add(line, nxt["key"], raw)
+                nxt = next(wanted, None)
+    if writer is not None:
+        parts.append(writer.close())
+    return parts
+
+
+def start_round(store: Store, batch_id: str, round_: int) -> None:
+    """Stage round `round_` of a batch (a `retry` task) and ask the submit function to create its jobs (only its
+    account may create jobs, infra/iam.tf). A task for a round already staged, or a batch no longer splitting,
+    does nothing."""
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["round"] != round_ - 1 or doc["state"] not in (batch.SUBMITTED, batch.SPLITTING):
+        logs.info("retry task ignored: the round is staged or the batch moved on", round=round_,
+                  state=doc and doc["state"])
+        return
+    started = time.monotonic()
+    dones = splits.done_documents(store, doc)
+    errors_of = functools.partial(splits.part_errors, store, batch_id)
+    count = batch.merge_rounds(doc["parts"], dones, errors_of)[2]
+    parts = stage_retry(store, doc, (e for e in batch.merged_errors(doc["parts"], dones, errors_of)
+                                     if e.get("retryable")))
+    current = doc["round"]
+
+    def next_round(d):
+        if d["round"] != current or d["state"] not in (batch.SUBMITTED, batch.SPLITTING):
+            return False  # another finisher started the round already
+        batch.move(d, batch.STAGED, round=current + 1, parts=d["parts"] + parts)
+
+    store.update_ledger(doc["batch_id"], next_round)
+    logs.info("retry round staged", round=current + 1, requests=count, parts=len(parts),
+              seconds=round(time.monotonic() - started, 3))
+    notify.ask_submit(store.config, doc["batch_id"])
