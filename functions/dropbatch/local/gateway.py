@@ -11,7 +11,7 @@
                      (REGION-aiplatform.googleapis.com, aiplatform.googleapis.com) is answered with TLS under
                      a certificate of the stack's CA (SSL_CERT_FILE) and piped to the Vertex emulator, so that
                      a program using Google's default endpoints (the google-genai SDK as Google's samples
-                     write it) reaches the stack unchanged; anything else is refused
+                     write it) reaches the stack unchanged; any other host is tunnelled to as it is
     Pub/Sub fronts   one port per function: a Publish through it is checked as that function's service
                      account (the emulator's clients send no credentials, so the port is the identity);
                      everything else passes unchanged
@@ -241,9 +241,12 @@ class VertexProxy(socketserver.BaseRequestHandler):
                 return
             head += chunk
         method, target = (head.split(b"\r\n", 1)[0].split(b" ") + [b"", b""])[:2]
-        host = target.decode(errors="replace").rsplit(":", 1)[0]
-        if method != b"CONNECT" or host not in self.hosts:
-            self.request.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        host, _, port = target.decode(errors="replace").rpartition(":")
+        if method != b"CONNECT" or not port.isdigit():
+            self.request.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            return
+        if host not in self.hosts:
+            self._tunnel(host, int(port))
             return
         self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         with self.tls.wrap_socket(self.request, server_side=True) as client, \
@@ -251,6 +254,23 @@ class VertexProxy(socketserver.BaseRequestHandler):
             done = threading.Event()
             threading.Thread(target=_pipe, args=(upstream, client, done), daemon=True).start()
             _pipe(client, upstream, done)
+            done.wait(5)
+
+
+    def _tunnel(self, host: str, port: int) -> None:
+        """Any other host: a plain tunnel to it, so that the shell `local env` set up keeps working for the
+        rest (pip, npm, curl)."""
+        try:
+            upstream = socket.create_connection((host, port), timeout=30)
+        except OSError:
+            self.request.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            return
+        with upstream:
+            upstream.settimeout(None)
+            self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            done = threading.Event()
+            threading.Thread(target=_pipe, args=(upstream, self.request, done), daemon=True).start()
+            _pipe(self.request, upstream, done)
             done.wait(5)
 
 

@@ -602,7 +602,8 @@ class Enforcer:
 
 def tls_files(folder: Path, hosts: list[str]) -> None:
     """A certificate authority of the stack's and a certificate for Google's API host names, signed by it:
-    `ca.pem` (certifi's bundle with the stack's CA added, so that SSL_CERT_FILE breaks no other host),
+    `ca.pem` (the machine's and certifi's bundles with the stack's CA added, so that SSL_CERT_FILE breaks no
+    other host),
     `host.pem` and `host.key` for the gateway's HTTPS proxy."""
     import datetime as dt
 
@@ -631,7 +632,11 @@ def tls_files(folder: Path, hosts: list[str]) -> None:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    (folder / "ca.pem").write_bytes(Path(certifi.where()).read_bytes() + b"\n" + ca.public_bytes(pem))
+    import ssl
+
+    system = ssl.get_default_verify_paths().cafile  # the machine's own bundle (it may hold a site's CA)
+    bundles = [Path(f).read_bytes() for f in (system, certifi.where()) if f and Path(f).is_file()]
+    (folder / "ca.pem").write_bytes(b"\n".join(bundles) + b"\n" + ca.public_bytes(pem))
     (folder / "host.pem").write_bytes(host.public_bytes(pem) + ca.public_bytes(pem))
     (folder / "host.key").write_bytes(host_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))
