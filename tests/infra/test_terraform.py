@@ -13,7 +13,7 @@ import hcl2
 import pytest
 import yaml
 
-from dropbatch.local.iam import clean_hcl as clean
+from dropbatch.local.terraform import clean_hcl as clean
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"

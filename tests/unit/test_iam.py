@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from dropbatch.local import gateway, iam
+from dropbatch.local.terraform import Terraform
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT, BUCKET = "proj", "drop"
@@ -85,7 +86,7 @@ def test_a_copy_of_infra_with_a_grant_removed_is_enforced(tmp_path):
 
 
 def test_the_evaluator_takes_only_the_chosen_branch():
-    tf = iam.Terraform({"locals": {}, "module": {"m": {"count": "${var.n}", "name": "x"}}, "resource": {}},
+    tf = Terraform({"locals": {}, "module": {"m": {"count": "${var.n}", "name": "x"}}, "resource": {}},
                        {"n": 0, "s": ""})
     assert tf.value('${var.s == "" ? "empty" : module.m[0].name}') == "empty"  # m has no instance: not evaluated
     assert tf.value('${{a = 1, "b" = var.s}}') == {"a": 1, "b": ""}
