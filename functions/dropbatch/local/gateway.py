@@ -251,10 +251,7 @@ class VertexProxy(socketserver.BaseRequestHandler):
         self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         with self.tls.wrap_socket(self.request, server_side=True) as client, \
                 socket.create_connection(("127.0.0.1", self.upstream)) as upstream:
-            done = threading.Event()
-            threading.Thread(target=_pipe, args=(upstream, client, done), daemon=True).start()
-            _pipe(client, upstream, done)
-            done.wait(5)
+            _splice(client, upstream)
 
 
     def _tunnel(self, host: str, port: int) -> None:
@@ -268,10 +265,15 @@ class VertexProxy(socketserver.BaseRequestHandler):
         with upstream:
             upstream.settimeout(None)
             self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            done = threading.Event()
-            threading.Thread(target=_pipe, args=(upstream, self.request, done), daemon=True).start()
-            _pipe(self.request, upstream, done)
-            done.wait(5)
+            _splice(self.request, upstream)
+
+
+def _splice(client: socket.socket, upstream: socket.socket) -> None:
+    """Bytes both ways until either side closes (and the other has had 5 s to finish)."""
+    done = threading.Event()
+    threading.Thread(target=_pipe, args=(upstream, client, done), daemon=True).start()
+    _pipe(client, upstream, done)
+    done.wait(5)
 
 
 def _pipe(source: socket.socket, sink: socket.socket, done: threading.Event) -> None:
