@@ -92,22 +92,22 @@ def _mac(secret: bytes, text: str) -> str:
     return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def issue(secret: bytes, principal: str, kind: str = "access") -> str:
-    """A token (access or refresh) that names its principal, signed with the stack's secret."""
+def issue(secret: bytes, principal: str) -> str:
+    """An access token that names its principal, signed with the stack's secret."""
     name = base64.urlsafe_b64encode(principal.encode()).decode().rstrip("=")
-    return f"{TOKEN_PREFIX}{kind}.{name}.{_mac(secret, kind + principal)}"
+    return f"{TOKEN_PREFIX}access.{name}.{_mac(secret, principal)}"
 
 
-def principal_of(secret: bytes, token: str, kind: str = "access") -> str | None:
-    """The principal a token names, or None when it is not one of this stack's tokens of that kind."""
+def principal_of(secret: bytes, token: str) -> str | None:
+    """The principal an access token names, or None when it is not one of this stack's."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     try:
-        got_kind, name, mac = token[len(TOKEN_PREFIX):].split(".")
+        kind, name, mac = token[len(TOKEN_PREFIX):].split(".")
         principal = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
     except ValueError:
         return None
-    if got_kind != kind or not hmac.compare_digest(mac, _mac(secret, kind + principal)):
+    if kind != "access" or not hmac.compare_digest(mac, _mac(secret, principal)):
         return None
     return principal
 
