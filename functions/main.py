@@ -5,7 +5,8 @@ import functions_framework
 
 @functions_framework.cloud_event
 def submit_batch(event):
-    """Storage finalize (Eventarc) or a GCS notification on Pub/Sub: validate, stage, submit."""
+    """A GCS notification on the uploads topic (or a storage CloudEvent): validate, stage, create the jobs; or a
+    `dropbatch_continue` task on that topic: go on with a submission, create a retry round's or waiting parts' jobs."""
     from dropbatch import submit
 
     submit.handle_event(event)
@@ -13,7 +14,7 @@ def submit_batch(event):
 
 @functions_framework.cloud_event
 def on_job_event(event):
-    """Pub/Sub sweep tick (or a job log event): look at every active job, advance the batches."""
+    """A sweep tick: GET every active job, queue split tasks, ask the submit function for what it must do."""
     from dropbatch import status
 
     status.handle_event(event)
@@ -21,7 +22,7 @@ def on_job_event(event):
 
 @functions_framework.cloud_event
 def split_results(event):
-    """Pub/Sub split task: write one result object per request, then the manifest and the message."""
+    """A task on the split topic: split a part (results), finish the batch (manifest, message), or stage a retry round."""
     from dropbatch import rounds
 
     rounds.handle_event(event)
