@@ -22,7 +22,7 @@ def on_job_event(event):
 
 @functions_framework.cloud_event
 def split_results(event):
-    """A task on the split topic: split a part (results), finish the batch (manifest, message), or stage a retry round."""
+    """A task on the split topic: split a part, finish the batch (manifest, message), or stage a retry round."""
     from dropbatch import rounds
 
     rounds.handle_event(event)
