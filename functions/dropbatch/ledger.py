@@ -195,8 +195,6 @@ class Store:
         self.client = storage_client(config.project)
         self.bucket = self.client.bucket(config.state_bucket)
         self.prefix = config.batches_prefix
-        self.running: dict[str, int] | None = None  # a sweep's cache of running jobs per batch
-        self._active: list[str] | None = None
 
     def path(self, batch_id: str, name: str) -> str:
         return f"{self.prefix}{batch_id}/{name}"
@@ -294,8 +292,5 @@ class Store:
         return None if marker is None else marker.get("since") or ""
 
     def active_batches(self) -> list[str]:
-        if self.running is not None and self._active is not None:
-            return self._active  # one listing per sweep
         blobs = _gcs_call(self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{layout.ACTIVE}")
-        self._active = sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
-        return self._active
+        return sorted(b.name.rsplit("/", 1)[-1] for b in blobs)

@@ -27,7 +27,6 @@ def handle_event(event) -> None:
 
 def sweep(config: Config) -> dict:
     store = Store(config)
-    store.running = {}  # a sweep: the active index is listed once (ledger.active_batches)
     seen = {"batches": 0, "errors": 0}
     for batch_id in store.active_batches():
         seen["batches"] += 1

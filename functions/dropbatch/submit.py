@@ -111,7 +111,7 @@ def run_claimed(store: Store, doc: dict, me: str) -> dict:
         notify.fail_refused(store, doc["batch_id"], str(exc), doc)
         return doc
     except PermanentError as exc:
-        return fail(store, doc, str(exc))
+        return notify.fail_batch(store, doc, str(exc))
     except BaseException:
         release(store, doc["batch_id"], me)
         raise
@@ -149,7 +149,7 @@ def release(store: Store, batch_id: str, me: str) -> None:
 
 def advance_submission(store: Store, doc: dict) -> dict:
     if batch.out_of_claims(doc):
-        return fail(store, doc, f"validating and staging the file did not finish in {batch.MAX_CLAIMS} attempts "
+        return notify.fail_batch(store, doc, f"validating and staging the file did not finish in {batch.MAX_CLAIMS} attempts "
                                 "(each one ran out of time or memory); split the file into smaller ones")
     if doc.get("cancel_requested") and doc["state"] == batch.CLAIMED:
         return cancel_unstarted(store, doc)
@@ -398,7 +398,7 @@ def submit_parts(store: Store, batch_id: str) -> dict:
                                     output_prefix=store.uri(store.path(batch_id, layout.output(part))))
         except PermanentError as exc:
             if not any(p["job"] for p in doc["parts"]):
-                return fail(store, doc, f"Vertex AI refused the job: {exc}")
+                return notify.fail_batch(store, doc, f"Vertex AI refused the job: {exc}")
             # Jobs of other parts run (and are paid for): keep tracking them; this part ends failed, its
             # requests listed as missing and not retried, and the batch ends `failed` with what the others got.
             logs.error("job refused; the batch's other jobs go on", part=part["index"], error=str(exc)[:500])
@@ -409,8 +409,6 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             store.update_ledger(batch_id, lambda d, i=part["index"]: batch.create_failed(d["parts"][i]))
             raise
         room -= 1
-        if store.running is not None:
-            store.running[batch_id] = store.running.get(batch_id, 0) + 1
         logs.info("job created", job=job["name"], part=part["index"])
 
         def record(d, index=part["index"], job=job):
@@ -442,18 +440,10 @@ def claim_part(store: Store, batch_id: str, index: int) -> bool:
 
 
 def active_job_count(store: Store, exclude: str | None = None) -> int:
-    """Jobs running for other batches. Within one sweep, each ledger is read once (store.running caches)."""
-    cache = store.running if store.running is not None else {}
+    """Jobs running for other batches (one read of each active ledger)."""
     count = 0
     for other in store.active_batches():
-        if other == exclude:
-            continue
-        if other not in cache:
+        if other != exclude:
             doc, _ = store.read_ledger(other)
-            cache[other] = sum(1 for p in (doc or {}).get("parts", []) if batch.part_running(p))
-        count += cache[other]
+            count += sum(1 for p in (doc or {}).get("parts", []) if batch.part_running(p))
     return count
-
-
-def fail(store: Store, doc: dict, reason: str) -> dict:
-    return notify.fail_batch(store, doc, reason)
