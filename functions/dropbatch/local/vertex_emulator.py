@@ -409,7 +409,8 @@ class Emulator:
             return orjson.dumps({"status": status, "processed_time": processed, "request": None}) + b"\n", False
         echo = _echo(req)
         problem = _request_problem(req)
-        if problem or _share(f.seed, "fail", label, f.fail_rate):
+        # the BLOCKME marker is always answered blocked (never an injected fault), so block handling tests hold
+        if problem or (b"BLOCKME" not in raw and _share(f.seed, "fail", label, f.fail_rate)):
             code = 400 if problem else f.fail_code
             message = problem or {500: "Internal error encountered.", 429: "Resource exhausted. Please try again "
                                   "later.", 503: "The service is currently unavailable."}.get(code, "Error.")
