@@ -14,9 +14,10 @@ locals {
     DROPBATCH_UPLOADS_TOPIC       = google_pubsub_topic.uploads.name
     DROPBATCH_MAX_CONCURRENT_JOBS = tostring(var.max_concurrent_jobs)
     DROPBATCH_JOB_DEADLINE_S      = tostring(var.job_deadline_hours * 3600)
-    DROPBATCH_CLAIM_LEASE_S       = "600" # longer than the submit function's timeout
-    DROPBATCH_SPLIT_BUDGET_S      = "480" # checkpoint a minute before the split function's timeout
-    DROPBATCH_SUBMIT_BUDGET_S     = "480" # likewise for the submit function
+    DROPBATCH_CLAIM_LEASE_S       = "600"           # longer than the submit function's timeout
+    DROPBATCH_SPLIT_BUDGET_S      = "480"           # checkpoint a minute before the split function's timeout
+    DROPBATCH_SUBMIT_BUDGET_S     = "480"           # likewise for the submit function
+    DROPBATCH_PRICES              = var.prices_json # "" keeps the price table shipped with the code (cost.py)
   }
   functions = {
     submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi", max = var.function_max_instances }

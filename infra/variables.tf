@@ -132,3 +132,33 @@ variable "labels" {
   description = "Labels added to every resource that takes them."
   default     = { app = "dropbatch" }
 }
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Monitoring notification channels (projects/P/notificationChannels/ID) the alert policies page; empty: alerts show in the console only."
+  default     = []
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "Each notification channel is a resource name: projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "error_ratio_threshold" {
+  type        = number
+  description = "Alert when more than this share of a function's requests fail over 15 minutes (0 to 1)."
+  default     = 0.2
+  validation {
+    condition     = var.error_ratio_threshold > 0 && var.error_ratio_threshold < 1
+    error_message = "error_ratio_threshold is a share between 0 and 1."
+  }
+}
+
+variable "prices_json" {
+  type        = string
+  description = "Prices laid over the table shipped in functions/dropbatch/prices.json (same shape: {\"models\": {MODEL: {input, output, batch_input, batch_output}}}, USD per 1M tokens); empty keeps it."
+  default     = ""
+  validation {
+    condition     = var.prices_json == "" || can(jsondecode(var.prices_json).models)
+    error_message = "prices_json is a JSON object with a models map, or empty."
+  }
+}

@@ -169,7 +169,9 @@ def terminal_state(counts: dict, job_states: list[str]) -> str:
     return "partially_succeeded"
 
 
-USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "total_tokens")
+JOB_QUEUED = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING")
+
+USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "thoughts_tokens", "total_tokens")
 
 
 def listed_errors(part: dict, done: dict) -> list[dict]:

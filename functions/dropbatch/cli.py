@@ -174,10 +174,21 @@ def print_summary(manifest: dict, seconds: float | None = None) -> None:
     if c.get("duplicate_outputs") or c.get("unmatched_outputs"):
         print(f"  {c['duplicate_outputs']:,} duplicate and {c['unmatched_outputs']:,} unmatched output lines "
               "(counted, not used)")
-    print(f"  tokens: {u['prompt_tokens']:,} prompt, {u['candidates_tokens']:,} output, {u['total_tokens']:,} total")
+    thinking = f", {u['thoughts_tokens']:,} thinking" if u.get("thoughts_tokens") else ""
+    print(f"  tokens: {u['prompt_tokens']:,} prompt, {u['candidates_tokens']:,} output{thinking}, "
+          f"{u['total_tokens']:,} total")
+    if manifest.get("cost"):
+        print(f"  cost: {format_cost(manifest['cost'])}")
     print(f"  results: {manifest['results_prefix']}")
     if manifest.get("results_file"):
         print(f"  in input order: {manifest['results_file']}")
+
+
+def format_cost(cost: dict) -> str:
+    if cost.get("estimated") is None:
+        return f"not estimated ({cost.get('note') or 'no price'})"
+    return (f"about {cost['estimated']:.4f} {cost['currency']} as a batch ({cost['online_equivalent']:.4f} online), "
+            f"{cost['model']} prices of {cost['price_date']}")
 
 
 NO_TARGET = ("no local stack is running and DROPBATCH_BUCKET is not set: point dropbatch at a deployment with "
@@ -345,9 +356,26 @@ def cmd_status(args, config: Config) -> int:
               f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.get('job') or ''}")
     if doc.get("counts"):
         print(f"  counts: {doc['counts']}")
+    if doc.get("cost"):
+        print(f"  cost: {format_cost(doc['cost'])}")
     if doc.get("error"):
         print(f"  error: {doc['error']}")
     return 0
+
+
+SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str) -> float:
+    """'90m', '24h', '7d' as seconds."""
+    unit = SINCE_UNITS.get(text[-1:])
+    try:
+        value = float(text[:-1]) if unit else None
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise UsageError(f"--since {text!r}: give a duration such as 90m, 24h or 7d")
+    return value * unit
 
 
 def cmd_list(args, config: Config) -> int:
@@ -358,21 +386,37 @@ def cmd_list(args, config: Config) -> int:
     ledgers = (b for b in store.client.list_blobs(store.bucket, prefix=store.prefix,
                                                   match_glob=f"{store.prefix}*/{layout.LEDGER}")
                if b.name.endswith("/" + layout.LEDGER) and b.name.count("/") == store.prefix.count("/") + 1)
-    newest = sorted(ledgers, key=lambda b: b.time_created, reverse=True)[:args.limit]
+    if args.since:
+        cutoff = time.time() - parse_since(args.since)
+        ledgers = (b for b in ledgers if b.time_created.timestamp() >= cutoff)
+    newest = sorted(ledgers, key=lambda b: b.time_created, reverse=True)
+    newest = newest[:args.limit or (None if args.since else 50)]
     rows = []
     for blob in newest:
         doc, _ = store.read_json(blob.name)
         if doc:
+            usage = doc.get("usage") or {}
             rows.append({"batch_id": doc["batch_id"], "state": doc.get("final_state") or doc["state"],
-                         "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"]})
+                         "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"],
+                         "model": doc.get("model"), "tokens": usage.get("total_tokens"),
+                         "cost": (doc.get("cost") or {}).get("estimated")})
     rows.sort(key=lambda r: r["created"], reverse=True)  # newest first
+    totals = {"batches": len(rows), "requests": sum(r["requests"] or 0 for r in rows),
+              "tokens": sum(r["tokens"] or 0 for r in rows), "cost": round(sum(r["cost"] or 0 for r in rows), 6),
+              "currency": "USD", "unpriced": sum(1 for r in rows if r["cost"] is None)}
     if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['created'][:19]}  {r['state']:<20} {r['batch_id']:<52} {r['source']}")
-        if not rows:
-            print("no batches yet")
+        _print_json({"since": args.since, "totals": totals, "batches": rows} if args.since else rows)
+        return 0
+    for r in rows:
+        cost = f"{r['cost']:.4f}" if r["cost"] is not None else "-"
+        print(f"{r['created'][:19]}  {r['state']:<20} {r['batch_id']:<52} {r['requests'] or 0:>9,} "
+              f"{cost:>10}  {r['source']}")
+    if not rows:
+        print("no batches yet" if not args.since else f"no batches in the last {args.since}")
+    if args.since:
+        print(f"last {args.since}: {totals['batches']:,} batches, {totals['requests']:,} requests, "
+              f"{totals['tokens']:,} tokens, about {totals['cost']:.4f} USD"
+              + (f" ({totals['unpriced']} still running or unpriced)" if totals["unpriced"] else ""))
     return 0
 
 
@@ -442,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("list", help="recent batches")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=None, help="at most this many, newest first (default 50; all with --since)")
+    p.add_argument("--since", help="only batches received in this window (90m, 24h, 7d), with their totals")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("cancel", help="cancel the running jobs of a batch (partial results are still split)")

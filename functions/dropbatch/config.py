@@ -36,6 +36,7 @@ class Config:
     max_event_age_s: int = 24 * 3600
     max_concurrent_jobs: int = 8
     job_deadline_s: int = 96 * 3600
+    queue_limit_s: int = 72 * 3600  # Vertex AI expires a batch job queued this long (its batch prediction page)
     claim_lease_s: int = 600
     split_budget_s: float = 480.0  # checkpoint and continue in a new task after this long
     submit_budget_s: float = 480.0  # a submission checkpoints and continues in a new call after this long
@@ -44,6 +45,7 @@ class Config:
     outbox_retry_s: float = 60.0  # the sweep re-sends a queued message only this long after its last try
     results_bucket_lines: int = 5_000  # results.jsonl is ordered in buckets of this many lines (ordered.py)
     workers: int = 32
+    prices: str = ""  # the price table's override (cost.py): a JSON object or a path to one
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":

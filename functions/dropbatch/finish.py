@@ -8,11 +8,12 @@ of the end of the last round. The end is claimed by creating manifest.json, so i
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import orjson
 
-from . import batch, layout, logs, notify, ordered, splits
+from . import batch, cost, layout, logs, notify, ordered, splits
 from .events import age_s, now
 from .ledger import Store
 
@@ -34,9 +35,11 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         notify.send_split_task(store.config, {"batch_id": batch_id, "retry": doc["round"] + 1})
         logs.info("retry round asked for", round=doc["round"] + 1, requests=retryable)
         return
+    codes = collections.Counter()
     with store.bucket.blob(store.path(batch_id, layout.ERRORS)).open("wb", chunk_size=8 << 20,
                                                                       content_type="application/jsonl") as f:
         for e in batch.merged_errors(doc["parts"], dones, errors_of):
+            codes[e["status"], error_code(e)] += 1
             f.write(orjson.dumps(e) + b"\n")
     results_file = store.uri(ordered.compose_results(store.bucket, store.path(batch_id, ""), doc["parts"], dones,
                                                      batch.part_name))
@@ -52,8 +55,10 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
                                     timings={"received": doc["created"], "finished": now(),
                                              "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
     manifest["state"] = batch.terminal_state(counts, last_round)
+    manifest["cost"] = cost.estimate(doc["model"], usage, cost.prices(store.config.prices))
     manifest_path = store.path(batch_id, layout.MANIFEST)
-    if not store.create_json(manifest_path, manifest):
+    first = store.create_json(manifest_path, manifest)
+    if not first:
         if force_after_s is None:
             return  # another task is finishing this batch
         existing, _ = store.read_json(manifest_path)
@@ -64,5 +69,32 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     message = notify.build(manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
                            manifest=store.uri(manifest_path), results_prefix=results_prefix,
                            results_file=manifest.get("results_file"),
-                           report=store.uri(store.path(batch_id, layout.REPORT)), error="; ".join(job_errors) or None)
-    notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"])
+                           report=store.uri(store.path(batch_id, layout.REPORT)), error="; ".join(job_errors) or None,
+                           cost=manifest.get("cost"))
+    notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"],
+                     usage=manifest["usage"], cost=manifest.get("cost"))
+    if first:  # the manifest's creator counts the batch's requests and tokens, once
+        log_counts(doc["model"], manifest["counts"]["succeeded"], codes, manifest["usage"])
+
+
+MAX_CODE_LINES = 20
+
+
+def error_code(entry: dict) -> str:
+    """An errors.jsonl entry's code as a metric label: Vertex's code, or the status (missing) when it has none."""
+    code = (entry.get("error") or {}).get("code")
+    return str(code) if code is not None else entry["status"]
+
+
+def log_counts(model: str, succeeded: int, codes: collections.Counter, usage: dict) -> None:
+    """The lines the log-based metrics count (infra/monitoring.tf): requests by status and error code (at most
+    MAX_CODE_LINES, the rest as code "other"), and tokens by model and kind."""
+    groups = codes.most_common()
+    if len(groups) > MAX_CODE_LINES:
+        rest = sum(n for _, n in groups[MAX_CODE_LINES - 1:])
+        groups = groups[:MAX_CODE_LINES - 1] + [(("failed", "other"), rest)]
+    for (status, code), n in [(("succeeded", ""), succeeded)] * bool(succeeded) + groups:
+        logs.info("requests counted", event="requests", status=status, code=code, count=n, model=model)
+    for kind, name in (("input", "prompt_tokens"), ("output", "candidates_tokens"), ("thinking", "thoughts_tokens")):
+        if usage.get(name):
+            logs.info("tokens counted", event="tokens", kind=kind, count=usage[name], model=model)

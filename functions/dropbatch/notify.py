@@ -34,7 +34,7 @@ def publisher():
 
 def build(state: str, *, batch_id: str, source: str, counts: dict | None = None, manifest: str | None = None,
           results_prefix: str | None = None, results_file: str | None = None, report: str | None = None,
-          error: str | None = None) -> dict:
+          error: str | None = None, cost: dict | None = None) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown batch state {state!r}")
     if error and len(error) > MAX_ERROR_CHARS:
@@ -42,6 +42,8 @@ def build(state: str, *, batch_id: str, source: str, counts: dict | None = None,
     message = {"schema": SCHEMA, "batch_id": batch_id, "state": state, "source": source, "counts": counts,
                "manifest": manifest, "results_prefix": results_prefix, "results_file": results_file,
                "report": report, "error": error}
+    if cost is not None:  # terminal messages of batches that ran (docs/contracts.md, Cost)
+        message["cost"] = cost
     if len(orjson.dumps(message)) > MAX_MESSAGE_BYTES:  # only a pathological source name gets here
         message["source"] = source[:1000]
     return message
@@ -112,21 +114,32 @@ def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> dict | None:
                 logs.warning("message not published; it stays queued", state=message["state"], error=problem,
                              attempts=doc and doc.get("outbox_attempts"))
                 break
-            logs.error("message given up", state=message["state"], error=problem, attempts=MAX_PUBLISH_ATTEMPTS)
+            logs.error("message given up", event="notification_undelivered", state=message["state"], error=problem,
+                       attempts=MAX_PUBLISH_ATTEMPTS)
     if doc and doc["state"] in batch.FINISHED and not doc.get("outbox"):
         store.mark_inactive(batch_id)
     return doc
 
 
 def end_batch(store, batch_id: str, to: str, message: dict, **fields) -> dict | None:
-    """Move a batch to a finished state with its last message queued, then deliver it. Once only."""
+    """Move a batch to a finished state with its last message queued, then deliver it. Once only: the call that
+    moved it logs `batch_ended` (infra/monitoring.tf counts it) and returns the ledger; the others return None."""
+    moved = []
+
     def mutate(d):
+        moved.clear()
         if d["state"] in batch.FINISHED:
             return False
         batch.move(d, to, notified={**d["notified"], "terminal": now()}, owner=None, lease_until=None, **fields)
         queue(d, message)
+        moved.append(d)
 
     store.update_ledger(batch_id, mutate)
+    if moved:
+        d = moved[0]
+        logs.info("batch ended", event="batch_ended", state=message["state"], requests=d.get("requests") or 0,
+                  latency_s=round(age_s(d["created"]), 3), model=d.get("model"), rounds=d.get("round", 0) + 1,
+                  cost_usd=(message.get("cost") or {}).get("estimated"))
     return deliver(store, batch_id)
 
 

@@ -105,6 +105,6 @@ def start_round(store: Store, batch_id: str, round_: int) -> None:
         batch.move(d, batch.STAGED, round=current + 1, parts=d["parts"] + parts)
 
     store.update_ledger(doc["batch_id"], next_round)
-    logs.info("retry round staged", round=current + 1, requests=count, parts=len(parts),
+    logs.info("retry round staged", event="retry_round", round=current + 1, requests=count, parts=len(parts),
               seconds=round(time.monotonic() - started, 3))
     notify.ask_submit(store.config, doc["batch_id"])

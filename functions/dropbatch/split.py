@@ -145,7 +145,7 @@ class Index:
 
 
 USAGE_FIELDS = tuple((name, camel, snake_case(camel)) for name, camel in zip(
-    USAGE_NAMES, ("promptTokenCount", "candidatesTokenCount", "totalTokenCount")))
+    USAGE_NAMES, ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount")))
 
 
 class Matcher:
@@ -158,7 +158,7 @@ class Matcher:
             bytearray(len(index.present))
         self.counts = state.get("counts") or {"succeeded": 0, "failed": 0, "duplicate_outputs": 0,
                                                "unmatched_outputs": 0}
-        self.usage = state.get("usage") or {name: 0 for name, *_ in USAGE_FIELDS}
+        self.usage = {name: 0 for name, *_ in USAGE_FIELDS} | (state.get("usage") or {})
         self.failures = state.get("failures") or []  # errors.jsonl lines for failed requests
 
     def state(self) -> dict:

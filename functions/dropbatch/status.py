@@ -62,6 +62,8 @@ def advance(store: Store, batch_id: str) -> None:
                                          or age_s(doc["continued"]) > store.config.claim_lease_s):
             store.update_ledger(batch_id, lambda d: d.update(continued=now()))
             notify.ask_submit(store.config, batch_id)
+            logs.warning("submission stalled; the submit function is asked to go on", event="batch_stalled",
+                         stage="submit", state=doc["state"])
         return
     if doc["state"] == batch.SUBMITTED:
         refresh_jobs(store, doc)
@@ -88,6 +90,11 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                     logs.info("job state", job=job["name"], state=job["state"], part=part["index"])
     stalled = [p for p in doc["parts"] if batch.part_running(p)
                and p["index"] not in updates and age_s(p.get("created")) > config.job_deadline_s]
+    for p in doc["parts"]:
+        state = (updates.get(p["index"]) or p)["state"]
+        if state in batch.JOB_QUEUED and age_s(p.get("created")) > config.queue_limit_s:
+            logs.warning("job queued past Vertex's queue limit", event="job_no_progress", job=p["job"], state=state,
+                         part=p["index"], queued_s=round(age_s(p.get("created"))))
 
     def record(d):
         for index, job in updates.items():
@@ -100,7 +107,7 @@ def refresh_jobs(store: Store, doc: dict) -> None:
         doc = store.update_ledger(batch_id, record)
     for p in stalled:
         if not p.get("stalled"):
-            logs.error("job stuck past its deadline", job=p["job"], state=p["state"], deadline_s=config.job_deadline_s)
+            logs.error("job stuck past its deadline", event="batch_stalled", stage="job", job=p["job"], state=p["state"], deadline_s=config.job_deadline_s)
             notify.send(config, notify.build("stalled", batch_id=batch_id, source=doc["source"],
                                              counts={"total": doc["requests"]},
                                              error=f"job {p['job']} is still {p['state']} after "
@@ -130,7 +137,8 @@ def requeue_stale_tasks(store: Store, doc: dict) -> None:
         if age_s(doc.get("finalize_queued") or doc.get("split_queued")) > batch.FINISH_AFTER_S:
             notify.send_split_task(store.config, notify.split_task(doc, doc["parts"][-1], finalize=True))
             store.update_ledger(doc["batch_id"], lambda d: d.update(finalize_queued=now()))
-            logs.warning("finishing task re-sent: every part is split but the batch did not finish")
+            logs.warning("finishing task re-sent: every part is split but the batch did not finish",
+                         event="batch_stalled", stage="finish")
         return
     queued = doc.get("split_queued")
     if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
@@ -138,4 +146,4 @@ def requeue_stale_tasks(store: Store, doc: dict) -> None:
             if part.get("split") != "done":
                 notify.send_split_task(store.config, notify.split_task(doc, part))
         store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
-        logs.warning("split tasks re-sent: they did not finish in time")
+        logs.warning("split tasks re-sent: they did not finish in time", event="batch_stalled", stage="split")

@@ -415,10 +415,14 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
 
         doc = store.update_ledger(batch_id, record)
+    moved = []
+
     def submitted(d):
+        moved.clear()
         if d["state"] != batch.STAGED:
             return False
         batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
+        moved.append(True)
         if not d["notified"].get("submitted"):  # the first round's only: retry rounds are not news
             d["notified"]["submitted"] = now()
             notify.queue(d, notify.build("submitted", batch_id=batch_id, source=d["source"],
@@ -427,6 +431,9 @@ def submit_parts(store: Store, batch_id: str) -> dict:
                                          results_prefix=store.uri(store.path(batch_id, layout.RESULTS))))
 
     doc = store.update_ledger(batch_id, submitted)
+    if moved:  # this call moved the batch (a retry round too): submit latency, from the claim
+        logs.info("batch submitted", event="batch_submitted", round=doc["round"], jobs=len(doc["parts"]),
+                  requests=doc.get("requests") or 0, latency_s=round(age_s(doc["created"]), 3), model=doc.get("model"))
     return notify.deliver(store, batch_id) if doc.get("outbox") else doc
 
 

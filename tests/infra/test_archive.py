@@ -16,8 +16,8 @@ from pathlib import Path
 from test_terraform import INFRA, ROOT, load_all
 
 DEPLOYED = {
-    "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json",
-    *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "errors", "events", "finish", "keys", "layout",
+    "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json", "dropbatch/prices.json",
+    *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "cost", "errors", "events", "finish", "keys", "layout",
                                     "ledger", "lineio", "logs", "notify", "ordered", "outcome", "retry", "rounds",
                                     "schema", "split", "splits", "status", "submit", "validate", "vertex")),
 }

@@ -111,7 +111,7 @@ def test_merge_rounds_keeps_the_last_answer():
     assert retryable == 3
     assert counts == {"total": 10, "succeeded": 6, "failed": 2, "missing": 2, "duplicate_outputs": 3,
                       "unmatched_outputs": 0}
-    assert usage == {"prompt_tokens": 3, "candidates_tokens": 3, "total_tokens": 6}
+    assert usage == {"prompt_tokens": 3, "candidates_tokens": 3, "thoughts_tokens": 0, "total_tokens": 6}
 
 
 def test_a_retry_with_no_output_leaves_the_earlier_failure():

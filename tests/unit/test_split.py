@@ -41,6 +41,7 @@ def ok(request, text, label=None, tokens=(3, 4)):
             "response": {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
                                          "finishReason": "STOP"}],
                          "usageMetadata": {"promptTokenCount": tokens[0], "candidatesTokenCount": tokens[1],
+                                           **({"thoughtsTokenCount": tokens[2]} if len(tokens) > 2 else {}),
                                            "totalTokenCount": sum(tokens)}}}
 
 
@@ -57,7 +58,7 @@ def scenario(tmp_path):
                       "usageMetadata": {"promptTokenCount": 2, "totalTokenCount": 2}}},
         {"status": 'Bad Request: {"error": {"code": 400, "message": "Please use a valid role: user, model.", '
                    '"status": "INVALID_ARGUMENT"}}', "processed_time": "t", "request": echo(r[5])},
-        ok(r[7], "G", tokens=(5, 6)),
+        ok(r[7], "G", tokens=(5, 6, 7)),  # a thinking model's usage
         ok(r[0], "A-duplicate"),  # Vertex has been seen writing a request twice
         ok(req("never sent")["request"], "X"),  # matches no input
     ]
@@ -81,7 +82,7 @@ def test_split_exact_results(scenario):
                                   "unmatched_outputs": 1}
     assert manifest["state"] == "partially_succeeded"
     assert manifest["usage"] == {"prompt_tokens": 3 * 4 + 5 + 2, "candidates_tokens": 4 * 4 + 6,
-                                 "total_tokens": 7 * 4 + 11 + 2}
+                                 "thoughts_tokens": 7, "total_tokens": 7 * 4 + 18 + 2}
     assert sorted(p.name for p in out.glob("*.json")) == sorted(
         ["1.json", "custom.json", "3.json", "4.json", "5.json", "6.json", "8.json", "manifest.json"])
     first = load(out, "1")
@@ -94,7 +95,7 @@ def test_split_exact_results(scenario):
     assert bad["error"] == {"code": 400, "message": "Please use a valid role: user, model.",
                             "status": "INVALID_ARGUMENT"}
     gamma = load(out, "8")
-    assert gamma["text"] == "G" and gamma["usage"]["totalTokenCount"] == 11 and gamma["finish_reason"] == "STOP"
+    assert gamma["text"] == "G" and gamma["usage"]["totalTokenCount"] == 18 and gamma["finish_reason"] == "STOP"
     assert set(gamma) == {"key", "status", "request", "response", "text", "finish_reason", "usage", "error",
                           "processed_time", "batch_id", "job"}
     errors = [orjson.loads(l) for l in (out / "errors.jsonl").read_bytes().splitlines()]

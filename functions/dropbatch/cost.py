@@ -1,0 +1,63 @@
+"""What a batch cost: its tokens times the model's batch price, and what the same tokens cost online.
+
+The price table is prices.json (Vertex AI's public pricing page, with the date it was read); a deployment
+overrides or adds models with DROPBATCH_PRICES, a JSON object of the same shape or a path to one. Prompt tokens
+are priced as input; candidates and thinking tokens as output (the pricing page bills thinking as output).
+A model with no price gets `"estimated": null` and says why, never a made-up figure.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import orjson
+
+from .errors import UsageError
+
+MILLION = 1_000_000
+
+
+@functools.cache
+def _table(override: str) -> dict:
+    table = orjson.loads(resources.files(__package__).joinpath("prices.json").read_bytes())
+    if override:
+        try:
+            extra = orjson.loads(override if override.lstrip().startswith("{") else open(override, "rb").read())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise UsageError(f"DROPBATCH_PRICES is neither a JSON object nor a readable JSON file: {exc}") from None
+        table = {**table, **{k: v for k, v in extra.items() if k != "models"},
+                 "models": {**table["models"], **extra.get("models", {})}}
+    return table
+
+
+def prices(override: str = "") -> dict:
+    """The price table, with a deployment's override (Config.prices, DROPBATCH_PRICES) laid over it."""
+    return _table(override)
+
+
+def model_key(model: str, models) -> str | None:
+    """The price table's entry for a model name or resource: the exact id, else the longest id it starts with
+    (gemini-2.5-flash-001 and gemini-2.5-flash-preview-05-20 are priced as gemini-2.5-flash)."""
+    name = (model or "").rsplit("/", 1)[-1]
+    if name in models:
+        return name
+    matches = [k for k in models if name.startswith(k + "-")]
+    return max(matches, key=len) if matches else None
+
+
+def estimate(model: str, usage: dict, table: dict) -> dict:
+    """{"currency", "estimated", "online_equivalent", "price_source", "price_date", "model"} for a batch's usage
+    (manifest["usage"]); rounded to a millionth of the currency."""
+    key = model_key(model, table["models"])
+    cost = {"currency": table["currency"], "estimated": None, "online_equivalent": None,
+            "price_source": table["source"], "price_date": table["as_of"], "model": key}
+    if key is None:
+        cost["note"] = "no price for this model in the price table (set DROPBATCH_PRICES)"
+        return cost
+    p = table["models"][key]
+    tokens_in = usage.get("prompt_tokens", 0)
+    tokens_out = usage.get("candidates_tokens", 0) + usage.get("thoughts_tokens", 0)
+    cost["estimated"] = round((tokens_in * p["batch_input"] + tokens_out * p["batch_output"]) / MILLION, 6)
+    cost["online_equivalent"] = round((tokens_in * p["input"] + tokens_out * p["output"]) / MILLION, 6)
+    return cost
