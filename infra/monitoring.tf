@@ -7,49 +7,49 @@ locals {
   # Gen2 functions log as Cloud Run services named after the function (resource type cloud_run_revision).
   function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(\"dropbatch-submit\" OR \"dropbatch-status\" OR \"dropbatch-split\")"
 
-  # name => the event it counts, what the metric's value is (null: a count of lines), its labels, its unit.
+  # name => the lines it counts, the value it takes from each (null: a count of lines), its labels, its unit.
   log_metrics = {
     batches_ended = {
       description = "Batches that reached a terminal state, by state and model."
       filter      = "jsonPayload.event=\"batch_ended\""
       value       = null
       unit        = "1"
-      labels      = { state = "jsonPayload.state", model = "jsonPayload.model" }
+      labels      = { state = "EXTRACT(jsonPayload.state)", model = "EXTRACT(jsonPayload.model)" }
     }
     requests = {
       description = "Requests of finished batches by status and error code (one line per group; the value is how many)."
       filter      = "jsonPayload.event=\"requests\""
-      value       = "jsonPayload.count"
+      value       = "EXTRACT(jsonPayload.count)"
       unit        = "1"
-      labels      = { status = "jsonPayload.status", code = "jsonPayload.code", model = "jsonPayload.model" }
+      labels      = { status = "EXTRACT(jsonPayload.status)", code = "EXTRACT(jsonPayload.code)", model = "EXTRACT(jsonPayload.model)" }
     }
     tokens = {
       description = "Tokens of finished batches by model and kind (input, output, thinking)."
       filter      = "jsonPayload.event=\"tokens\""
-      value       = "jsonPayload.count"
+      value       = "EXTRACT(jsonPayload.count)"
       unit        = "1"
-      labels      = { kind = "jsonPayload.kind", model = "jsonPayload.model" }
+      labels      = { kind = "EXTRACT(jsonPayload.kind)", model = "EXTRACT(jsonPayload.model)" }
     }
     submit_latency = {
       description = "Seconds from a batch's claim to all its jobs created (each round)."
       filter      = "jsonPayload.event=\"batch_submitted\""
-      value       = "jsonPayload.latency_s"
+      value       = "EXTRACT(jsonPayload.latency_s)"
       unit        = "s"
-      labels      = { model = "jsonPayload.model" }
+      labels      = { model = "EXTRACT(jsonPayload.model)" }
     }
     batch_latency = {
       description = "Seconds from a batch's claim to its terminal message, by state."
       filter      = "jsonPayload.event=\"batch_ended\""
-      value       = "jsonPayload.latency_s"
+      value       = "EXTRACT(jsonPayload.latency_s)"
       unit        = "s"
-      labels      = { state = "jsonPayload.state" }
+      labels      = { state = "EXTRACT(jsonPayload.state)" }
     }
     batch_cost = {
       description = "Estimated cost of each priced batch, in USD (cost.py, prices.json)."
       filter      = "jsonPayload.event=\"batch_ended\" AND jsonPayload.cost_usd>=0"
-      value       = "jsonPayload.cost_usd"
+      value       = "EXTRACT(jsonPayload.cost_usd)"
       unit        = "1"
-      labels      = { model = "jsonPayload.model" }
+      labels      = { model = "EXTRACT(jsonPayload.model)" }
     }
     retry_rounds = {
       description = "Retry rounds staged for requests that failed for a transient reason."
@@ -63,14 +63,14 @@ locals {
       filter      = "jsonPayload.event=\"notification_undelivered\" AND severity>=ERROR"
       value       = null
       unit        = "1"
-      labels      = { state = "jsonPayload.state" }
+      labels      = { state = "EXTRACT(jsonPayload.state)" }
     }
     batches_stalled = {
       description = "A batch's step did not finish in time and was started again (or a job ran past its deadline)."
       filter      = "jsonPayload.event=\"batch_stalled\""
       value       = null
       unit        = "1"
-      labels      = { stage = "jsonPayload.stage" }
+      labels      = { stage = "EXTRACT(jsonPayload.stage)" }
     }
     jobs_no_progress = {
       description = "Sweeps that found a job still queued past Vertex AI's 72-hour queue limit."
@@ -101,8 +101,8 @@ resource "google_logging_metric" "m" {
       }
     }
   }
-  value_extractor  = each.value.value == null ? null : "EXTRACT(${each.value.value})"
-  label_extractors = { for k, v in each.value.labels : k => "EXTRACT(${v})" }
+  value_extractor  = each.value.value
+  label_extractors = each.value.labels
 
   dynamic "bucket_options" {
     for_each = each.value.value == null ? [] : [1]

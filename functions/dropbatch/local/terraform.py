@@ -70,8 +70,8 @@ class Terraform:
     # -- templates and expressions
     def value(self, raw, scope: dict | None = None):
         scope = scope or {}
-        if isinstance(raw, dict):
-            return {k: self.value(v, scope) for k, v in raw.items()}
+        if isinstance(raw, dict):  # dynamic blocks stay as written (none of them makes a grant)
+            return {k: v if k == "dynamic" else self.value(v, scope) for k, v in raw.items()}
         if isinstance(raw, list):
             return [self.value(v, scope) for v in raw]
         if not isinstance(raw, str):
