@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -198,3 +200,22 @@ def owner():
     from google.auth.transport.requests import AuthorizedSession
 
     return AuthorizedSession(google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])[0])
+
+
+@pytest.fixture
+def infra_copy(stack, tmp_path):
+    """A copy of infra/ to break; the stack enforces it while the test runs, then infra/ again."""
+    from dropbatch.local import stack as local
+
+    copy = tmp_path / "infra"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "infra", copy)
+
+    def apply(old: str, new: str, file: str = "iam.tf") -> None:
+        path = copy / file
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new))
+        local.write_policy(stack, copy)
+
+    yield apply
+    local.write_policy(stack)

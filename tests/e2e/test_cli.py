@@ -40,6 +40,25 @@ def test_run_wait_out_json(stack, vertex, tmp_path):
     assert [r["created"] for r in listed] == sorted((r["created"] for r in listed), reverse=True)
 
 
+def test_cost_in_run_status_and_list_since(stack, vertex, tmp_path):
+    out = dropbatch(stack, "run", ROOT / "examples/requests.jsonl", "--wait", "--json")
+    manifest = orjson.loads(out.stdout)
+    cost = manifest["cost"]
+    assert cost["estimated"] > 0 and cost["online_equivalent"] == pytest.approx(2 * cost["estimated"], rel=1e-3)
+    assert cost["price_source"].startswith("https://cloud.google.com/") and cost["model"] == "gemini-2.5-flash"
+    human = dropbatch(stack, "status", manifest["batch_id"]).stdout
+    assert f"about {cost['estimated']:.4f} USD as a batch" in human
+    window = orjson.loads(dropbatch(stack, "list", "--since", "1h", "--json").stdout)
+    rows = window["batches"]
+    assert manifest["batch_id"] in [r["batch_id"] for r in rows]
+    totals = window["totals"]
+    assert totals["batches"] == len(rows) and totals["requests"] == sum(r["requests"] or 0 for r in rows)
+    assert totals["cost"] == pytest.approx(sum(r["cost"] or 0 for r in rows)) and totals["cost"] >= cost["estimated"]
+    text = dropbatch(stack, "list", "--since", "1h").stdout
+    assert f"last 1h: {totals['batches']:,} batches, {totals['requests']:,} requests" in text
+    assert dropbatch(stack, "list", "--since", "yesterday").returncode == 2
+
+
 def test_run_out_per_key_writes_the_bucket_objects(stack, bucket, vertex, tmp_path):
     out = dropbatch(stack, "run", ROOT / "examples/requests.jsonl", "--out", tmp_path / "res", "--per-key")
     assert out.returncode == 0, out.stderr

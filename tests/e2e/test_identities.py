@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,25 +153,6 @@ for topic in os.environ["TOPICS"].split(","):
 
 
 # ---------------------------------------------------------------- enforcement reads infra/
-
-@pytest.fixture
-def infra_copy(stack, tmp_path):
-    """A copy of infra/ to break; the stack enforces it while the test runs, then infra/ again."""
-    from dropbatch.local import stack as local
-
-    copy = tmp_path / "infra"
-    shutil.copytree(ROOT / "infra", copy)
-
-    def apply(old: str, new: str) -> None:
-        iam = copy / "iam.tf"
-        text = iam.read_text()
-        assert old in text, old
-        iam.write_text(text.replace(old, new))
-        local.write_policy(stack, copy)
-
-    yield apply
-    local.write_policy(stack)
-
 
 def failed_message(bucket, inbox, batch_id) -> dict:
     messages = settled(bucket, inbox, batch_id, timeout=120)
