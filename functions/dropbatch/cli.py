@@ -114,6 +114,15 @@ def cmd_local(args, config: Config) -> int:
               f"you are {OWNER}")
         print(f"  logs      {running.logs}")
         print("  to use it: eval \"$(dropbatch local env)\"")
+        from .local.overview import overview
+
+        os.environ.update(running.client_env())
+        seen = overview(running)
+        print("  batches   " + (", ".join(f"{n} {state}" for state, n in sorted(seen["batches"].items())) or "none yet"))
+        print("  backlog   " + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in seen["backlog"].items()))
+        print("  dead letters " + ", ".join(
+            f"{key} {d['messages']}" + (f" (batches {', '.join(d['batch_ids'])})" if d["batch_ids"] else "")
+            for key, d in seen["dead_letters"].items()))
     return 0
 
 
@@ -382,25 +391,14 @@ def cmd_list(args, config: Config) -> int:
     from .ledger import Store
 
     store = Store(_target())
-    # Cloud Storage filters by the glob; the name check is for emulators that ignore it.
-    ledgers = (b for b in store.client.list_blobs(store.bucket, prefix=store.prefix,
-                                                  match_glob=f"{store.prefix}*/{layout.LEDGER}")
-               if b.name.endswith("/" + layout.LEDGER) and b.name.count("/") == store.prefix.count("/") + 1)
-    if args.since:
-        cutoff = time.time() - parse_since(args.since)
-        ledgers = (b for b in ledgers if b.time_created.timestamp() >= cutoff)
-    newest = sorted(ledgers, key=lambda b: b.time_created, reverse=True)
-    newest = newest[:args.limit or (None if args.since else 50)]
     rows = []
-    for blob in newest:
-        doc, _ = store.read_json(blob.name)
-        if doc:
-            usage = doc.get("usage") or {}
-            rows.append({"batch_id": doc["batch_id"], "state": doc.get("final_state") or doc["state"],
-                         "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"],
-                         "model": doc.get("model"), "tokens": usage.get("total_tokens"),
-                         "cost": (doc.get("cost") or {}).get("estimated")})
-    rows.sort(key=lambda r: r["created"], reverse=True)  # newest first
+    for doc in store.ledgers(parse_since(args.since) if args.since else None,
+                             args.limit or (None if args.since else 50)):
+        usage = doc.get("usage") or {}
+        rows.append({"batch_id": doc["batch_id"], "state": doc.get("final_state") or doc["state"],
+                     "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"],
+                     "model": doc.get("model"), "tokens": usage.get("total_tokens"),
+                     "cost": (doc.get("cost") or {}).get("estimated")})
     totals = {"batches": len(rows), "requests": sum(r["requests"] or 0 for r in rows),
               "tokens": sum(r["tokens"] or 0 for r in rows), "cost": round(sum(r["cost"] or 0 for r in rows), 6),
               "currency": "USD", "unpriced": sum(1 for r in rows if r["cost"] is None)}

@@ -294,3 +294,15 @@ class Store:
     def active_batches(self) -> list[str]:
         blobs = _gcs_call(self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{layout.ACTIVE}")
         return sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
+
+    def ledgers(self, since_s: float | None = None, limit: int | None = None) -> list[dict]:
+        """Batches' ledgers, newest first: those received in the last `since_s` seconds, at most `limit`."""
+        # Cloud Storage filters by the glob; the name check is for emulators that ignore it.
+        blobs = (b for b in _gcs_call(self.client.list_blobs, self.bucket, prefix=self.prefix,
+                                      match_glob=f"{self.prefix}*/{layout.LEDGER}")
+                 if b.name.endswith("/" + layout.LEDGER) and b.name.count("/") == self.prefix.count("/") + 1)
+        if since_s is not None:
+            cutoff = time.time() - since_s
+            blobs = (b for b in blobs if b.time_created.timestamp() >= cutoff)
+        docs = (self.read_json(b.name)[0] for b in sorted(blobs, key=lambda b: b.time_created, reverse=True)[:limit])
+        return sorted((d for d in docs if d), key=lambda d: d["created"], reverse=True)

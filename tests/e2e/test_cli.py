@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -112,3 +113,54 @@ def test_a_job_past_its_deadline_is_reported_stalled(stack, bucket, inbox, verte
     ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
     assert ledger["parts"][0]["stalled"]
     vertex.faults(queued_s=0.1)
+
+
+def test_local_status_counts_batches_backlog_and_dead_letters(stack, vertex):
+    """The counts the dashboard charts, from the local stack: batches by state (as `list` has them), the backlog,
+    and the dead letters, which counting leaves in place. The push subscriptions dead-letter as infra/ says."""
+    from google.cloud import pubsub_v1
+
+    import monitoring_checks
+    from dropbatch.local.terraform import Terraform, load_terraform
+
+    tf = load_terraform(ROOT / "infra")
+    policy = Terraform(tf, {"project_id": stack.project})
+    attempts = tf["resource"]["google_pubsub_subscription"]["push"]["dead_letter_policy"][0]["max_delivery_attempts"]
+    subscriber, publisher = pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient()
+    for key in ("uploads", "sweep", "split"):
+        sub = subscriber.get_subscription(subscription=f"projects/{stack.project}/subscriptions/{stack.topics[key]}-push")
+        assert sub.dead_letter_policy.max_delivery_attempts == int(policy.value(attempts)) == 10
+        assert sub.dead_letter_policy.dead_letter_topic.endswith(f"/{stack.topics[key]}-dead-letter")
+    assert dropbatch(stack, "run", ROOT / "examples/requests.jsonl", "--wait").returncode == 0
+    dead = f"projects/{stack.project}/topics/{stack.topics['split']}-dead-letter"
+    for n in range(3):
+        publisher.publish(dead, b"{}", batch_id=f"b-dead-{n}").result()
+    try:
+        for _ in range(2):  # counting twice counts the same three: they stay for a person
+            out = dropbatch(stack, "local", "status")
+            assert out.returncode == 0, out.stderr
+            assert "dead letters uploads 0, sweep 0, split 3 (batches b-dead-0, b-dead-1, b-dead-2)" in out.stdout
+        listed = orjson.loads(dropbatch(stack, "list", "--limit", "10000", "--json").stdout)
+        states = {}
+        for r in listed:
+            states[r["state"]] = states.get(r["state"], 0) + 1
+        line = next(x for x in out.stdout.splitlines() if x.strip().startswith("batches"))
+        assert states.get("succeeded") and line.split(None, 1)[1] == ", ".join(
+            f"{n} {s}" for s, n in sorted(states.items()))
+        backlog = next(x for x in out.stdout.splitlines() if x.strip().startswith("backlog"))
+        assert re.fullmatch(r"\s*backlog\s+\d+ active batches, \d+ parts waiting for a job, \d+ jobs queued, "
+                            r"\d+ jobs running, \d+ parts to split", backlog), backlog
+    finally:
+        hold = f"projects/{stack.project}/subscriptions/{stack.topics['split']}-dead-letter-hold"
+        got = subscriber.pull(subscription=hold, max_messages=100, timeout=10)
+        if got.received_messages:
+            subscriber.acknowledge(subscription=hold, ack_ids=[m.ack_id for m in got.received_messages])
+    # the dashboard's dead-letter tile selects these subscriptions, and not the push ones
+    tiles = orjson.loads((ROOT / "infra" / "dashboard.json").read_bytes())["mosaicLayout"]["tiles"]
+    [tile] = [t["widget"] for t in tiles if t["widget"]["title"].startswith("Dead letters")]
+    query = tile["xyChart"]["dataSets"][0]["timeSeriesQuery"]["timeSeriesFilter"]["filter"]
+    for key in ("uploads", "sweep", "split"):
+        for name, held in ((f"{stack.topics[key]}-dead-letter-hold", True), (f"{stack.topics[key]}-push", False)):
+            series = {"metric": {"type": "pubsub.googleapis.com/subscription/num_undelivered_messages"},
+                      "resource": {"type": "pubsub_subscription", "labels": {"subscription_id": name}}}
+            assert monitoring_checks.matches(query, series) is held, name

@@ -34,6 +34,8 @@ FUNCTIONS = {"submit": "submit_batch", "status": "on_job_event", "split": "split
 MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
 INFRA = MAIN_PY.parents[1] / "infra"  # the grants the stack enforces (DROPBATCH_INFRA_DIR overrides)
 TICK_S = 1.5
+PUSH = {"uploads": "submit", "sweep": "status", "split": "split"}  # topic key -> the function it pushes to
+MAX_DELIVERY_ATTEMPTS = 10  # infra/pubsub.tf's dead_letter_policy
 PUBSUB_INSTALL = ("the Pub/Sub emulator is missing. Install the Google Cloud CLI's emulator and a Java runtime: "
                   "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
                   "(or `gcloud components install pubsub-emulator` and a JRE 11+)")
@@ -393,17 +395,30 @@ def _create_topics(stack: Stack) -> None:
 
     os.environ.setdefault("PUBSUB_EMULATOR_HOST", stack.pubsub)
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    push = {"uploads": "submit", "sweep": "status", "split": "split"}
     for key, topic in stack.topics.items():
         path = publisher.topic_path(stack.project, topic)
         with contextlib.suppress(AlreadyExists):
             publisher.create_topic(name=path)
-        if key in push:
-            port = stack.ports[push[key]]
+        if key in PUSH:
+            # As infra/pubsub.tf: a dead-letter topic with a subscription that holds them, after ten attempts;
+            # the backoff is shorter than the cloud's 10-600 s so that the local stack stays quick.
+            dead = publisher.topic_path(stack.project, f"{topic}-dead-letter")
+            with contextlib.suppress(AlreadyExists):
+                publisher.create_topic(name=dead)
+            with contextlib.suppress(AlreadyExists):
+                subscriber.create_subscription(name=subscriber.subscription_path(stack.project, dead_letter_hold(topic)),
+                                               topic=dead)
             with contextlib.suppress(AlreadyExists):
                 subscriber.create_subscription(request={
                     "name": subscriber.subscription_path(stack.project, f"{topic}-push"), "topic": path,
-                    "push_config": {"push_endpoint": f"http://127.0.0.1:{port}/"}, "ack_deadline_seconds": 600})
+                    "push_config": {"push_endpoint": f"http://127.0.0.1:{stack.ports[PUSH[key]]}/"},
+                    "ack_deadline_seconds": 600,
+                    "dead_letter_policy": {"dead_letter_topic": dead, "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS},
+                    "retry_policy": {"minimum_backoff": {"nanos": 500_000_000}, "maximum_backoff": {"seconds": 10}}})
+
+
+def dead_letter_hold(topic: str) -> str:
+    return f"{topic}-dead-letter-hold"
 
 
 def _create_bucket(stack: Stack) -> None:
