@@ -1,7 +1,7 @@
 # Watching the pipeline: log-based metrics counted from the structured lines the functions write (each line
 # the code writes for a metric carries jsonPayload.event), alert policies on symptoms with what to do
 # (docs/runbook.md), and a dashboard (dashboard.json). tests/e2e/test_monitoring.py runs a batch on the local
-# stack and checks each filter against the lines it produced; tests/infra/test_monitoring.py checks the rest.
+# stack and checks each filter against the lines it produced; tests/infra/test_monitoring_offline.py checks the rest.
 
 locals {
   # Gen2 functions log as Cloud Run services named after the function (resource type cloud_run_revision).

@@ -4,12 +4,10 @@ module output), and the real infra/ has none of them."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 import typed_schema
-from test_terraform import INFRA, not_google
+from test_terraform import INFRA, broken_copy, not_google
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +33,6 @@ BREAKAGES = {
 @pytest.mark.parametrize("what", sorted(BREAKAGES))
 def test_each_breakage_is_caught(schema, tmp_path, what):
     file, old, new, expected = BREAKAGES[what]
-    copy = tmp_path / "infra"
-    shutil.copytree(INFRA, copy, ignore=shutil.ignore_patterns(".terraform", ".build"))
-    text = (copy / file).read_text()
-    assert old in text, f"the breakage no longer applies to {file}: update the test"
-    (copy / file).write_text(text.replace(old, new, 1))
+    copy = broken_copy(tmp_path, file, old, new)
     found = typed_schema.problems(copy, schema, not_google)
     assert any(expected in p for p in found), (what, found)

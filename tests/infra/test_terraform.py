@@ -240,6 +240,16 @@ def test_names_match_the_provider_schema(tf):
         assert attr in getters or attr in schema[kind].get(rtype, {}), f"{kind} {rtype} has no attribute {attr}"
 
 
+def broken_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
+    """A copy of infra/ with `old` replaced by `new` once in `file` (the breakage must still apply)."""
+    copy = tmp_path / "infra"
+    shutil.copytree(INFRA, copy, ignore=shutil.ignore_patterns(".terraform", ".build"))
+    text = (copy / file).read_text()
+    assert old in text, f"the breakage no longer applies to {file}: update the test"
+    (copy / file).write_text(text.replace(old, new, 1))
+    return copy
+
+
 GOOGLE_BETA_ONLY = {"google_project_service_identity"}
 
 

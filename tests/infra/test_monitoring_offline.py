@@ -5,12 +5,10 @@ is caught."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 import monitoring_checks as checks
-from test_terraform import INFRA
+from test_terraform import broken_copy
 
 
 def test_monitoring_passes_its_checks():
@@ -42,13 +40,9 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("what", sorted(BREAKAGES))
-def test_each_breakage_is_caught(tmp_path, what, monkeypatch):
+def test_each_breakage_is_caught(tmp_path, what):
     file, old, new, expected = BREAKAGES[what]
-    copy = tmp_path / "infra"
-    shutil.copytree(INFRA, copy, ignore=shutil.ignore_patterns(".terraform", ".build"))
-    text = (copy / file).read_text()
-    assert old in text, f"the breakage no longer applies to {file}: update the test"
-    (copy / file).write_text(text.replace(old, new, 1))
+    copy = broken_copy(tmp_path, file, old, new)
     found = checks.problems(copy)
     assert any(expected in p for p in found), (what, found)
 
