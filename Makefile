@@ -8,7 +8,7 @@ CHECKOV := .venv-checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-submit bench-e2e bench-soak bench-iam clean
+.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-submit bench-e2e bench-soak bench-iam bench-retry clean
 
 help: ## list every target
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-submit: $(STAMP) ## a 3 GB file submitted in one streaming pass with conti
 
 bench-e2e: $(STAMP) ## upload to terminal message for 1,000 requests on the local stack; calls per batch
 	$(PY) tests/bench/bench_e2e.py
+
+bench-retry: $(STAMP) ## restaging a 96 MB retry round: CPU against downloading the part
+	$(PY) tests/bench/bench_retry.py
 
 bench-iam: $(STAMP) ## what enforcing infra/'s grants costs: object writes and reads through the storage front vs direct
 	$(PY) tests/bench/bench_iam.py

@@ -82,8 +82,9 @@ class Validator:
         if state:
             self._restore(state)
 
-    def feed(self, lineno: int, raw: bytes | None) -> tuple[str | None, dict] | None:
-        """Check one line; (explicit key or None, request) when it is a request with no problem."""
+    def feed(self, lineno: int, raw: bytes | None) -> tuple[str | None, dict, bool] | None:
+        """Check one line; (explicit key or None, request, whether the line holds nothing but its request) when it
+        is a request with no problem."""
         report, config, limit = self.report, self.config, self.config.max_errors
         if len(self.keyless) < lineno:
             self.keyless.extend(b"\0" * (lineno - len(self.keyless)))
@@ -118,7 +119,7 @@ class Validator:
             if key.isdigit():
                 self.digit_keys.append((key, lineno))
         self._plan(lineno, len(raw))
-        return None if problems else (key, obj["request"])
+        return None if problems else (key, obj["request"], len(obj) == 1)
 
     def _plan(self, lineno: int, size: int) -> None:
         """Cut the file into jobs within the per-job limits, by line ranges (report.jobs)."""

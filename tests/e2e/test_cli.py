@@ -96,13 +96,15 @@ def test_cancel_gives_a_cancelled_message(stack, bucket, inbox, vertex):
 
 def test_a_job_past_its_deadline_is_reported_stalled(stack, bucket, inbox, vertex):
     from dropbatch import status
+    from dropbatch.events import age_s
     from dropbatch.ledger import Store
 
     vertex.faults(queued_s=60)
     _, batch_id = drop(bucket, "slow.jsonl", [req("s")])
     inbox.wait_for(batch_id, "submitted")
-    time.sleep(1.5)
     store = Store(stack.config(job_deadline_s=1))
+    while age_s(store.read_ledger(batch_id)[0]["parts"][0]["created"]) <= 1.05:  # past the deadline
+        time.sleep(0.05)
     for _ in range(3):  # reported once, however many sweeps see it
         status.advance(store, batch_id)
     msg = inbox.wait_for(batch_id, "stalled")

@@ -56,8 +56,10 @@ def test_each_metric_counts_what_the_batch_did(stack, bucket, inbox, vertex, log
     _, batch_id = drop(bucket, "metrics.jsonl", [req(f"count me {i}") for i in range(30)])
     done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded", "failed"], timeout=120)
     manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
-    time.sleep(0.5)  # the finisher's last lines are written after the message
-    found = entries(stack, log_marks, batch_id)
+    deadline = time.monotonic() + 10  # the finisher's last lines are written after the message
+    while not any(e["jsonPayload"].get("event") == "tokens" for e in (found := entries(stack, log_marks, batch_id))):
+        assert time.monotonic() < deadline, "no tokens lines"
+        time.sleep(0.1)
 
     ended = counted(metrics, "batches_ended", found)
     assert ended == [{"value": 1, "state": done["state"], "model": "gemini-2.5-flash"}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -69,6 +70,13 @@ def test_rejected_file_keeps_object_and_names_lines(stack, bucket, inbox):
     assert not list(bucket.list_blobs(prefix=f"batches/{batch_id}/input/"))
 
 
+def handled(stack, batch_id: str) -> int:
+    """How many deliveries of the batch's upload the submit function has answered as already handled."""
+    with open(Path(stack.logs) / "submit.log", "rb") as f:
+        return sum(1 for line in f if line.startswith(b"{") and (e := orjson.loads(line)).get("batch_id") == batch_id
+                   and e["message"].startswith("duplicate delivery"))
+
+
 def test_same_notification_ten_times_creates_one_job(stack, bucket, inbox, vertex):
     from google.cloud import pubsub_v1
 
@@ -82,7 +90,10 @@ def test_same_notification_ten_times_creates_one_job(stack, bucket, inbox, verte
         publisher.publish(topic, b"{}", **attrs).result()
     done = inbox.wait_for(batch_id, "succeeded")
     assert done["counts"]["succeeded"] == 5
-    time.sleep(3)  # let every redelivery land
+    deadline = time.monotonic() + 30  # until the submit function has answered every one of the ten
+    while handled(stack, batch_id) < 10:
+        assert time.monotonic() < deadline, f"{handled(stack, batch_id)} of 10 deliveries answered"
+        time.sleep(0.1)
     states = [m["state"] for m in settled(bucket, inbox, batch_id)]
     assert states.count("submitted") == 1 and states.count("succeeded") == 1, states
     jobs = owner().get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",

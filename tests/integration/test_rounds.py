@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import tracemalloc
 
 import orjson
@@ -20,9 +19,8 @@ def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucke
     """Issue 13.3: a part hit by a 429 storm was copied whole into memory to build the retry round (two 1 GB parts
     in the 1 GiB split function). Here a 96 MB part whose every request failed is staged again under a 16 MB
     per-job limit: the round's parts each fit the limit, hold exactly the failed lines in order, and Python's peak
-    allocation stays far below the part's size (the read and write buffers, not the part). The part is read in
-    chunks: the storage client's BlobReader, iterated alone, reads one byte per call (41 s of CPU for these 96 MB,
-    against 0.3 s to download them whole, measured in the same test)."""
+    allocation stays far below the part's size (the read and write buffers, not the part). Its CPU is measured by
+    `make bench-retry`."""
 
     from dropbatch import batch, keys, retry
     from dropbatch.ledger import Store
@@ -39,23 +37,18 @@ def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucke
         size += len(lines[-1])
     staged = store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl"))
     staged.upload_from_string(b"".join(lines))
-    cpu = time.process_time()
     assert staged.download_as_bytes() == b"".join(lines)
-    download_cpu = time.process_time() - cpu
     doc = {"batch_id": batch_id, "round": 0,
            "parts": [batch.new_part(0, 0, 1, len(lines), len(lines), None)]}
     errors = [{"line": n, "key": str(n), "status": "retry"} for n in range(1, len(lines) + 1)]
 
-    cpu = time.process_time()
     tracemalloc.start()
     try:
         parts = retry.stage_retry(store, doc, errors)
         peak = tracemalloc.get_traced_memory()[1]
-        stage_cpu = time.process_time() - cpu
     finally:
         tracemalloc.stop()
 
-    assert stage_cpu < 20 * download_cpu, f"restaging took {stage_cpu:.1f} s of CPU, downloading {download_cpu:.2f} s"
     assert peak < 48 * MB, f"peak {peak / MB:.0f} MB while restaging a {size / MB:.0f} MB part"
     assert len(parts) >= size // (16 * MB) and all(p["round"] == 1 for p in parts)
     staged, sidecar = [], []

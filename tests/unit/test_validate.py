@@ -241,3 +241,32 @@ def test_line_labels_round_trip_with_at_most_36_values_a_key():
             values.setdefault(k, set()).add(v)
     assert all(len(v) <= 36 for v in values.values()) and all("-" not in k for k in values)
     assert line_from_labels({"dropbatch-line": "42"}) == 42  # staged by an earlier version
+
+
+def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
+    """The Stager splices the line labels into the dropped bytes when a line is exactly {"request": {...}} with no
+    labels and nothing to make a list (submit.spliced); whatever path it takes, the staged line parses to the
+    request as_lists() makes of it, with the line labels, as Vertex must receive it."""
+    from corpus import CORPUS
+
+    from dropbatch import keys
+    from dropbatch.checks import as_lists
+    from dropbatch.submit import spliced, staged_as_is
+
+    spliced_count = 0
+    for n, line in enumerate(CORPUS, 1):
+        for raw in (orjson.dumps(line), orjson.dumps(line, option=orjson.OPT_INDENT_2).replace(b"\n", b" ") + b" \r\n"):
+            request = orjson.loads(raw)["request"]
+            labels = keys.line_labels(n, keys.label_digits(n))
+            want = {"request": {**as_lists(request), "labels": {**(request.get("labels") or {}), **labels}}}
+            fast = spliced(raw, labels) if len(line) == 1 and "labels" not in request and staged_as_is(request) \
+                else None
+            spliced_count += fast is not None
+            if fast is not None:
+                assert fast.endswith(b"}}\n") and b"\n" not in fast[:-1]
+                assert orjson.loads(fast) == want, line
+    assert spliced_count >= 4
+    assert spliced(b'{"request": {"contents": []}, "key": null}', {"a": "b"}) is None
+    assert not staged_as_is({"contents": {"parts": [{"text": "x"}]}})
+    assert not staged_as_is({"contents": [{"parts": {"text": "x"}}]})
+    assert not staged_as_is({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": {"text": "s"}}})
