@@ -29,7 +29,7 @@ MOVES: dict[str, tuple[str, ...]] = {
     STAGED: (SUBMITTED, FAILED),
     SUBMITTED: (SPLITTING, STAGED, DONE, FAILED),  # a split task may finish before the ledger says splitting
     SPLITTING: (STAGED, DONE, FAILED),  # STAGED: the next retry round
-    DONE: (), REJECTED: (), FAILED: (),
+    DONE: (STAGED,), REJECTED: (), FAILED: (),  # STAGED: a resumed round (retry.resume)
 }
 
 JOB_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",

@@ -418,6 +418,47 @@ def cmd_list(args, config: Config) -> int:
     return 0
 
 
+def cmd_resume(args, config: Config) -> int:
+    """Send a finished batch's requests that have no succeeded result as one more round of the same batch (a
+    `resume_round` task for the split function, docs/contracts.md); with --wait, follow it to its new end."""
+    from . import batch, notify, retry
+    from .ledger import Store
+
+    if not is_batch_id(args.batch_id):
+        raise UsageError(f"{args.batch_id!r} is not a batch id (dropbatch list shows them)")
+    store = Store(_target())
+    doc, _ = store.read_ledger(args.batch_id)
+    if doc is None:
+        raise UsageError(f"no batch {args.batch_id!r} in gs://{store.config.state_bucket}")
+    if doc["state"] != batch.DONE:
+        raise UsageError(f"batch {args.batch_id} is {doc.get('final_state') or doc['state']}: only a batch that ended "
+                         "after its jobs ran can be resumed")
+    wanted = sum(1 for _ in retry.resumable(store, doc)) if doc["parts"] else 0
+    if not wanted:
+        print(f"{args.batch_id}: nothing to resume (every request has its result or failed for good)")
+        return 0
+    notify.send_split_task(store.config, {"batch_id": args.batch_id, "resume_round": doc["round"] + 1})
+    if not args.json:
+        print(f"resuming {args.batch_id} ({doc.get('final_state')}): {wanted:,} requests in round {doc['round'] + 1}")
+    deadline = time.monotonic() + 120
+    while (store.read_ledger(args.batch_id)[0] or {}).get("round") == doc["round"]:
+        if time.monotonic() > deadline:
+            raise UsageError(f"the resume of {args.batch_id} was not taken up within 120 s; is the split function "
+                             "running?")
+        time.sleep(0.3)
+    if not args.wait:
+        if args.json:
+            _print_json({"batch_id": args.batch_id, "round": doc["round"] + 1, "requests": wanted})
+        return 0
+    watch(store, args.batch_id, True, quiet=args.json)
+    manifest, _ = store.read_json(store.path(args.batch_id, layout.MANIFEST))
+    if args.json:
+        _print_json(manifest)
+    else:
+        print_summary(manifest)
+    return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
+
+
 def cmd_cancel(args, config: Config) -> int:
     """Cancel a batch in any state: before its jobs exist it ends at once; running jobs are cancelled at Vertex
     (best effort: a job may still finish); partial results are split either way."""
@@ -488,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="only batches received in this window (90m, 24h, 7d), with their totals")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("resume", help="send a finished batch's requests without a succeeded result again (after "
+                       "expired, cancelled or transient failures), as one more round of the same batch")
+    p.add_argument("batch_id")
+    p.add_argument("--wait", action="store_true", help="follow the round to the batch's new end")
+    p.add_argument("--json", action="store_true", help="print the manifest (or the round started) as JSON")
+    p.set_defaults(func=cmd_resume)
     p = sub.add_parser("cancel", help="cancel the running jobs of a batch (partial results are still split)")
     p.add_argument("batch_id")
     p.set_defaults(func=cmd_cancel)

@@ -3,7 +3,8 @@
 Run by the split function when every part of the batch is split (rounds.py routes the task here). When
 requests failed for a transient reason (or never came back) and rounds are left (DROPBATCH_RETRY_ROUNDS), it
 asks the retry stage for the next round instead (a `retry` task on the split topic), and the user hears only
-of the end of the last round. The end is claimed by creating manifest.json, so it happens once.
+of the end of the last round. The end is claimed by creating manifest.json (or, for a resumed batch, by replacing the manifest its earlier end
+wrote, retry.resume), so it happens once a round.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     manifest["state"] = batch.terminal_state(counts, last_round)
     manifest["cost"] = cost.estimate(doc["model"], usage, cost.prices(store.config.prices))
     manifest_path = store.path(batch_id, layout.MANIFEST)
-    first = store.create_json(manifest_path, manifest)
+    first = store.create_json(manifest_path, manifest, replacing=doc.get("manifest_generation") or 0)
     if not first:
         if force_after_s is None:
             return  # another task is finishing this batch

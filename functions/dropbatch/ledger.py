@@ -234,10 +234,11 @@ class Store:
             raise
         return blob.generation
 
-    def create_json(self, path: str, doc) -> bool:
-        """Write a document only if none exists; False when one already did."""
+    def create_json(self, path: str, doc, replacing: int = 0) -> bool:
+        """Write a document only if none exists (or, with `replacing`, only over that generation of it); False
+        when another write came first."""
         try:
-            self.write_json(path, doc, if_generation_match=0)
+            self.write_json(path, doc, if_generation_match=replacing)
             return True
         except Conflict:
             return False

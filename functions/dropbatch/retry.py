@@ -1,6 +1,9 @@
 """Retry rounds: the requests of a batch that failed for a transient reason (or never came back), staged again as
 the next round's parts, streaming and within the per-job limits; then the submit function is asked for their
-jobs. Run by the split function on a `retry` task (rounds.py routes it here), which the finishing step sends.
+jobs. Run by the split function on a `retry` task (rounds.py routes it here), which the finishing step sends,
+and on a `resume_round` task (`dropbatch resume`), which reopens a finished batch for one more round of every request
+without a succeeded result: a job that expired or was cancelled keeps what it wrote (Google's batch prediction
+page), so only the rest is sent again, and one results.jsonl and one manifest still cover the whole file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import time
 import orjson
 
 from . import batch, layout, logs, notify, splits
+from .events import now
 from .keys import line_from_labels
 from .ledger import Store, open_lines
 
@@ -108,3 +112,52 @@ def start_round(store: Store, batch_id: str, round_: int) -> None:
     logs.info("retry round staged", event="retry_round", round=current + 1, requests=count, parts=len(parts),
               seconds=round(time.monotonic() - started, 3))
     notify.ask_submit(store.config, doc["batch_id"])
+
+
+def resumable(store: Store, doc: dict):
+    """The requests a resume sends again, in line order: every one with no succeeded result (missing, from a job
+    that expired, was cancelled or failed, and failed for a transient reason), not those Vertex refused for good."""
+    dones = splits.done_documents(store, doc)
+    errors_of = functools.partial(splits.part_errors, store, doc["batch_id"])
+    return (e for e in batch.merged_errors(doc["parts"], dones, errors_of)
+            if e["status"] == "missing" or e.get("retryable"))
+
+
+def resume(store: Store, batch_id: str, round_: int) -> None:
+    """A `resume_round` task: stage round `round_` of a finished batch from resumable(), reopen it (finished -> staged,
+    its terminal message forgotten, so its next end sends another, and its manifest to be replaced, not
+    created), and ask the submit function for the jobs. A task for a batch that is not finished at round
+    `round_` - 1 (already resumed, or still running) does nothing, so resuming twice at once makes one round."""
+    doc, _ = store.read_ledger(batch_id)
+    if doc is None or doc["state"] != batch.DONE or doc["round"] != round_ - 1 or not doc["parts"]:
+        logs.info("resume task ignored: the batch is not finished at that round", round=round_,
+                  state=doc and doc["state"])
+        return
+    started = time.monotonic()
+    parts = stage_retry(store, doc, resumable(store, doc))
+    if not parts:
+        logs.info("resume task ignored: every request has its result or failed for good", round=round_)
+        return
+    manifest = store.bucket.get_blob(store.path(batch_id, layout.MANIFEST))
+    store.mark_active(batch_id)  # first: a batch must never be open without the sweep knowing of it
+    won = []
+
+    def reopen(d):
+        won.clear()
+        if d["state"] != batch.DONE or d["round"] != round_ - 1:
+            return False  # another resume won
+        won.append(True)
+        batch.move(d, batch.STAGED, round=round_, parts=d["parts"] + parts, cancel_requested=False,
+                   final_state=None, counts=None, owner=None, lease_until=None,
+                   notified={k: v for k, v in d["notified"].items() if k != "terminal"},
+                   manifest_generation=manifest.generation if manifest is not None else 0,
+                   resumed=[*d.get("resumed", []), {"round": round_, "at": now(),
+                                                     "requests": sum(p["requests"] for p in parts),
+                                                     "after": d.get("final_state")}])
+    store.update_ledger(batch_id, reopen)
+    if not won:
+        logs.info("resume task ignored: another resume reopened the batch", round=round_)
+        return
+    logs.info("batch resumed", event="batch_resumed", round=round_, requests=sum(p["requests"] for p in parts),
+              parts=len(parts), seconds=round(time.monotonic() - started, 3))
+    notify.ask_submit(store.config, batch_id)

@@ -24,7 +24,8 @@ def handle_event(event) -> None:
     except PermanentError as exc:
         logs.error(f"ignored: {exc}")
         return
-    if not is_batch_id(str(task.get("batch_id"))) or not isinstance(task.get("part", task.get("retry")), int):
+    if not is_batch_id(str(task.get("batch_id"))) or not isinstance(
+            task.get("part", task.get("retry", task.get("resume_round"))), int):
         logs.warning("ignored: not a split task")
         return
     token = logs.bind(batch_id=task["batch_id"], execution_id=execution_id(), event_id=event.get("id"))
@@ -43,6 +44,9 @@ def run_task(store: Store, task: dict) -> None:
     batch_id = task["batch_id"]
     if "retry" in task:
         retry.start_round(store, batch_id, task["retry"])
+        return
+    if "resume_round" in task:  # not "resume", which a split task uses for its checkpoint
+        retry.resume(store, batch_id, task["resume_round"])
         return
     doc, _ = store.read_ledger(batch_id)
     if doc is None or doc["state"] not in (batch.SUBMITTED, batch.SPLITTING):
