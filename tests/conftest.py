@@ -164,6 +164,9 @@ def settled(bucket, inbox, batch_id: str, timeout: float = 60) -> list[dict]:
     return inbox.of(batch_id)
 
 
+NOT_TERMINAL = ("submitted", "running", "stalled")  # the states a batch's messages have before its end
+
+
 def read_json(bucket, path):
     return orjson.loads(bucket.blob(path).download_as_bytes())
 

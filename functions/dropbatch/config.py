@@ -42,6 +42,7 @@ class Config:
     submit_budget_s: float = 480.0  # a submission checkpoints and continues in a new call after this long
     retry_rounds: int = 1
     list_settle_s: float = 60.0  # after a failed create, wait this long for Vertex's list to show what it made
+    progress_s: float = 300.0  # at most one `running` message a batch this often (status.send_progress)
     outbox_retry_s: float = 60.0  # the sweep re-sends a queued message only this long after its last try
     results_bucket_lines: int = 5_000  # results.jsonl is ordered in buckets of this many lines (ordered.py)
     workers: int = 32

@@ -19,7 +19,7 @@ from .errors import ConfigurationError, TransientError, denied
 from .events import age_s, now
 
 SCHEMA = "dropbatch.batch.v1"
-STATES = ("rejected", "submitted", "stalled", "succeeded", "partially_succeeded", "failed", "cancelled", "expired")
+STATES = ("rejected", "submitted", "running", "stalled", "succeeded", "partially_succeeded", "failed", "cancelled", "expired")
 MAX_MESSAGE_BYTES = 16_000
 MAX_ERROR_CHARS = 2_000
 MAX_PUBLISH_ATTEMPTS = 5
@@ -34,7 +34,7 @@ def publisher():
 
 def build(state: str, *, batch_id: str, source: str, counts: dict | None = None, manifest: str | None = None,
           results_prefix: str | None = None, results_file: str | None = None, report: str | None = None,
-          error: str | None = None, cost: dict | None = None) -> dict:
+          error: str | None = None, cost: dict | None = None, jobs: list | None = None) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown batch state {state!r}")
     if error and len(error) > MAX_ERROR_CHARS:
@@ -44,6 +44,8 @@ def build(state: str, *, batch_id: str, source: str, counts: dict | None = None,
                "report": report, "error": error}
     if cost is not None:  # terminal messages of batches that ran (docs/contracts.md, Cost)
         message["cost"] = cost
+    if jobs is not None:  # `running` messages: each job's own completion stats
+        message["jobs"] = jobs
     if len(orjson.dumps(message)) > MAX_MESSAGE_BYTES:  # only a pathological source name gets here
         message["source"] = source[:1000]
     return message

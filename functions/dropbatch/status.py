@@ -7,7 +7,7 @@ what an event never delivered: half-finished claims whose lease ran out and part
 
 from __future__ import annotations
 
-from . import batch, logs, notify, vertex
+from . import batch, layout, logs, notify, vertex
 from .config import Config, get_config
 from .errors import ConfigurationError, DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
@@ -112,11 +112,47 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                                              counts={"total": doc["requests"]},
                                              error=f"job {p['job']} is still {p['state']} after "
                                                    f"{config.job_deadline_s} s"))
+    if updates and not batch.all_ended(doc):
+        send_progress(store, doc)
     if any(batch.part_waiting(p) for p in doc["parts"]):
         notify.ask_submit(config, batch_id)  # the submit function creates jobs (the only account that may)
         return
     if batch.all_ended(doc):
         queue_tasks(store, doc)
+
+
+MAX_PROGRESS_JOBS = 40  # a running message lists at most this many jobs' stats (it stays under 16 KB)
+
+
+def send_progress(store: Store, doc: dict) -> None:
+    """A `running` message with the round's counts so far (Vertex's completion stats: succeeded, failed, pending,
+    of total) and each job's stats, when they moved since the last one and at most one per DROPBATCH_PROGRESS_S.
+    Decided in the ledger (`progress_sent`), so overlapping sweeps send it once; a publish that fails is not
+    repeated (the next change sends a newer one)."""
+    parts = [p for p in doc["parts"] if p["round"] == doc["round"]]
+    stats = [p.get("completion_stats") or {} for p in parts]
+    total = sum(p["requests"] for p in parts)
+    ok, failed = (sum(int(s.get(k) or 0) for s in stats) for k in ("successful", "failed"))
+    counts = {"total": total, "succeeded": ok, "failed": failed, "pending": max(0, total - ok - failed),
+              "round": doc["round"]}
+    won = []
+
+    def record(d):
+        won.clear()
+        last = d.get("progress_sent") or {}
+        if last.get("counts") == counts or (last and age_s(last["at"]) < store.config.progress_s):
+            return False
+        d["progress_sent"] = {"at": now(), "counts": counts}
+        won.append(True)
+    if (doc.get("progress_sent") or {}).get("counts") == counts:
+        return
+    store.update_ledger(doc["batch_id"], record)
+    if won:
+        jobs = [{"name": p["job"], "part": p["index"], "state": p["state"], "completion_stats": p.get("completion_stats")}
+                for p in parts if p.get("job")][:MAX_PROGRESS_JOBS]
+        notify.send(store.config, notify.build("running", batch_id=doc["batch_id"], source=doc["source"],
+                                               counts=counts, jobs=jobs,
+                                               results_prefix=store.uri(store.path(doc["batch_id"], layout.RESULTS))))
 
 
 # ---------------------------------------------------------------- split tasks

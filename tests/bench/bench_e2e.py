@@ -68,7 +68,7 @@ def run(running, files: int, n: int, up_s: float) -> dict:
     while len(done) < files and time.monotonic() - start < 900:
         inbox.pull()
         for m in inbox.messages:
-            if m["state"] not in ("submitted", "stalled"):
+            if m["state"] not in ("submitted", "running", "stalled"):
                 done.setdefault(m["batch_id"], (m, time.monotonic() - start))
     elapsed = time.monotonic() - start
     stop.set()

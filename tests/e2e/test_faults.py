@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import drop, free_port, owner, read_json, req, settled, wait_port
+from conftest import NOT_TERMINAL, drop, free_port, owner, read_json, req, settled, wait_port
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def errors_of(bucket, batch_id) -> list:
 
 
 def terminal_messages(bucket, inbox, batch_id):
-    return [m for m in settled(bucket, inbox, batch_id) if m["state"] not in ("submitted", "stalled")]
+    return [m for m in settled(bucket, inbox, batch_id) if m["state"] not in NOT_TERMINAL]
 
 
 def test_retry_round_turns_transient_failures_into_successes(stack, bucket, inbox, vertex):

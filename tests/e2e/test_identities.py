@@ -16,7 +16,7 @@ import orjson
 import pytest
 from google.api_core import exceptions
 
-from conftest import drop, req, settled
+from conftest import NOT_TERMINAL, drop, req, settled
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ for topic in os.environ["TOPICS"].split(","):
 
 def failed_message(bucket, inbox, batch_id) -> dict:
     messages = settled(bucket, inbox, batch_id, timeout=120)
-    terminal = [m for m in messages if m["state"] not in ("submitted", "stalled")]
+    terminal = [m for m in messages if m["state"] not in NOT_TERMINAL]
     assert [m["state"] for m in terminal] == ["failed"], messages
     return terminal[0]
 

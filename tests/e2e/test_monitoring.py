@@ -106,11 +106,11 @@ def test_undelivered_messages_are_counted(stack, bucket, inbox, vertex, log_mark
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # each message is given up after its publish attempts (notify.py)
         found = entries(stack, log_marks, batch_id)
-        if len(counted(metrics, "notifications_undelivered", found)) >= 2:
+        if "succeeded" in [h["state"] for h in counted(metrics, "notifications_undelivered", found)]:
             break
         time.sleep(1)
     hits = counted(metrics, "notifications_undelivered", found)
-    assert [h["state"] for h in hits] == ["submitted", "succeeded"], hits
+    assert [h["state"] for h in hits if h["state"] != "running"] == ["submitted", "succeeded"], hits
     assert counted(metrics, "batches_ended", found) == [{"value": 1, "state": "succeeded", "model": "gemini-2.5-flash"}]
     inbox.pull()
     assert inbox.of(batch_id) == []  # nothing reached the topic: what the alert is for

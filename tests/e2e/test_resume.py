@@ -51,7 +51,7 @@ def test_an_expired_batch_is_finished_by_resume(stack, bucket, inbox, vertex):
     assert all(rows[int(k) - 1] == r for k, r in kept.items()), "what the expired job wrote is kept as it was"
     assert bucket.blob(f"batches/{batch_id}/errors.jsonl").download_as_bytes() == b""
     states = [m["state"] for m in settled(bucket, inbox, batch_id)]
-    assert states == ["submitted", "expired", "succeeded"], states
+    assert [s for s in states if s != "running"] == ["submitted", "expired", "succeeded"], states
     ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
     assert ledger["resumed"][0]["after"] == "expired" and ledger["final_state"] == "succeeded"
 

@@ -40,7 +40,7 @@ PUBSUB_INSTALL = ("the Pub/Sub emulator is missing. Install the Google Cloud CLI
                   "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
                   "(or `gcloud components install pubsub-emulator` and a JRE 11+)")
 # Settings that make the local stack quick to react; any DROPBATCH_* in the caller's environment wins.
-LOCAL_DEFAULTS = {"DROPBATCH_CLAIM_LEASE_S": "60", "DROPBATCH_MAX_EVENT_AGE_S": "3600"}
+LOCAL_DEFAULTS = {"DROPBATCH_CLAIM_LEASE_S": "60", "DROPBATCH_MAX_EVENT_AGE_S": "3600", "DROPBATCH_PROGRESS_S": "3"}
 
 
 class StackError(DropbatchError):
