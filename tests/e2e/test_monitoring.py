@@ -57,9 +57,11 @@ def test_each_metric_counts_what_the_batch_did(stack, bucket, inbox, vertex, log
     done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded", "failed"], timeout=120)
     manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
     deadline = time.monotonic() + 10  # the finisher's last lines are written after the message
-    while not any(e["jsonPayload"].get("event") == "tokens" for e in (found := entries(stack, log_marks, batch_id))):
+    found = entries(stack, log_marks, batch_id)
+    while not any(e["jsonPayload"].get("event") == "tokens" for e in found):
         assert time.monotonic() < deadline, "no tokens lines"
         time.sleep(0.1)
+        found = entries(stack, log_marks, batch_id)
 
     ended = counted(metrics, "batches_ended", found)
     assert ended == [{"value": 1, "state": done["state"], "model": "gemini-2.5-flash"}]
