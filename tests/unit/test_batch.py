@@ -30,7 +30,8 @@ def test_the_table_allows_only_its_moves():
             else:
                 with pytest.raises(BadMove):
                     batch.move(d, to)
-    assert all(not batch.MOVES[s] for s in batch.FINISHED), "finished is finished"
+    assert not batch.MOVES[batch.REJECTED] and not batch.MOVES[batch.FAILED], "rejected and failed are final"
+    assert batch.MOVES[batch.DONE] == (batch.STAGED,), "a done batch moves only to a resumed round (retry.resume)"
 
 
 def test_a_new_claim_holds_a_lease():
