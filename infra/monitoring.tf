@@ -227,6 +227,7 @@ resource "google_monitoring_alert_policy" "error_ratio" {
     content   = "A function answers more of its deliveries with an error than the threshold, so Pub/Sub keeps redelivering them (and sets them aside after ten attempts). Read the function's ERROR lines (Logs Explorer: resource.labels.service_name=\"dropbatch-NAME\" severity>=ERROR): a 403 names the missing permission (`terraform apply` restores the grants), a timeout or out-of-memory line means the step needs more memory or a smaller budget (DROPBATCH_SPLIT_BUDGET_S, DROPBATCH_SUBMIT_BUDGET_S)."
     mime_type = "text/markdown"
   }
+  depends_on = [google_project_service.apis] # the Monitoring API is on before the first policy
 }
 
 resource "google_monitoring_dashboard" "dropbatch" {

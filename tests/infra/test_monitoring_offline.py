@@ -61,3 +61,17 @@ def test_filters_are_judged_as_cloud_logging_does():
     for unjudged in ('jsonPayload.event:"x"', 'jsonPayload.event="x" OR severity=ERROR', 'NOT jsonPayload.event="x"'):
         with pytest.raises(ValueError):
             checks.matches(unjudged, e)
+
+
+def test_monitoring_waits_for_its_apis():
+    """On a fresh project every monitoring resource is created after the Logging and Monitoring APIs are on,
+    and the alerts and dashboard after the log-based metrics have had time to appear (time_sleep)."""
+    tf = checks.evaluate()["tf"]
+    services = tf["locals"]["services"]
+    assert {"logging.googleapis.com", "monitoring.googleapis.com"} <= set(services)
+    res = tf["resource"]
+    assert res["google_logging_metric"]["m"]["depends_on"] == ["${google_project_service.apis}"]
+    assert res["time_sleep"]["log_metrics"]["depends_on"] == ["${google_logging_metric.m}"]
+    assert res["google_monitoring_alert_policy"]["symptom"]["depends_on"] == ["${time_sleep.log_metrics}"]
+    assert res["google_monitoring_alert_policy"]["error_ratio"]["depends_on"] == ["${google_project_service.apis}"]
+    assert res["google_monitoring_dashboard"]["dropbatch"]["depends_on"] == ["${time_sleep.log_metrics}"]
