@@ -345,15 +345,21 @@ def download_results(store, batch_id: str, out: str, per_key: bool = False) -> N
                         dest.write(raw.rstrip(b"\n"))
 
 
-def cmd_status(args, config: Config) -> int:
+def _batch(batch_id: str):
+    """(store, ledger) of a batch named on the command line; a usage error when it is not a batch id or none."""
     from .ledger import Store
 
-    if not is_batch_id(args.batch_id):
-        raise UsageError(f"{args.batch_id!r} is not a batch id (dropbatch list shows them)")
+    if not is_batch_id(batch_id):
+        raise UsageError(f"{batch_id!r} is not a batch id (dropbatch list shows them)")
     store = Store(_target())
-    doc, _ = store.read_ledger(args.batch_id)
+    doc, _ = store.read_ledger(batch_id)
     if doc is None:
-        raise UsageError(f"no batch {args.batch_id!r} in gs://{store.config.state_bucket}")
+        raise UsageError(f"no batch {batch_id!r} in gs://{store.config.state_bucket}")
+    return store, doc
+
+
+def cmd_status(args, config: Config) -> int:
+    store, doc = _batch(args.batch_id)
     if args.json:
         _print_json(doc)
         return 0
@@ -422,14 +428,8 @@ def cmd_resume(args, config: Config) -> int:
     """Send a finished batch's requests that have no succeeded result as one more round of the same batch (a
     `resume_round` task for the split function, docs/contracts.md); with --wait, follow it to its new end."""
     from . import batch, notify, retry
-    from .ledger import Store
 
-    if not is_batch_id(args.batch_id):
-        raise UsageError(f"{args.batch_id!r} is not a batch id (dropbatch list shows them)")
-    store = Store(_target())
-    doc, _ = store.read_ledger(args.batch_id)
-    if doc is None:
-        raise UsageError(f"no batch {args.batch_id!r} in gs://{store.config.state_bucket}")
+    store, doc = _batch(args.batch_id)
     if doc["state"] != batch.DONE:
         raise UsageError(f"batch {args.batch_id} is {doc.get('final_state') or doc['state']}: only a batch that ended "
                          "after its jobs ran can be resumed")
@@ -464,15 +464,10 @@ def cmd_cancel(args, config: Config) -> int:
     (best effort: a job may still finish); partial results are split either way."""
     from . import batch, vertex
     from .errors import PermanentError
-    from .ledger import Store
 
-    if not is_batch_id(args.batch_id):
-        raise UsageError(f"{args.batch_id!r} is not a batch id (dropbatch list shows them)")
-    store = Store(_target())
+    store, doc = _batch(args.batch_id)
     doc = store.update_ledger(args.batch_id, lambda d: False if d["state"] in batch.FINISHED else
-                              d.update(cancel_requested=True))
-    if doc is None:
-        raise UsageError(f"no batch {args.batch_id!r}")
+                              d.update(cancel_requested=True)) or doc
     if doc["state"] in batch.FINISHED:
         print(f"{args.batch_id} has already ended: {doc.get('final_state') or doc['state']}")
         return 0

@@ -18,15 +18,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 MB = 1 << 20
 
 
 def main() -> None:
-    import orjson
+    from test_rounds import failed_part
 
-    from conftest import req
-    from dropbatch import batch, keys, retry
+    from dropbatch import retry
     from dropbatch.ledger import Store
     from dropbatch.local import stack as local
 
@@ -36,19 +35,12 @@ def main() -> None:
         try:
             os.environ.update(running.client_env())
             store = Store(dataclasses.replace(running.config(), max_job_bytes=16 * MB, max_job_requests=1_000_000))
-            batch_id, filler, lines, size = "bench-retry-0000000000", "x" * 4000, [], 0
-            while size < 96 * MB:
-                n = len(lines) + 1
-                request = {**req(f"{n} {filler}"), "labels": keys.line_labels(n, keys.label_digits(30000))}
-                lines.append(orjson.dumps({"request": request}) + b"\n")
-                size += len(lines[-1])
-            staged = store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl"))
-            staged.upload_from_string(b"".join(lines), timeout=600)
+            batch_id = "bench-retry-0000000000"
+            lines, doc, errors = failed_part(store, batch_id, 96 * MB)
+            size = sum(map(len, lines))
             cpu = time.process_time()
-            staged.download_as_bytes()
+            store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl")).download_as_bytes()
             download = time.process_time() - cpu
-            doc = {"batch_id": batch_id, "round": 0, "parts": [batch.new_part(0, 0, 1, len(lines), len(lines), None)]}
-            errors = [{"line": n, "key": str(n), "status": "retry"} for n in range(1, len(lines) + 1)]
             cpu = time.process_time()
             retry.stage_retry(store, doc, errors)
             restage = time.process_time() - cpu

@@ -15,6 +15,22 @@ pytestmark = pytest.mark.stack
 MB = 1 << 20
 
 
+def failed_part(store, batch_id: str, size: int):
+    """A staged part of about `size` bytes (4 KB requests) whose every request failed: (lines, the batch's ledger
+    document, its errors) for retry.stage_retry."""
+    from dropbatch import batch, keys
+
+    filler, lines, total = "x" * 4000, [], 0
+    while total < size:
+        n = len(lines) + 1
+        request = {**req(f"{n} {filler}"), "labels": keys.line_labels(n, keys.label_digits(30000))}
+        lines.append(orjson.dumps({"request": request}) + b"\n")
+        total += len(lines[-1])
+    store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl")).upload_from_string(b"".join(lines), timeout=600)
+    doc = {"batch_id": batch_id, "round": 0, "parts": [batch.new_part(0, 0, 1, len(lines), len(lines), None)]}
+    return lines, doc, [{"line": n, "key": str(n), "status": "retry"} for n in range(1, len(lines) + 1)]
+
+
 def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucket):
     """Issue 13.3: a part hit by a 429 storm was copied whole into memory to build the retry round (two 1 GB parts
     in the 1 GiB split function). Here a 96 MB part whose every request failed is staged again under a 16 MB
@@ -22,25 +38,15 @@ def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucke
     allocation stays far below the part's size (the read and write buffers, not the part). Its CPU is measured by
     `make bench-retry`."""
 
-    from dropbatch import batch, keys, retry
+    from dropbatch import retry
     from dropbatch.ledger import Store
 
     store = Store(dataclasses.replace(stack.config(), max_job_bytes=16 * MB,
                                       max_job_requests=1_000_000))
     batch_id = "rounds-test-0000000000"
-    filler = "x" * 4000
-    lines, size = [], 0
-    while size < 96 * MB:
-        n = len(lines) + 1
-        request = {**req(f"{n} {filler}"), "labels": keys.line_labels(n, keys.label_digits(30000))}
-        lines.append(orjson.dumps({"request": request}) + b"\n")
-        size += len(lines[-1])
-    staged = store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl"))
-    staged.upload_from_string(b"".join(lines))
-    assert staged.download_as_bytes() == b"".join(lines)
-    doc = {"batch_id": batch_id, "round": 0,
-           "parts": [batch.new_part(0, 0, 1, len(lines), len(lines), None)]}
-    errors = [{"line": n, "key": str(n), "status": "retry"} for n in range(1, len(lines) + 1)]
+    lines, doc, errors = failed_part(store, batch_id, 96 * MB)
+    size = sum(map(len, lines))
+    assert store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl")).download_as_bytes() == b"".join(lines)
 
     tracemalloc.start()
     try:
