@@ -48,9 +48,10 @@ def ordered(part: dict) -> str:
     return f"ordered/{part_name(part)}/"
 
 
-def ordered_segment(bucket: int, n: int) -> str:
-    """Within a part's ordered folder: one segment of a line-range bucket, "LINE result" lines as matched."""
-    return f"seg/b{bucket:05d}-s{n:05d}.jsonl"
+def ordered_segment(bucket: int, writer: str, n: int) -> str:
+    """Within a part's ordered folder: one segment of a line-range bucket, "LINE result" lines as matched, named
+    by the task that wrote it (a partial split and the final one may run at once: neither overwrites the other)."""
+    return f"seg/b{bucket:05d}-{writer}-s{n:05d}.jsonl"
 
 
 def ordered_segments(bucket: int) -> str:

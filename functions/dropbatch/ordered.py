@@ -18,6 +18,7 @@ replaced (`compose_results`). Compose takes up to 32 sources a call and composit
 from __future__ import annotations
 
 import bisect
+import uuid
 
 import orjson
 
@@ -53,11 +54,12 @@ def missing_result(key: str, batch_id: str | None, job: str | None) -> bytes:
 class Collector:
     """Results of one part, bucketed by line range on their way to ordered bucket objects."""
 
-    def __init__(self, bucket, prefix: str, starts: list[int], segments: dict | None = None):
+    def __init__(self, bucket, prefix: str, starts: list[int]):
         self.bucket, self.prefix, self.starts = bucket, prefix, starts
         self.buffers: dict[int, bytearray] = {}
         self.buffered = 0
-        self.segments = {int(b): n for b, n in (segments or {}).items()}  # bucket -> segments written
+        self.writer = uuid.uuid4().hex[:12]  # this task's segments; earlier tasks' stay and are read by order()
+        self.segments: dict[int, int] = {}  # bucket -> segments this task wrote
 
     def bucket_of(self, line: int) -> int:
         return bisect.bisect_right(self.starts, line) - 1
@@ -78,16 +80,15 @@ class Collector:
     def _write(self, b: int) -> None:
         buf = self.buffers.pop(b)
         n = self.segments.get(b, 0)
-        self.bucket.blob(self.prefix + layout.ordered_segment(b, n)).upload_from_string(
+        self.bucket.blob(self.prefix + layout.ordered_segment(b, self.writer, n)).upload_from_string(
             bytes(buf), content_type="application/jsonl")
         self.segments[b] = n + 1
         self.buffered -= len(buf)
 
-    def flush(self) -> dict:
-        """Write every buffer out (before a checkpoint); returns what a continuation needs."""
+    def flush(self) -> None:
+        """Write every buffer out (before a checkpoint)."""
         for b in sorted(self.buffers):
             self._write(b)
-        return {str(b): n for b, n in self.segments.items()}
 
     def order(self, lines, key_of, missing, first_bucket: int = 0, stop=None) -> int | None:
         """Write each bucket's ordered object, from `first_bucket` on. `lines` are the part's request lines

@@ -56,11 +56,17 @@ def run_task(store: Store, task: dict) -> None:
         logs.warning("split task ignored: no such part", part=task["part"])
         return
     part = doc["parts"][task["part"]]
-    if part["state"] not in batch.JOB_TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
-        raise TransientError(f"part {part['index']} is still {part['state']} in the ledger")
     if part["round"] != task.get("round", 0):
         logs.info("split task ignored: an older round")
         return
+    if task.get("partial"):  # what a running job has written so far; its end is the final task's
+        if part["state"] == "JOB_STATE_RUNNING" and part.get("split") != "done":
+            split.split_part(store, doc, part, task)
+        store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(partial_queued=None)
+                            if d["parts"][part["index"]].get("partial_queued") else False)
+        return
+    if part["state"] not in batch.JOB_TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
+        raise TransientError(f"part {part['index']} is still {part['state']} in the ledger")
     if not split.split_part(store, doc, part, task):
         return  # checkpointed: a new task continues
     doc = store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(split="done")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from . import layout, logs, notify, ordered
+from . import layout, logs, notify, ordered, splits
 from .batch import USAGE_NAMES, build_manifest, ended_for_good
 from .keys import key_width, line_from_labels, line_key
 from .lineio import bounded_lines
@@ -165,8 +165,10 @@ class Matcher:
         return {"seen": base64.b64encode(zlib.compress(bytes(self.seen))).decode(), "counts": self.counts,
                 "usage": self.usage, "failures": self.failures}
 
-    def match(self, raw: bytes) -> tuple[int, str, bytes] | None:
-        """(line, key, result object) for one output line, or None (a duplicate, unmatched or unreadable line)."""
+    def match(self, raw: bytes, replay: bool = False) -> tuple[int, str, bytes] | None:
+        """(line, key, result object) for one output line, or None (a duplicate, unmatched or unreadable line).
+        `replay`: the line is being read again (a file's new generation, up to where its last one was read), so
+        a request already seen is not counted as a duplicate."""
         try:
             out = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -187,7 +189,7 @@ class Matcher:
             return None
         slot = line - self.index.first
         if self.seen[slot]:
-            self.counts["duplicate_outputs"] += 1
+            self.counts["duplicate_outputs"] += not replay
             return None
         self.seen[slot] = 1
         key = self.index.key(line)
@@ -325,64 +327,78 @@ def load_index(store, doc: dict, part: dict) -> Index:
     return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines)
 
 
-def output_files(store, doc: dict, part: dict) -> list:
-    """The part's prediction files: under the job's output directory, or, for a job dropbatch lost sight of,
-    wherever it wrote under the prefix dropbatch gave it."""
-    output_dir = part.get("output_dir") or store.uri(store.path(doc["batch_id"], layout.output(part)))
-    bucket_name, _, prefix = output_dir[5:].partition("/")
-    blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
-    return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
-
-
 def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     """Match one job's outputs to its requests, write the results and the part's ordered buckets; True when the
-    part is split, False when it checkpointed before DROPBATCH_SPLIT_BUDGET_S and continues in a new task
-    (docs/contracts.md). The outputs are read first, then the buckets are ordered; both phases checkpoint."""
+    part is split, False when it stopped first (docs/contracts.md): at DROPBATCH_SPLIT_BUDGET_S, checkpointed and
+    continued in a new task; or, for a `partial` task while the job runs, at the end of what the job has written
+    so far, checkpointed for the next task. The outputs are read first, then the buckets are ordered; both
+    phases checkpoint. Every task goes on from the part's checkpoint, which records for each output file the
+    generation and the byte offset read up to: a new file is read from its start, a file with a new generation
+    again from its start (what was matched is not counted twice), and a partial task stops before a last line
+    the job has not finished writing."""
     config, batch_id = store.config, doc["batch_id"]
     done_path = store.path(batch_id, layout.split_done(part))
     ckpt_path = store.path(batch_id, layout.split_checkpoint(part))
     if store.read_json(done_path)[0] is not None:
         return True
-    started = time.monotonic()
-    checkpoint = (store.read_json(ckpt_path)[0] if task.get("resume") else None) or {}
+    started, partial = time.monotonic(), bool(task.get("partial"))
+    checkpoint = store.read_json(ckpt_path)[0] or {}
+    if "files" not in checkpoint:  # none yet (a checkpoint always records its files)
+        checkpoint = {}
     index = load_index(store, doc, part)
     matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"))
-    collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts,
-                                  checkpoint.get("segments"))
-    files = output_files(store, doc, part)
+    collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts)
+    files = splits.output_files(store, doc, part)
+    positions: dict = checkpoint.get("files") or {}  # output file -> [generation, offset read up to]
     deadline = started + config.split_budget_s
+
+    def save(**where) -> None:
+        sink.flush()
+        collector.flush()
+        store.write_json(ckpt_path, {**where, "files": positions, "state": matcher.state()})
 
     def stop(**where) -> bool:
         if time.monotonic() <= deadline:
             return False
-        sink.flush()
-        store.write_json(ckpt_path, {**where, "state": matcher.state(), "segments": collector.flush()})
-        notify.send_split_task(config, {**task, "resume": True})
-        logs.info("split checkpointed; continuing in a new task", **where)
+        save(**where)
+        if not partial:  # a partial task's next increment is the sweep's to send
+            notify.send_split_task(config, {**task, "resume": True})
+        logs.info("split checkpointed; continuing in a new task", part=part["index"], partial=partial)
         return True
 
-    file_index, offset = checkpoint.get("file", 0), checkpoint.get("offset", 0)
     with GcsSink(store.bucket.name, store.path(batch_id, ""), config.workers) as sink:
-        for i in range(file_index, len(files)):
-            with open_lines(files[i], offset) as stream:
+        for blob in files:
+            generation, read_to = positions.get(blob.name, (None, 0))
+            replay_to = read_to if generation not in (None, blob.generation) else 0
+            offset = read_to if generation == blob.generation else 0
+            if offset >= (blob.size or 0) and generation == blob.generation:
+                continue
+            with open_lines(blob, offset) as stream:
                 for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
+                    if partial and raw is not None and not raw.endswith(b"\n"):
+                        break  # half-written: the job completes it in a later generation of the file
                     offset += size
                     if raw is None:
                         matcher.counts["unmatched_outputs"] += 1  # over the size limit: counted, not read
                     elif raw.strip():
-                        hit = matcher.match(raw)
+                        hit = matcher.match(raw, replay=offset <= replay_to)
                         if hit:
                             sink.put(layout.result(hit[1]), hit[2])
                             collector.add(hit[0], hit[2])
-                    if stop(file=i, offset=offset):
+                    positions[blob.name] = [blob.generation, offset]
+                    if stop():
                         return False
-            offset = 0
+            positions[blob.name] = [blob.generation, offset]
+        if partial:
+            save()
+            logs.info("results written so far", part=part["index"], counts=matcher.counts, files=len(files))
+            return False
         sink.flush()
         logs.info("results written", part=part["index"], retries=sink.retries)
         left = collector.order(index.lines(), index.key, lambda key: ordered.missing_result(key, batch_id, part["job"]),
                                first_bucket=checkpoint.get("order_from", 0),
                                stop=lambda: time.monotonic() > deadline)
-        if left is not None and stop(file=len(files), offset=0, order_from=left):
+        if left is not None and stop(order_from=left):
             return False
     missing = list(matcher.missing(retryable=not ended_for_good(part)))
     errors = sorted(matcher.failures + missing, key=lambda e: e["line"])  # one part's: within the per-job limits

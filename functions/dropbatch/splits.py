@@ -1,4 +1,5 @@
-"""What the split stage leaves for the finishing steps: each part's done document and its errors, in line order."""
+"""What the split stage reads and leaves for the others: a part's output files (the sweep watches them while the job
+runs), and its done document and errors, in line order (for the finishing steps)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,12 @@ def part_errors(store: Store, batch_id: str, part: dict, done: dict):
     with open_lines(store.bucket.blob(store.path(batch_id, layout.split_errors(part)))) as f:
         for raw in f:
             yield orjson.loads(raw)
+
+
+def output_files(store, doc: dict, part: dict) -> list:
+    """The part's prediction files: under the job's output directory, or, for a job dropbatch lost sight of,
+    wherever it wrote under the prefix dropbatch gave it."""
+    output_dir = part.get("output_dir") or store.uri(store.path(doc["batch_id"], layout.output(part)))
+    bucket_name, _, prefix = output_dir[5:].partition("/")
+    blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
+    return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)

@@ -7,7 +7,7 @@ what an event never delivered: half-finished claims whose lease ran out and part
 
 from __future__ import annotations
 
-from . import batch, layout, logs, notify, vertex
+from . import batch, layout, logs, notify, splits, vertex
 from .config import Config, get_config
 from .errors import ConfigurationError, DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
@@ -112,13 +112,34 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                                              counts={"total": doc["requests"]},
                                              error=f"job {p['job']} is still {p['state']} after "
                                                    f"{config.job_deadline_s} s"))
-    if updates and not batch.all_ended(doc):
-        send_progress(store, doc)
+    if not batch.all_ended(doc):
+        queue_partial_splits(store, doc)
+        if updates:
+            send_progress(store, doc)
     if any(batch.part_waiting(p) for p in doc["parts"]):
         notify.ask_submit(config, batch_id)  # the submit function creates jobs (the only account that may)
         return
     if batch.all_ended(doc):
         queue_tasks(store, doc)
+
+
+def queue_partial_splits(store: Store, doc: dict) -> None:
+    """While a job runs, Vertex writes its finished rows to the output directory (Google's batch prediction pages):
+    when a running part's output files changed (a new file, or a new generation of one), a `partial` split task
+    splits what is there, so results/KEY.json appear long before the job ends. One in flight a part (re-sent
+    after 2 split budgets and a minute, like a lost split task); the split function clears `partial_queued`."""
+    for p in doc["parts"]:
+        if p.get("state") != "JOB_STATE_RUNNING" or not p.get("output_dir") or p.get("split") == "done":
+            continue
+        if p.get("partial_queued") and age_s(p["partial_queued"]) < 2 * store.config.split_budget_s + 60:
+            continue
+        seen = [[b.name, b.generation] for b in splits.output_files(store, doc, p)]
+        if not seen or seen == p.get("partial_seen"):
+            continue
+        notify.send_split_task(store.config, notify.split_task(doc, p, partial=True))
+        store.update_ledger(doc["batch_id"], lambda d, i=p["index"]: d["parts"][i].update(
+            partial_queued=now(), partial_seen=seen))
+        logs.info("partial split queued", part=p["index"], files=len(seen))
 
 
 MAX_PROGRESS_JOBS = 40  # a running message lists at most this many jobs' stats (it stays under 16 KB)
