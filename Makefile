@@ -64,8 +64,9 @@ down: ## stop the local stack (its bucket's files are kept; `dropbatch local dow
 status: ## describe the local stack
 	$(VENV)/bin/dropbatch local status
 
-bench-split: $(STAMP) ## result writing: bounded pool vs sequential, through a 20 ms latency proxy
+bench-split: $(STAMP) ## result writing: bounded pool vs sequential through a 20 ms proxy; a split in ten increments vs once
 	$(PY) tests/bench/bench_split.py
+	$(PY) tests/bench/bench_incremental.py
 
 bench-split-memory: $(STAMP) ## split memory: the index for 1M requests, streaming a 1 GB prediction file
 	$(PY) tests/bench/bench_split_memory.py

@@ -9,9 +9,13 @@ pages (batch-prediction-gemini, batch-prediction-from-cloud-storage: output in p
 request echoed, `status`, `processed_time`), the batch quotas page (a per-project cap on concurrent jobs: extra
 jobs wait, they are not refused), JobService.CancelBatchPredictionJob ("best effort": the job may still
 succeed; a cancelled job gets `error` with code CANCELLED), DeleteBatchPredictionJob (a long-running
-operation), CompletionStats (int64 as strings; incompleteCount: never processed). Modelled worst cases (not
-confirmed from a public source, so chosen to be hard on clients): output files appear while a job runs; a
-FAILED, EXPIRED or CANCELLED job leaves partial output; echoed float fields come back at float32 precision;
+operation), CompletionStats (int64 as strings; incompleteCount: never processed), and the batch-prediction-resume
+page (a job writes completed rows to its output location while it runs, and keeps them when it is cancelled or
+expires). Modelled worst cases (not confirmed from a public source, so chosen to be hard on clients): while a
+job runs its output appears file by file (`lines_per_file` lines each, shuffled, completionStats updated
+after each); a FAILED, EXPIRED or CANCELLED job leaves partial output; a file rewritten as a new generation
+with more lines, and a half-written last line, are not made here but by tests/integration/
+test_incremental_split.py against real Cloud Storage streams; echoed float fields come back at float32 precision;
 failed lines use several status shapes; list results lag behind creates when `list_lag_s` is set.
 
 Jobs walk QUEUED -> PENDING -> RUNNING -> a terminal state on a configurable clock, read their JSONL input from
