@@ -369,6 +369,12 @@ def cmd_status(args, config: Config) -> int:
         stats = p.get("completion_stats") or {}
         print(f"  part {p['index']} round {p['round']}: {(p.get('state') or 'waiting').replace('JOB_STATE_', '')}"
               f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.get('job') or ''}")
+    if doc["state"] in ("submitted", "splitting"):
+        from .splits import arrived
+
+        got, total = arrived(store, doc), sum(p["requests"] for p in doc["parts"] if p["round"] == doc["round"])
+        print(f"  results so far: {got['succeeded']:,} succeeded, {got['failed']:,} failed of {total:,}"
+              + (f" (round {doc['round']})" if doc["round"] else ""))
     if doc.get("counts"):
         print(f"  counts: {doc['counts']}")
     if doc.get("cost"):

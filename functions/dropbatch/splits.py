@@ -29,3 +29,18 @@ def output_files(store, doc: dict, part: dict) -> list:
     bucket_name, _, prefix = output_dir[5:].partition("/")
     blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
     return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
+
+
+def arrived(store: Store, doc: dict) -> dict:
+    """Results written so far for the batch's current round: {"succeeded", "failed"}, from each part's done
+    document, or its checkpoint while a partial or budgeted split is under way (results/KEY.json exist for them)."""
+    counts = {"succeeded": 0, "failed": 0}
+    for p in doc["parts"]:
+        if p["round"] != doc["round"]:
+            continue
+        name = layout.split_done(p) if p.get("split") == "done" else layout.split_checkpoint(p)
+        found = store.read_json(store.path(doc["batch_id"], name))[0] or {}
+        got = found.get("counts") or (found.get("state") or {}).get("counts") or {}
+        for k in counts:
+            counts[k] += int(got.get(k) or 0)
+    return counts

@@ -114,8 +114,7 @@ def refresh_jobs(store: Store, doc: dict) -> None:
                                                    f"{config.job_deadline_s} s"))
     if not batch.all_ended(doc):
         queue_partial_splits(store, doc)
-        if updates:
-            send_progress(store, doc)
+        send_progress(store, doc)
     if any(batch.part_waiting(p) for p in doc["parts"]):
         notify.ask_submit(config, batch_id)  # the submit function creates jobs (the only account that may)
         return
@@ -146,16 +145,15 @@ MAX_PROGRESS_JOBS = 40  # a running message lists at most this many jobs' stats 
 
 
 def send_progress(store: Store, doc: dict) -> None:
-    """A `running` message with the round's counts so far (Vertex's completion stats: succeeded, failed, pending,
-    of total) and each job's stats, when they moved since the last one and at most one per DROPBATCH_PROGRESS_S.
+    """A `running` message with the round's results so far (split while the jobs run: succeeded, failed, pending,
+    of total) and each job's own completion stats, when they moved since the last one and at most one per
+    DROPBATCH_PROGRESS_S.
     Decided in the ledger (`progress_sent`), so overlapping sweeps send it once; a publish that fails is not
     repeated (the next change sends a newer one)."""
     parts = [p for p in doc["parts"] if p["round"] == doc["round"]]
-    stats = [p.get("completion_stats") or {} for p in parts]
     total = sum(p["requests"] for p in parts)
-    ok, failed = (sum(int(s.get(k) or 0) for s in stats) for k in ("successful", "failed"))
-    counts = {"total": total, "succeeded": ok, "failed": failed, "pending": max(0, total - ok - failed),
-              "round": doc["round"]}
+    got = splits.arrived(store, doc)
+    counts = {"total": total, **got, "pending": max(0, total - got["succeeded"] - got["failed"]), "round": doc["round"]}
     won = []
 
     def record(d):

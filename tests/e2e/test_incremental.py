@@ -4,6 +4,10 @@ split handles only what is left, and the batch's results are exact."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,9 +36,16 @@ def test_results_appear_before_the_job_ends_and_end_exact(stack, bucket, inbox, 
         written = sum(1 for _ in bucket.list_blobs(prefix=prefix))
         if jobs and written and job_state(stack, jobs[0]) == "JOB_STATE_RUNNING":
             early = written
+            shown = subprocess.run([sys.executable, "-m", "dropbatch", "status", batch_id], capture_output=True,
+                                   text=True, env={**os.environ, **stack.client_env()}, timeout=60).stdout
         time.sleep(0.2)
     assert 0 < early < n, "results/KEY.json objects while the job still runs"
+    so_far = re.search(r"results so far: (\d+) succeeded, (\d+) failed of 24", shown)
+    assert so_far and 0 < int(so_far[1]) + int(so_far[2]) < n, shown
     done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded"], timeout=90)
+    running = [m for m in inbox.of(batch_id) if m["state"] == "running"]
+    assert any(m["counts"]["succeeded"] + m["counts"]["failed"] > 0 and m["counts"]["pending"] > 0
+               for m in running), running  # results counted before the job ended, not only Vertex's stats
     c = done["counts"]
     assert c["total"] == n and c["succeeded"] + c["failed"] == n and c["missing"] == 0
     assert c["duplicate_outputs"] == 0 and c["unmatched_outputs"] == 0, "no line counted twice"
