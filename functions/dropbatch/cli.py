@@ -230,6 +230,8 @@ def cmd_run(args, config: Config) -> int:
     path = args.file
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
+    if args.partial and not args.out:
+        raise UsageError("--partial writes DIR/results.jsonl while the batch runs: give --out DIR")
     args.wait = args.wait or bool(args.out)
     config = _target(start=True)
     store = Store(config)
@@ -242,7 +244,7 @@ def cmd_run(args, config: Config) -> int:
     batch_id = keys.batch_id(config.bucket, name, blob.generation)
     if not args.json:
         print(f"uploaded gs://{config.bucket}/{name} -> batch {batch_id}")
-    doc = watch(store, batch_id, args.wait, quiet=args.json)
+    doc = watch(store, batch_id, args.wait, quiet=args.json, partial_out=args.out if args.partial else "")
     seconds = time.monotonic() - started
     state = doc.get("final_state") or doc["state"]
     if state == "rejected":
@@ -276,11 +278,14 @@ def cmd_run(args, config: Config) -> int:
 STAGES = {"claimed": "validating", "staged": "submitting", "submitted": "running", "splitting": "splitting"}
 
 
-def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float = 3600) -> dict:
+def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float = 3600, partial_out: str = "") -> dict:
     """Follow the ledger until submitted (or, with wait, until done), with a live progress bar on a terminal:
-    the stage, the jobs' states, and requests finished (Vertex's completion stats) out of the total."""
+    the stage, the jobs' states, and the results written so far out of the total; with `partial_out`, keep
+    DIR/results.jsonl current meanwhile (write_partial)."""
     deadline = time.monotonic() + timeout
     progress = task = None
+    next_partial = next_count = 0.0
+    finished = 0
     if not quiet and sys.stderr.isatty():
         import rich.progress
 
@@ -296,9 +301,15 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
                 state = doc["state"]
                 if state in ("done", "rejected", "failed") or (not wait and state not in ("claimed", "staged")):
                     return doc
+                if partial_out and state in ("submitted", "splitting") and time.monotonic() >= next_partial:
+                    write_partial(store, doc, partial_out)
+                    next_partial = time.monotonic() + PARTIAL_EVERY_S
+                if progress and state in ("submitted", "splitting") and time.monotonic() >= next_count:
+                    from .splits import arrived
+
+                    got = arrived(store, doc)  # results written so far, not only Vertex's completion stats
+                    finished, next_count = got["succeeded"] + got["failed"], time.monotonic() + 2
                 if progress:
-                    stats = [p.get("completion_stats") or {} for p in doc["parts"] if p["round"] == doc["round"]]
-                    finished = sum(int(s.get("successful") or 0) + int(s.get("failed") or 0) for s in stats)
                     jobs = ", ".join(sorted({(p.get("state") or "waiting").replace("JOB_STATE_", "").lower()
                                              for p in doc["parts"] if p["round"] == doc["round"]})) or "-"
                     round_ = f" (retry round {doc['round']})" if doc["round"] else ""
@@ -311,6 +322,36 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
             progress.stop()
     raise UsageError(f"batch {batch_id} did not finish within {timeout:.0f} s; follow it with "
                      f"`dropbatch status {batch_id}`")
+
+
+PARTIAL_EVERY_S = 5.0
+
+
+def write_partial(store, doc: dict, out: str) -> int:
+    """DIR/results.jsonl while the batch runs: one line per request in the file's order, each with `final`: its
+    result object when one is written (final when it succeeded; a failure may still be retried), else
+    {"key", "status": "pending", "final": false}. Written to a temporary name and renamed, so a reader never
+    sees half a file; the end's download replaces it. Returns how many results were there."""
+    import concurrent.futures
+
+    from .keys import key_width, line_key
+
+    keys = []
+    for p in sorted((p for p in doc["parts"] if p["round"] == 0), key=lambda p: p["first_line"]):
+        sidecar = store.bucket.blob(store.path(doc["batch_id"], layout.staged(p) + ".keys.jsonl")).download_as_bytes()
+        keys += [key or line_key(line, key_width(doc["lines"])) for line, key, _ in map(orjson.loads, sidecar.splitlines())]
+    prefix = store.path(doc["batch_id"], layout.RESULTS)
+    present = [b for b in store.client.list_blobs(store.bucket, prefix=prefix)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        got = dict(zip((b.name[len(prefix):-5] for b in present), pool.map(lambda b: b.download_as_bytes(), present)))
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, layout.RESULTS_FILE + ".partial")
+    with open(tmp, "wb") as f:
+        for key in keys:
+            result = orjson.loads(got[key]) if key in got else {"key": key, "status": "pending"}
+            f.write(orjson.dumps({**result, "final": result["status"] == "succeeded"}) + b"\n")
+    os.replace(tmp, os.path.join(out, layout.RESULTS_FILE))
+    return len(got)
 
 
 def download_results(store, batch_id: str, out: str, per_key: bool = False) -> None:
@@ -519,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for the results, not only the submission")
     p.add_argument("--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)")
     p.add_argument("--per-key", action="store_true", help="with --out: also write results/KEY.json per request")
+    p.add_argument("--partial", action="store_true", help="with --out: keep DIR/results.jsonl current while the batch "
+                   "runs (every request's line, marked final or pending); the end replaces it")
     p.add_argument("--json", action="store_true", help="print the manifest (or report) as JSON")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="the state of one batch")

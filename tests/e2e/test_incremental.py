@@ -60,3 +60,31 @@ def test_results_appear_before_the_job_ends_and_end_exact(stack, bucket, inbox, 
         [done["state"]]
     manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
     assert manifest["counts"] == c
+
+
+def test_run_out_partial_keeps_a_results_file_while_the_batch_runs(stack, vertex, tmp_path):
+    """`dropbatch run FILE --out DIR --partial`: DIR/results.jsonl has every request's line while the batch runs,
+    each marked final or pending, and the end replaces it with the batch's results.jsonl."""
+    vertex.faults(running_s=12, lines_per_file=4)
+    src = tmp_path / "partial.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(req(f"partial {i}")) + b"\n" for i in range(24)))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "dropbatch", "run", str(src), "--out", str(out), "--partial",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **stack.client_env()})
+    seen_mixed = False
+    while proc.poll() is None and not seen_mixed:
+        path = out / "results.jsonl"
+        if path.exists():
+            rows = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+            assert len(rows) == 24 and all("final" in r for r in rows), "every request's line, marked"
+            finals = sum(r["final"] for r in rows)
+            pending = sum(r["status"] == "pending" for r in rows)
+            seen_mixed = 0 < finals < 24 and pending > 0
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert seen_mixed, "a partial results.jsonl with final and pending lines while the batch ran"
+    rows = [orjson.loads(x) for x in (out / "results.jsonl").read_bytes().splitlines()]
+    assert len(rows) == 24 and all("final" not in r and r["status"] == "succeeded" for r in rows)
+    assert orjson.loads(stdout)["counts"]["succeeded"] == 24
