@@ -13,9 +13,11 @@ operation), CompletionStats (int64 as strings; incompleteCount: never processed)
 page (a job writes completed rows to its output location while it runs, and keeps them when it is cancelled or
 expires). Modelled worst cases (not confirmed from a public source, so chosen to be hard on clients): while a
 job runs its output appears file by file (`lines_per_file` lines each, shuffled, completionStats updated
-after each); a FAILED, EXPIRED or CANCELLED job leaves partial output; a file rewritten as a new generation
-with more lines, and a half-written last line, are not made here but by tests/integration/
-test_incremental_split.py against real Cloud Storage streams; echoed float fields come back at float32 precision;
+after each); a FAILED, EXPIRED or CANCELLED job leaves partial output. A file that grows (rewritten as a new
+generation with more lines, a half-written line at its end) is not made here: the Vertex service agent may
+only create objects under the output prefix (infra/iam.tf, as Google's pages grant it), and the stack refused
+exactly that when this emulator tried it; the split still handles it (tests/integration/
+test_incremental_split.py, against real Cloud Storage streams); echoed float fields come back at float32 precision;
 failed lines use several status shapes; list results lag behind creates when `list_lag_s` is set.
 
 Jobs walk QUEUED -> PENDING -> RUNNING -> a terminal state on a configurable clock, read their JSONL input from
