@@ -70,6 +70,18 @@ def send(config: Config, message: dict) -> None:
               counts=message["counts"])
 
 
+def send_once(config: Config, message: dict) -> bool:
+    """Publish a message that is news only now (`running`, `stalled`): not queued, not repeated. A publish that
+    fails, a refused one too, is logged as undelivered and never fails the batch."""
+    try:
+        send(config, message)
+        return True
+    except (TransientError, ConfigurationError) as exc:
+        logs.error("message not published", event="notification_undelivered", state=message["state"],
+                   error=str(exc)[:600])
+        return False
+
+
 # ---------------------------------------------------------------- the outbox
 
 def queue(doc: dict, message: dict) -> None:

@@ -108,10 +108,10 @@ def refresh_jobs(store: Store, doc: dict) -> None:
     for p in stalled:
         if not p.get("stalled"):
             logs.error("job stuck past its deadline", event="batch_stalled", stage="job", job=p["job"], state=p["state"], deadline_s=config.job_deadline_s)
-            notify.send(config, notify.build("stalled", batch_id=batch_id, source=doc["source"],
-                                             counts={"total": doc["requests"]},
-                                             error=f"job {p['job']} is still {p['state']} after "
-                                                   f"{config.job_deadline_s} s"))
+            notify.send_once(config, notify.build("stalled", batch_id=batch_id, source=doc["source"],
+                                                  counts={"total": doc["requests"]},
+                                                  error=f"job {p['job']} is still {p['state']} after "
+                                                        f"{config.job_deadline_s} s"))
     if not batch.all_ended(doc):
         queue_partial_splits(store, doc)
         send_progress(store, doc)
@@ -169,7 +169,7 @@ def send_progress(store: Store, doc: dict) -> None:
     if won:
         jobs = [{"name": p["job"], "part": p["index"], "state": p["state"], "completion_stats": p.get("completion_stats")}
                 for p in parts if p.get("job")][:MAX_PROGRESS_JOBS]
-        notify.send(store.config, notify.build("running", batch_id=doc["batch_id"], source=doc["source"],
+        notify.send_once(store.config, notify.build("running", batch_id=doc["batch_id"], source=doc["source"],
                                                counts=counts, jobs=jobs,
                                                results_prefix=store.uri(store.path(doc["batch_id"], layout.RESULTS))))
 

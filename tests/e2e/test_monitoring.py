@@ -104,7 +104,8 @@ def test_undelivered_messages_are_counted(stack, bucket, inbox, vertex, log_mark
     infra_copy('''  topic    = google_pubsub_topic.notifications.name
   role     = "roles/pubsub.publisher"''', '''  topic    = google_pubsub_topic.notifications.name
   role     = "roles/pubsub.subscriber"''')
-    _, batch_id = drop(bucket, "unheard.jsonl", [req("nobody hears this")])
+    vertex.faults(running_s=6, lines_per_file=1)  # running messages are tried (and refused) while the job runs
+    _, batch_id = drop(bucket, "unheard.jsonl", [req(f"nobody hears this {i}") for i in range(4)])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # each message is given up after its publish attempts (notify.py)
         found = entries(stack, log_marks, batch_id)
@@ -113,6 +114,7 @@ def test_undelivered_messages_are_counted(stack, bucket, inbox, vertex, log_mark
         time.sleep(1)
     hits = counted(metrics, "notifications_undelivered", found)
     assert [h["state"] for h in hits if h["state"] != "running"] == ["submitted", "succeeded"], hits
+    assert "running" in [h["state"] for h in hits], "a refused running message is counted and never fails the batch"
     assert counted(metrics, "batches_ended", found) == [{"value": 1, "state": "succeeded", "model": "gemini-2.5-flash"}]
     inbox.pull()
     assert inbox.of(batch_id) == []  # nothing reached the topic: what the alert is for
