@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -165,6 +167,13 @@ def settled(bucket, inbox, batch_id: str, timeout: float = 60) -> list[dict]:
 
 
 NOT_TERMINAL = ("submitted", "running", "stalled")  # the states a batch's messages have before its end
+
+
+def dropbatch(stack, *args, timeout=240):
+    """The CLI as a user runs it, against the stack, in a process of its own."""
+    env = {**os.environ, **stack.client_env()}
+    return subprocess.run([sys.executable, "-m", "dropbatch", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
 
 
 def read_json(bucket, path):

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from conftest import drop, read_json, req
+from conftest import dropbatch, drop, read_json, req
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def dropbatch(stack, *args, timeout=180):
-    env = {**os.environ, **stack.client_env()}
-    return subprocess.run([sys.executable, "-m", "dropbatch", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
 
 
 def test_run_wait_out_json(stack, vertex, tmp_path):

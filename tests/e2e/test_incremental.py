@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import drop, owner, read_json, req, settled
+from conftest import dropbatch, drop, owner, read_json, req, settled
 
 pytestmark = pytest.mark.stack
 
@@ -36,8 +36,7 @@ def test_results_appear_before_the_job_ends_and_end_exact(stack, bucket, inbox, 
         written = sum(1 for _ in bucket.list_blobs(prefix=prefix))
         if jobs and written and job_state(stack, jobs[0]) == "JOB_STATE_RUNNING":
             early = written
-            shown = subprocess.run([sys.executable, "-m", "dropbatch", "status", batch_id], capture_output=True,
-                                   text=True, env={**os.environ, **stack.client_env()}, timeout=60).stdout
+            shown = dropbatch(stack, "status", batch_id, timeout=60).stdout
         time.sleep(0.2)
     assert 0 < early < n, "results/KEY.json objects while the job still runs"
     so_far = re.search(r"results so far: (\d+) succeeded, (\d+) failed of 24", shown)

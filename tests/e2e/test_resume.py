@@ -4,24 +4,15 @@ one more round of the same batch, and one results.jsonl and one manifest cover t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from conftest import drop, read_json, req, settled
+from conftest import dropbatch, drop, read_json, req, settled
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def dropbatch(stack, *args, timeout=240):
-    env = {**os.environ, **stack.client_env()}
-    return subprocess.run([sys.executable, "-m", "dropbatch", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
 
 
 def results_file(bucket, batch_id) -> list[dict]:
