@@ -280,3 +280,33 @@ def test_plain_clients_run_with_only_local_env(stack, bucket):
                          env=only_local_env(stack), timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "listed ['incoming/plain-probe.txt']" in out.stdout and "published True" in out.stdout
+
+
+BIGQUERY_CLIENT = """
+import os
+from google.cloud import bigquery
+client = bigquery.Client()  # BIGQUERY_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT from `dropbatch local env`
+client.create_dataset("probe", exists_ok=True)
+schema = [bigquery.SchemaField("key", "STRING"), bigquery.SchemaField("response", "JSON")]
+job = client.load_table_from_uri(f"gs://{os.environ['DROPBATCH_BUCKET']}/probe/rows.jsonl", "probe.rows",
+                                 job_config=bigquery.LoadJobConfig(source_format="NEWLINE_DELIMITED_JSON",
+                                                                   schema=schema, write_disposition="WRITE_TRUNCATE"))
+job.result()
+rows = client.query("SELECT key, JSON_VALUE(response, '$.n') AS n FROM probe.rows ORDER BY key").result()
+print("rows", [(r.key, r.n) for r in rows])
+"""
+
+
+def test_bigquery_client_runs_with_only_local_env(stack, bucket):
+    """The stack's BigQuery (`local status --json` "bigquery") answers google-cloud-bigquery with nothing but
+    `local env`, and a load job reads gs:// objects of the stack's bucket."""
+    import requests
+
+    assert requests.get(f"{stack.public()['bigquery']}/bigquery/v2/projects/{stack.project}/datasets",
+                        timeout=10).status_code == 200
+    bucket.blob("probe/rows.jsonl").upload_from_string(b'{"key": "b", "response": {"n": 2}}\n'
+                                                       b'{"key": "a", "response": {"n": 1}}\n')
+    out = subprocess.run([sys.executable, "-c", BIGQUERY_CLIENT], capture_output=True, text=True,
+                         env=only_local_env(stack), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "rows [('a', '1'), ('b', '2')]" in out.stdout, out.stdout

@@ -20,18 +20,18 @@ def dropbatch(env, *args):
 
 def test_up_status_down(tmp_path, stack):
     env = {**os.environ, "DROPBATCH_STATE_DIR": str(tmp_path), "DROPBATCH_BUCKET": "other-bucket"}
-    for k in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "DROPBATCH_VERTEX_ENDPOINT"):
+    for k in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "DROPBATCH_VERTEX_ENDPOINT", "BIGQUERY_EMULATOR_HOST"):
         env.pop(k, None)
     up = dropbatch(env, "local", "up")
     assert up.returncode == 0, up.stderr
     try:
         status = dropbatch(env, "local", "status", "--json")
         info = orjson.loads(status.stdout)
-        assert set(info) == {"project", "bucket", "storage", "pubsub", "vertex", "topics"}
+        assert set(info) == {"project", "bucket", "storage", "pubsub", "vertex", "bigquery", "topics"}
         assert set(info["topics"]) == {"uploads", "notifications", "sweep", "split"}
         assert info["topics"]["notifications"] == "dropbatch-notifications" and info["bucket"] == "other-bucket"
         pids = orjson.loads((tmp_path / "stack.json").read_bytes())["pids"]
-        assert set(pids) == {"pubsub", "storage", "vertex", "submit", "status", "split", "ticker", "gateway"}
+        assert set(pids) == {"pubsub", "storage", "vertex", "submit", "status", "split", "ticker", "gateway", "bigquery"}
         again = dropbatch(env, "local", "up", "--json")
         assert again.returncode == 0 and orjson.loads(again.stdout) == info
         human = dropbatch(env, "local", "status")

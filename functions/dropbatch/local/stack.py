@@ -84,14 +84,19 @@ class Stack:
     def vertex(self) -> str:
         return f"http://127.0.0.1:{self.ports['vertex']}"
 
+    @property
+    def bigquery(self) -> str:
+        return f"http://127.0.0.1:{self.ports['bigquery']}"
+
     def public(self) -> dict:
         """What a client needs to reach the stack (DESIGN.md: `dropbatch local status --json`)."""
         return {"project": self.project, "bucket": self.bucket, "storage": self.storage, "pubsub": self.pubsub,
-                "vertex": self.vertex, "topics": self.topics}
+                "vertex": self.vertex, "bigquery": self.bigquery, "topics": self.topics}
 
     def client_env(self) -> dict:
         """Environment for any Google client library (and dropbatch itself) to talk to this stack."""
         return {"STORAGE_EMULATOR_HOST": self.storage, "PUBSUB_EMULATOR_HOST": self.pubsub,
+                "BIGQUERY_EMULATOR_HOST": self.bigquery,  # what google-cloud-bigquery's Client reads
                 "GOOGLE_CLOUD_PROJECT": self.project, "DROPBATCH_PROJECT": self.project,
                 # Application Default Credentials: the project's owner, tokens from the stack's endpoint
                 "GOOGLE_APPLICATION_CREDENTIALS": self.credentials("owner"),
@@ -335,7 +340,8 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     ports = {name: _free_port() for name in ("pubsub", "storage", "vertex", *FUNCTIONS, "gcs", "storage_fn", "token",
-                                             "https_proxy", *(f"pubsub_{f}" for f in FUNCTIONS))}
+                                             "https_proxy", "bigquery", "bigquery_grpc",
+                                             *(f"pubsub_{f}" for f in FUNCTIONS))}
     topics = {"uploads": config.uploads_topic, "notifications": config.notifications_topic,
               "sweep": config.sweep_topic, "split": config.split_topic}
     stack = Stack(project=config.project, bucket=config.bucket, ports=ports, pids={}, topics=topics,
@@ -366,13 +372,17 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
             "-event.pubsub-project-id", stack.project, "-event.pubsub-topic", topics["uploads"],
             "-event.bucket", stack.bucket, "-event.object-prefix", config.incoming_prefix,
             "-event.list", "finalize"], base_env, logs)
+        _spawn(stack, "bigquery", [sys.executable, "-m", "dropbatch.local.bigquery", "--rest-port",
+                                   str(ports["bigquery"]), "--grpc-port", str(ports["bigquery_grpc"]), "--project",
+                                   stack.project], {**base_env, "BQEMU_GCS_LOCAL_ROOT": gcs_root(),
+                                                    "BQEMU_LOG_LEVEL": "warning"}, logs)
         _spawn(stack, "ticker", [sys.executable, "-m", "dropbatch.local.ticker", "--interval",
                                                  str(TICK_S)], base_env, logs)
         _save(stack)
         _wait("storage", lambda: _answers(ports["gcs"]), 20, stack.pids["storage"], logs)
         _wait("gateway", lambda: _answers(ports["storage"]), 20, stack.pids["gateway"], logs)
         _create_bucket(stack)
-        for name in ("vertex", *FUNCTIONS):
+        for name in ("vertex", "bigquery", *FUNCTIONS):
             _wait(name, lambda n=name: _answers(ports[n]), 60, stack.pids[name], logs)
         _record(stack)
     except BaseException:
