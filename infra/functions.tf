@@ -14,10 +14,11 @@ locals {
     DROPBATCH_UPLOADS_TOPIC       = google_pubsub_topic.uploads.name
     DROPBATCH_MAX_CONCURRENT_JOBS = tostring(var.max_concurrent_jobs)
     DROPBATCH_JOB_DEADLINE_S      = tostring(var.job_deadline_hours * 3600)
-    DROPBATCH_CLAIM_LEASE_S       = "600"           # longer than the submit function's timeout
-    DROPBATCH_SPLIT_BUDGET_S      = "480"           # checkpoint a minute before the split function's timeout
-    DROPBATCH_SUBMIT_BUDGET_S     = "480"           # likewise for the submit function
-    DROPBATCH_PRICES              = var.prices_json # "" keeps the price table shipped with the code (cost.py)
+    DROPBATCH_CLAIM_LEASE_S       = "600"             # longer than the submit function's timeout
+    DROPBATCH_SPLIT_BUDGET_S      = "480"             # checkpoint a minute before the split function's timeout
+    DROPBATCH_SUBMIT_BUDGET_S     = "480"             # likewise for the submit function
+    DROPBATCH_PRICES              = var.prices_json   # "" keeps the price table shipped with the code (cost.py)
+    DROPBATCH_RESULTS_TABLE       = var.results_table # "" loads no table (bigquery.tf)
   }
   functions = {
     submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi", max = var.function_max_instances }
@@ -61,5 +62,6 @@ resource "google_cloudfunctions2_function" "fn" {
   }
 
   depends_on = [google_project_service.apis, time_sleep.agent_grants, google_project_iam_member.build_logs,
-  google_project_iam_member.build_images, google_storage_bucket_iam_member.build_reads_source]
+    google_project_iam_member.build_images, google_storage_bucket_iam_member.build_reads_source,
+  google_project_iam_member.split_runs_bigquery_jobs, google_bigquery_dataset_iam_member.split_edits_results]
 }

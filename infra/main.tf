@@ -33,6 +33,7 @@ data "google_storage_project_service_account" "gcs" {
 locals {
   services = [
     "aiplatform.googleapis.com",
+    "bigquery.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",

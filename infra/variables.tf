@@ -162,3 +162,19 @@ variable "prices_json" {
     error_message = "prices_json is a JSON object with a models map, or empty."
   }
 }
+
+variable "results_table" {
+  type        = string
+  description = "PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (created here, with its dataset); empty: no table."
+  default     = ""
+  validation {
+    condition     = var.results_table == "" || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]\\.[A-Za-z0-9_]{1,1024}\\.[A-Za-z0-9_-]{1,1024}$", var.results_table))
+    error_message = "results_table is PROJECT.DATASET.TABLE, or empty."
+  }
+}
+
+variable "results_table_location" {
+  type        = string
+  description = "The results dataset's location (BigQuery: US, EU or a region)."
+  default     = "US"
+}

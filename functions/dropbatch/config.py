@@ -47,6 +47,7 @@ class Config:
     results_bucket_lines: int = 5_000  # results.jsonl is ordered in buckets of this many lines (ordered.py)
     workers: int = 32
     prices: str = ""  # the price table's override (cost.py): a JSON object or a path to one
+    results_table: str = ""  # PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (table.py)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":

@@ -14,7 +14,8 @@ import functools
 
 import orjson
 
-from . import batch, cost, layout, logs, notify, ordered, splits
+from . import batch, cost, layout, logs, notify, ordered, splits, table
+from .errors import DropbatchError
 from .events import age_s, now
 from .ledger import Store
 
@@ -51,12 +52,23 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
                "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
     results_prefix = store.uri(store.path(batch_id, layout.RESULTS))
     last_round = [p["state"] or "" for p in doc["parts"] if p["round"] == doc["round"]]
+    finished, table_error = now(), None
+    if store.config.results_table:  # before the claim: the load replaces by line, so a second finish is harmless
+        try:
+            table.load(store, batch_id, store.config.results_table, model=doc["model"], source=doc["source"],
+                       rounds={j["name"]: j["round"] for j in jobs}, finished=finished)
+        except DropbatchError as e:  # results.jsonl stays; the message says why the table has not got them
+            table_error = str(e)
+            logs.error("results table not loaded", event="results_table_failed", table=store.config.results_table)
     manifest = batch.build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix,
                                     results_file=results_file, rounds=rounds,
-                                    timings={"received": doc["created"], "finished": now(),
+                                    timings={"received": doc["created"], "finished": finished,
                                              "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
     manifest["state"] = batch.terminal_state(counts, last_round)
     manifest["cost"] = cost.estimate(doc["model"], usage, cost.prices(store.config.prices))
+    if store.config.results_table:
+        manifest["results_table"] = store.config.results_table
+        manifest["results_table_error"] = table_error
     manifest_path = store.path(batch_id, layout.MANIFEST)
     first = store.create_json(manifest_path, manifest, replacing=doc.get("manifest_generation") or 0)
     if not first:
@@ -67,11 +79,12 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
             return
         manifest = existing
     job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
+    job_errors += [manifest["results_table_error"]] * bool(manifest.get("results_table_error"))
     message = notify.build(manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
                            manifest=store.uri(manifest_path), results_prefix=results_prefix,
                            results_file=manifest.get("results_file"),
                            report=store.uri(store.path(batch_id, layout.REPORT)), error="; ".join(job_errors) or None,
-                           cost=manifest.get("cost"))
+                           cost=manifest.get("cost"), results_table=manifest.get("results_table"))
     notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"],
                      usage=manifest["usage"], cost=manifest.get("cost"))
     if first:  # the manifest's creator counts the batch's requests and tokens, once

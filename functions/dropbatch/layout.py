@@ -10,6 +10,7 @@ MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
 RESULTS_FILE = "results.jsonl"
 RESULTS = "results/"
+TABLE_ROWS = "table/rows.jsonl"  # results.jsonl as the results table's rows (table.py)
 ORDERED_FINAL = "ordered/final/"  # results.jsonl's composed intermediates
 SUBMIT_CHECKPOINT = "submit/checkpoint.json"
 ACTIVE = "_active/"  # batches/_active/BATCH_ID: the active index, beside the batches' folders

@@ -34,7 +34,8 @@ def publisher():
 
 def build(state: str, *, batch_id: str, source: str, counts: dict | None = None, manifest: str | None = None,
           results_prefix: str | None = None, results_file: str | None = None, report: str | None = None,
-          error: str | None = None, cost: dict | None = None, jobs: list | None = None) -> dict:
+          error: str | None = None, cost: dict | None = None, jobs: list | None = None,
+          results_table: str | None = None) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown batch state {state!r}")
     if error and len(error) > MAX_ERROR_CHARS:
@@ -44,6 +45,8 @@ def build(state: str, *, batch_id: str, source: str, counts: dict | None = None,
                "report": report, "error": error}
     if cost is not None:  # terminal messages of batches that ran (docs/contracts.md, Cost)
         message["cost"] = cost
+    if results_table:  # terminal messages, with DROPBATCH_RESULTS_TABLE set (docs/contracts.md, Results table)
+        message["results_table"] = results_table
     if jobs is not None:  # `running` messages: each job's own completion stats
         message["jobs"] = jobs
     if len(orjson.dumps(message)) > MAX_MESSAGE_BYTES:  # only a pathological source name gets here

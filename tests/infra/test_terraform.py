@@ -22,7 +22,8 @@ BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 # Project-level grants allowed, each because no narrower binding exists (the reason is beside each in iam.tf).
 PROJECT_ROLES = {"${google_project_iam_custom_role.batch_jobs.name}",
                  "${google_project_iam_custom_role.batch_jobs_read.name}", "roles/logging.logWriter",
-                 "roles/artifactregistry.writer"}
+                 "roles/artifactregistry.writer",
+                 "roles/bigquery.jobUser"}  # BigQuery jobs run in a project: job user has no narrower resource
 
 
 def load_all(folder: Path = INFRA) -> dict:
@@ -149,7 +150,7 @@ def test_no_basic_or_iam_roles(tf):
 def test_project_level_grants_only_where_unavoidable(tf):
     project = [(name, role) for rtype, name, role in roles(tf) if rtype == "google_project_iam_member"]
     assert {role for _, role in project} <= PROJECT_ROLES, project
-    iam = (INFRA / "iam.tf").read_text()
+    iam = "\n".join(p.read_text() for p in sorted(INFRA.glob("*.tf")))
     for name, _ in project:
         block = iam.split(f'resource "google_project_iam_member" "{name}"')[0].rsplit("\n\n", 1)[-1]
         assert block.strip().startswith("#"), f"project-level grant {name} has no reason beside it"
@@ -379,3 +380,19 @@ def test_split_reads_only_batches(tf):
     assert [n for n, _ in reads] == ["split_reads_batches"], reads
     condition = reads[0][1]["condition"][0]["expression"]
     assert "${local.batches_scope}" in condition and "storage.googleapis.com/Bucket" in condition
+
+
+def test_results_table_is_the_codes_schema_and_only_split_writes_it(tf):
+    """infra/bigquery.tf makes the table from the code's own schema file, partitioned and clustered as the local
+    stack's (table.create), and only the finishing identity (split) may edit it."""
+    from dropbatch import table
+
+    body = tf["resource"]["google_bigquery_table"]["results"]
+    assert "functions/dropbatch/results_table.json" in body["schema"]
+    assert body["time_partitioning"][0] == {"type": "DAY", "field": "finished_time"}
+    assert body["clustering"] == ["batch_id"]
+    assert {f["name"] for f in table.schema()} >= {"batch_id", "finished_time"}
+    members = tf["resource"]["google_bigquery_dataset_iam_member"]
+    assert {b["member"] for b in members.values()} == {"${google_service_account.split.member}"}
+    fn = (INFRA / "functions.tf").read_text()
+    assert "DROPBATCH_RESULTS_TABLE       = var.results_table" in fn

@@ -88,6 +88,11 @@ class Stack:
     def bigquery(self) -> str:
         return f"http://127.0.0.1:{self.ports['bigquery']}"
 
+    @property
+    def results_table(self) -> str:
+        """The results table the stack's functions load into (DROPBATCH_RESULTS_TABLE overrides it; "" is off)."""
+        return os.environ.get("DROPBATCH_RESULTS_TABLE", f"{self.project}.dropbatch.results")
+
     def public(self) -> dict:
         """What a client needs to reach the stack (DESIGN.md: `dropbatch local status --json`)."""
         return {"project": self.project, "bucket": self.bucket, "storage": self.storage, "pubsub": self.pubsub,
@@ -253,7 +258,7 @@ def _function_command(name: str, port: int) -> list[str]:
 
 
 def _env(stack: Stack, **overrides) -> dict:
-    env = {**os.environ, **LOCAL_DEFAULTS, **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
+    env = {**os.environ, **LOCAL_DEFAULTS, "DROPBATCH_RESULTS_TABLE": stack.results_table, **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
            **stack.client_env(), "PYTHONUNBUFFERED": "1", **overrides}
     return env
 
@@ -384,6 +389,8 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
         _create_bucket(stack)
         for name in ("vertex", "bigquery", *FUNCTIONS):
             _wait(name, lambda n=name: _answers(ports[n]), 60, stack.pids[name], logs)
+        if stack.results_table:
+            _create_results_table(stack)
         _record(stack)
     except BaseException:
         down(strict=False)
@@ -397,6 +404,17 @@ def _save(stack: Stack) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(orjson.dumps(dataclasses.asdict(stack), option=orjson.OPT_INDENT_2))
     tmp.replace(path)
+
+
+def _create_results_table(stack: Stack) -> None:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    from .. import table
+
+    table.create(bigquery.Client(project=stack.project, credentials=AnonymousCredentials(),
+                                 client_options=ClientOptions(api_endpoint=stack.bigquery)), stack.results_table)
 
 
 def _create_topics(stack: Stack) -> None:

@@ -329,13 +329,18 @@ class _Parser:
             return items
         if kind == "name" and self.peek()[1] == "(":
             self.take("(")
-            arg = self.ternary()
+            args = [self.ternary()]
+            while self.peek()[1] == ",":
+                self.take(",")
+                args.append(self.ternary())
             self.take(")")
             if self.skip:
-                return None
+                return self.tail(None)
             if tok == "toset":
-                return sorted(set(arg))
+                return self.tail(sorted(set(args[0])))
             if tok == "tostring":
-                return str(arg)
+                return self.tail(str(args[0]))
+            if tok == "split":
+                return self.tail(args[1].split(args[0]))
             raise ValueError(f"function {tok}() is not modelled")
         raise ValueError(f"unexpected {tok!r}")
