@@ -69,3 +69,22 @@ def test_one_row_per_request_matching_results_file(stack, bucket, inbox, vertex)
     again = table_rows(stack, batch_id)
     check(again)
     assert {r["model"] for r in again} == {"m"}, "a later load replaces the rows, by line"
+
+
+def test_a_failed_load_keeps_the_results_and_says_why(stack, bucket, inbox):
+    """A results table that cannot be loaded (its dataset does not exist) leaves the batch's state and its bucket
+    files as they are; the message and the manifest say why."""
+    from dropbatch.local import stack as local
+
+    missing = f"{stack.project}.no_such_dataset.results"
+    local.restart_function("split", kill_signal=15, DROPBATCH_RESULTS_TABLE=missing)
+    try:
+        _, batch_id = drop(bucket, "untabled.jsonl", [req("a"), req("b")])
+        done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded", "failed"], timeout=90)
+    finally:
+        local.restart_function("split", kill_signal=15)
+    assert done["state"] == "succeeded" and done["results_table"] == missing
+    assert f"the results table {missing} was not loaded: " in done["error"] and "no_such_dataset" in done["error"]
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    assert manifest["results_table_error"] in done["error"]
+    assert len(bucket.blob(f"batches/{batch_id}/results.jsonl").download_as_bytes().splitlines()) == 2
