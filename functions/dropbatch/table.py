@@ -26,6 +26,13 @@ def schema() -> list[dict]:
     return orjson.loads(SCHEMA_FILE.read_bytes())
 
 
+def fields() -> list:
+    """The schema as google-cloud-bigquery SchemaFields."""
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField.from_api_repr(f) for f in schema()]
+
+
 def row(line: int, result: dict, *, model: str, source: str, rounds: dict, finished: str) -> dict:
     """One table row of a results.jsonl line (`rounds`: job name -> round)."""
     usage, error = result.get("usage") or {}, result.get("error") or {}
@@ -61,7 +68,7 @@ def create(bq, table: str) -> None:
     from google.cloud import bigquery
 
     bq.create_dataset(table.rsplit(".", 1)[0], exists_ok=True)
-    t = bigquery.Table(table, schema=[bigquery.SchemaField.from_api_repr(f) for f in schema()])
+    t = bigquery.Table(table, schema=fields())
     t.time_partitioning = bigquery.TimePartitioning(field="finished_time")
     t.clustering_fields = ["batch_id"]
     bq.create_table(t, exists_ok=True)
@@ -75,12 +82,11 @@ def load(store, batch_id: str, table: str, **context) -> None:
     project, dataset, _ = table.split(".")
     bq = client(store.config.project)
     staging = f"{project}.{dataset}._dropbatch_load_{batch_id.replace('-', '_')}"
-    fields = [bigquery.SchemaField.from_api_repr(f) for f in schema()]
     names = [f["name"] for f in schema()]
     try:
         rows = write_rows(store, batch_id, **context)
         bq.load_table_from_uri(store.uri(rows), staging, job_config=bigquery.LoadJobConfig(
-            source_format="NEWLINE_DELIMITED_JSON", schema=fields, write_disposition="WRITE_TRUNCATE")).result(
+            source_format="NEWLINE_DELIMITED_JSON", schema=fields(), write_disposition="WRITE_TRUNCATE")).result(
             timeout=600)
         merge = bq.query(
             f"MERGE `{table}` t USING `{staging}` s ON t.batch_id = s.batch_id AND t.line = s.line "
