@@ -276,6 +276,19 @@ class Store:
                 time.sleep(min(0.05 * 2**attempt, 1.0))
         raise TransientError(f"ledger of {batch_id} kept changing under us")
 
+    def win_ledger(self, batch_id: str, move) -> tuple[dict | None, bool]:
+        """(ledger, won): `move(doc)` changes the ledger in place and returns True, or returns False to leave it;
+        won is True only when this call wrote the version on which `move` returned True. A write that loses
+        its precondition re-reads and asks `move` again, so a win on a stale read is never counted."""
+        won = [False]
+
+        def mutate(doc):
+            won[0] = bool(move(doc))
+            return won[0]
+
+        doc = self.update_ledger(batch_id, mutate)
+        return doc, won[0] and doc is not None
+
     # ------------------------------------------------------------ the active index
 
     def _marker(self, batch_id: str) -> str:

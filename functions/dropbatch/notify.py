@@ -141,19 +141,15 @@ def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> dict | None:
 def end_batch(store, batch_id: str, to: str, message: dict, **fields) -> dict | None:
     """Move a batch to a finished state with its last message queued, then deliver it. Once only: the call that
     moved it logs `batch_ended` (infra/monitoring.tf counts it) and returns the ledger; the others return None."""
-    moved = []
-
     def mutate(d):
-        moved.clear()
         if d["state"] in batch.FINISHED:
             return False
         batch.move(d, to, notified={**d["notified"], "terminal": now()}, owner=None, lease_until=None, **fields)
         queue(d, message)
-        moved.append(d)
+        return True
 
-    store.update_ledger(batch_id, mutate)
+    d, moved = store.win_ledger(batch_id, mutate)
     if moved:
-        d = moved[0]
         logs.info("batch ended", event="batch_ended", state=message["state"], requests=d.get("requests") or 0,
                   latency_s=round(age_s(d["created"]), 3), model=d.get("model"), rounds=d.get("round", 0) + 1,
                   cost_usd=(message.get("cost") or {}).get("estimated"))

@@ -140,13 +140,10 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
         return
     manifest = store.bucket.get_blob(store.path(batch_id, layout.MANIFEST))
     store.mark_active(batch_id)  # first: a batch must never be open without the sweep knowing of it
-    won = []
 
     def reopen(d):
-        won.clear()
         if d["state"] != batch.DONE or d["round"] != round_ - 1:
             return False  # another resume won
-        won.append(True)
         batch.move(d, batch.STAGED, round=round_, parts=d["parts"] + parts, cancel_requested=False,
                    final_state=None, counts=None, owner=None, lease_until=None,
                    notified={k: v for k, v in d["notified"].items() if k != "terminal"},
@@ -154,8 +151,9 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
                    resumed=[*d.get("resumed", []), {"round": round_, "at": now(),
                                                      "requests": sum(p["requests"] for p in parts),
                                                      "after": d.get("final_state")}])
-    store.update_ledger(batch_id, reopen)
-    if not won:
+        return True
+
+    if not store.win_ledger(batch_id, reopen)[1]:
         logs.info("resume task ignored: another resume reopened the batch", round=round_)
         return
     logs.info("batch resumed", event="batch_resumed", round=round_, requests=sum(p["requests"] for p in parts),

@@ -331,7 +331,8 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     """Match one job's outputs to its requests, write the results and the part's ordered buckets; True when the
     part is split, False when it stopped first (docs/contracts.md): at DROPBATCH_SPLIT_BUDGET_S, checkpointed and
     continued in a new task; or, for a `partial` task while the job runs, at the end of what the job has written
-    so far, checkpointed for the next task. The outputs are read first, then the buckets are ordered; both
+    so far, checkpointed for the next task. The budget counts from when the task holds its part (index loaded,
+    output files listed), so a chain of tasks moves however slow that setup is. The outputs are read first, then the buckets are ordered; both
     phases checkpoint. Every task goes on from the part's checkpoint, which records for each output file the
     generation and the byte offset read up to: a new file is read from its start, a file with a new generation
     again from its start (what was matched is not counted twice), and a partial task stops before a last line
@@ -350,7 +351,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts)
     files = splits.output_files(store, doc, part)
     positions: dict = checkpoint.get("files") or {}  # output file -> [generation, offset read up to]
-    deadline = started + config.split_budget_s
+    deadline = time.monotonic() + config.split_budget_s  # from here: every task gets its budget of work
 
     def save(**where) -> None:
         sink.flush()

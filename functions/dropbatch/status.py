@@ -154,19 +154,17 @@ def send_progress(store: Store, doc: dict) -> None:
     total = sum(p["requests"] for p in parts)
     got = splits.arrived(store, doc)
     counts = {"total": total, **got, "pending": max(0, total - got["succeeded"] - got["failed"]), "round": doc["round"]}
-    won = []
 
     def record(d):
-        won.clear()
         last = d.get("progress_sent") or {}
         if last.get("counts") == counts or (last and age_s(last["at"]) < store.config.progress_s):
             return False
         d["progress_sent"] = {"at": now(), "counts": counts}
-        won.append(True)
+        return True
+
     if (doc.get("progress_sent") or {}).get("counts") == counts:
         return
-    store.update_ledger(doc["batch_id"], record)
-    if won:
+    if store.win_ledger(doc["batch_id"], record)[1]:
         jobs = [{"name": p["job"], "part": p["index"], "state": p["state"], "completion_stats": p.get("completion_stats")}
                 for p in parts if p.get("job")][:MAX_PROGRESS_JOBS]
         notify.send_once(store.config, notify.build("running", batch_id=doc["batch_id"], source=doc["source"],

@@ -129,10 +129,8 @@ def claim(store: Store, batch_id: str, source: str, name: str, generation: int, 
 
 def take_over(store: Store, batch_id: str, me: str) -> dict | None:
     """Resume a half-finished claim whose owner is gone (its lease ran out)."""
-    taken = []
-    doc = store.update_ledger(batch_id, lambda d: taken.append(True) if batch.take_over(
-        d, me, store.config.claim_lease_s) else False)
-    if doc is None or not taken:
+    doc, taken = store.win_ledger(batch_id, lambda d: batch.take_over(d, me, store.config.claim_lease_s))
+    if not taken:
         logs.info("duplicate delivery: batch already handled", state=doc and doc["state"])
         return None
     logs.info("resuming a half-finished claim", state=doc["state"])
@@ -210,18 +208,17 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
         report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz (any letter "
                    "case); rename the file and upload it again", config.max_errors)
         return reject(store, doc, report)
-    started = time.monotonic()
     ckpt_path = store.path(batch_id, layout.SUBMIT_CHECKPOINT)
     checkpoint = (store.read_json(ckpt_path)[0] if doc.get("progress") else None) or {}
     validator = Validator(config, doc["source"], checkpoint.get("validator"))
     stager = Stager(store, doc, checkpoint.get("stager"))
     try:
-        return _validate_and_stage(store, doc, validator, stager, checkpoint, started)
+        return _validate_and_stage(store, doc, validator, stager, checkpoint)
     finally:
         stager.close()
 
 
-def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: dict, started: float) -> dict:
+def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: dict) -> dict:
     from google.api_core.exceptions import NotFound
 
     config, batch_id = store.config, doc["batch_id"]
@@ -229,6 +226,7 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
         # a plain file resumes at its byte offset; a gzip file is decompressed again up to it (Reader's skip)
         offset = validator.report.bytes if checkpoint and not checkpoint["compressed"] else 0
         blob, stream = _open_source(store, doc, offset)
+        started = time.monotonic()  # the budget is for reading: a call that is slow to set up still moves on
         with stream, contextlib.closing(Prefetch(stream)) as ahead:
             reader = Reader(ahead, doc["object"], config, validator.report, start_line=validator.report.lines,
                             skip=validator.report.bytes if checkpoint.get("compressed") else 0,
@@ -438,22 +436,20 @@ def submit_parts(store: Store, batch_id: str) -> dict:
             d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
 
         doc = store.update_ledger(batch_id, record)
-    moved = []
 
     def submitted(d):
-        moved.clear()
         if d["state"] != batch.STAGED:
             return False
         batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
-        moved.append(True)
         if not d["notified"].get("submitted"):  # the first round's only: retry rounds are not news
             d["notified"]["submitted"] = now()
             notify.queue(d, notify.build("submitted", batch_id=batch_id, source=d["source"],
                                          counts={"total": d["requests"]},
                                          report=store.uri(store.path(batch_id, layout.REPORT)),
                                          results_prefix=store.uri(store.path(batch_id, layout.RESULTS))))
+        return True
 
-    doc = store.update_ledger(batch_id, submitted)
+    doc, moved = store.win_ledger(batch_id, submitted)
     if moved:  # this call moved the batch (a retry round too): submit latency, from the claim
         logs.info("batch submitted", event="batch_submitted", round=doc["round"], jobs=len(doc["parts"]),
                   requests=doc.get("requests") or 0, latency_s=round(age_s(doc["created"]), 3), model=doc.get("model"))
@@ -462,11 +458,8 @@ def submit_parts(store: Store, batch_id: str) -> dict:
 
 def claim_part(store: Store, batch_id: str, index: int) -> bool:
     """Win the right to create one part's job, so overlapping sweeps and redeliveries never create two."""
-    me, won = execution_id(), []
-    settle = store.config.list_settle_s
-    store.update_ledger(batch_id, lambda d: won.append(True) if batch.claim_part(d["parts"][index], me, settle)
-                        else False)
-    return bool(won)
+    me, settle = execution_id(), store.config.list_settle_s
+    return store.win_ledger(batch_id, lambda d: batch.claim_part(d["parts"][index], me, settle))[1]
 
 
 def active_job_count(store: Store, exclude: str | None = None) -> int:

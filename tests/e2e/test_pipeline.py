@@ -242,4 +242,4 @@ def test_running_messages_report_progress_while_the_job_runs(stack, bucket, inbo
     assert all(a != b for a, b in zip(counts, counts[1:])), "a running message only when the counts moved"
     assert len(running) <= 12 / 3 + 1, "at most one per DROPBATCH_PROGRESS_S"
     assert set(done) == {"schema", "batch_id", "state", "source", "counts", "manifest", "results_prefix",
-                         "results_file", "report", "error", "cost", "_attributes"}
+                         "results_file", "report", "error", "cost", "_attributes"} | ({"results_table"} if stack.results_table else set())

@@ -34,3 +34,60 @@ def test_ledger_updates_carry_their_own_mark(stack, bucket):
     marks = {store.update_ledger("ledger-test-1111111111", lambda d: d.update(n=d["n"] + 1))["writer"]
              for _ in range(3)}
     assert len(marks) == 3 and store.read_ledger("ledger-test-1111111111")[0]["n"] == 3
+
+
+def racing_store(config, rival):
+    """A Store whose first ledger read is followed, before its write, by `rival(other_store)`: another
+    execution that wins the same ledger in between (the write then loses its generation precondition)."""
+    from dropbatch.ledger import Store
+
+    class Racing(Store):
+        raced = False
+
+        def read_ledger(self, batch_id):
+            got = super().read_ledger(batch_id)
+            if not self.raced:
+                self.raced = True
+                rival(Store(config), batch_id)
+            return got
+
+    return Racing(config)
+
+
+def test_a_part_claimed_by_another_execution_between_read_and_write_is_not_won(stack, bucket):
+    """Found on the stack: two executions each created a job for one part (51 jobs for 50 parts). The claim's
+    first write lost its precondition to the rival's claim, the retry saw the part taken, and the claim still
+    counted the first try's win. Exactly one of two racing claims wins, and the ledger names the winner."""
+    from dropbatch import batch, submit
+
+    config = stack.config()
+    batch_id = "ledger-race-2222222222"
+    doc = batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "first", 60)
+    doc["parts"] = [batch.new_part(0, 0, 1, 1, 1, "gs://b/in.jsonl")]
+    rival_won = []
+    store = racing_store(config, lambda other, b: rival_won.append(submit.claim_part(other, b, 0)))
+    store.write_json(store.ledger_path(batch_id), doc)
+    assert submit.claim_part(store, batch_id, 0) is False
+    assert rival_won == [True]
+    assert store.read_ledger(batch_id)[0]["parts"][0]["creating"]["by"] != "", "the rival holds the claim"
+    assert submit.claim_part(store, batch_id, 0) is False, "and keeps it for its lease"
+
+
+def test_a_submission_taken_over_by_another_execution_first_is_not_taken_twice(stack, bucket):
+    """The rival takes the dead owner's submission over and finishes it between our read and our write: our
+    take-over, retried on the rival's version, finds nothing to take and must not run the batch again."""
+    from dropbatch import batch, submit
+
+    config = stack.config()
+    batch_id = "ledger-race-3333333333"
+    doc = batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "dead", 60)
+    doc["lease_until"] = "2000-01-01T00:00:00Z"  # its owner died long ago
+
+    def rival(other, b):
+        assert submit.take_over(other, b, "rival")["owner"] == "rival"
+        other.update_ledger(b, lambda d: batch.move(batch.move(d, batch.STAGED), batch.SUBMITTED, owner=None))
+
+    store = racing_store(config, rival)
+    store.write_json(store.ledger_path(batch_id), doc)
+    assert submit.take_over(store, batch_id, "me") is None
+    assert store.read_ledger(batch_id)[0]["state"] == batch.SUBMITTED
