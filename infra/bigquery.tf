@@ -52,3 +52,14 @@ resource "google_project_iam_member" "split_runs_bigquery_jobs" {
   role    = "roles/bigquery.jobUser"
   member  = google_service_account.split.member
 }
+
+# Tables as input (.bq.json pointers): the submit function reads a table's rows with tabledata.list, which needs
+# bigquery.tables.get and bigquery.tables.getData on the table; data viewer on each listed dataset grants them
+# and nothing beyond reading. No job runs, so no job user for submit.
+resource "google_bigquery_dataset_iam_member" "submit_reads_inputs" {
+  for_each   = toset(var.input_datasets)
+  project    = join(".", slice(split(".", each.value), 0, length(split(".", each.value)) - 1))
+  dataset_id = element(split(".", each.value), length(split(".", each.value)) - 1)
+  role       = "roles/bigquery.dataViewer"
+  member     = google_service_account.submit.member
+}

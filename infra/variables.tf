@@ -178,3 +178,13 @@ variable "results_table_location" {
   description = "The results dataset's location (BigQuery: US, EU or a region)."
   default     = "US"
 }
+
+variable "input_datasets" {
+  type        = list(string)
+  description = "PROJECT.DATASET of BigQuery datasets whose tables users run through .bq.json pointers: the submit function may read them (data viewer on each, nothing else)."
+  default     = []
+  validation {
+    condition     = alltrue([for d in var.input_datasets : can(regex("^[a-z][a-z0-9.:-]{4,61}[a-z0-9]\\.[A-Za-z0-9_]{1,1024}$", d))])
+    error_message = "input_datasets lists PROJECT.DATASET names."
+  }
+}

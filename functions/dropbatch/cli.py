@@ -227,20 +227,32 @@ def cmd_run(args, config: Config) -> int:
     from . import keys
     from .ledger import Store
 
+    from . import tablesource
+
     path = args.file
-    if not os.path.isfile(path):
+    table = tablesource.table_id(path) if path.startswith("bq://") else None
+    if path.startswith("bq://") and table is None:
+        raise UsageError(f"{path}: a BigQuery table is bq://PROJECT.DATASET.TABLE")
+    if table is None and not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
+    if args.key_column and table is None:
+        raise UsageError("--key-column is for a BigQuery table (bq://PROJECT.DATASET.TABLE)")
     if args.partial and not args.out:
         raise UsageError("--partial writes DIR/results.jsonl while the batch runs: give --out DIR")
     args.wait = args.wait or bool(args.out)
     config = _target(start=True)
     store = Store(config)
-    name = config.incoming_prefix + os.path.basename(path)
+    name = config.incoming_prefix + (table.rsplit(".", 2)[-1] + tablesource.POINTER_SUFFIX if table
+                                     else os.path.basename(path))
     blob = store.client.bucket(config.bucket).blob(name)
     if args.model:
         blob.metadata = {"model": args.model}
     started = time.monotonic()
-    blob.upload_from_filename(path, content_type="application/jsonl")
+    if table:  # a pointer file: the submit function reads the table (docs/contracts.md, Tables as input)
+        pointer = {"table": path, **({"key_column": args.key_column} if args.key_column else {})}
+        blob.upload_from_string(orjson.dumps(pointer), content_type="application/json")
+    else:
+        blob.upload_from_filename(path, content_type="application/jsonl")
     batch_id = keys.batch_id(config.bucket, name, blob.generation)
     if not args.json:
         print(f"uploaded gs://{config.bucket}/{name} -> batch {batch_id}")
@@ -554,8 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for KEY.json, results.jsonl, errors.jsonl, manifest.json")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=cmd_split)
-    p = sub.add_parser("run", help="upload a file to the running stack (or start one) and follow it")
-    p.add_argument("file")
+    p = sub.add_parser("run", help="upload a file (or point at a BigQuery table) on the running stack (or start "
+                       "one) and follow it")
+    p.add_argument("file", help="a .jsonl or .jsonl.gz file, or bq://PROJECT.DATASET.TABLE with a request column")
+    p.add_argument("--key-column", help="with bq://: the column whose value keys each row (default: the row number)")
     p.add_argument("--model", help="the Gemini model for this file (default: DROPBATCH_MODEL)")
     p.add_argument("--wait", action="store_true", help="wait for the results, not only the submission")
     p.add_argument("--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)")

@@ -76,6 +76,10 @@ class Reader:
     skip: int = 0  # resuming a gzip file: decompressed bytes already read (a plain file is seeked by the caller)
     compressed: bool | None = None  # known when resuming (the stream then starts mid-file)
 
+    def resume_state(self) -> dict:
+        """What a continuation needs besides the report to go on reading (submit's checkpoint)."""
+        return {"compressed": self.compressed}
+
     def lines(self) -> Iterator[tuple[int, bytes | None]]:
         """(line number, raw bytes) for every line; raw is None for a line over max_line_bytes."""
         cfg, report = self.config, self.report

@@ -181,15 +181,21 @@ def compose_results(bucket, prefix: str, parts: list[dict], dones: dict, name_of
 
 
 def compose(bucket, names: list[str], target: str) -> None:
-    """Concatenate objects into `target`, 32 at a time (the composite so far is the first source of the next)."""
+    """Concatenate objects into `target`, 32 at a time (the composite so far is the first source of the next).
+    Past 32 sources the composite grows under a name of this call's own and becomes `target` in one last
+    compose, so callers that run at once (two finishers, a submission taken over) each write the whole
+    target, never one call's first step under another's later ones."""
     dest = bucket.blob(target)
     dest.content_type = "application/jsonl"
     if not names:
         dest.upload_from_string(b"", content_type="application/jsonl")
         return
-    done = 0
-    while done < len(names):
-        take = COMPOSE_MAX if done == 0 else COMPOSE_MAX - 1
-        sources = ([] if done == 0 else [bucket.blob(target)]) + [bucket.blob(n) for n in names[done:done + take]]
-        dest.compose(sources)
-        done += take
+    if len(names) <= COMPOSE_MAX:
+        dest.compose([bucket.blob(n) for n in names])
+        return
+    building = bucket.blob(f"{target}.compose-{uuid.uuid4().hex[:12]}")
+    building.content_type = "application/jsonl"
+    for done in range(0, len(names), COMPOSE_MAX - 1):
+        building.compose(([building] if done else []) + [bucket.blob(n) for n in names[done:done + COMPOSE_MAX - 1]])
+    dest.compose([building])
+    building.delete()

@@ -8,11 +8,12 @@ up by its labels before one is created.
 from __future__ import annotations
 
 import contextlib
+import io
 import time
 
 import orjson
 
-from . import batch, keys, layout, logs, notify, ordered, vertex
+from . import batch, keys, layout, logs, notify, ordered, tablesource, vertex
 from .config import Config, get_config
 from .errors import ConfigurationError, PermanentError, Replaced
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
@@ -21,7 +22,7 @@ from .checks import as_lists
 from .lineio import Prefetch, Reader
 from .validate import Report, Validator
 
-SUFFIXES = (".jsonl", ".jsonl.gz")  # in any letter case
+SUFFIXES = (".jsonl", ".jsonl.gz", tablesource.POINTER_SUFFIX)  # in any letter case
 
 
 def accepted_name(name: str) -> bool:
@@ -205,8 +206,8 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
     config, batch_id = store.config, doc["batch_id"]
     if not accepted_name(doc["object"]):
         report = Report(source=doc["source"])
-        report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz (any letter "
-                   "case); rename the file and upload it again", config.max_errors)
+        report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz, and BigQuery "
+                   "table pointers named .bq.json (any letter case); rename the file and upload it again", config.max_errors)
         return reject(store, doc, report)
     ckpt_path = store.path(batch_id, layout.SUBMIT_CHECKPOINT)
     checkpoint = (store.read_json(ckpt_path)[0] if doc.get("progress") else None) or {}
@@ -218,26 +219,45 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
         stager.close()
 
 
+@contextlib.contextmanager
+def _open_lines(store: Store, doc: dict, report: Report, checkpoint: dict):
+    """(reader, model) of the dropped object from where the last call stopped: a file's lines (a plain file
+    resumes at its byte offset, a gzip file is decompressed again up to it), or a .bq.json pointer's table rows
+    (tablesource). The model is the pointer's, else the object's metadata `model`, else the default."""
+    config, resuming = store.config, bool(checkpoint)
+    if tablesource.is_pointer(doc["object"]):
+        blob, stream = _open_source(store, doc)
+        with stream:
+            data = stream.read(tablesource.MAX_POINTER_BYTES + 1)
+        pointer, problems = tablesource.parse_pointer(data)
+        for field, message in problems:
+            report.add(None, "bad_pointer", field, message, config.max_errors)
+        pointer = pointer or {}
+        model = pointer.get("model") or (blob.metadata or {}).get("model") or config.model
+        yield (tablesource.TableReader(config, pointer, report, report.lines, checkpoint.get("table_modified"))
+               if pointer else Reader(io.BytesIO(), doc["object"], config, report)), model
+        return
+    blob, stream = _open_source(store, doc, report.bytes if resuming and not checkpoint["compressed"] else 0)
+    with stream, contextlib.closing(Prefetch(stream)) as ahead:
+        yield Reader(ahead, doc["object"], config, report, start_line=report.lines,
+                     skip=report.bytes if checkpoint.get("compressed") else 0,
+                     compressed=checkpoint.get("compressed")), (blob.metadata or {}).get("model") or config.model
+
+
 def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: dict) -> dict:
     from google.api_core.exceptions import NotFound
 
     config, batch_id = store.config, doc["batch_id"]
     try:
-        # a plain file resumes at its byte offset; a gzip file is decompressed again up to it (Reader's skip)
-        offset = validator.report.bytes if checkpoint and not checkpoint["compressed"] else 0
-        blob, stream = _open_source(store, doc, offset)
-        started = time.monotonic()  # the budget is for reading: a call that is slow to set up still moves on
-        with stream, contextlib.closing(Prefetch(stream)) as ahead:
-            reader = Reader(ahead, doc["object"], config, validator.report, start_line=validator.report.lines,
-                            skip=validator.report.bytes if checkpoint.get("compressed") else 0,
-                            compressed=checkpoint.get("compressed"))
+        with _open_lines(store, doc, validator.report, checkpoint) as (reader, model):
+            started = time.monotonic()  # the budget is for reading: a call that is slow to set up still moves on
             for lineno, raw in reader.lines():
                 request = validator.feed(lineno, raw)
                 if request is not None and not validator.report.error_count:
                     stager.add(lineno, *request, validator.job_index, raw)
                 if time.monotonic() - started > config.submit_budget_s:
                     validator.report.lines = lineno  # the reader sets it only at the end of the file
-                    return checkpoint_submission(store, doc, validator, stager, reader.compressed)
+                    return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
     except (Replaced, NotFound) as exc:
         report = Report(source=doc["source"])
         reason = str(exc) if isinstance(exc, Replaced) else \
@@ -254,16 +274,16 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
         return reject(store, doc, report)
     store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     parts = stager.finish(report.jobs)
-    model = (blob.metadata or {}).get("model") or config.model
     return store.update_ledger(batch_id, lambda d: batch.move(d, batch.STAGED, model=model, requests=report.requests,
                                                               lines=report.lines, parts=parts))
 
 
-def checkpoint_submission(store: Store, doc: dict, validator, stager, compressed: bool) -> dict:
-    """Save where the pass stopped, give the lease back, and ask for a continuation on the uploads topic."""
+def checkpoint_submission(store: Store, doc: dict, validator, stager, where: dict) -> dict:
+    """Save where the pass stopped (`where`: the reader's resume_state), give the lease back, and ask for a
+    continuation on the uploads topic."""
     batch_id = doc["batch_id"]
     store.write_json(store.path(batch_id, layout.SUBMIT_CHECKPOINT), {
-        "validator": validator.state(), "stager": stager.checkpoint(), "compressed": compressed})
+        "validator": validator.state(), "stager": stager.checkpoint(), **where})
     count = (doc.get("progress") or {}).get("continuations", 0) + 1
     doc = store.update_ledger(batch_id, lambda d: d.update(
         progress={"line": validator.report.lines, "bytes": validator.report.bytes, "continuations": count},

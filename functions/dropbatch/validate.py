@@ -37,10 +37,12 @@ class Report:
     def valid(self) -> bool:
         return self.error_count == 0
 
-    def add(self, line: int | None, code: str, field: str | None, message: str, limit: int) -> None:
+    def add(self, line: int | None, code: str, field: str | None, message: str, limit: int,
+            key: str | None = None) -> None:
         self.error_count += 1
         if len(self.errors) < limit:
-            self.errors.append({"line": line, "code": code, "field": field, "message": message})
+            self.errors.append({"line": line, "code": code, "field": field, "message": message,
+                                **({"key": key} if key is not None else {})})
         else:
             self.truncated = True
 
@@ -104,7 +106,7 @@ class Validator:
             return None
         problems, key = check_line(obj)
         for code, field, message in problems:
-            report.add(lineno, code, field, message, limit)
+            report.add(lineno, code, field, message, limit, key)
         if key is None:
             self.keyless[lineno - 1] = 1
         else:
@@ -112,7 +114,7 @@ class Validator:
             first = self.seen_keys.get(h)
             if first is not None:
                 report.add(lineno, "duplicate_key", "key", f"key {shown(key)} is already used on line {first}; "
-                           "keys must be unique in a file", limit)
+                           "keys must be unique in a file", limit, key)
                 problems = True
             else:
                 self.seen_keys[h] = lineno

@@ -310,3 +310,49 @@ def test_bigquery_client_runs_with_only_local_env(stack, bucket):
                          env=only_local_env(stack), timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "rows [('a', '1'), ('b', '2')]" in out.stdout, out.stdout
+
+
+# The calls of python-docs-samples genai/batch_prediction/batchpredict_with_bq.py (Apache-2.0, not copied here):
+# client.batches.create(model="gemini-2.5-flash", src="bq://storage-samples.generative_ai.batch_requests_for_
+# multimodal_input", config=CreateBatchJobConfig(dest=output_uri)), then the same poll loop (30 s there, 0.5 s
+# here). The sample's source table is made in the stack's BigQuery by the test, with a JSON `request` column
+# (batch-prediction-from-bigquery: "A request column is required, and must be valid JSON") and one more column,
+# which the output table must carry over.
+GOOGLE_BQ_SAMPLE = GOOGLE_SAMPLE.replace(
+    '"gs://cloud-samples-data/batch/prompt_for_batch_gemini_predict.jsonl"',
+    '"bq://storage-samples.generative_ai.batch_requests_for_multimodal_input"')
+
+
+def test_googles_bigquery_sample_runs_with_only_local_env(stack, vertex):
+    import io
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    from corpus import SEED_LINE
+
+    assert GOOGLE_BQ_SAMPLE != GOOGLE_SAMPLE
+    bq = bigquery.Client(project="storage-samples", credentials=AnonymousCredentials(),
+                         client_options=ClientOptions(api_endpoint=stack.bigquery))
+    bq.create_dataset("storage-samples.generative_ai", exists_ok=True)
+    source = "storage-samples.generative_ai.batch_requests_for_multimodal_input"
+    schema = [bigquery.SchemaField("request", "JSON"), bigquery.SchemaField("id", "INT64")]
+    bq.delete_table(source, not_found_ok=True)
+    bq.create_table(bigquery.Table(source, schema=schema))
+    rows = [{"request": SEED_LINE["request"], "id": 1},
+            {"request": {"contents": [{"role": "user", "parts": [{"text": "Name a colour."}]}]}, "id": 2}]
+    bq.load_table_from_file(io.BytesIO(b"".join(orjson.dumps(r) + b"\n" for r in rows)), source,
+                            job_config=bigquery.LoadJobConfig(source_format="NEWLINE_DELIMITED_JSON",
+                                                              schema=schema)).result(timeout=60)
+    dest = f"{stack.project}.sample_out.predictions"
+    out = subprocess.run([sys.executable, "-c", GOOGLE_BQ_SAMPLE, "v1", f"bq://{dest}"], capture_output=True,
+                         text=True, env=only_local_env(stack), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Job state: JobState.JOB_STATE_SUCCEEDED" in out.stdout, out.stdout
+    got = {r["id"]: r for r in bq.query(f"SELECT id, status, TO_JSON_STRING(response) AS response, "
+                                        f"TO_JSON_STRING(request) AS request FROM `{dest}`").result()}
+    assert sorted(got) == [1, 2], "every input row, its other columns carried over"
+    for row in got.values():
+        assert row["status"] == "" and orjson.loads(row["response"])["candidates"][0]["content"]["parts"]
+        assert orjson.loads(row["request"])["contents"]

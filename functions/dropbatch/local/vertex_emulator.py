@@ -21,7 +21,9 @@ test_incremental_split.py, against real Cloud Storage streams); echoed float fie
 failed lines use several status shapes; list results lag behind creates when `list_lag_s` is set.
 
 Jobs walk QUEUED -> PENDING -> RUNNING -> a terminal state on a configurable clock, read their JSONL input from
-GCS (STORAGE_EMULATOR_HOST) and write OUTPUT_PREFIX/prediction-model-TIMESTAMP/*.jsonl. Faults are set at start
+GCS (STORAGE_EMULATOR_HOST) and write OUTPUT_PREFIX/prediction-model-TIMESTAMP/*.jsonl; or read a BigQuery
+table's `request` column and write a BigQuery table (BIGQUERY_EMULATOR_HOST; batch-prediction-from-bigquery:
+the input's columns plus `response` and `status`). Faults are set at start
 (--faults JSON) or at run time (POST /_emulator/faults).
 
     python -m dropbatch.local.vertex_emulator --port 8090 [--responder-url http://127.0.0.1:8000/v1]
@@ -170,6 +172,13 @@ def create_problem(body: dict) -> str | None:
                                ("output_config", body.get("outputConfig")),
                                ("output_config.predictions_format",
                                 (body.get("outputConfig") or {}).get("predictionsFormat"))) if not ok]
+    for side, fmt, key, field, path in (
+            ("inputConfig", "instancesFormat", "bigquerySource", "inputUri", "input_config.bigquery_source.input_uri"),
+            ("outputConfig", "predictionsFormat", "bigqueryDestination", "outputUri",
+             "output_config.bigquery_destination.output_uri")):
+        config = body.get(side) or {}
+        if config.get(fmt) == "bigquery" and not str((config.get(key) or {}).get(field, "")).startswith("bq://"):
+            missing.append(path)
     if missing:
         return _field_errors(missing)
     labels = body.get("labels") or {}
@@ -328,12 +337,44 @@ class Emulator:
         fields = {"completionStats": stats} if stats else {}
         self._finish(name, "JOB_STATE_CANCELLED", error={"code": 1, "message": "CANCELED"}, **fields)
 
+    def _inputs(self, job: dict):
+        """(line, label, the row's other columns or None) for every input instance: the JSONL lines of
+        gcsSource.uris, or the rows of bigquerySource.inputUri as {"request": ...} lines."""
+        source = job["inputConfig"]
+        if source.get("instancesFormat") == "bigquery":
+            from google.cloud import bigquery
+
+            uri = (source.get("bigquerySource") or {}).get("inputUri", "")
+            client = bigquery.Client()
+            for n, row in enumerate(client.list_rows(client.get_table(uri[5:]))):
+                columns = dict(row.items())
+                value = columns.get("request")
+                if isinstance(value, str):  # a STRING column holds the request's JSON text
+                    try:
+                        value = orjson.loads(value)
+                    except orjson.JSONDecodeError:
+                        pass
+                yield orjson.dumps({"request": value}), f"{uri}:{n}", columns
+            return
+        for uri in source.get("gcsSource", {}).get("uris", []):
+            bucket, _, path = uri[5:].partition("/")
+            # buffered: the storage client's BlobReader alone reads a line one byte per call
+            with io.BufferedReader(self.storage.bucket(bucket).blob(path).open("rb", chunk_size=8 << 20),
+                                   buffer_size=1 << 20) as stream:
+                for n, raw in enumerate(stream):
+                    if raw.strip():
+                        yield raw, f"{uri}:{n}", None
+
     def _predict(self, name: str) -> None:
         job = self.jobs[name]
         f = self.faults
-        uris = job["inputConfig"].get("gcsSource", {}).get("uris", [])
+        to_table = job["outputConfig"].get("predictionsFormat") == "bigquery"
+        uris = job["inputConfig"].get("gcsSource", {}).get("uris", []) or \
+            [(job["inputConfig"].get("bigquerySource") or {}).get("inputUri", "")]
         prefix = job["outputConfig"].get("gcsDestination", {}).get("outputUriPrefix", "").rstrip("/")
-        if not uris or not prefix.startswith("gs://"):
+        if to_table:
+            return self._predict_to_table(name, job)
+        if not uris[0] or not prefix.startswith("gs://"):
             raise ValueError("inputConfig.gcsSource.uris and outputConfig.gcsDestination.outputUriPrefix are required")
         if f.input_forbidden:
             sa = "service-PROJECT_NUMBER@gcp-sa-aiplatform.iam.gserviceaccount.com"
@@ -346,22 +387,14 @@ class Emulator:
         lines: list[tuple[bytes, bool, str]] = []  # (output line, succeeded, which request)
         model = job["model"].rsplit("/", 1)[-1]
         total = 0
-        for uri in uris:
-            bucket, _, path = uri[5:].partition("/")
-            # buffered: the storage client's BlobReader alone reads a line one byte per call
-            with io.BufferedReader(self.storage.bucket(bucket).blob(path).open("rb", chunk_size=8 << 20),
-                                   buffer_size=1 << 20) as stream:
-                for n, raw in enumerate(stream):
-                    if not raw.strip():
-                        continue
-                    total += 1
-                    label = f"{uri}:{n}"
-                    line, good = self._predict_line(raw, label, model)
-                    if _share(f.seed, "drop", label, f.drop_rate):
-                        continue
-                    lines.append((line, good, label))
-                    if _share(f.seed, "dup", label, f.duplicate_rate):
-                        lines.append((line, good, label))
+        for raw, label, _ in self._inputs(job):
+            total += 1
+            line, good = self._predict_line(raw, label, model)
+            if _share(f.seed, "drop", label, f.drop_rate):
+                continue
+            lines.append((line, good, label))
+            if _share(f.seed, "dup", label, f.duplicate_rate):
+                lines.append((line, good, label))
         random.Random(f.seed).shuffle(lines)
         per_file = max(1, f.lines_per_file)
         chunks = [lines[i:i + per_file] for i in range(0, len(lines), per_file)] or [[]]
@@ -402,6 +435,47 @@ class Emulator:
                                 partialFailures=partial)
         state = "JOB_STATE_SUCCEEDED" if not failed or ok else "JOB_STATE_FAILED"
         self._finish(name, state, completionStats=stats, **({"partialFailures": partial} if partial else {}))
+
+    def _predict_to_table(self, name: str, job: dict) -> None:
+        """A BigQuery destination (bigqueryDestination.outputUri: bq://PROJECT, bq://PROJECT.DATASET or
+        bq://PROJECT.DATASET.TABLE, as BigQueryDestination documents it: a dataset
+        prediction_<model>_<time> and a table `predictions` when not given). Each row is the input row's
+        columns, `request` among them, plus `response` (JSON) for a row that succeeded and `status` (STRING,
+        empty when it succeeded), as batch-prediction-from-bigquery describes the output table. No
+        `processed_time`: no public source shows one in a BigQuery output."""
+        from google.cloud import bigquery
+
+        uri = (job["outputConfig"].get("bigqueryDestination") or {}).get("outputUri", "")
+        names = uri[5:].split(".") if uri.startswith("bq://") else []
+        if not 1 <= len(names) <= 3 or not all(names):
+            raise ValueError("outputConfig.bigqueryDestination.outputUri must be bq://PROJECT[.DATASET[.TABLE]]")
+        model = job["model"].rsplit("/", 1)[-1]
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y_%m_%dT%H_%M_%S_%fZ")
+        project, dataset, table = (names + [f"prediction_{re.sub(r'[^A-Za-z0-9_]', '_', model)}_{stamp}",
+                                            "predictions"][len(names) - 1:])[:3]
+        client = bigquery.Client(project=project)
+        client.create_dataset(f"{project}.{dataset}", exists_ok=True)
+        self._set(name, outputInfo={"bigqueryOutputDataset": f"bq://{project}.{dataset}",
+                                    "bigqueryOutputTable": table})
+        rows, ok, failed, schema = [], 0, 0, None
+        for raw, label, columns in self._inputs(job):
+            if schema is None and columns is not None:
+                schema = [f for f in client.get_table(job["inputConfig"]["bigquerySource"]["inputUri"][5:]).schema
+                          if f.name not in ("response", "status")]
+            line, good = self._predict_line(raw, label, model)
+            out = orjson.loads(line)
+            request_value = (columns or {}).get("request", out.get("request"))
+            rows.append({**(columns or {}), "request": request_value, "response": out.get("response"),
+                         "status": out.get("status") or ""})
+            ok, failed = ok + good, failed + (not good)
+        schema = (schema or [bigquery.SchemaField("request", "JSON")]) + [
+            bigquery.SchemaField("response", "JSON"), bigquery.SchemaField("status", "STRING")]
+        data = b"".join(orjson.dumps({k: _json_cell(v) for k, v in row.items()}, default=str) + b"\n" for row in rows)
+        client.load_table_from_file(io.BytesIO(data), f"{project}.{dataset}.{table}", job_config=bigquery.LoadJobConfig(
+            source_format="NEWLINE_DELIMITED_JSON", schema=schema, write_disposition="WRITE_APPEND")).result(timeout=120)
+        self._sleep(name, self.faults.running_s)
+        stats = _stats(ok, failed, 0)
+        self._finish(name, "JOB_STATE_SUCCEEDED" if ok or not failed else "JOB_STATE_FAILED", completionStats=stats)
 
     def _predict_line(self, raw: bytes, label: str, model: str) -> tuple[bytes, bool]:
         f = self.faults
@@ -452,6 +526,11 @@ class Emulator:
         response["usageMetadata"] = usage
         return orjson.dumps({"status": "", "processed_time": processed, "request": echo,
                              "response": response}) + b"\n", True
+
+
+def _json_cell(value):
+    """A value as a JSONL load writes it: JSON columns (objects) as themselves, datetimes as ISO text."""
+    return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else value
 
 
 def _stats(ok: int, failed: int, incomplete: int) -> dict:

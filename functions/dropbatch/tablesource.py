@@ -1,0 +1,134 @@
+"""A BigQuery table as a batch's input: the pointer file incoming/NAME.bq.json and the table's rows as lines.
+
+A pointer is `{"table": "bq://PROJECT.DATASET.TABLE", "model": "...", "key_column": "id"}` (model and key
+column optional). Vertex reads a BigQuery source's `request` column, "required, and must be valid JSON" that
+"must match the structure of a GenerateContentRequest"; other columns are "ignored for content generation but
+included in the output table" (cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-prediction-from-
+bigquery). dropbatch reads the rows itself (tabledata.list, REST paging) and hands each one to the validator
+as the JSONL line `{"key": ..., "request": ...}`, so a table is validated, split into jobs, staged, matched,
+retried and loaded exactly as a file is; the line number of a row is its position in the read (from 1). A
+pass that stops at its budget goes on from that row (tabledata.list's startIndex); a table modified since
+the first call is rejected rather than read half old and half new.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+POINTER_SUFFIX = ".bq.json"
+MAX_POINTER_BYTES = 64 << 10
+POINTER_FIELDS = ("table", "model", "key_column")
+PAGE_ROWS = 2000  # rows a page of tabledata.list: bounded memory
+REQUEST_TYPES = ("JSON", "STRING")
+
+
+def is_pointer(name: str) -> bool:
+    return name.lower().endswith(POINTER_SUFFIX)
+
+
+def table_id(uri: str) -> str | None:
+    """PROJECT.DATASET.TABLE of bq://PROJECT.DATASET.TABLE; None when it is not one (a project may hold a
+    domain, `example.com:project`, so the dataset and table are the last two names)."""
+    if not isinstance(uri, str) or not uri.startswith("bq://"):
+        return None
+    parts = uri[5:].rsplit(".", 2)
+    if len(parts) != 3 or not all(parts) or not parts[1].replace("_", "").isalnum() or "`" in uri:
+        return None
+    return uri[5:]
+
+
+def parse_pointer(data: bytes) -> tuple[dict | None, list[tuple[str | None, str]]]:
+    """(pointer, problems): problems are (field, message) in dropbatch's own words, never the pointer's text."""
+    example = '{"table": "bq://PROJECT.DATASET.TABLE", "model": "gemini-2.5-flash", "key_column": "id"}'
+    if len(data) > MAX_POINTER_BYTES:
+        return None, [(None, f"a .bq.json pointer is at most {MAX_POINTER_BYTES:,} bytes; write {example}")]
+    try:
+        pointer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None, [(None, f"the pointer is not valid JSON; write {example}")]
+    if not isinstance(pointer, dict):
+        return None, [(None, f"the pointer must be one JSON object; write {example}")]
+    problems = [(None, f"field {i + 1} of the pointer is not one of {', '.join(POINTER_FIELDS)}; remove it")
+                for i, name in enumerate(pointer) if name not in POINTER_FIELDS]
+    if table_id(pointer.get("table")) is None:
+        problems.append(("table", "\"table\" must be a BigQuery table as bq://PROJECT.DATASET.TABLE"))
+    for name in ("model", "key_column"):
+        if name in pointer and not (isinstance(pointer[name], str) and 0 < len(pointer[name]) <= 300):
+            problems.append((name, f"\"{name}\" must be a non-empty string (or left out)"))
+    return (None if problems else pointer), problems
+
+
+class TableReader:
+    """The rows of a pointer's table as (row number, line bytes), from row `start_line` + 1; problems with the
+    table itself go to the report as file-level errors (the batch is then rejected with them)."""
+
+    compressed = False
+
+    def __init__(self, config, pointer: dict, report, start_line: int = 0, modified: str | None = None):
+        self.config, self.pointer, self.report = config, pointer, report
+        self.start_line, self.modified = start_line, modified
+        self.table = table_id(pointer["table"])
+
+    def resume_state(self) -> dict:
+        return {"compressed": False, "table_modified": self.modified}
+
+    def _problem(self, code: str, message: str) -> None:
+        self.report.add(None, code, None, message, self.config.max_errors)
+
+    def lines(self):
+        from google.api_core import exceptions
+
+        from .table import client as bigquery_client
+
+        cfg, key_column = self.config, self.pointer.get("key_column")
+        shown = f"bq://{self.table}"
+        client = bigquery_client(cfg.project)
+        try:
+            table = client.get_table(self.table)
+        except exceptions.NotFound:
+            return self._problem("table_not_found", f"the table {shown} does not exist (or its dataset does "
+                                 "not); create it or correct \"table\" in the pointer")
+        except exceptions.Forbidden:
+            return self._problem("table_unreadable", f"the submit function may not read {shown}; grant its "
+                                 "service account roles/bigquery.dataViewer on the dataset (infra: input_datasets)")
+        modified = table.modified.isoformat() if table.modified else ""
+        if self.modified is not None and modified != self.modified:
+            return self._problem("table_changed", f"{shown} was modified while dropbatch read it; upload the "
+                                 "pointer again once the table stays as it is")
+        self.modified = modified
+        columns = {f.name: f for f in table.schema}
+        request = columns.get("request")
+        if request is None or request.field_type not in REQUEST_TYPES or request.mode == "REPEATED":
+            return self._problem("no_request_column", f"{shown} has no `request` column of type JSON or STRING; "
+                                 "Vertex AI reads each row's GenerateContentRequest from it")
+        if key_column is not None and key_column not in columns:
+            return self._problem("no_key_column", f"{shown} has no column named by \"key_column\"; correct it "
+                                 "or leave it out (rows are then keyed by their number)")
+        fields = [request] + ([columns[key_column]] if key_column else [])
+        lineno = self.start_line
+        try:
+            rows = client.list_rows(table, selected_fields=fields, start_index=lineno or None, page_size=PAGE_ROWS)
+            for row in rows:
+                lineno += 1
+                raw = line_of(row[0], row[1] if key_column else None)
+                self.report.bytes += len(raw)
+                yield lineno, None if len(raw) > cfg.max_line_bytes else raw
+        except exceptions.GoogleAPICallError as exc:
+            self.report.add(lineno + 1, "read_error", None, f"{shown} could not be read past row {lineno}: "
+                            f"{exc.code} {exc.message[:200]}", cfg.max_errors)
+        finally:
+            self.report.lines = lineno
+
+
+def line_of(request, key) -> bytes:
+    """A row as the JSONL line the validator checks: a STRING request column holds the request's JSON text (left
+    as a string when it is not JSON, so the validator says the request is not an object); a JSON column arrives
+    parsed. A key that is a number becomes its decimal text."""
+    if isinstance(request, str):
+        try:
+            request = orjson.loads(request)
+        except orjson.JSONDecodeError:
+            pass
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        key = str(key)
+    return orjson.dumps({"request": request} if key is None else {"key": key, "request": request})
