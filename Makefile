@@ -53,6 +53,8 @@ demo: $(STAMP) ## the main job: start the local stack, drop examples/requests.js
 	$(VENV)/bin/dropbatch run examples/requests.jsonl --out out/demo
 	@echo; echo "== the first results, in the file's order (out/demo/results.jsonl):"
 	@$(PY) -c "import json; [print(f'  {r[\"key\"]:<16} {r[\"status\"]:<10} {(r[\"text\"] or \"\").replace(chr(10), chr(32))[:70]}') for r in map(json.loads, open('out/demo/results.jsonl').readlines()[:5])]"
+	@echo; echo "== the same results in BigQuery (the results table, queried with SQL):"
+	@$(PY) examples/query_results.py out/demo
 	@echo; echo "The stack keeps running: 'make status' describes it, 'make down' stops it."
 
 up: $(STAMP) ## start the local stack

@@ -237,6 +237,8 @@ def cmd_run(args, config: Config) -> int:
         raise UsageError(f"{path}: no such file")
     if args.key_column and table is None:
         raise UsageError("--key-column is for a BigQuery table (bq://PROJECT.DATASET.TABLE)")
+    if args.format == "openai" and not args.out:
+        raise UsageError("--format openai writes DIR/openai_output.jsonl: give --out DIR")
     if args.partial and not args.out:
         raise UsageError("--partial writes DIR/results.jsonl while the batch runs: give --out DIR")
     args.wait = args.wait or bool(args.out)
@@ -277,13 +279,17 @@ def cmd_run(args, config: Config) -> int:
     manifest, _ = store.read_json(store.path(batch_id, layout.MANIFEST))
     if args.out:
         download_results(store, batch_id, args.out, per_key=args.per_key)
+        if args.format == "openai":
+            write_openai(args.out, manifest)
     if args.json:
         _print_json(manifest)
     else:
         print_summary(manifest, seconds)
         if args.out:
             print(f"  downloaded to {os.path.join(args.out, layout.RESULTS_FILE)} (one line per request, in input order)"
-                  + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else ""))
+                  + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else "")
+                  + (f"; as an OpenAI Batch output file: {os.path.join(args.out, OPENAI_OUTPUT)}"
+                     if args.format == "openai" else ""))
     return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
 
 
@@ -364,6 +370,18 @@ def write_partial(store, doc: dict, out: str) -> int:
             f.write(orjson.dumps({**result, "final": result["status"] == "succeeded"}) + b"\n")
     os.replace(tmp, os.path.join(out, layout.RESULTS_FILE))
     return len(got)
+
+
+OPENAI_OUTPUT = "openai_output.jsonl"
+
+
+def write_openai(out: str, manifest: dict) -> None:
+    """DIR/openai_output.jsonl from DIR/results.jsonl: one OpenAI Batch output line per request, in order."""
+    from .openai_batch import output_line
+
+    with open(os.path.join(out, layout.RESULTS_FILE), "rb") as src, open(os.path.join(out, OPENAI_OUTPUT), "wb") as dst:
+        for raw in src:
+            dst.write(orjson.dumps(output_line(orjson.loads(raw), manifest.get("model"))) + b"\n")
 
 
 def download_results(store, batch_id: str, out: str, per_key: bool = False) -> None:
@@ -574,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for the results, not only the submission")
     p.add_argument("--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)")
     p.add_argument("--per-key", action="store_true", help="with --out: also write results/KEY.json per request")
+    p.add_argument("--format", choices=("dropbatch", "openai"), default="dropbatch", help="with --out: openai also "
+                   "writes DIR/openai_output.jsonl, the results as an OpenAI Batch output file")
     p.add_argument("--partial", action="store_true", help="with --out: keep DIR/results.jsonl current while the batch "
                    "runs (every request's line, marked final or pending); the end replaces it")
     p.add_argument("--json", action="store_true", help="print the manifest (or report) as JSON")

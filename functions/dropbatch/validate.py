@@ -15,6 +15,7 @@ from typing import IO, Iterator
 
 import orjson
 
+from . import openai_batch
 from .checks import check_line, safe_field
 from .config import Config
 from .keys import key_width, line_key, shown
@@ -104,7 +105,13 @@ class Validator:
         except orjson.JSONDecodeError as exc:
             report.add(lineno, "invalid_json", None, _json_message(str(exc)), limit)
             return None
-        problems, key = check_line(obj)
+        converted = openai_batch.is_openai_line(obj)
+        if converted:  # an OpenAI Batch line: checked as the Gemini line it becomes
+            obj, problems = openai_batch.convert(obj)
+            found, key = check_line(obj)
+            problems += [] if problems else found  # the Gemini checks judge only a line that converted
+        else:
+            problems, key = check_line(obj)
         for code, field, message in problems:
             report.add(lineno, code, field, message, limit, key)
         if key is None:
@@ -121,7 +128,7 @@ class Validator:
             if key.isdigit():
                 self.digit_keys.append((key, lineno))
         self._plan(lineno, len(raw))
-        return None if problems else (key, obj["request"], len(obj) == 1)
+        return None if problems else (key, obj["request"], len(obj) == 1 and not converted)
 
     def _plan(self, lineno: int, size: int) -> None:
         """Cut the file into jobs within the per-job limits, by line ranges (report.jobs)."""

@@ -20,7 +20,8 @@ DEPLOYED = {
     "dropbatch/results_table.json",
     *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "cost", "errors", "events", "finish", "keys", "layout",
                                     "ledger", "lineio", "logs", "notify", "ordered", "outcome", "retry", "rounds",
-                                    "schema", "split", "splits", "status", "submit", "table", "validate", "vertex")),
+                                    "openai_batch", "schema", "split", "splits", "status", "submit", "table", "tablesource",
+                                    "validate", "vertex")),
 }
 
 

@@ -393,6 +393,12 @@ def test_results_table_is_the_codes_schema_and_only_split_writes_it(tf):
     assert body["clustering"] == ["batch_id"]
     assert {f["name"] for f in table.schema()} >= {"batch_id", "finished_time"}
     members = tf["resource"]["google_bigquery_dataset_iam_member"]
-    assert {b["member"] for b in members.values()} == {"${google_service_account.split.member}"}
+    assert members["split_edits_results"]["role"] == "roles/bigquery.dataEditor"
+    assert members["split_edits_results"]["member"] == "${google_service_account.split.member}"
+    # the only other dataset grant: submit reads the tables users point at (.bq.json), nothing more
+    assert set(members) == {"split_edits_results", "submit_reads_inputs"}
+    reads = members["submit_reads_inputs"]
+    assert (reads["role"], reads["member"]) == ("roles/bigquery.dataViewer", "${google_service_account.submit.member}")
+    assert reads["for_each"] == "${toset(var.input_datasets)}"
     fn = (INFRA / "functions.tf").read_text()
     assert "DROPBATCH_RESULTS_TABLE       = var.results_table" in fn
