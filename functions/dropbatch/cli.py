@@ -61,7 +61,9 @@ def cmd_validate(args, config: Config) -> int:
         if report["valid"]:
             jobs = len(report["jobs"])
             plan = f", {jobs} jobs" if jobs > 1 else ""
-            print(f"ok  {name}: {report['requests']:,} requests, valid{plan}")
+            fmt = {"openai": ", OpenAI Batch lines (converted for Gemini)", "gemini": ""}.get(
+                report["format"], f", {report['format']} lines" if report["format"] else "")
+            print(f"ok  {name}: {report['requests']:,} requests, valid{plan}{fmt}")
         else:
             n = report["error_count"]
             print(f"invalid  {name}: {n:,} error{'s' if n != 1 else ''} in {report['requests']:,} requests "

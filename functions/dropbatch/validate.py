@@ -33,6 +33,7 @@ class Report:
     error_count: int = 0
     truncated: bool = False
     jobs: list = dataclasses.field(default_factory=list)
+    formats: list = dataclasses.field(default_factory=list)  # line formats seen: "gemini", "openai"
 
     @property
     def valid(self) -> bool:
@@ -63,7 +64,8 @@ class Report:
     def to_dict(self) -> dict:
         return {"valid": self.valid, "source": self.source, "requests": self.requests, "errors": self.errors,
                 "truncated": self.truncated, "error_count": self.error_count, "lines": self.lines,
-                "blank_lines": self.blank_lines, "bytes": self.bytes, "jobs": self.jobs}
+                "blank_lines": self.blank_lines, "bytes": self.bytes, "jobs": self.jobs,
+                "format": "+".join(self.formats) or None}
 
 
 
@@ -106,6 +108,8 @@ class Validator:
             report.add(lineno, "invalid_json", None, _json_message(str(exc)), limit)
             return None
         converted = openai_batch.is_openai_line(obj)
+        if (kind := "openai" if converted else "gemini") not in report.formats:
+            report.formats.append(kind)
         if converted:  # an OpenAI Batch line: checked as the Gemini line it becomes
             obj, problems = openai_batch.convert(obj)
             found, key = check_line(obj)

@@ -77,3 +77,10 @@ def test_custom_ids_are_keys_checked_as_keys():
 def test_openai_and_gemini_lines_may_share_a_file():
     got, report = feed(chat("a"), {"key": "b", "request": {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}})
     assert report.valid and [g[0] for g in got] == ["a", "b"]
+
+
+def test_the_report_says_which_formats_it_found():
+    assert feed(chat("a"))[1].to_dict()["format"] == "openai"
+    assert feed({"request": {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}})[1].to_dict()["format"] == "gemini"
+    assert feed({"request": {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}}, chat("a"))[1].to_dict()[
+        "format"] == "gemini+openai"
