@@ -226,10 +226,8 @@ def _target(start: bool = False) -> Config:
 
 
 def cmd_run(args, config: Config) -> int:
-    from . import keys
+    from . import keys, tablesource
     from .ledger import Store
-
-    from . import tablesource
 
     path = args.file
     table = tablesource.table_id(path) if path.startswith("bq://") else None
@@ -282,7 +280,7 @@ def cmd_run(args, config: Config) -> int:
     if args.out:
         download_results(store, batch_id, args.out, per_key=args.per_key)
         if args.format == "openai":
-            write_openai(args.out, manifest)
+            write_openai(args.out)
     if args.json:
         _print_json(manifest)
     else:
@@ -377,13 +375,13 @@ def write_partial(store, doc: dict, out: str) -> int:
 OPENAI_OUTPUT = "openai_output.jsonl"
 
 
-def write_openai(out: str, manifest: dict) -> None:
+def write_openai(out: str) -> None:
     """DIR/openai_output.jsonl from DIR/results.jsonl: one OpenAI Batch output line per request, in order."""
     from .openai_batch import output_line
 
     with open(os.path.join(out, layout.RESULTS_FILE), "rb") as src, open(os.path.join(out, OPENAI_OUTPUT), "wb") as dst:
         for raw in src:
-            dst.write(orjson.dumps(output_line(orjson.loads(raw), manifest.get("model"))) + b"\n")
+            dst.write(orjson.dumps(output_line(orjson.loads(raw))) + b"\n")
 
 
 def download_results(store, batch_id: str, out: str, per_key: bool = False) -> None:

@@ -13,7 +13,11 @@ Gemini equivalent is a problem on that line, with its field path and what to do;
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import mimetypes
+
+import orjson
 
 from .keys import shown
 
@@ -179,13 +183,11 @@ FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "R
 HTTP_OF_RPC = {3: 400, 5: 404, 7: 403, 8: 429, 13: 500, 14: 503, 4: 504}  # google.rpc.Code -> HTTP status
 
 
-def output_line(result: dict, model: str | None) -> dict:
+def output_line(result: dict) -> dict:
     """A results.jsonl line as an OpenAI Batch output line: `id`, `custom_id`, `response` (`status_code`,
     `request_id`, `body`: a chat.completion) and `error`. A failed request answers with its HTTP status and an
     error body; a request Vertex never answered (`missing`) has no response and the error
     `{"code": "batch_expired"}`, as OpenAI writes a request its batch did not reach."""
-    import hashlib
-
     key = result["key"]
     rid = "batch_req_" + hashlib.sha256(f"{result.get('batch_id')}/{key}".encode()).hexdigest()[:24]
     if result["status"] == "missing":
@@ -206,7 +208,7 @@ def output_line(result: dict, model: str | None) -> dict:
         parts = (candidate.get("content") or {}).get("parts") or []
         text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
         calls = [{"id": f"call_{i}_{n}", "type": "function", "function": {
-            "name": p["functionCall"].get("name"), "arguments": _json_text(p["functionCall"].get("args") or {})}}
+            "name": p["functionCall"].get("name"), "arguments": orjson.dumps(p["functionCall"].get("args") or {}).decode()}}
             for n, p in enumerate(parts) if isinstance(p.get("functionCall"), dict)]
         message = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
         reason = "tool_calls" if calls else FINISH.get(candidate.get("finishReason"), "stop")
@@ -214,7 +216,7 @@ def output_line(result: dict, model: str | None) -> dict:
     prompt = usage.get("promptTokenCount") or 0
     completion = (usage.get("candidatesTokenCount") or 0) + (usage.get("thoughtsTokenCount") or 0)
     body = {"id": response.get("responseId") or rid, "object": "chat.completion", "created": _epoch(
-        result.get("processed_time")), "model": response.get("modelVersion") or model, "choices": choices,
+        result.get("processed_time")), "model": response.get("modelVersion"), "choices": choices,
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                   "total_tokens": usage.get("totalTokenCount") or prompt + completion,
                   "completion_tokens_details": {"reasoning_tokens": usage.get("thoughtsTokenCount") or 0}}}
@@ -222,15 +224,7 @@ def output_line(result: dict, model: str | None) -> dict:
             "error": None}
 
 
-def _json_text(value) -> str:
-    import orjson
-
-    return orjson.dumps(value).decode()
-
-
 def _epoch(stamp) -> int:
-    import datetime as dt
-
     try:
         return int(dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
     except ValueError:

@@ -332,8 +332,8 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     part is split, False when it stopped first (docs/contracts.md): at DROPBATCH_SPLIT_BUDGET_S, checkpointed and
     continued in a new task; or, for a `partial` task while the job runs, at the end of what the job has written
     so far, checkpointed for the next task. The budget counts from when the task holds its part (index loaded,
-    output files listed), so a chain of tasks moves however slow that setup is. The outputs are read first, then the buckets are ordered; both
-    phases checkpoint. Every task goes on from the part's checkpoint, which records for each output file the
+    output files listed), so a chain of tasks moves however slow that setup is. The outputs are read first, then
+    the buckets are ordered; both phases checkpoint. Every task goes on from the part's checkpoint, which records for each output file the
     generation and the byte offset read up to: a new file is read from its start, a file with a new generation
     again from its start (what was matched is not counted twice), and a partial task stops before a last line
     the job has not finished writing."""

@@ -207,7 +207,8 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
     if not accepted_name(doc["object"]):
         report = Report(source=doc["source"])
         report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz, and BigQuery "
-                   "table pointers named .bq.json (any letter case); rename the file and upload it again", config.max_errors)
+                   "table pointers named .bq.json (any letter case); rename the file and upload it again",
+                   config.max_errors)
         return reject(store, doc, report)
     ckpt_path = store.path(batch_id, layout.SUBMIT_CHECKPOINT)
     checkpoint = (store.read_json(ckpt_path)[0] if doc.get("progress") else None) or {}
@@ -224,7 +225,7 @@ def _open_lines(store: Store, doc: dict, report: Report, checkpoint: dict):
     """(reader, model) of the dropped object from where the last call stopped: a file's lines (a plain file
     resumes at its byte offset, a gzip file is decompressed again up to it), or a .bq.json pointer's table rows
     (tablesource). The model is the pointer's, else the object's metadata `model`, else the default."""
-    config, resuming = store.config, bool(checkpoint)
+    config = store.config
     if tablesource.is_pointer(doc["object"]):
         blob, stream = _open_source(store, doc)
         with stream:
@@ -237,7 +238,7 @@ def _open_lines(store: Store, doc: dict, report: Report, checkpoint: dict):
         yield (tablesource.TableReader(config, pointer, report, report.lines, checkpoint.get("table_modified"))
                if pointer else Reader(io.BytesIO(), doc["object"], config, report)), model
         return
-    blob, stream = _open_source(store, doc, report.bytes if resuming and not checkpoint["compressed"] else 0)
+    blob, stream = _open_source(store, doc, report.bytes if checkpoint and not checkpoint["compressed"] else 0)
     with stream, contextlib.closing(Prefetch(stream)) as ahead:
         yield Reader(ahead, doc["object"], config, report, start_line=report.lines,
                      skip=report.bytes if checkpoint.get("compressed") else 0,

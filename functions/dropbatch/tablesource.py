@@ -62,8 +62,6 @@ class TableReader:
     """The rows of a pointer's table as (row number, line bytes), from row `start_line` + 1; problems with the
     table itself go to the report as file-level errors (the batch is then rejected with them)."""
 
-    compressed = False
-
     def __init__(self, config, pointer: dict, report, start_line: int = 0, modified: str | None = None):
         self.config, self.pointer, self.report = config, pointer, report
         self.start_line, self.modified = start_line, modified

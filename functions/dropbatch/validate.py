@@ -113,7 +113,7 @@ class Validator:
         if converted:  # an OpenAI Batch line: checked as the Gemini line it becomes
             obj, problems = openai_batch.convert(obj)
             found, key = check_line(obj)
-            problems += [] if problems else found  # the Gemini checks judge only a line that converted
+            problems = problems or found  # the Gemini checks judge only a line that converted
         else:
             problems, key = check_line(obj)
         for code, field, message in problems:

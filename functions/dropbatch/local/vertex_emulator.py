@@ -368,12 +368,11 @@ class Emulator:
     def _predict(self, name: str) -> None:
         job = self.jobs[name]
         f = self.faults
-        to_table = job["outputConfig"].get("predictionsFormat") == "bigquery"
+        if job["outputConfig"].get("predictionsFormat") == "bigquery":
+            return self._predict_to_table(name, job)
         uris = job["inputConfig"].get("gcsSource", {}).get("uris", []) or \
             [(job["inputConfig"].get("bigquerySource") or {}).get("inputUri", "")]
         prefix = job["outputConfig"].get("gcsDestination", {}).get("outputUriPrefix", "").rstrip("/")
-        if to_table:
-            return self._predict_to_table(name, job)
         if not uris[0] or not prefix.startswith("gs://"):
             raise ValueError("inputConfig.gcsSource.uris and outputConfig.gcsDestination.outputUriPrefix are required")
         if f.input_forbidden:
@@ -457,20 +456,19 @@ class Emulator:
         client.create_dataset(f"{project}.{dataset}", exists_ok=True)
         self._set(name, outputInfo={"bigqueryOutputDataset": f"bq://{project}.{dataset}",
                                     "bigqueryOutputTable": table})
-        rows, ok, failed, schema = [], 0, 0, None
+        source = job["inputConfig"]
+        schema = [f for f in client.get_table(source["bigquerySource"]["inputUri"][5:]).schema
+                  if f.name not in ("response", "status")] if source.get("instancesFormat") == "bigquery" else \
+            [bigquery.SchemaField("request", "JSON")]
+        schema += [bigquery.SchemaField("response", "JSON"), bigquery.SchemaField("status", "STRING")]
+        rows, ok, failed = [], 0, 0
         for raw, label, columns in self._inputs(job):
-            if schema is None and columns is not None:
-                schema = [f for f in client.get_table(job["inputConfig"]["bigquerySource"]["inputUri"][5:]).schema
-                          if f.name not in ("response", "status")]
             line, good = self._predict_line(raw, label, model)
             out = orjson.loads(line)
-            request_value = (columns or {}).get("request", out.get("request"))
-            rows.append({**(columns or {}), "request": request_value, "response": out.get("response"),
+            rows.append({"request": out.get("request"), **(columns or {}), "response": out.get("response"),
                          "status": out.get("status") or ""})
             ok, failed = ok + good, failed + (not good)
-        schema = (schema or [bigquery.SchemaField("request", "JSON")]) + [
-            bigquery.SchemaField("response", "JSON"), bigquery.SchemaField("status", "STRING")]
-        data = b"".join(orjson.dumps({k: _json_cell(v) for k, v in row.items()}, default=str) + b"\n" for row in rows)
+        data = b"".join(orjson.dumps(row, default=str) + b"\n" for row in rows)  # datetimes as RFC 3339
         client.load_table_from_file(io.BytesIO(data), f"{project}.{dataset}.{table}", job_config=bigquery.LoadJobConfig(
             source_format="NEWLINE_DELIMITED_JSON", schema=schema, write_disposition="WRITE_APPEND")).result(timeout=120)
         self._sleep(name, self.faults.running_s)
@@ -526,11 +524,6 @@ class Emulator:
         response["usageMetadata"] = usage
         return orjson.dumps({"status": "", "processed_time": processed, "request": echo,
                              "response": response}) + b"\n", True
-
-
-def _json_cell(value):
-    """A value as a JSONL load writes it: JSON columns (objects) as themselves, datetimes as ISO text."""
-    return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else value
 
 
 def _stats(ok: int, failed: int, incomplete: int) -> dict:
