@@ -238,7 +238,7 @@ def cmd_run(args, config: Config) -> int:
     if args.key_column and table is None:
         raise UsageError("--key-column is for a BigQuery table (bq://PROJECT.DATASET.TABLE)")
     if args.format == "openai" and not args.out:
-        raise UsageError("--format openai writes DIR/openai_output.jsonl: give --out DIR")
+        raise UsageError("--format openai writes DIR/results.openai.jsonl: give --out DIR")
     if args.partial and not args.out:
         raise UsageError("--partial writes DIR/results.jsonl while the batch runs: give --out DIR")
     args.wait = args.wait or bool(args.out)
@@ -372,11 +372,11 @@ def write_partial(store, doc: dict, out: str) -> int:
     return len(got)
 
 
-OPENAI_OUTPUT = "openai_output.jsonl"
+OPENAI_OUTPUT = "results.openai.jsonl"
 
 
 def write_openai(out: str) -> None:
-    """DIR/openai_output.jsonl from DIR/results.jsonl: one OpenAI Batch output line per request, in order."""
+    """DIR/results.openai.jsonl from DIR/results.jsonl: one OpenAI Batch output line per request, in order."""
     from .openai_batch import output_line
 
     with open(os.path.join(out, layout.RESULTS_FILE), "rb") as src, open(os.path.join(out, OPENAI_OUTPUT), "wb") as dst:
@@ -593,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)")
     p.add_argument("--per-key", action="store_true", help="with --out: also write results/KEY.json per request")
     p.add_argument("--format", choices=("dropbatch", "openai"), default="dropbatch", help="with --out: openai also "
-                   "writes DIR/openai_output.jsonl, the results as an OpenAI Batch output file")
+                   "writes DIR/results.openai.jsonl, the results as an OpenAI Batch output file")
     p.add_argument("--partial", action="store_true", help="with --out: keep DIR/results.jsonl current while the batch "
                    "runs (every request's line, marked final or pending); the end replaces it")
     p.add_argument("--json", action="store_true", help="print the manifest (or report) as JSON")

@@ -30,7 +30,7 @@ def test_an_openai_batch_file_runs_and_answers_in_openai_format(stack, bucket, v
         request = result["request"]
         assert request["generationConfig"]["maxOutputTokens"] == 64
         assert f"question number {i}" in result["text"]
-    answers = [orjson.loads(l) for l in (tmp_path / "res" / "openai_output.jsonl").read_bytes().splitlines()]
+    answers = [orjson.loads(l) for l in (tmp_path / "res" / "results.openai.jsonl").read_bytes().splitlines()]
     assert [a["custom_id"] for a in answers] == [line["custom_id"] for line in lines]
     ok = answers[0]
     assert ok["error"] is None and ok["response"]["status_code"] == 200
