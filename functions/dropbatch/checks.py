@@ -469,13 +469,14 @@ def _parts_as_list(content):
 _SEGMENT = re.compile(r"\[\d+\]|\.?([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def safe_field(field: str | None) -> str | None:
-    """The field path when every name in it is one of the schema's own (so it can go into a message), else None:
-    a path through a user's unknown field or map key would quote user text."""
+def safe_field(field: str | None, also: frozenset = frozenset()) -> str | None:
+    """The field path when every name in it is one of the schema's own or in `also` (a model family's field
+    names), so that it can go into a message; else None: a path through a user's unknown field or map key would
+    quote user text."""
     if not field:
         return None
     _root()
-    known = _known_names()
+    known = _known_names() | also
     pos = 0
     while pos < len(field):
         m = _SEGMENT.match(field, pos)
@@ -498,6 +499,18 @@ def check_request(request) -> list[tuple[str, str, str]]:
     except RecursionError:
         return [("schema", "request", "request is nested too deeply")]
     return [(code, _path(node), message) for code, node, message in out.problems]
+
+
+def check_message(value, message: str, path: str) -> list[tuple[str, str, str]]:
+    """Problems of `value` as the aiplatform.v1 message `message` (for example "Content"), with paths under
+    `path`: the same schema walk and checks as a request's."""
+    _root()
+    out = _Line()
+    try:
+        _check_message(value, _compiled[f"google.cloud.aiplatform.v1.{message}"], (None, path), out, 1)
+    except RecursionError:
+        return [("schema", path, f"{path} is nested too deeply")]
+    return [(code, _path(node), text) for code, node, text in out.problems]
 
 
 def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object]:

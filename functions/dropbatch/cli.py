@@ -49,9 +49,9 @@ def cmd_validate(args, config: Config) -> int:
             import rich.progress
 
             with rich.progress.open(path, "rb", description="validating", transient=True) as stream:
-                report = validate.validate_stream(stream, path, config).to_dict()
+                report = validate.validate_stream(stream, path, config, model=args.model).to_dict()
         else:
-            report = validate.validate_path(path, config).to_dict()
+            report = validate.validate_path(path, config, model=args.model).to_dict()
     except PermissionError:
         raise UsageError(f"{path}: permission denied") from None
     if args.json:
@@ -61,9 +61,11 @@ def cmd_validate(args, config: Config) -> int:
         if report["valid"]:
             jobs = len(report["jobs"])
             plan = f", {jobs} jobs" if jobs > 1 else ""
-            fmt = {"openai": ", OpenAI Batch lines (converted for Gemini)", "gemini": ""}.get(
-                report["format"], f", {report['format']} lines" if report["format"] else "")
-            print(f"ok  {name}: {report['requests']:,} requests, valid{plan}{fmt}")
+            family = report["family"]
+            fmt = {("openai", "gemini"): ", OpenAI Batch lines (converted for Gemini)", ("gemini", "gemini"): ""}.get(
+                (report["format"], family), f", {report['format']} lines" if report["format"] else "")
+            model = args.model or config.model
+            print(f"ok  {name}: {report['requests']:,} requests, valid for {model} ({family}){plan}{fmt}")
         else:
             n = report["error_count"]
             print(f"invalid  {name}: {n:,} error{'s' if n != 1 else ''} in {report['requests']:,} requests "
@@ -144,7 +146,8 @@ def cmd_split(args, config: Config) -> int:
             raise UsageError(f"{path}: no such file")
     total = sum(os.path.getsize(f) for f in split._prediction_files(args.predictions))
     with _progress(not args.json and total > 20_000_000, "splitting", total) as advance:
-        manifest = split.split_local(args.input, args.predictions, args.out, config, progress=advance)
+        manifest = split.split_local(args.input, args.predictions, args.out, config, progress=advance,
+                                     model=args.model)
     if args.json:
         _print_json(manifest)
     else:
@@ -576,19 +579,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("validate", help="check a batch file: every problem, by line")
     p.add_argument("file")
+    p.add_argument("--model", help="check the file for this model's family: Gemini, embeddings (gemini-embedding-*, "
+                   "text-embedding-*), Claude (claude-*), open models (meta/llama-*); default DROPBATCH_MODEL")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("split", help="split a job's prediction files into one result per request (local files)")
     p.add_argument("--input", required=True, help="the JSONL file the job was given")
     p.add_argument("--predictions", required=True, nargs="+", help="prediction JSONL files or directories")
     p.add_argument("--out", required=True, help="directory for KEY.json, results.jsonl, errors.jsonl, manifest.json")
+    p.add_argument("--model", help="the model the job ran (its family decides the formats; default DROPBATCH_MODEL)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=cmd_split)
     p = sub.add_parser("run", help="upload a file (or point at a BigQuery table) on the running stack (or start "
                        "one) and follow it")
     p.add_argument("file", help="a .jsonl or .jsonl.gz file, or bq://PROJECT.DATASET.TABLE with a request column")
     p.add_argument("--key-column", help="with bq://: the column whose value keys each row (default: the row number)")
-    p.add_argument("--model", help="the Gemini model for this file (default: DROPBATCH_MODEL)")
+    p.add_argument("--model", help="the model for this file, any family `validate --model` names (default: "
+                   "DROPBATCH_MODEL)")
     p.add_argument("--wait", action="store_true", help="wait for the results, not only the submission")
     p.add_argument("--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)")
     p.add_argument("--per-key", action="store_true", help="with --out: also write results/KEY.json per request")

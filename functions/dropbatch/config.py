@@ -7,6 +7,7 @@ import functools
 import os
 
 from .errors import UsageError
+from .families import resource_path
 
 GB = 1_000_000_000
 
@@ -25,9 +26,9 @@ class Config:
     sweep_topic: str = "dropbatch-sweep"
     uploads_topic: str = "dropbatch-uploads"
     vertex_endpoint: str = ""  # empty: LOCATION-aiplatform.googleapis.com; local stack: http://127.0.0.1:PORT
-    # Vertex AI limits for one batch job input file (today: 200,000 requests, 1 GB).
-    max_job_requests: int = 200_000
-    max_job_bytes: int = 1 * GB
+    # Vertex AI limits for one batch job input file: each model family's (families.py; Gemini 200,000 requests, 1 GB).
+    max_job_requests: int = 0  # 0: the model family's own limit (families.py); set lower to cap it
+    max_job_bytes: int = 0
     # Limits for one dropped file; past max_job_* a file becomes several jobs.
     max_file_requests: int = 1_000_000
     max_file_bytes: int = 20 * GB
@@ -78,9 +79,7 @@ class Config:
     def model_resource(self, model: str) -> str:
         if model.startswith("projects/"):
             return model
-        if not model.startswith("publishers/"):
-            model = f"publishers/google/models/{model}"
-        return f"projects/{self.project}/locations/{self.location}/{model}"
+        return f"projects/{self.project}/locations/{self.location}/{resource_path(model)}"
 
 
 @functools.cache

@@ -130,9 +130,10 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
 
 
 def result_object(key: str, status: str, batch_id: str | None, job: str | None, *, request=None, response=None,
-                  text=None, finish_reason=None, usage=None, error=None, processed_time=None) -> dict:
-    """The one builder of a result object (DESIGN.md "Result object", docs/contracts.md), in its field order."""
-    return {"key": key, "status": status, "request": request, "response": response, "text": text,
+                  text=None, finish_reason=None, usage=None, error=None, processed_time=None, **family) -> dict:
+    """The one builder of a result object (DESIGN.md "Result object", docs/contracts.md), in its field order;
+    `family`: a model family's own fields after `text` (embeddings: `embedding`, `statistics`)."""
+    return {"key": key, "status": status, "request": request, "response": response, "text": text, **family,
             "finish_reason": finish_reason, "usage": usage, "error": error, "processed_time": processed_time,
             "batch_id": batch_id, "job": job}
 

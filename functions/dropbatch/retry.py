@@ -13,9 +13,8 @@ import time
 
 import orjson
 
-from . import batch, layout, logs, notify, splits
+from . import batch, families, layout, logs, notify, splits
 from .events import now
-from .keys import line_from_labels
 from .ledger import Store, open_lines
 
 
@@ -32,9 +31,8 @@ class _PartWriter:
         self.keys = store.bucket.blob(self.name + ".keys.jsonl").open("wb", chunk_size=8 << 20,
                                                                         content_type="application/jsonl")
 
-    def fits(self, size: int, config) -> bool:
-        return not self.part["requests"] or (self.part["requests"] < config.max_job_requests
-                                             and self.bytes + size <= config.max_job_bytes)
+    def fits(self, size: int, limits: tuple[int, int]) -> bool:
+        return not self.part["requests"] or (self.part["requests"] < limits[0] and self.bytes + size <= limits[1])
 
     def add(self, line: int, key: str, raw: bytes) -> None:
         self.data.write(raw)
@@ -54,7 +52,8 @@ def stage_retry(store: Store, doc: dict, retry) -> list[dict]:
     """Stage the requests that failed for a transient reason (or never came back) as the next round's parts.
     `retry` gives them in line order; the staged input is read part by part alongside and streamed out, each new
     part within the per-job limits: nothing is held but the buffers."""
-    config, round_ = store.config, doc["round"] + 1
+    round_ = doc["round"] + 1
+    limits = families.family_of(doc["model"]).job_limits(store.config)
     wanted = iter(retry)
     nxt = next(wanted, None)
     parts, writer = [], None
@@ -63,18 +62,19 @@ def stage_retry(store: Store, doc: dict, retry) -> list[dict]:
             break
         if nxt["line"] > original["last_line"]:
             continue
-        path = store.path(doc["batch_id"], layout.staged(original) + ".jsonl")
-        with open_lines(store.bucket.blob(path)) as f:
-            for raw in f:  # staged in line order, as the errors come
+        path = store.path(doc["batch_id"], layout.staged(original))
+        with open_lines(store.bucket.blob(path + ".jsonl")) as f, \
+                open_lines(store.bucket.blob(path + ".keys.jsonl")) as sidecar:
+            for raw, entry in zip(f, sidecar):  # staged in line order, as the errors come; the sidecar says the line
                 if nxt is None or nxt["line"] > original["last_line"]:
                     break
-                line = line_from_labels(orjson.loads(raw)["request"]["labels"])
+                line = orjson.loads(entry)[0]
                 while nxt is not None and nxt["line"] < line:  # not in the staged input: nothing to retry
                     nxt = next(wanted, None)
                 if nxt is None or nxt["line"] != line:
                     continue
                 raw = raw if raw.endswith(b"\n") else raw + b"\n"
-                if writer is not None and not writer.fits(len(raw), config):
+                if writer is not None and not writer.fits(len(raw), limits):
                     parts.append(writer.close())
                     writer = None
                 if writer is None:

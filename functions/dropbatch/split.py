@@ -21,12 +21,12 @@ from pathlib import Path
 
 import orjson
 
-from . import layout, logs, notify, ordered, splits
+from . import families, layout, logs, notify, ordered, splits
 from .batch import USAGE_NAMES, build_manifest, ended_for_good
-from .keys import key_width, line_from_labels, line_key
+from .keys import key_width, line_key
 from .lineio import bounded_lines
 from .ledger import open_lines
-from .outcome import build_result, get_field, is_retryable
+from .outcome import get_field, is_retryable
 from .schema import snake_case
 
 _F32 = struct.Struct("<f")
@@ -151,8 +151,9 @@ USAGE_FIELDS = tuple((name, camel, snake_case(camel)) for name, camel in zip(
 class Matcher:
     """The state of one split: which lines have their result, counts, token usage, failures."""
 
-    def __init__(self, index: Index, batch_id: str | None, job: str | None, state: dict | None = None):
-        self.index, self.batch_id, self.job = index, batch_id, job
+    def __init__(self, index: Index, batch_id: str | None, job: str | None, state: dict | None = None,
+                 family: families.Family = families.GEMINI):
+        self.index, self.batch_id, self.job, self.family = index, batch_id, job, family
         state = state or {}
         self.seen = bytearray(zlib.decompress(base64.b64decode(state["seen"]))) if state.get("seen") else \
             bytearray(len(index.present))
@@ -174,16 +175,16 @@ class Matcher:
         except orjson.JSONDecodeError:
             self.counts["unmatched_outputs"] += 1
             return None
-        request = out.get("request") if isinstance(out, dict) else None
-        line = None
-        known = False
-        line = line_from_labels(request.get("labels")) if isinstance(request, dict) else None
-        if line is not None:
-            known = self.index.has(line)
-            if not known:
-                line = None
-        if line is None and not known and isinstance(request, dict):
-            line, known = self.index.by_fingerprint(request, self.seen)
+        if not isinstance(out, dict):
+            self.counts["unmatched_outputs"] += 1
+            return None
+        line = self.family.marked_line(out)  # the line the staged request carried, when it came back
+        known = line is not None and self.index.has(line)
+        if not known:
+            line = None
+            request = self.family.payload(out)
+            if isinstance(request, dict):
+                line, known = self.index.by_fingerprint(request, self.seen)
         if line is None:
             self.counts["duplicate_outputs" if known else "unmatched_outputs"] += 1
             return None
@@ -193,7 +194,7 @@ class Matcher:
             return None
         self.seen[slot] = 1
         key = self.index.key(line)
-        result = build_result(key, out, self.batch_id, self.job)
+        result = self.family.result(key, out, self.batch_id, self.job)
         self.counts[result["status"]] += 1
         for name, camel, snake in USAGE_FIELDS:
             value = get_field(result["usage"] or {}, camel, snake)
@@ -318,11 +319,11 @@ def load_index(store, doc: dict, part: dict) -> Index:
             for raw in f:
                 yield orjson.loads(raw)
 
-    def requests():
+    def requests():  # the staged lines, in the order of their keys sidecar
+        payload = families.family_of(doc["model"]).payload
         with open_lines(store.bucket.blob(name + ".jsonl")) as f:
-            for raw in f:
-                request = orjson.loads(raw)["request"]
-                yield line_from_labels(request["labels"]), request
+            for raw, entry in zip(f, entries()):
+                yield entry[0], payload(orjson.loads(raw))
 
     return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines)
 
@@ -347,7 +348,7 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     if "files" not in checkpoint:  # none yet (a checkpoint always records its files)
         checkpoint = {}
     index = load_index(store, doc, part)
-    matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"))
+    matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"), families.family_of(doc["model"]))
     collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts)
     files = splits.output_files(store, doc, part)
     positions: dict = checkpoint.get("files") or {}  # output file -> [generation, offset read up to]
@@ -442,11 +443,13 @@ def write_ordered(out: Path, index: Index, matcher: Matcher) -> None:
     tmp.replace(out / layout.RESULTS_FILE)
 
 
-def split_local(input_path: str, prediction_paths: list[str], out_dir: str, config, progress=None) -> dict:
-    """`dropbatch split`: match a job's output files to the input file they came from."""
+def split_local(input_path: str, prediction_paths: list[str], out_dir: str, config, progress=None,
+                model: str | None = None) -> dict:
+    """`dropbatch split`: match a job's output files to the input file they came from (for `model`'s family)."""
     from .validate import iter_requests, validate_path
 
-    report = validate_path(input_path, config)
+    family = families.family_of(model or config.model)
+    report = validate_path(input_path, config, model=model)
     if not report.valid:
         from .errors import InvalidInput
 
@@ -458,11 +461,11 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
 
     def records():
         with open(input_path, "rb") as f:
-            yield from iter_requests(f, input_path, config, report.lines)
+            yield from iter_requests(f, input_path, config, report.lines, family)
 
     index = Index.from_keys(((line, key) for line, key, _ in records()), width,
                             lambda: ((line, req) for line, _, req in records()))
-    matcher = Matcher(index, None, None)
+    matcher = Matcher(index, None, None, family=family)
     sink = LocalSink(out_dir)
     started = time.monotonic()
     for path in files:

@@ -13,12 +13,11 @@ import time
 
 import orjson
 
-from . import batch, keys, layout, logs, notify, ordered, tablesource, vertex
+from . import batch, families, keys, layout, logs, notify, ordered, tablesource, vertex
 from .config import Config, get_config
 from .errors import ConfigurationError, PermanentError, Replaced
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
 from .ledger import ObjectReader, Store, execution_id
-from .checks import as_lists
 from .lineio import Prefetch, Reader
 from .validate import Report, Validator
 
@@ -251,6 +250,8 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
     config, batch_id = store.config, doc["batch_id"]
     try:
         with _open_lines(store, doc, validator.report, checkpoint) as (reader, model):
+            validator.family = stager.family = families.family_of(model)
+            validator.report.family = validator.family.name
             started = time.monotonic()  # the budget is for reading: a call that is slow to set up still moves on
             for lineno, raw in reader.lines():
                 request = validator.feed(lineno, raw)
@@ -336,21 +337,21 @@ class Stager:
         self.pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stage")
         self.slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
         self.pending: list = []
+        self.family = families.GEMINI  # the file's model family, set once the file is open
 
     def _name(self, part: int, chunk: int | None = None) -> str:
         base = self.store.path(self.batch_id, layout.staged({"index": part, "round": 0}))
         return base if chunk is None else f"{base}.c{chunk:05d}"
 
-    def add(self, line: int, key: str | None, request: dict, plain: bool, part: int, raw: bytes) -> None:
+    def add(self, line: int, key: str | None, request, plain: bool, part: int, raw: bytes) -> None:
         if part != self.part:
             self._flush()
             self.part = part
-        labels = keys.line_labels(line, keys.label_digits(line))
-        staged = spliced(raw, labels) if plain and "labels" not in request and staged_as_is(request) else None
-        if staged is None:  # re-serialised: labels merged, one-object contents or parts made lists
-            request = as_lists(request)
-            request["labels"] = {**(request.get("labels") or {}), **labels}
-            staged = orjson.dumps({"request": request}, option=orjson.OPT_APPEND_NEWLINE)
+        staged = None
+        if plain and "labels" not in request and staged_as_is(request):  # a Gemini line, staged from its bytes
+            staged = spliced(raw, keys.line_labels(line, keys.label_digits(line)))
+        if staged is None:  # re-serialised as the family stages it (Gemini: labels merged, parts made lists)
+            staged = self.family.stage(request, line)
         self.data += staged
         self.keys += orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
         if len(self.data) >= CHUNK_BYTES:

@@ -15,8 +15,8 @@ from typing import IO, Iterator
 
 import orjson
 
-from . import openai_batch
-from .checks import check_line, safe_field
+from . import families, openai_batch
+from .checks import safe_field
 from .config import Config
 from .keys import key_width, line_key, shown
 from .lineio import Reader, open_source
@@ -33,7 +33,8 @@ class Report:
     error_count: int = 0
     truncated: bool = False
     jobs: list = dataclasses.field(default_factory=list)
-    formats: list = dataclasses.field(default_factory=list)  # line formats seen: "gemini", "openai"
+    formats: list = dataclasses.field(default_factory=list)  # line formats seen: "gemini", "openai", ...
+    family: str | None = None  # the model family the file was checked for (families.py)
 
     @property
     def valid(self) -> bool:
@@ -57,7 +58,7 @@ class Report:
             if first["line"] is None:  # file-level messages are dropbatch's own words: no user text in them
                 text += f"; {first['code']}: {first['message']}"
             else:
-                field = safe_field(first["field"])
+                field = safe_field(first["field"], families.FIELD_NAMES)
                 text += f"; first: line {first['line']}: {first['code']}" + (f" at {field}" if field else "")
         return text + "; report.json lists every error by line"
 
@@ -65,7 +66,7 @@ class Report:
         return {"valid": self.valid, "source": self.source, "requests": self.requests, "errors": self.errors,
                 "truncated": self.truncated, "error_count": self.error_count, "lines": self.lines,
                 "blank_lines": self.blank_lines, "bytes": self.bytes, "jobs": self.jobs,
-                "format": "+".join(self.formats) or None}
+                "format": "+".join(self.formats) or None, "family": self.family}
 
 
 
@@ -77,15 +78,17 @@ class Validator:
     """Validating one file, line by line: keys seen, the job plan, the report so far. Its state can be saved
     and restored, so that a submission can stop before its time budget and continue in another call."""
 
-    def __init__(self, config: Config, source: str, state: dict | None = None):
+    def __init__(self, config: Config, source: str, state: dict | None = None, model: str | None = None):
         self.config = config
         self.report = Report(source=source)
+        self.family = families.family_of(model or config.model)
         self.seen_keys: dict[int, int] = {}  # key hash -> first line
         self.digit_keys: list[tuple[str, int]] = []  # explicit keys that look like line numbers
         self.keyless = bytearray()  # per line: 1 when the line is a request without an explicit key
         self.part = {"first": None, "requests": 0, "bytes": 0}
         if state:
             self._restore(state)
+        self.report.family = self.family.name
 
     def feed(self, lineno: int, raw: bytes | None) -> tuple[str | None, dict, bool] | None:
         """Check one line; (explicit key or None, request, whether the line holds nothing but its request) when it
@@ -107,15 +110,9 @@ class Validator:
         except orjson.JSONDecodeError as exc:
             report.add(lineno, "invalid_json", None, _json_message(str(exc)), limit)
             return None
-        converted = openai_batch.is_openai_line(obj)
-        if (kind := "openai" if converted else "gemini") not in report.formats:
+        problems, key, payload, kind = parse_line(obj, self.family)
+        if kind not in report.formats:
             report.formats.append(kind)
-        if converted:  # an OpenAI Batch line: checked as the Gemini line it becomes
-            obj, problems = openai_batch.convert(obj)
-            found, key = check_line(obj)
-            problems = problems or found  # the Gemini checks judge only a line that converted
-        else:
-            problems, key = check_line(obj)
         for code, field, message in problems:
             report.add(lineno, code, field, message, limit, key)
         if key is None:
@@ -132,13 +129,13 @@ class Validator:
             if key.isdigit():
                 self.digit_keys.append((key, lineno))
         self._plan(lineno, len(raw))
-        return None if problems else (key, obj["request"], len(obj) == 1 and not converted)
+        return None if problems else (key, payload, kind == "gemini" and len(obj) == 1)
 
     def _plan(self, lineno: int, size: int) -> None:
         """Cut the file into jobs within the per-job limits, by line ranges (report.jobs)."""
-        part, config = self.part, self.config
-        if part["requests"] and (part["requests"] >= config.max_job_requests
-                                 or part["bytes"] + size > config.max_job_bytes):
+        part = self.part
+        most_requests, most_bytes = self.family.job_limits(self.config)
+        if part["requests"] and (part["requests"] >= most_requests or part["bytes"] + size > most_bytes):
             self.report.jobs.append({"first_line": part["first"], "last_line": lineno - 1,
                                      "requests": part["requests"], "bytes": part["bytes"]})
             part.update(first=None, requests=0, bytes=0)
@@ -165,8 +162,8 @@ class Validator:
                 report.add(lineno, "key_collision", "key", f"key {shown(key)} is also the key of line {other}, which "
                            f"has no key of its own; give line {other} a key or choose another", limit)
         if report.requests == 0 and not report.error_count:
-            report.add(None, "empty_file", None, "the file has no requests; each line must be "
-                       "{\"request\": {...}}", limit)
+            report.add(None, "empty_file", None, "the file has no requests; each line must be like "
+                       + self.family.example, limit)
         if report.requests > config.max_file_requests:
             report.add(None, "too_many_requests", None, f"the file has {report.requests:,} requests; the limit is "
                        f"{config.max_file_requests:,} a file: split it into several files", limit)
@@ -190,9 +187,23 @@ class Validator:
         self.keyless = bytearray(zlib.decompress(base64.b64decode(state["keyless"])))
 
 
-def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | None = None) -> Report:
-    """Validate a whole file, streaming; the report lists every problem by line."""
-    validator = Validator(config, source or name)
+def parse_line(obj, family: families.Family) -> tuple[list, str | None, object, str]:
+    """(problems, explicit key, what is staged, the line's format) of one parsed line for a model family. An
+    OpenAI Batch line sent to a Gemini model is checked as the Gemini line it converts to."""
+    if family is families.GEMINI and openai_batch.is_openai_line(obj):
+        obj, problems = openai_batch.convert(obj)
+        found, key, payload = family.check(obj)
+        return problems or found, key, payload, "openai"  # the Gemini checks judge only a line that converted
+    problems, key, payload = family.check(obj)
+    kind = "openai" if openai_batch.is_openai_line(obj) else {"open_models": "openai"}.get(family.name, family.name)
+    return problems, key, payload, kind
+
+
+def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | None = None,
+                    model: str | None = None) -> Report:
+    """Validate a whole file, streaming, for the family of `model` (the default model when None); the report
+    lists every problem by line."""
+    validator = Validator(config, source or name, model=model)
     for lineno, raw in Reader(stream, name, config, validator.report).lines():
         validator.feed(lineno, raw)
     return validator.finish()
@@ -206,18 +217,18 @@ def _json_message(detail: str) -> str:
     return f"the line is not valid JSON ({detail}); each line must be one complete JSON object"
 
 
-def validate_path(path: str | os.PathLike, config: Config) -> Report:
+def validate_path(path: str | os.PathLike, config: Config, model: str | None = None) -> Report:
     with open_source(path) as stream:
-        return validate_stream(stream, os.fspath(path), config)
+        return validate_stream(stream, os.fspath(path), config, model=model)
 
 
-def iter_requests(stream: IO[bytes], name: str, config: Config, total_lines: int) -> Iterator[tuple[int, str, dict]]:
-    """(line, key, request) of a file already found valid: the second pass, for staging and splitting."""
+def iter_requests(stream: IO[bytes], name: str, config: Config, total_lines: int,
+                  family: families.Family = families.GEMINI) -> Iterator[tuple[int, str, object]]:
+    """(line, key, what is staged) of a file already found valid: the second pass, for splitting."""
     width = key_width(total_lines)
     report = Report(source=name)
     for lineno, raw in Reader(stream, name, config, report).lines():
         if raw is None or not raw.strip():
             continue
-        obj = orjson.loads(raw)
-        key = obj.get("key")
-        yield lineno, key if key is not None else line_key(lineno, width), obj["request"]
+        _, key, payload, _ = parse_line(orjson.loads(raw), family)
+        yield lineno, key if key is not None else line_key(lineno, width), payload
