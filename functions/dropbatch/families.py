@@ -387,7 +387,7 @@ def _anthropic_check(obj):
         return [("wrong_family", None, "this is an OpenAI Batch line; a Claude model reads {\"custom_id\": "
                  "\"...\", \"request\": {\"messages\": [...], \"anthropic_version\": \"vertex-2023-10-16\", "
                  "\"max_tokens\": N}} lines")], None, None
-    _only(obj, {"custom_id", "request"}, "", problems, "a Claude line holds custom_id and request")
+    _only(obj, {"custom_id", "request"}, "", problems, "a Claude line holds custom_id (its key) and request")
     if obj.get("custom_id") is None:
         problems.append(("missing_key", "custom_id", "custom_id is missing; each Claude request needs a "
                          "custom_id (1-128 characters of A-Z a-z 0-9 . _ -), unique in the file"))
@@ -397,6 +397,9 @@ def _anthropic_check(obj):
         problems.append(("missing_request", "request", "request must be a Messages request object: "
                          "{\"messages\": [...], \"anthropic_version\": \"vertex-2023-10-16\", \"max_tokens\": N}"))
         return problems, key, None
+    if "contents" in request and "messages" not in request:
+        return problems + [("wrong_family", "request", "request is a Gemini request; a Claude model reads "
+                            "Messages requests: " + ANTHROPIC.example)], key, None
     extra = [n for n in request if n not in _CLAUDE_FIELDS]
     for name in extra:
         hint = ("the job's model decides; remove it" if name == "model" else

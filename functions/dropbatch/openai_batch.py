@@ -202,26 +202,49 @@ def output_line(result: dict) -> dict:
             "status_code": status, "request_id": response.get("responseId") or rid,
             "body": {"error": {"message": error.get("message") or "the request failed", "type": "api_error",
                                "code": result.get("finish_reason") or code}}}}
-    usage = result.get("usage") or {}
-    choices = []
-    for i, candidate in enumerate(response.get("candidates") or []):
-        parts = (candidate.get("content") or {}).get("parts") or []
-        text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
-        calls = [{"id": f"call_{i}_{n}", "type": "function", "function": {
-            "name": p["functionCall"].get("name"), "arguments": orjson.dumps(p["functionCall"].get("args") or {}).decode()}}
-            for n, p in enumerate(parts) if isinstance(p.get("functionCall"), dict)]
-        message = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
-        reason = "tool_calls" if calls else FINISH.get(candidate.get("finishReason"), "stop")
-        choices.append({"index": i, "message": message, "finish_reason": reason, "logprobs": None})
-    prompt = usage.get("promptTokenCount") or 0
-    completion = (usage.get("candidatesTokenCount") or 0) + (usage.get("thoughtsTokenCount") or 0)
-    body = {"id": response.get("responseId") or rid, "object": "chat.completion", "created": _epoch(
-        result.get("processed_time")), "model": response.get("modelVersion"), "choices": choices,
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                  "total_tokens": usage.get("totalTokenCount") or prompt + completion,
-                  "completion_tokens_details": {"reasoning_tokens": usage.get("thoughtsTokenCount") or 0}}}
+    body = _completion(result, response) if "embedding" not in result else {
+        "object": "list", "data": [{"object": "embedding", "index": 0, "embedding": result["embedding"]}],
+        "model": response.get("modelVersion"), "usage": {
+            "prompt_tokens": (result.get("usage") or {}).get("promptTokenCount") or 0,
+            "total_tokens": (result.get("usage") or {}).get("totalTokenCount") or 0}}
+    body["id"] = body.get("id") or rid
     return {"id": rid, "custom_id": key, "response": {"status_code": 200, "request_id": body["id"], "body": body},
             "error": None}
+
+
+CLAUDE_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+
+
+def _completion(result: dict, response: dict) -> dict:
+    """The chat.completion of a succeeded result: an open model's response is one already; a Claude answer
+    becomes one choice; Gemini's candidates become choices (thought parts left out, function calls as
+    tool_calls)."""
+    if isinstance(response.get("choices"), list):
+        return dict(response)
+    usage = result.get("usage") or {}
+    if response.get("type") == "message":
+        choices = [{"index": 0, "message": {"role": "assistant", "content": result.get("text")},
+                    "finish_reason": CLAUDE_FINISH.get(response.get("stop_reason"), "stop"), "logprobs": None}]
+    else:
+        choices = []
+        for i, candidate in enumerate(response.get("candidates") or []):
+            parts = (candidate.get("content") or {}).get("parts") or []
+            text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+            calls = [{"id": f"call_{i}_{n}", "type": "function", "function": {
+                "name": p["functionCall"].get("name"),
+                "arguments": orjson.dumps(p["functionCall"].get("args") or {}).decode()}}
+                for n, p in enumerate(parts) if isinstance(p.get("functionCall"), dict)]
+            message = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+            reason = "tool_calls" if calls else FINISH.get(candidate.get("finishReason"), "stop")
+            choices.append({"index": i, "message": message, "finish_reason": reason, "logprobs": None})
+    prompt = usage.get("promptTokenCount") or 0
+    completion = (usage.get("candidatesTokenCount") or 0) + (usage.get("thoughtsTokenCount") or 0)
+    return {"id": response.get("responseId") or response.get("id"), "object": "chat.completion",
+            "created": _epoch(result.get("processed_time")), "model": response.get("modelVersion") or
+            response.get("model"), "choices": choices,
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": usage.get("totalTokenCount") or prompt + completion,
+                      "completion_tokens_details": {"reasoning_tokens": usage.get("thoughtsTokenCount") or 0}}}
 
 
 def _epoch(stamp) -> int:

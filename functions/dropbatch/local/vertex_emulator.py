@@ -48,6 +48,8 @@ import orjson
 from flask import Flask, Response, request
 from google.api_core.exceptions import Forbidden
 
+from . import vertex_families
+
 STATES = {"JOB_STATE_QUEUED": 1, "JOB_STATE_PENDING": 2, "JOB_STATE_RUNNING": 3, "JOB_STATE_SUCCEEDED": 4,
           "JOB_STATE_FAILED": 5, "JOB_STATE_CANCELLING": 6, "JOB_STATE_CANCELLED": 7, "JOB_STATE_EXPIRED": 9,
           "JOB_STATE_PARTIALLY_SUCCEEDED": 11}
@@ -64,7 +66,6 @@ _SNAKE = {"inlineData": "inline_data", "fileData": "file_data", "functionCall": 
 _FLOAT32_FIELDS = {"temperature", "topP", "top_p", "presencePenalty", "presence_penalty", "frequencyPenalty",
                    "frequency_penalty"}
 _LABEL = re.compile(r"[\w-]{0,64}\Z")  # lowercase letters, digits, _ and -, international characters allowed
-_MODEL = re.compile(r"(projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[0-9][\w.-]*\Z")
 _F32 = struct.Struct("<f")
 
 
@@ -188,8 +189,13 @@ def create_problem(body: dict) -> str | None:
         if not k or not _LABEL.match(k) or not _LABEL.match(str(v)) or k != k.lower() or str(v) != str(v).lower():
             return (f"Invalid label: keys and values can be no longer than 64 characters, and can only contain "
                     f"lowercase letters, numeric characters, underscores and dashes (key {k[:70]!r}).")
-    if not _MODEL.match(body.get("model") or ""):
-        return f"Invalid model: {str(body.get('model'))[:200]}; use publishers/google/models/gemini-..."
+    model = body.get("model") or ""
+    if not vertex_families.MODEL.match(model):
+        return f"Invalid model: {str(model)[:200]}; use publishers/google/models/gemini-... (or another publisher's)"
+    if vertex_families.family(model) == "gemini_embedding" and "bigquery" in (
+            (body.get("inputConfig") or {}).get("instancesFormat"), (body.get("outputConfig") or {}).get(
+                "predictionsFormat")):
+        return "BigQuery tables are not supported for Gemini embedding models; use JSONL files in Cloud Storage."
     return None
 
 
@@ -215,7 +221,11 @@ class Responder:
         self.url, self.model = url.rstrip("/"), model
 
     def answer(self, req: dict) -> str:
-        prompt = _prompt_text(req)
+        config = req.get("generationConfig") or req.get("generation_config") or {}
+        mime = config.get("responseMimeType") or config.get("response_mime_type")
+        return self.answer_text(_prompt_text(req), as_json=mime == "application/json")
+
+    def answer_text(self, prompt: str, as_json: bool = False) -> str:
         if self.url:
             import requests
 
@@ -223,10 +233,8 @@ class Responder:
                 "model": self.model, "messages": [{"role": "user", "content": prompt}]})
             r.raise_for_status()
             return r.json()["choices"][0]["message"]["content"]
-        config = req.get("generationConfig") or req.get("generation_config") or {}
-        mime = config.get("responseMimeType") or config.get("response_mime_type")
         digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
-        if mime == "application/json":
+        if as_json:
             return orjson.dumps({"echo": prompt[:40], "digest": digest}).decode()
         return f"[{digest}] {prompt[:60]}"
 
@@ -384,11 +392,10 @@ class Emulator:
         out_dir = f"{prefix}/prediction-model-{stamp}"
         self._set(name, outputInfo={"gcsOutputDirectory": out_dir})
         lines: list[tuple[bytes, bool, str]] = []  # (output line, succeeded, which request)
-        model = job["model"].rsplit("/", 1)[-1]
         total = 0
         for raw, label, _ in self._inputs(job):
             total += 1
-            line, good = self._predict_line(raw, label, model)
+            line, good = self._predict_line(raw, label, job["model"])
             if _share(f.seed, "drop", label, f.drop_rate):
                 continue
             lines.append((line, good, label))
@@ -463,7 +470,7 @@ class Emulator:
         schema += [bigquery.SchemaField("response", "JSON"), bigquery.SchemaField("status", "STRING")]
         rows, ok, failed = [], 0, 0
         for raw, label, columns in self._inputs(job):
-            line, good = self._predict_line(raw, label, model)
+            line, good = self._predict_line(raw, label, job["model"])
             out = orjson.loads(line)
             rows.append({"request": out.get("request"), **(columns or {}), "response": out.get("response"),
                          "status": out.get("status") or ""})
@@ -475,8 +482,21 @@ class Emulator:
         stats = _stats(ok, failed, 0)
         self._finish(name, "JOB_STATE_SUCCEEDED" if ok or not failed else "JOB_STATE_FAILED", completionStats=stats)
 
-    def _predict_line(self, raw: bytes, label: str, model: str) -> tuple[bytes, bool]:
+    def _fault(self, label: str, raw: bytes) -> tuple[int, str] | None:
+        """(code, status text) when the faults make this request fail, else None (BLOCKME lines never do)."""
         f = self.faults
+        if b"BLOCKME" in raw or not _share(f.seed, "fail", label, f.fail_rate):
+            return None
+        message = {500: "Internal error encountered.", 429: "Resource exhausted. Please try again later.",
+                   503: "The service is currently unavailable."}.get(f.fail_code, "Error.")
+        return f.fail_code, _status_text(f.fail_code, message, int(hashlib.sha256(label.encode()).hexdigest()[:4], 16))
+
+    def _predict_line(self, raw: bytes, label: str, resource: str) -> tuple[bytes, bool]:
+        kind = vertex_families.family(resource)
+        if kind != "gemini":
+            return vertex_families.predict(kind, raw, self.responder.answer_text, self._fault(label, raw))
+        f = self.faults
+        model = resource.rsplit("/", 1)[-1]
         processed = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         try:
             req = orjson.loads(raw)["request"]
@@ -488,13 +508,11 @@ class Emulator:
         echo = _echo(req)
         problem = _request_problem(req)
         # the BLOCKME marker is always answered blocked (never an injected fault), so block handling tests hold
-        if problem or (b"BLOCKME" not in raw and _share(f.seed, "fail", label, f.fail_rate)):
-            code = 400 if problem else f.fail_code
-            message = problem or {500: "Internal error encountered.", 429: "Resource exhausted. Please try again "
-                                  "later.", 503: "The service is currently unavailable."}.get(code, "Error.")
-            shape = int(hashlib.sha256(label.encode()).hexdigest()[:4], 16)
-            return orjson.dumps({"status": _status_text(code, message, shape), "processed_time": processed,
-                                 "request": echo}) + b"\n", False
+        fault = None if problem else self._fault(label, raw)
+        if problem or fault:
+            status = _status_text(400, problem, int(hashlib.sha256(label.encode()).hexdigest()[:4], 16)) \
+                if problem else fault[1]
+            return orjson.dumps({"status": status, "processed_time": processed, "request": echo}) + b"\n", False
         prompt = _prompt_text(req)
         usage = {"promptTokenCount": _tokens(prompt)}
         response = {"modelVersion": f"{model}@default", "createTime": now_iso(),
