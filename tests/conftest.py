@@ -18,7 +18,8 @@ from dropbatch.config import Config
 
 # The stack under test splits files past 40 requests into several jobs, so small files exercise that path.
 # results.jsonl is ordered in buckets of 10 lines, so a small batch has many buckets to order and compose.
-STACK_ENV = {"DROPBATCH_MAX_JOB_REQUESTS": "40", "DROPBATCH_CLAIM_LEASE_S": "8", "DROPBATCH_SPLIT_BUDGET_S": "60",
+# At 40 a job the fault tests' files need up to 63 jobs: the stack has no lifecycle rule to outgrow.
+STACK_ENV = {"DROPBATCH_MAX_JOB_REQUESTS": "40", "DROPBATCH_MAX_FILE_JOBS": "100", "DROPBATCH_CLAIM_LEASE_S": "8", "DROPBATCH_SPLIT_BUDGET_S": "60",
              "DROPBATCH_RESULTS_BUCKET_LINES": "10", "DROPBATCH_OUTBOX_RETRY_S": "2",
              "DROPBATCH_LIST_SETTLE_S": "3"}
 

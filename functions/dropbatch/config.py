@@ -7,7 +7,6 @@ import functools
 import os
 
 from .errors import UsageError
-from .families import resource_path
 
 GB = 1_000_000_000
 
@@ -32,6 +31,7 @@ class Config:
     # Limits for one dropped file; past max_job_* a file becomes several jobs.
     max_file_requests: int = 1_000_000
     max_file_bytes: int = 20 * GB
+    max_file_jobs: int = 32  # the staged parts infra/modules/bucket's lifecycle rule names
     max_line_bytes: int = 20_000_000
     max_errors: int = 1_000
     max_event_age_s: int = 24 * 3600
@@ -75,11 +75,6 @@ class Config:
     @property
     def state_bucket(self) -> str:
         return self.results_bucket or self.bucket
-
-    def model_resource(self, model: str) -> str:
-        if model.startswith("projects/"):
-            return model
-        return f"projects/{self.project}/locations/{self.location}/{resource_path(model)}"
 
 
 @functools.cache

@@ -96,13 +96,13 @@ def _name(model: str) -> tuple[str, str]:
     return "google", model
 
 
-def resource_path(model: str) -> str:
-    """`publishers/P/models/M` for a model as users write it (gemini-2.5-flash, claude-sonnet-4@20250514,
-    meta/llama-3.3-70b-instruct-maas); a full resource name is kept as it is."""
-    if model.startswith(("projects/", "publishers/")):
+def resource_name(model: str, project: str, location: str) -> str:
+    """The model's resource name, from a model as users write it (gemini-2.5-flash, claude-sonnet-4@20250514,
+    meta/llama-3.3-70b-instruct-maas, publishers/P/models/M); a full resource name is kept as it is."""
+    if model.startswith("projects/"):
         return model
     publisher, name = _name(model)
-    return f"publishers/{publisher}/models/{name}"
+    return f"projects/{project}/locations/{location}/publishers/{publisher}/models/{name}"
 
 
 def family_of(model: str) -> "Family":

@@ -167,6 +167,10 @@ class Validator:
         if report.requests > config.max_file_requests:
             report.add(None, "too_many_requests", None, f"the file has {report.requests:,} requests; the limit is "
                        f"{config.max_file_requests:,} a file: split it into several files", limit)
+        if len(report.jobs) > config.max_file_jobs:
+            report.add(None, "too_many_jobs", None, f"the file needs {len(report.jobs):,} jobs for this model "
+                       f"(at most {self.family.job_limits(config)[0]:,} requests a job); the limit is "
+                       f"{config.max_file_jobs} a file: split it into several files", limit)
         report.errors.sort(key=lambda e: (e["line"] is not None, e["line"] or 0))
         return report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from . import families
 from .config import Config
 from .errors import PermanentError, TransientError, denied
 
@@ -85,7 +86,7 @@ def create_job(config: Config, *, batch_id: str, part: int, round_: int, input_u
     labels = {BATCH_LABEL: batch_id, PART_LABEL: f"{round_}-{part}"}
     job = aiplatform_v1.BatchPredictionJob(
         display_name=f"dropbatch-{batch_id}-{round_}-{part}"[:128],
-        model=config.model_resource(model),
+        model=families.resource_name(model, config.project, config.location),
         input_config={"instances_format": "jsonl", "gcs_source": {"uris": [input_uri]}},
         output_config={"predictions_format": "jsonl", "gcs_destination": {"output_uri_prefix": output_prefix}},
         labels=labels,

@@ -19,7 +19,7 @@ DEPLOYED = {
     "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json", "dropbatch/prices.json",
     "dropbatch/results_table.json",
     *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "cost", "errors", "events", "finish", "keys", "layout",
-                                    "ledger", "lineio", "logs", "notify", "ordered", "outcome", "retry", "rounds",
+                                    "ledger", "lineio", "logs", "notify", "ordered", "outcome", "retry", "rounds", "families",
                                     "openai_batch", "schema", "split", "splits", "status", "submit", "table", "tablesource",
                                     "validate", "vertex")),
 }

@@ -73,8 +73,9 @@ resource "google_storage_bucket" "this" {
 }
 
 locals {
-  # Every staged part a batch can have: a file of at most 20 GB at 1 GB a job is at most 20 parts (32 here),
-  # and a retry round's parts are numbered after them (64); part chunks are deleted once composed.
+  # Every staged part a batch can have: the validator refuses a file that needs more than 32 jobs
+  # (DROPBATCH_MAX_FILE_JOBS), and a retry round's parts are numbered after them (64); part chunks are deleted
+  # once composed.
   staged_suffixes = flatten([
     [for i in range(32) : [format("/input/part-%05d.jsonl", i), format("/input/part-%05d.keys.jsonl", i)]],
     [for i in range(64) : [format("/input/retry-r1-p%05d.jsonl", i), format("/input/retry-r1-p%05d.keys.jsonl", i)]],
