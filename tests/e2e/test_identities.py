@@ -356,3 +356,39 @@ def test_googles_bigquery_sample_runs_with_only_local_env(stack, vertex):
     for row in got.values():
         assert row["status"] == "" and orjson.loads(row["response"])["candidates"][0]["content"]["parts"]
         assert orjson.loads(row["request"])["contents"]
+
+
+# The calls of python-docs-samples genai/batch_prediction/batchpredict_embeddings_with_gcs.py (Apache-2.0, not
+# copied here): the same client.batches.create with model="text-embedding-005" and
+# src="gs://cloud-samples-data/generative-ai/embeddings/embeddings_input.jsonl", then the same poll loop (30 s
+# there, 0.5 s here). The source object is made on the stack with instances as the embeddings batch page writes
+# them ({"content": "..."}).
+GOOGLE_EMBEDDINGS_SAMPLE = GOOGLE_SAMPLE.replace('model="gemini-2.5-flash"', 'model="text-embedding-005"').replace(
+    '"gs://cloud-samples-data/batch/prompt_for_batch_gemini_predict.jsonl"',
+    '"gs://cloud-samples-data/generative-ai/embeddings/embeddings_input.jsonl"')
+
+
+def test_googles_embeddings_sample_runs_with_only_local_env(stack, bucket, vertex):
+    from google.cloud import storage
+
+    assert GOOGLE_EMBEDDINGS_SAMPLE.count("text-embedding-005") == 1 and "embeddings_input" in GOOGLE_EMBEDDINGS_SAMPLE
+    vertex.faults(fail_rate=0.0)
+    owner = storage.Client(project=stack.project)
+    samples = owner.bucket("cloud-samples-data")
+    if not samples.exists():
+        owner.create_bucket("cloud-samples-data")
+    texts = ["Give a short description of a machine learning model:", "Best recipe for banana bread:"]
+    samples.blob("generative-ai/embeddings/embeddings_input.jsonl").upload_from_string(
+        b"".join(orjson.dumps({"content": t}) + b"\n" for t in texts))
+    dest = f"gs://{stack.bucket}/batches/google-embeddings-sample"
+    out = subprocess.run([sys.executable, "-c", GOOGLE_EMBEDDINGS_SAMPLE, "v1", dest], capture_output=True,
+                         text=True, env=only_local_env(stack), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Job state: JobState.JOB_STATE_SUCCEEDED" in out.stdout, out.stdout
+    lines = [orjson.loads(l) for b in bucket.list_blobs(prefix="batches/google-embeddings-sample/prediction-model-")
+             for l in b.download_as_bytes().splitlines()]
+    assert sorted(l["instance"]["content"] for l in lines) == sorted(texts)
+    for line in lines:
+        embeddings = line["predictions"][0]["embeddings"]
+        assert line["status"] == "" and len(embeddings["values"]) == 768, "text-embedding-005's 768 dimensions"
+        assert embeddings["statistics"]["token_count"] > 0 and embeddings["statistics"]["truncated"] is False
