@@ -339,3 +339,60 @@ def test_google_genai_sdk_calls(stack, bucket, vertex, explicit):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "state JOB_STATE_SUCCEEDED" in out.stdout and "listed True" in out.stdout and "deleted" in out.stdout
     assert "cancelled JOB_STATE_CANCELLED" in out.stdout
+
+
+@pytest.mark.parametrize("model, good, wrong", [
+    ("text-embedding-005", {"content": "Best recipe for banana bread:"},
+     {"request": {"contents": [{"role": "user", "parts": [{"text": "a Gemini line"}]}]}}),
+    ("gemini-embedding-001", {"key": "k", "request": {"content": {"parts": [{"text": "Hello World"}]},
+                                                      "embed_content_config": {"output_dimensionality": 64}}},
+     {"content": "a text-embedding instance"}),
+    ("claude-3-5-haiku@20241022", {"custom_id": "r1", "request": {
+        "messages": [{"role": "user", "content": "Hello!"}], "anthropic_version": "vertex-2023-10-16", "max_tokens": 50}},
+     {"custom_id": "r2", "request": {"messages": [{"role": "user", "content": "no version"}], "max_tokens": 50}}),
+    ("meta/llama-3.1-8b-instruct-maas", {"custom_id": "t0", "method": "POST", "url": "/v1/chat/completions",
+                                         "body": {"messages": [{"role": "user", "content": "banana bread"}]}},
+     {"custom_id": "t1", "method": "POST", "url": "/v1/completions", "body": {"prompt": "old API"}}),
+])
+def test_each_family_answers_its_own_shape_and_refuses_the_wrong_one(stack, bucket, client, vertex, model, good,
+                                                                      wrong):
+    """A job per family (families' pages: vertex_families' docstring): the good line answered in the family's
+    output shape, the wrong-shape line failed on its own with a 400, completion stats counting both."""
+    from dropbatch.families import resource_name
+
+    vertex.faults(fail_rate=0.0)
+    name = model.replace("/", "-").replace("@", "-")
+    uri = stage(bucket, f"batches/families-{name}/input.jsonl", [good, wrong])
+    job = make_job(stack, uri, f"gs://{bucket.name}/batches/families-{name}/out")
+    job.model = resource_name(model, stack.project, "us-central1")
+    job = wait_terminal(client, client.create_batch_prediction_job(
+        parent=f"projects/{stack.project}/locations/us-central1", batch_prediction_job=job).name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    assert (job.completion_stats.successful_count, job.completion_stats.failed_count) == (1, 1)
+    out = [orjson.loads(l) for b in bucket.list_blobs(prefix=f"batches/families-{name}/out/prediction-model-")
+           for l in b.download_as_bytes().splitlines()]
+    ok = next(l for l in out if not l.get("status") and not l.get("error"))
+    failed = next(l for l in out if l is not ok)
+    assert "400" in str(failed.get("status") or failed.get("error")), failed
+    if model == "text-embedding-005":
+        assert ok["instance"] == good and len(ok["predictions"][0]["embeddings"]["values"]) == 768
+    elif model == "gemini-embedding-001":
+        assert ok["key"] == "k" and len(ok["response"]["embedding"]["values"]) == 64
+    elif model.startswith("claude"):
+        assert ok["custom_id"] == "r1" and ok["response"]["type"] == "message"
+        assert ok["response"]["content"][0]["type"] == "text" and ok["response"]["usage"]["output_tokens"] > 0
+    else:
+        assert ok["custom_id"] == "t0" and ok["id"] and ok["response"]["object"] == "chat.completion"
+        assert "banana bread" in ok["response"]["choices"][0]["message"]["content"]
+
+
+def test_gemini_embedding_jobs_refuse_bigquery(stack, client, vertex):
+    """batch-prediction-genai-embeddings: "BigQuery tables are not supported for Gemini embedding models"."""
+    job = aiplatform_v1.BatchPredictionJob(
+        display_name="bq-embeddings", model=f"projects/{stack.project}/locations/us-central1/publishers/google/"
+                                            "models/gemini-embedding-001",
+        input_config={"instances_format": "bigquery", "bigquery_source": {"input_uri": "bq://p.d.t"}},
+        output_config={"predictions_format": "jsonl", "gcs_destination": {"output_uri_prefix": "gs://b/o"}})
+    with pytest.raises(exceptions.BadRequest, match="BigQuery tables are not supported"):
+        client.create_batch_prediction_job(parent=f"projects/{stack.project}/locations/us-central1",
+                                           batch_prediction_job=job)
