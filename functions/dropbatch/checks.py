@@ -524,6 +524,12 @@ def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object]:
             if name in _ONLINE_SHAPE or name == "model":
                 hint = ("this looks like a bare request; wrap it as {\"request\": {\"contents\": [...], ...}}"
                         if "request" not in obj else f"move '{name}' inside request")
+            elif name == "content":
+                hint = "this looks like a text-embedding instance; send the file to an embedding model (object " \
+                       "metadata model, or `dropbatch run --model text-embedding-005`)"
+            elif name == "custom_id":
+                hint = "this looks like a Claude line; send the file to a Claude model (object metadata model, " \
+                       "or `dropbatch run --model claude-...`)"
             elif name == "messages":
                 hint = "this looks like an OpenAI chat request; write {\"request\": {\"contents\": [{\"role\": " \
                        "\"user\", \"parts\": [{\"text\": \"...\"}]}]}}"

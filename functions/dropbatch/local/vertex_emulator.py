@@ -20,6 +20,9 @@ exactly that when this emulator tried it; the split still handles it (tests/inte
 test_incremental_split.py, against real Cloud Storage streams); echoed float fields come back at float32 precision;
 failed lines use several status shapes; list results lag behind creates when `list_lag_s` is set.
 
+Models other than Gemini generation (embeddings, Claude, open models) are answered in their families' shapes
+by vertex_families.py, whose docstring names each shape's page and what is modelled.
+
 Jobs walk QUEUED -> PENDING -> RUNNING -> a terminal state on a configurable clock, read their JSONL input from
 GCS (STORAGE_EMULATOR_HOST) and write OUTPUT_PREFIX/prediction-model-TIMESTAMP/*.jsonl; or read a BigQuery
 table's `request` column and write a BigQuery table (BIGQUERY_EMULATOR_HOST; batch-prediction-from-bigquery:
