@@ -202,3 +202,32 @@ def test_validate_model_checks_a_file_for_that_family(tmp_path):
     out = subprocess.run(run + ["--model", "gemini-embedding-001", "--json"], capture_output=True, text=True,
                          timeout=60)
     assert orjson.loads(out.stdout)["family"] == "embeddings" and out.returncode == 1
+
+
+def test_dropbatch_split_matches_a_hand_run_claude_job_by_its_requests(tmp_path):
+    """`dropbatch split --model claude-...` on a job a user ran themselves: its output echoes the user's own
+    custom_ids (not dropbatch's line ids), so each output is matched by its request; identical requests take
+    outputs in line order, one each, and a request with no output is missing."""
+    from dropbatch.split import split_local
+
+    def line(cid, text):
+        return {"custom_id": cid, "request": {**CLAUDE["request"], "messages": [{"role": "user", "content": text}]}}
+
+    lines = [line("a", "same"), line("b", "other"), line("c", "same"), line("d", "never answered")]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(l) + b"\n" for l in lines))
+    reply = {"type": "message", "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+             "usage": {"input_tokens": 3, "output_tokens": 1}}
+    outputs = [{**lines[1], "response": {**reply, "content": [{"type": "text", "text": "B"}]}, "status": ""},
+               {**lines[2], "response": reply, "status": ""}, {**lines[0], "response": reply, "status": ""},
+               {"custom_id": "zzz", "request": {"messages": []}, "response": reply, "status": ""}]
+    out_dir = tmp_path / "prediction-model-1"
+    out_dir.mkdir()
+    (out_dir / "predictions.jsonl").write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in outputs))
+    manifest = split_local(str(tmp_path / "in.jsonl"), [str(out_dir)], str(tmp_path / "res"), Config(),
+                           model="claude-3-5-haiku@20241022")
+    assert manifest["counts"] == {"total": 4, "succeeded": 3, "failed": 0, "missing": 1, "duplicate_outputs": 0,
+                                  "unmatched_outputs": 1}
+    rows = [orjson.loads(l) for l in (tmp_path / "res" / "results.jsonl").read_bytes().splitlines()]
+    assert [(r["key"], r["status"], r["text"]) for r in rows] == [
+        ("a", "succeeded", "ok"), ("b", "succeeded", "B"), ("c", "succeeded", "ok"), ("d", "missing", None)]
+    assert manifest["usage"]["prompt_tokens"] == 9
