@@ -303,21 +303,32 @@ UPLOADS_IN_FLIGHT = 2  # chunks uploading at once while the file is read on: at 
 def staged_as_is(request: dict) -> bool:
     """True when staging changes nothing but the labels: contents and every Content's parts are lists already."""
     contents = request.get("contents")
+    if type(contents) is not list:
+        return False
+    for content in contents:
+        if type(content) is not dict or type(content.get("parts")) is not list:
+            return False
     system = request.get("systemInstruction", request.get("system_instruction"))
-    return isinstance(contents, list) and all(isinstance(c, dict) and isinstance(c.get("parts"), list)
-                                              for c in (*contents, *([system] if system is not None else [])))
+    return system is None or (type(system) is dict and type(system.get("parts")) is list)
 
 
-def spliced(raw: bytes, labels: dict) -> bytes | None:
+_BLANK = frozenset(b" \t\r\n")
+
+
+def spliced(raw: bytes, labels: bytes) -> bytes | None:
     """The staged line made from the dropped line's own bytes, for a line that is exactly {"request": {...}}
-    whose request has no labels: the labels go in before the request's closing brace, so the request is not
-    serialised again (the submit function's CPU stays near validation's). None when the bytes do not end as
-    such a line does."""
-    body = raw.rstrip()
-    inner = body[:-1].rstrip()
-    if not (body.endswith(b"}") and inner.endswith(b"}")):
+    whose request has no labels: `labels` (keys.line_labels_json) go in before the request's closing brace, so
+    the request is not serialised again and its bytes are copied once (the submit function's CPU stays near
+    validation's). None when the bytes do not end as such a line does."""
+    end = len(raw)
+    while end and raw[end - 1] in _BLANK:
+        end -= 1
+    inner = end - 1
+    while inner > 0 and raw[inner - 1] in _BLANK:
+        inner -= 1
+    if inner < 1 or raw[end - 1] != 0x7D or raw[inner - 1] != 0x7D:
         return None
-    return inner[:-1] + b',"labels":' + orjson.dumps(labels) + b"}}\n"
+    return b"".join((memoryview(raw)[:inner - 1], b',"labels":', labels, b"}}\n"))
 
 
 class Stager:
@@ -333,7 +344,9 @@ class Stager:
         self.store, self.batch_id = store, doc["batch_id"]
         self.chunks: dict[str, int] = (state or {}).get("chunks", {})  # part -> chunks written
         self.part: int | None = None
-        self.data, self.keys = bytearray(), bytearray()
+        self.data: list[bytes] = []  # the open chunk's staged lines, joined once when it is handed off
+        self.size = 0
+        self.keys = bytearray()
         self.pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stage")
         self.slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
         self.pending: list = []
@@ -349,12 +362,14 @@ class Stager:
             self.part = part
         staged = None
         if plain and "labels" not in request and staged_as_is(request):  # a Gemini line, staged from its bytes
-            staged = spliced(raw, keys.line_labels(line, keys.label_digits(line)))
+            staged = spliced(raw, keys.line_labels_json(line, keys.label_digits(line)))
         if staged is None:  # re-serialised as the family stages it (Gemini: labels merged, parts made lists)
             staged = self.family.stage(request, line)
-        self.data += staged
-        self.keys += orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
-        if len(self.data) >= CHUNK_BYTES:
+        self.data.append(staged)
+        self.size += len(staged)
+        self.keys += b"[%d,null,%d]\n" % (line, len(staged)) if key is None else \
+            orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
+        if self.size >= CHUNK_BYTES:
             self._flush()
 
     def _flush(self) -> None:
@@ -363,8 +378,9 @@ class Stager:
             return
         chunk = self.chunks.get(str(self.part), 0)
         self.chunks[str(self.part)] = chunk + 1
-        name, data, sidecar = self._name(self.part, chunk), bytes(self.data), bytes(self.keys)
+        name, data, sidecar = self._name(self.part, chunk), b"".join(self.data), bytes(self.keys)
         self.data.clear()
+        self.size = 0
         self.keys.clear()
         self.slots.acquire()
         future = self.pool.submit(self._upload, name, data, sidecar)

@@ -259,14 +259,18 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
             request = orjson.loads(raw)["request"]
             labels = keys.line_labels(n, keys.label_digits(n))
             want = {"request": {**as_lists(request), "labels": {**(request.get("labels") or {}), **labels}}}
-            fast = spliced(raw, labels) if len(line) == 1 and "labels" not in request and staged_as_is(request) \
+            assert keys.line_labels_json(n, keys.label_digits(n)) == orjson.dumps(labels)
+            fast = spliced(raw, orjson.dumps(labels)) if len(line) == 1 and "labels" not in request and staged_as_is(request) \
                 else None
             spliced_count += fast is not None
             if fast is not None:
                 assert fast.endswith(b"}}\n") and b"\n" not in fast[:-1]
                 assert orjson.loads(fast) == want, line
     assert spliced_count >= 4
-    assert spliced(b'{"request": {"contents": []}, "key": null}', {"a": "b"}) is None
+    assert spliced(b'{"request": {"contents": []}, "key": null}', b'{"a":"b"}') is None
+    assert spliced(b"}", b"{}") is None and spliced(b"", b"{}") is None
+    for line in (0, 35, 36, 1295, 1296, 46655, 1_679_615):
+        assert keys.line_labels_json(line, 4) == orjson.dumps(keys.line_labels(line, 4))
     assert not staged_as_is({"contents": {"parts": [{"text": "x"}]}})
     assert not staged_as_is({"contents": [{"parts": {"text": "x"}}]})
     assert not staged_as_is({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": {"text": "s"}}})
