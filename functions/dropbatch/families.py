@@ -74,6 +74,9 @@ class Family:
     marked_line: Callable  # an output line -> the line number it carries, or None
     result: Callable  # (key, output line, batch id, job) -> result object
     example: str  # one line of the format, for messages
+    # A table as input: (columns that must be there, columns read when there, the field a key column fills),
+    # as each family's batch page describes its BigQuery input.
+    table: tuple = (("request",), (), "key")
 
     def job_limits(self, config) -> tuple[int, int]:
         """(requests, bytes) a job may take: the family's, lowered by DROPBATCH_MAX_JOB_REQUESTS/_BYTES."""
@@ -601,10 +604,13 @@ GEMINI_EMBEDDING = Family("embeddings", 1_000_000, 1 * GB, _gemini_embedding_che
                           '{"key": "k1", "request": {"content": {"parts": [{"text": "..."}]}, '
                           '"embed_content_config": {"task_type": "RETRIEVAL_DOCUMENT"}}}')
 TEXT_EMBEDDING = Family("embeddings", 30_000, 1 * GB, _text_embedding_check, _text_embedding_stage, _instance_of,
-                        lambda out: None, _embedding_result, '{"content": "...", "task_type": "RETRIEVAL_DOCUMENT"}')
+                        lambda out: None, _embedding_result, '{"content": "...", "task_type": "RETRIEVAL_DOCUMENT"}',
+                        (("content",), ("task_type", "title"), "key"))
 ANTHROPIC = Family("anthropic", 100_000, 256 * MB, _anthropic_check, _anthropic_stage, _request_of, _custom_line,
                    _anthropic_result, '{"custom_id": "k1", "request": {"messages": [{"role": "user", "content": '
-                   '"..."}], "anthropic_version": "vertex-2023-10-16", "max_tokens": 256}}')
+                   '"..."}], "anthropic_version": "vertex-2023-10-16", "max_tokens": 256}}',
+                   (("request",), (), "custom_id"))
 OPEN_MODELS = Family("open_models", 50_000, 200 * MB, _open_check, _open_stage, _body_of, _custom_line,
                      _open_result, '{"custom_id": "k1", "method": "POST", "url": "/v1/chat/completions", '
-                     '"body": {"messages": [{"role": "user", "content": "..."}], "max_tokens": 256}}')
+                     '"body": {"messages": [{"role": "user", "content": "..."}], "max_tokens": 256}}',
+                     (("body",), ("method", "url"), "custom_id"))

@@ -234,7 +234,8 @@ def _open_lines(store: Store, doc: dict, report: Report, checkpoint: dict):
             report.add(None, "bad_pointer", field, message, config.max_errors)
         pointer = pointer or {}
         model = pointer.get("model") or (blob.metadata or {}).get("model") or config.model
-        yield (tablesource.TableReader(config, pointer, report, report.lines, checkpoint.get("table_modified"))
+        yield (tablesource.TableReader(config, pointer, report, report.lines, checkpoint.get("table_modified"),
+                                       families.family_of(model).table)
                if pointer else Reader(io.BytesIO(), doc["object"], config, report)), model
         return
     blob, stream = _open_source(store, doc, report.bytes if checkpoint and not checkpoint["compressed"] else 0)

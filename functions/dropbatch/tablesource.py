@@ -8,18 +8,23 @@ bigquery). dropbatch reads the rows itself (tabledata.list, REST paging) and han
 as the JSONL line `{"key": ..., "request": ...}`, so a table is validated, split into jobs, staged, matched,
 retried and loaded exactly as a file is; the line number of a row is its position in the read (from 1). A
 pass that stops at its budget goes on from that row (tabledata.list's startIndex); a table modified since
-the first call is rejected rather than read half old and half new.
+the first call is rejected rather than read half old and half new. Other model families read the columns their
+batch pages give a BigQuery input (families.Family.table): Claude's `custom_id` and `request`, open models'
+`custom_id`, `method`, `url` and `body`, text-embedding's `content`, `task_type` and `title`.
 """
 
 from __future__ import annotations
 
 import orjson
 
+from . import families
+
 POINTER_SUFFIX = ".bq.json"
 MAX_POINTER_BYTES = 64 << 10
 POINTER_FIELDS = ("table", "model", "key_column")
 PAGE_ROWS = 2000  # rows a page of tabledata.list: bounded memory
 REQUEST_TYPES = ("JSON", "STRING")
+JSON_COLUMNS = ("request", "body")  # columns holding a request: JSON, or STRING holding JSON
 
 
 def is_pointer(name: str) -> bool:
@@ -62,8 +67,10 @@ class TableReader:
     """The rows of a pointer's table as (row number, line bytes), from row `start_line` + 1; problems with the
     table itself go to the report as file-level errors (the batch is then rejected with them)."""
 
-    def __init__(self, config, pointer: dict, report, start_line: int = 0, modified: str | None = None):
+    def __init__(self, config, pointer: dict, report, start_line: int = 0, modified: str | None = None,
+                 columns: tuple = families.GEMINI.table):
         self.config, self.pointer, self.report = config, pointer, report
+        self.shape = columns  # the model family's (required columns, optional columns, the key's field)
         self.start_line, self.modified = start_line, modified
         self.table = table_id(pointer["table"])
 
@@ -79,6 +86,7 @@ class TableReader:
         from .table import client as bigquery_client
 
         cfg, key_column = self.config, self.pointer.get("key_column")
+        required, optional, key_field = self.shape
         shown = f"bq://{self.table}"
         client = bigquery_client(cfg.project)
         try:
@@ -95,20 +103,26 @@ class TableReader:
                                  "pointer again once the table stays as it is")
         self.modified = modified
         columns = {f.name: f for f in table.schema}
-        request = columns.get("request")
-        if request is None or request.field_type not in REQUEST_TYPES or request.mode == "REPEATED":
-            return self._problem("no_request_column", f"{shown} has no `request` column of type JSON or STRING; "
-                                 "Vertex AI reads each row's GenerateContentRequest from it")
+        for name in required:
+            column = columns.get(name)
+            if column is None or column.field_type not in REQUEST_TYPES or column.mode == "REPEATED":
+                return self._problem("no_request_column", f"{shown} has no `{name}` column of type JSON or STRING; "
+                                     f"for this model Vertex AI reads each row's " + " and ".join(
+                                         f"`{n}`" for n in required) + " (and its optional columns)")
         if key_column is not None and key_column not in columns:
             return self._problem("no_key_column", f"{shown} has no column named by \"key_column\"; correct it "
                                  "or leave it out (rows are then keyed by their number)")
-        fields = [request] + ([columns[key_column]] if key_column else [])
+        if key_column is None and key_field != "key" and key_field in columns:
+            key_column = key_field  # Claude's and open models' tables carry their custom_id column
+        names = [*required, *(n for n in optional if n in columns)]
+        fields = [columns[n] for n in names] + ([columns[key_column]] if key_column else [])
         lineno = self.start_line
         try:
             rows = client.list_rows(table, selected_fields=fields, start_index=lineno or None, page_size=PAGE_ROWS)
             for row in rows:
                 lineno += 1
-                raw = line_of(row[0], row[1] if key_column else None)
+                values = {n: v for n, v in zip(names, row) if v is not None or n in required}  # null: not given
+                raw = line_of(values, row[len(names)] if key_column else None, key_field)
                 self.report.bytes += len(raw)
                 yield lineno, None if len(raw) > cfg.max_line_bytes else raw
         except exceptions.GoogleAPICallError as exc:
@@ -118,15 +132,19 @@ class TableReader:
             self.report.lines = lineno
 
 
-def line_of(request, key) -> bytes:
-    """A row as the JSONL line the validator checks: a STRING request column holds the request's JSON text (left
-    as a string when it is not JSON, so the validator says the request is not an object); a JSON column arrives
-    parsed. A key that is a number becomes its decimal text."""
-    if isinstance(request, str):
-        try:
-            request = orjson.loads(request)
-        except orjson.JSONDecodeError:
-            pass
-    if isinstance(key, (int, float)) and not isinstance(key, bool):
-        key = str(key)
-    return orjson.dumps({"request": request} if key is None else {"key": key, "request": request})
+def line_of(values: dict, key, key_field: str = "key") -> bytes:
+    """A row's columns as the JSONL line the validator checks, the key under `key_field` (`key`, or `custom_id`
+    for Claude and open models): a STRING `request` or `body` column holds JSON text (left as a string when it
+    is not JSON, so the validator says it is not an object); a JSON column arrives parsed. A key that is a
+    number becomes its decimal text."""
+    line = {}
+    if key is not None:
+        line[key_field] = str(key) if isinstance(key, (int, float)) and not isinstance(key, bool) else key
+    for name, value in values.items():
+        if name in JSON_COLUMNS and isinstance(value, str):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                pass
+        line[name] = value
+    return orjson.dumps(line)

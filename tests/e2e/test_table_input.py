@@ -131,3 +131,53 @@ def test_a_table_read_checkpoints_and_continues_in_new_calls(stack, bucket, inbo
     assert ledger["progress"]["continuations"] >= 2
     results = read_results(bucket, batch_id)
     assert sorted(r["key"] for r in results) == [r["id"] for r in rows]
+
+
+def _table(stack, name: str, schema: list[tuple[str, str]], rows: list[dict]) -> str:
+    import io
+
+    from google.cloud import bigquery
+
+    bq = bq_client(stack)
+    bq.create_dataset(f"{stack.project}.inputs", exists_ok=True)
+    table_id = f"{stack.project}.inputs.{name}"
+    bq.delete_table(table_id, not_found_ok=True)
+    fields = [bigquery.SchemaField(n, t) for n, t in schema]
+    bq.create_table(bigquery.Table(table_id, schema=fields))
+    bq.load_table_from_file(io.BytesIO(b"".join(orjson.dumps(r) + b"\n" for r in rows)), table_id,
+                            job_config=bigquery.LoadJobConfig(source_format="NEWLINE_DELIMITED_JSON",
+                                                              schema=fields)).result(timeout=60)
+    return table_id
+
+
+def test_tables_in_each_familys_documented_columns(stack, bucket, inbox, vertex):
+    """Claude's table (custom_id, request: partner-models/claude/batch), an open model's (custom_id, method,
+    url, body: partner-models/llama-batch) and text-embedding's (content, task_type: batch-prediction-genai-
+    embeddings) run as their files would; the custom_id column keys the rows without a key_column."""
+    vertex.faults(fail_rate=0.0)
+    claude = _table(stack, "claude_rows", [("custom_id", "STRING"), ("request", "JSON"), ("note", "STRING")], [
+        {"custom_id": f"c-{i}", "note": "x", "request": {"anthropic_version": "vertex-2023-10-16", "max_tokens": 64,
+                                                         "messages": [{"role": "user", "content": f"claude {i}"}]}}
+        for i in range(4)])
+    llama = _table(stack, "llama_rows", [("custom_id", "STRING"), ("method", "STRING"), ("url", "STRING"),
+                                         ("body", "STRING")], [
+        {"custom_id": f"l-{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": orjson.dumps({"messages": [{"role": "user", "content": f"llama {i}"}]}).decode()} for i in range(3)])
+    texts = _table(stack, "embedding_rows", [("content", "STRING"), ("task_type", "STRING")], [
+        {"content": "12345", "task_type": "RETRIEVAL_QUERY"}, {"content": "banana bread", "task_type": None}])
+    runs = {}
+    for name, table_id, model in (("claude-table", claude, "claude-3-5-haiku@20241022"),
+                                  ("llama-table", llama, "meta/llama-3.1-8b-instruct-maas"),
+                                  ("embedding-table", texts, "text-embedding-005")):
+        runs[name] = drop_pointer(bucket, name, {"table": f"bq://{table_id}", "model": model})[1]
+    for name, batch_id in runs.items():
+        done = inbox.wait_for(batch_id, ["succeeded", "rejected", "failed"], timeout=180)
+        assert done["state"] == "succeeded", (name, done)
+    claude_results = read_results(bucket, runs["claude-table"])
+    assert [r["key"] for r in claude_results] == [f"c-{i}" for i in range(4)]
+    assert all(f"claude {i}" in r["text"] for i, r in enumerate(claude_results))
+    assert [r["key"] for r in read_results(bucket, runs["llama-table"])] == ["l-0", "l-1", "l-2"]
+    embedded = read_results(bucket, runs["embedding-table"])
+    assert [r["request"] for r in embedded] == [{"content": "12345", "task_type": "RETRIEVAL_QUERY"},
+                                                {"content": "banana bread"}], "a null column is not given"
+    assert all(len(r["embedding"]) == 768 for r in embedded), "a STRING content column stays text"

@@ -27,7 +27,10 @@ def failed_part(store, batch_id: str, size: int):
         lines.append(orjson.dumps({"request": request}) + b"\n")
         total += len(lines[-1])
     store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl")).upload_from_string(b"".join(lines), timeout=600)
-    doc = {"batch_id": batch_id, "round": 0, "parts": [batch.new_part(0, 0, 1, len(lines), len(lines), None)]}
+    store.bucket.blob(store.path(batch_id, "input/part-00000.keys.jsonl")).upload_from_string(  # as the Stager writes
+        b"".join(b"[%d,null,%d]\n" % (n, len(line)) for n, line in enumerate(lines, 1)), timeout=600)
+    doc = {"batch_id": batch_id, "round": 0, "model": "gemini-2.5-flash",
+           "parts": [batch.new_part(0, 0, 1, len(lines), len(lines), None)]}
     return lines, doc, [{"line": n, "key": str(n), "status": "retry"} for n in range(1, len(lines) + 1)]
 
 

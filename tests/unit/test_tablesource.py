@@ -39,9 +39,9 @@ def test_bad_pointers_say_what_to_write_without_quoting_them(data, field):
 
 def test_rows_as_lines():
     request = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
-    assert orjson.loads(tablesource.line_of(request, "a")) == {"key": "a", "request": request}
-    assert orjson.loads(tablesource.line_of(orjson.dumps(request).decode(), None)) == {"request": request}
-    assert orjson.loads(tablesource.line_of(request, 42)) == {"key": "42", "request": request}
-    assert orjson.loads(tablesource.line_of("not json {", None)) == {"request": "not json {"}
-    assert orjson.loads(tablesource.line_of(request, True)) == {"key": True, "request": request}, \
+    assert orjson.loads(tablesource.line_of({"request": request}, "a")) == {"key": "a", "request": request}
+    assert orjson.loads(tablesource.line_of({"request": orjson.dumps(request).decode()}, None)) == {"request": request}
+    assert orjson.loads(tablesource.line_of({"request": request}, 42)) == {"key": "42", "request": request}
+    assert orjson.loads(tablesource.line_of({"request": "not json {"}, None)) == {"request": "not json {"}
+    assert orjson.loads(tablesource.line_of({"request": request}, True)) == {"key": True, "request": request}, \
         "a boolean key is left for the validator to refuse"
