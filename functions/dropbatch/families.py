@@ -77,6 +77,9 @@ class Family:
     # A table as input: (columns that must be there, columns read when there, the field a key column fills),
     # as each family's batch page describes its BigQuery input.
     table: tuple = (("request",), (), "key")
+    # What a result object takes beyond its request: an embedding's vector, twice (`embedding`, and `response` as
+    # Vertex returned it), at about 12 bytes a value; results.jsonl buckets are cut by it (split.Index).
+    result_bytes: int = 0
 
     def job_limits(self, config) -> tuple[int, int]:
         """(requests, bytes) a job may take: the family's, lowered by DROPBATCH_MAX_JOB_REQUESTS/_BYTES."""
@@ -602,10 +605,11 @@ GEMINI = Family("gemini", 200_000, 1 * GB, _gemini_check, _gemini_stage, _reques
 GEMINI_EMBEDDING = Family("embeddings", 1_000_000, 1 * GB, _gemini_embedding_check, _gemini_embedding_stage,
                           _request_of, _embedding_line, _embedding_result,
                           '{"key": "k1", "request": {"content": {"parts": [{"text": "..."}]}, '
-                          '"embed_content_config": {"task_type": "RETRIEVAL_DOCUMENT"}}}')
+                          '"embed_content_config": {"task_type": "RETRIEVAL_DOCUMENT"}}}',
+                          result_bytes=2 * 3072 * 12)
 TEXT_EMBEDDING = Family("embeddings", 30_000, 1 * GB, _text_embedding_check, _text_embedding_stage, _instance_of,
                         lambda out: None, _embedding_result, '{"content": "...", "task_type": "RETRIEVAL_DOCUMENT"}',
-                        (("content",), ("task_type", "title"), "key"))
+                        (("content",), ("task_type", "title"), "key"), result_bytes=2 * 768 * 12)
 ANTHROPIC = Family("anthropic", 100_000, 256 * MB, _anthropic_check, _anthropic_stage, _request_of, _custom_line,
                    _anthropic_result, '{"custom_id": "k1", "request": {"messages": [{"role": "user", "content": '
                    '"..."}], "anthropic_version": "vertex-2023-10-16", "max_tokens": 256}}',

@@ -1,7 +1,7 @@
 """results.jsonl: the result of every request in the dropped file's line order, built within bounds.
 
 A part's lines are cut into buckets of consecutive lines (at most DROPBATCH_RESULTS_BUCKET_LINES lines and about
-BUCKET_BYTES of staged input each). While the part is split, each result goes, with its line number, into its bucket's buffer;
+BUCKET_BYTES of staged input each, counting what a family's result adds to its request: families.Family.result_bytes). While the part is split, each result goes, with its line number, into its bucket's buffer;
 a buffer past SEGMENT_BYTES, and every buffer at a checkpoint, is written as a segment object. When the outputs
 are all read, each bucket's segments are read back (one bucket in memory at a time), deduplicated by line (a
 re-run writes the same bytes again, perhaps under another segment name), completed with the requests that never

@@ -85,15 +85,18 @@ class Index:
         self._fingerprints: dict[int, list[int] | int] | None = None
 
     @classmethod
-    def from_keys(cls, entries, width: int, requests_factory, bucket_lines: int = 5_000) -> "Index":
-        """From [line, key] or [line, key, staged bytes] entries (a keys sidecar), in line order."""
+    def from_keys(cls, entries, width: int, requests_factory, bucket_lines: int = 5_000,
+                  result_bytes: int = 0) -> "Index":
+        """From [line, key] or [line, key, staged bytes] entries (a keys sidecar), in line order; `result_bytes`:
+        what a result takes beyond its staged request (the model family's), so that a bucket's results fit
+        ordered.BUCKET_BYTES however small the requests are."""
         explicit: dict[int, str] = {}
         lines = []
         buckets = ordered.Buckets(bucket_lines)
         for entry in entries:
             line, key = entry[0], entry[1]
             lines.append(line)
-            buckets.add(line, entry[2] if len(entry) > 2 else 0)
+            buckets.add(line, (entry[2] if len(entry) > 2 else 0) + result_bytes)
             if key is not None and key != line_key(line, width):  # null: the line-number key
                 explicit[line] = key
         first, last = (min(lines), max(lines)) if lines else (1, 0)
@@ -319,13 +322,14 @@ def load_index(store, doc: dict, part: dict) -> Index:
             for raw in f:
                 yield orjson.loads(raw)
 
+    family = families.family_of(doc["model"])
+
     def requests():  # the staged lines, in the order of their keys sidecar
-        payload = families.family_of(doc["model"]).payload
         with open_lines(store.bucket.blob(name + ".jsonl")) as f:
             for raw, entry in zip(f, entries()):
-                yield entry[0], payload(orjson.loads(raw))
+                yield entry[0], family.payload(orjson.loads(raw))
 
-    return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines)
+    return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines, family.result_bytes)
 
 
 def split_part(store, doc: dict, part: dict, task: dict) -> bool:

@@ -231,3 +231,21 @@ def test_dropbatch_split_matches_a_hand_run_claude_job_by_its_requests(tmp_path)
     assert [(r["key"], r["status"], r["text"]) for r in rows] == [
         ("a", "succeeded", "ok"), ("b", "succeeded", "B"), ("c", "succeeded", "ok"), ("d", "missing", None)]
     assert manifest["usage"]["prompt_tokens"] == 9
+
+
+def test_results_jsonl_buckets_bound_an_embedding_parts_results_in_memory():
+    """Found in review: buckets were cut by staged bytes alone, so 5,000 short embedding requests made one bucket
+    whose results (a 3,072-value vector each, twice) the ordering step held at once: about 370 MB, three times
+    over while it is joined, in a 1 GiB function. A bucket's results now stay near ordered.BUCKET_BYTES."""
+    from dropbatch import ordered
+    from dropbatch.split import Index
+
+    vector = [0.0123456] * 3072
+    result = orjson.dumps(families.GEMINI_EMBEDDING.result("doc-1", {"key": "dropbatch-line-1", "request": {
+        "content": {"parts": [{"text": "a short text"}]}}, "response": {"embedding": {"values": vector}}}, "b", "j"))
+    assert len(result) <= families.GEMINI_EMBEDDING.result_bytes, "the estimate covers a real result"
+    staged = len(families.GEMINI_EMBEDDING.stage({"content": {"parts": [{"text": "a short text"}]}}, 1))
+    entries = [[line, None, staged] for line in range(1, 20_001)]
+    index = Index.from_keys(entries, 5, lambda: iter(()), 5_000, families.GEMINI_EMBEDDING.result_bytes)
+    sizes = [b - a for a, b in zip(index.starts, index.starts[1:] + [20_001])]
+    assert max(sizes) * len(result) <= 1.1 * ordered.BUCKET_BYTES, f"{max(sizes)} results a bucket"
