@@ -313,16 +313,17 @@ def _embedding_line(out: dict):
 
 def _embedding_result(key, out, batch_id, job):
     """The vector from any shape the embeddings pages show or the SDKs type: `predictions[0].embeddings`
-    (text-embedding batch output), `response.embedding` / `response.embeddings[0]` (EmbedContentResponse);
+    (text-embedding batch output; also under `response`, the online predict shape), `response.embedding` /
+    `response.embeddings[0]` (EmbedContentResponse);
     `statistics` with token_count and truncated (ContentEmbeddingStatistics)."""
     request = out.get("request", out.get("instance"))
     response = out.get("response") if isinstance(out.get("response"), dict) else None
     error = _status_error(out)
     if error:
         return _failed(key, batch_id, job, request, response, error, embedding=None, statistics=None)
-    predictions = out.get("predictions")
-    if response is None and isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
-        response = {"predictions": predictions}
+    predictions = out.get("predictions") if response is None else response.get("predictions")
+    if isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
+        response = response or {"predictions": predictions}
         found = predictions[0].get("embeddings")
     else:
         response = response or {}

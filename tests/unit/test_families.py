@@ -130,6 +130,8 @@ VECTOR = [0.1, -0.2, 0.3]
      "response": {"embedding": {"values": VECTOR, "statistics": {"tokenCount": 8, "truncated": False}}}},
     {"key": "dropbatch-line-1", "request": {},
      "response": {"embeddings": [{"values": VECTOR, "statistics": {"token_count": 8.0, "truncated": False}}]}},
+    {"key": "dropbatch-line-1", "request": {}, "status": "", "response": {"predictions": [
+        {"embeddings": {"statistics": {"token_count": 8, "truncated": False}, "values": VECTOR}}]}},
 ])
 def test_an_embedding_result_takes_the_vector_from_every_shape(out):
     result = families.TEXT_EMBEDDING.result("k", out, "b", "j")
