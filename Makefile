@@ -8,7 +8,7 @@ CHECKOV := .venv-checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-submit bench-e2e bench-soak bench-iam bench-retry clean
+.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-submit bench-e2e bench-soak bench-iam bench-retry clean
 
 help: ## list every target
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ test-infra: $(STAMP) $(CHECKOV) ## only the offline infra checks (fmt, checkov, 
 test-unit: $(STAMP) ## only the fast unit tests
 	$(PY) -m pytest tests/unit
 
-bench: bench-validate bench-coldstart bench-split bench-split-memory bench-e2e ## every benchmark (not bench-soak)
+bench: bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-e2e ## every benchmark (not bench-soak)
 
 bench-validate: $(STAMP) ## validation speed and memory against the json_format baseline
 	$(PY) tests/bench/bench_validate.py
@@ -72,6 +72,9 @@ bench-split: $(STAMP) ## result writing: bounded pool vs sequential through a 20
 
 bench-split-memory: $(STAMP) ## split memory: the index for 1M requests, streaming a 1 GB prediction file
 	$(PY) tests/bench/bench_split_memory.py
+
+bench-stage: $(STAMP) ## the submit function's own work: validating and staging 300 MB in one process, against validating
+	$(PY) tests/bench/bench_stage.py
 
 bench-submit: $(STAMP) ## a 3 GB file submitted in one streaming pass with continuations, against validation alone
 	$(PY) tests/bench/bench_submit.py

@@ -399,7 +399,7 @@ class Emulator:
         for raw, label, _ in self._inputs(job):
             total += 1
             line, good = self._predict_line(raw, label, job["model"])
-            if _share(f.seed, "drop", label, f.drop_rate):
+            if b"BLOCKME" not in raw and _share(f.seed, "drop", label, f.drop_rate):  # never an injected fault
                 continue
             lines.append((line, good, label))
             if _share(f.seed, "dup", label, f.duplicate_rate):
