@@ -313,7 +313,7 @@ class GcsSink:
 
 # ---------------------------------------------------------------- one part of a batch, in the cloud
 
-def load_index(store, doc: dict, part: dict) -> Index:
+def load_index(store, doc: dict, part: dict, family: families.Family) -> Index:
     name = store.path(doc["batch_id"], layout.staged(part))
     width = key_width(doc["lines"])
 
@@ -321,8 +321,6 @@ def load_index(store, doc: dict, part: dict) -> Index:
         with open_lines(store.bucket.blob(name + ".keys.jsonl")) as f:
             for raw in f:
                 yield orjson.loads(raw)
-
-    family = families.family_of(doc["model"])
 
     def requests():  # the staged lines, in the order of their keys sidecar
         with open_lines(store.bucket.blob(name + ".jsonl")) as f:
@@ -351,8 +349,9 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     checkpoint = store.read_json(ckpt_path)[0] or {}
     if "files" not in checkpoint:  # none yet (a checkpoint always records its files)
         checkpoint = {}
-    index = load_index(store, doc, part)
-    matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"), families.family_of(doc["model"]))
+    family = families.family_of(doc["model"])
+    index = load_index(store, doc, part, family)
+    matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"), family)
     collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts)
     files = splits.output_files(store, doc, part)
     positions: dict = checkpoint.get("files") or {}  # output file -> [generation, offset read up to]

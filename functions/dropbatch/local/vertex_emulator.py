@@ -213,10 +213,6 @@ def _prompt_text(req: dict) -> str:
     return "\n".join(texts)
 
 
-def _tokens(text: str) -> int:
-    return max(1, (len(text) + 3) // 4)
-
-
 class Responder:
     """Deterministic by default: the answer and the token counts follow from the prompt."""
 
@@ -517,7 +513,7 @@ class Emulator:
                 if problem else fault[1]
             return orjson.dumps({"status": status, "processed_time": processed, "request": echo}) + b"\n", False
         prompt = _prompt_text(req)
-        usage = {"promptTokenCount": _tokens(prompt)}
+        usage = {"promptTokenCount": vertex_families.tokens(prompt)}
         response = {"modelVersion": f"{model}@default", "createTime": now_iso(),
                     "responseId": hashlib.sha256(label.encode()).hexdigest()[:16]}
         if "BLOCKME" in prompt:
@@ -533,7 +529,7 @@ class Emulator:
             usage["totalTokenCount"] = usage["promptTokenCount"] + usage.get("thoughtsTokenCount", 0)
         else:
             text = self.responder.answer(req)
-            usage["candidatesTokenCount"] = _tokens(text)
+            usage["candidatesTokenCount"] = vertex_families.tokens(text)
             parts = [{"text": text}]
             if f.thinking:
                 parts.insert(0, {"text": "Thinking it over.", "thought": True})

@@ -63,7 +63,8 @@ def vector(text: str, dimensions: int) -> list[float]:
     return [round(v / norm, 7) for v in values]
 
 
-def _tokens(text: str) -> int:
+def tokens(text: str) -> int:
+    """The emulated token count of a text: about 4 characters a token."""
     return max(1, (len(text) + 3) // 4)
 
 
@@ -95,7 +96,7 @@ def _text_embedding(line: dict, answer, fault):
     if problem or fault:
         return {"instance": line, "predictions": [], "status": _bad(problem) if problem else fault[1]}, problem
     return {"instance": line, "predictions": [{"embeddings": {
-        "statistics": {"token_count": _tokens(content), "truncated": False},
+        "statistics": {"token_count": tokens(content), "truncated": False},
         "values": vector(content, _EMBEDDING_DIMENSIONS["text"])}}], "status": ""}, None
 
 
@@ -117,7 +118,7 @@ def _gemini_embedding(line: dict, answer, fault):
         return {**out, "status": _bad(problem) if problem else fault[1]}, problem
     text = "\n".join(texts)
     return {**out, "response": {"embedding": {"values": vector(text, size), "statistics": {
-        "token_count": _tokens(text), "truncated": False}}}, "status": ""}, None
+        "token_count": tokens(text), "truncated": False}}}, "status": ""}, None
 
 
 def _anthropic(line: dict, answer, fault):
@@ -138,7 +139,7 @@ def _anthropic(line: dict, answer, fault):
     return {**line, "response": {
         "id": f"msg_vrtx_{digest[:24]}", "type": "message", "role": "assistant", "model": "claude",
         "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": _tokens(prompt), "output_tokens": _tokens(text)}}, "status": ""}, None
+        "usage": {"input_tokens": tokens(prompt), "output_tokens": tokens(text)}}, "status": ""}, None
 
 
 def _open(line: dict, answer, fault):
@@ -156,7 +157,7 @@ def _open(line: dict, answer, fault):
                 {"code": fault[0], "message": fault[1]}}, problem
     prompt = "\n".join(_message_text(m.get("content")) for m in messages if isinstance(m, dict))
     text = answer(prompt)
-    prompt_tokens, completion = _tokens(prompt), _tokens(text)
+    prompt_tokens, completion = tokens(prompt), tokens(text)
     return {**out, "response": {
         "id": f"chatcmpl-{digest[:24]}", "object": "chat.completion", "created": 0, "model": body.get("model"),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
