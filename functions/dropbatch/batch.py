@@ -16,6 +16,7 @@ import heapq
 from typing import Iterator
 
 from . import layout
+from .documents import Ledger, Part, SplitDone
 from .errors import BadMove, TransientError
 from .events import age_s, now, parse_time, utcnow
 
@@ -42,104 +43,100 @@ MAX_CLAIMS = 5  # executions that may die holding one file's submission before t
 PERMANENT_JOB_CODES = frozenset({3, 5, 7, 9})
 
 
-def move(doc: dict, to: str, **fields) -> dict:
-    """Move a ledger document to state `to` (in place), with the fields that go with it (staying is allowed)."""
-    if to != doc["state"] and to not in MOVES[doc["state"]]:
-        raise BadMove(f"batch {doc.get('batch_id')}: {doc['state']} -> {to} is not a move")
-    doc.update(state=to, **fields)
-    return doc
+def move(doc: Ledger, to: str, **fields) -> Ledger:
+    """Move a ledger to state `to` (in place), with the fields that go with it (staying is allowed)."""
+    if to != doc.state and to not in MOVES[doc.state]:
+        raise BadMove(f"batch {doc.batch_id}: {doc.state} -> {to} is not a move")
+    return doc.set(state=to, **fields)
 
 
 # ------------------------------------------------------------------ the claim and its lease
 
 def new_claim(batch_id: str, source: str, name: str, generation: int, owner: str, lease_s: float,
-              at: dt.datetime | None = None) -> dict:
-    """The ledger document of a batch just claimed by `owner`."""
+              at: dt.datetime | None = None) -> Ledger:
+    """The ledger of a batch just claimed by `owner`."""
     at = at or utcnow()
-    return {"batch_id": batch_id, "state": CLAIMED, "source": source, "object": name, "generation": generation,
-            "created": now(at), "updated": now(at), "owner": owner,
-            "lease_until": now(at + dt.timedelta(seconds=lease_s)),
-            "model": None, "requests": None, "parts": [], "notified": {}, "round": 0, "error": None, "claims": 1}
+    return Ledger(batch_id=batch_id, state=CLAIMED, source=source, object=name, generation=generation,
+                  created=now(at), updated=now(at), owner=owner, lease_until=now(at + dt.timedelta(seconds=lease_s)))
 
 
-def lease_expired(doc: dict, at: dt.datetime | None = None) -> bool:
+def lease_expired(doc: Ledger, at: dt.datetime | None = None) -> bool:
     """True when nobody holds the batch's submission lease (none taken, or it ran out)."""
-    until = parse_time(doc.get("lease_until"))
-    return not doc.get("owner") or until is None or until <= (at or utcnow())
+    until = parse_time(doc.lease_until)
+    return not doc.owner or until is None or until <= (at or utcnow())
 
 
-def take_over(doc: dict, me: str, lease_s: float, at: dt.datetime | None = None) -> bool:
+def take_over(doc: Ledger, me: str, lease_s: float, at: dt.datetime | None = None) -> bool:
     """Take a half-finished submission (in place). False: nothing to take; TransientError: a live owner has it."""
-    if doc["state"] not in SUBMITTING:
+    if doc.state not in SUBMITTING:
         return False
     at = at or utcnow()
     if not lease_expired(doc, at):
-        raise TransientError(f"batch {doc['batch_id']} is being submitted by execution {doc['owner']}; retry later")
-    if doc.get("owner"):  # its owner died (a released lease is a retry, not a death): count it
-        doc["claims"] = doc.get("claims", 1) + 1
-    doc.update(owner=me, lease_until=now(at + dt.timedelta(seconds=lease_s)))
+        raise TransientError(f"batch {doc.batch_id} is being submitted by execution {doc.owner}; retry later")
+    if doc.owner:  # its owner died (a released lease is a retry, not a death): count it
+        doc.claims += 1
+    doc.set(owner=me, lease_until=now(at + dt.timedelta(seconds=lease_s)))
     return True
 
 
-def out_of_claims(doc: dict) -> bool:
+def out_of_claims(doc: Ledger) -> bool:
     """True when MAX_CLAIMS executions died or timed out holding the file (a file that kills its reader)."""
-    return doc["state"] in SUBMITTING and doc.get("claims", 1) > MAX_CLAIMS
+    return doc.state in SUBMITTING and doc.claims > MAX_CLAIMS
 
 
-def release(doc: dict, me: str) -> bool:
+def release(doc: Ledger, me: str) -> bool:
     """Give the lease back (in place) when `me` holds it."""
-    if doc.get("owner") != me:
+    if doc.owner != me:
         return False
-    doc.update(owner=None, lease_until=None)
+    doc.set(owner=None, lease_until=None)
     return True
 
 
 # ------------------------------------------------------------------ parts and their jobs
 
-def new_part(index: int, round_: int, first_line: int, last_line: int, requests: int, input_uri: str | None) -> dict:
-    return {"index": index, "round": round_, "first_line": first_line, "last_line": last_line,
-            "requests": requests, "input": input_uri, "job": None, "state": None, "output_dir": None,
-            "completion_stats": None, "error": None, "split": None}
+def new_part(index: int, round_: int, first_line: int, last_line: int, requests: int, input_uri: str | None) -> Part:
+    return Part(index=index, round=round_, first_line=first_line, last_line=last_line, requests=requests,
+                input=input_uri)
 
 
-def part_running(part: dict) -> bool:
-    return bool(part.get("job")) and part.get("state") not in JOB_TERMINAL
+def part_running(part: Part) -> bool:
+    return bool(part.job) and part.state not in JOB_TERMINAL
 
 
-def part_waiting(part: dict) -> bool:
+def part_waiting(part: Part) -> bool:
     """Staged, with no job yet and not ended (cancelled before it started)."""
-    return not part.get("job") and part.get("state") not in JOB_TERMINAL
+    return not part.job and part.state not in JOB_TERMINAL
 
 
-def claim_part(part: dict, me: str, settle_s: float, at: dt.datetime | None = None) -> bool:
+def claim_part(part: Part, me: str, settle_s: float, at: dt.datetime | None = None) -> bool:
     """Win the right to create a part's job (in place), so overlapping sweeps never create two. After a create
     that failed, nobody tries again for `settle_s`: the failed call may have made the job (its response lost),
     and Vertex's list, where the next try looks for it first, may not show a new job at once."""
-    creating = part.get("creating")
+    creating = part.creating
     if not part_waiting(part):
         return False
     if creating:
         failed = creating.get("failed")
         if age_s(failed or creating["at"], at) < (settle_s if failed else CREATE_LEASE_S):
             return False
-    part["creating"] = {"by": me, "at": now(at)}
+    part.creating = {"by": me, "at": now(at)}
     return True
 
 
-def create_failed(part: dict, at: dt.datetime | None = None) -> None:
+def create_failed(part: Part, at: dt.datetime | None = None) -> None:
     """Record (in place) that the part's create failed: the next try waits for the list to settle."""
-    part["creating"] = {**(part.get("creating") or {}), "failed": now(at)}
+    part.creating = {**(part.creating or {}), "failed": now(at)}
 
 
-def ended_for_good(part: dict) -> bool:
+def ended_for_good(part: Part) -> bool:
     """The part's job failed in a way another round cannot fix (refused, gone, unreadable, bad input)."""
-    error = part.get("error") or {}
-    return part.get("state") == "JOB_STATE_FAILED" and (error.get("code") in PERMANENT_JOB_CODES
-                                                        or bool(part.get("refused") or part.get("lost")))
+    error = part.error or {}
+    return part.state == "JOB_STATE_FAILED" and (error.get("code") in PERMANENT_JOB_CODES
+                                                        or bool(part.refused or part.lost))
 
 
-def all_ended(doc: dict) -> bool:
-    return all(p["state"] in JOB_TERMINAL for p in doc["parts"])
+def all_ended(doc: Ledger) -> bool:
+    return all(p.state in JOB_TERMINAL for p in doc.parts)
 
 
 part_name = layout.part_name
@@ -174,14 +171,9 @@ JOB_QUEUED = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING")
 USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "thoughts_tokens", "total_tokens")
 
 
-def listed_errors(part: dict, done: dict) -> list[dict]:
-    """A part's errors as a split outcome lists them (done["errors"]); finish.finalize reads them from objects."""
-    return done["errors"]
-
-
-def merged_errors(parts: list[dict], dones: dict, errors_of=listed_errors) -> Iterator[dict]:
+def merged_errors(parts: list[Part], dones: dict[str, SplitDone], errors_of) -> Iterator[dict]:
     """A batch's errors in line order, streamed: a later round's outcome replaces the earlier one for the lines it
-    retried (done["lines"]), unless the later round got no output line for it (then the earlier failure, and its
+    retried (done.lines), unless the later round got no output line for it (then the earlier failure, and its
     result object, stand). `dones` maps part_name(part) to that part's split outcome; errors_of(part, done) gives
     that part's errors in line order. Holds one entry per part, whatever the batch's size (a million failed
     requests held as a list took 1.2 GB, more than the split function has)."""
@@ -192,9 +184,9 @@ def merged_errors(parts: list[dict], dones: dict, errors_of=listed_errors) -> It
     streams = []
     for part in parts:
         done = dones[part_name(part)]
-        streams.append(tagged(errors_of(part, done), part["round"], 1))
-        if part["round"]:
-            streams.append(tagged(done.get("lines") or (), part["round"], 0))
+        streams.append(tagged(errors_of(part, done), part.round, 1))
+        if part.round:
+            streams.append(tagged(done.lines or (), part.round, 0))
     current = state = earlier = None
     for line, _, is_error, entry in heapq.merge(*streams, key=lambda t: t[:3]):
         if line != current:
@@ -209,19 +201,19 @@ def merged_errors(parts: list[dict], dones: dict, errors_of=listed_errors) -> It
         yield state
 
 
-def merge_rounds(parts: list[dict], dones: dict, errors_of=listed_errors) -> tuple[dict, dict, int]:
+def merge_rounds(parts: list[Part], dones: dict[str, SplitDone], errors_of) -> tuple[dict, dict, int]:
     """Counts and usage of a batch over all its rounds (merged_errors decides each line), and how many of its
     errors are worth another round."""
     counts = {"total": 0, "succeeded": 0, "failed": 0, "missing": 0, "duplicate_outputs": 0, "unmatched_outputs": 0}
     usage = {name: 0 for name in USAGE_NAMES}
     for part in parts:
         done = dones[part_name(part)]
-        if part["round"] == 0:
-            counts["total"] += done["requests"]
+        if part.round == 0:
+            counts["total"] += done.requests
         for k in ("duplicate_outputs", "unmatched_outputs"):
-            counts[k] += done["counts"].get(k, 0)
+            counts[k] += done.counts.get(k, 0)
         for k in usage:
-            usage[k] += done["usage"].get(k, 0)
+            usage[k] += done.usage.get(k, 0)
     retryable = 0
     for e in merged_errors(parts, dones, errors_of):
         counts[e["status"]] += 1
@@ -230,8 +222,8 @@ def merge_rounds(parts: list[dict], dones: dict, errors_of=listed_errors) -> tup
     return counts, usage, retryable
 
 
-def wants_retry(doc: dict, retryable: int, max_rounds: int) -> bool:
+def wants_retry(doc: Ledger, retryable: int, max_rounds: int) -> bool:
     """Another round for the retryable errors, while rounds remain and nobody cancelled the batch."""
-    last_round = [p for p in doc["parts"] if p["round"] == doc["round"]]
-    cancelled = doc.get("cancel_requested") or any(p["state"] == "JOB_STATE_CANCELLED" for p in last_round)
-    return bool(retryable) and not cancelled and doc["round"] < max_rounds
+    last_round = [p for p in doc.parts if p.round == doc.round]
+    cancelled = doc.cancel_requested or any(p.state == "JOB_STATE_CANCELLED" for p in last_round)
+    return bool(retryable) and not cancelled and doc.round < max_rounds

@@ -11,6 +11,7 @@ import orjson
 
 from . import layout
 from .config import Config
+from .documents import Ledger, ResumeTask, plain
 from .errors import DropbatchError, UsageError
 from .keys import is_batch_id
 
@@ -18,7 +19,7 @@ SHOWN_ERRORS = 20
 
 
 def _print_json(obj) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.buffer.write(orjson.dumps(obj, default=plain, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
 
 
@@ -263,7 +264,7 @@ def cmd_run(args, config: Config) -> int:
         print(f"uploaded gs://{config.bucket}/{name} -> batch {batch_id}")
     doc = watch(store, batch_id, args.wait, quiet=args.json, partial_out=args.out if args.partial else "")
     seconds = time.monotonic() - started
-    state = doc.get("final_state") or doc["state"]
+    state = doc.final_state or doc.state
     if state == "rejected":
         report, _ = store.read_json(store.path(batch_id, layout.REPORT))
         if args.json:
@@ -272,11 +273,11 @@ def cmd_run(args, config: Config) -> int:
             print(f"rejected: {report['error_count']:,} error(s) in {report['requests']:,} requests")
             print_report_errors(report)
         return 1
-    if not args.wait or doc["state"] not in ("done",):
+    if not args.wait or doc.state not in ("done",):
         if args.json:
-            _print_json({"batch_id": batch_id, "state": state, "error": doc.get("error")})
+            _print_json({"batch_id": batch_id, "state": state, "error": doc.error})
         else:
-            print(f"{state}: batch {batch_id}" + (f" ({doc['error']})" if doc.get("error") else "")
+            print(f"{state}: batch {batch_id}" + (f" ({doc.error})" if doc.error else "")
                   + ("; follow it with `dropbatch status " + batch_id + "`" if state == "submitted" else ""))
         return 1 if state == "failed" else 0
     manifest, _ = store.read_json(store.path(batch_id, layout.MANIFEST))
@@ -319,7 +320,7 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
         while time.monotonic() < deadline:
             doc, _ = store.read_ledger(batch_id)
             if doc:
-                state = doc["state"]
+                state = doc.state
                 if state in ("done", "rejected", "failed") or (not wait and state not in ("claimed", "staged")):
                     return doc
                 if partial_out and state in ("submitted", "splitting") and time.monotonic() >= next_partial:
@@ -331,11 +332,11 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
                     got = arrived(store, doc)  # results written so far, not only Vertex's completion stats
                     finished, next_count = got["succeeded"] + got["failed"], time.monotonic() + 2
                 if progress:
-                    jobs = ", ".join(sorted({(p.get("state") or "waiting").replace("JOB_STATE_", "").lower()
-                                             for p in doc["parts"] if p["round"] == doc["round"]})) or "-"
-                    round_ = f" (retry round {doc['round']})" if doc["round"] else ""
+                    jobs = ", ".join(sorted({(p.state or "waiting").replace("JOB_STATE_", "").lower()
+                                             for p in doc.parts if p.round == doc.round})) or "-"
+                    round_ = f" (retry round {doc.round})" if doc.round else ""
                     progress.update(task, description=f"{STAGES.get(state, state)}{round_}: jobs {jobs}",
-                                    total=sum(p["requests"] for p in doc["parts"] if p["round"] == doc["round"])
+                                    total=sum(p.requests for p in doc.parts if p.round == doc.round)
                                     or None, completed=finished)
             time.sleep(0.3)
     finally:
@@ -348,7 +349,7 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
 PARTIAL_EVERY_S = 5.0
 
 
-def write_partial(store, doc: dict, out: str) -> int:
+def write_partial(store, doc: Ledger, out: str) -> int:
     """DIR/results.jsonl while the batch runs: one line per request in the file's order, each with `final`: its
     result object when one is written (final when it succeeded; a failure may still be retried), else
     {"key", "status": "pending", "final": false}. Written to a temporary name and renamed, so a reader never
@@ -358,10 +359,10 @@ def write_partial(store, doc: dict, out: str) -> int:
     from .keys import key_width, line_key
 
     keys = []
-    for p in sorted((p for p in doc["parts"] if p["round"] == 0), key=lambda p: p["first_line"]):
-        sidecar = store.bucket.blob(store.path(doc["batch_id"], layout.staged(p) + ".keys.jsonl")).download_as_bytes()
-        keys += [key or line_key(line, key_width(doc["lines"])) for line, key, _ in map(orjson.loads, sidecar.splitlines())]
-    prefix = store.path(doc["batch_id"], layout.RESULTS)
+    for p in sorted((p for p in doc.parts if p.round == 0), key=lambda p: p.first_line):
+        sidecar = store.bucket.blob(store.path(doc.batch_id, layout.staged(p) + ".keys.jsonl")).download_as_bytes()
+        keys += [key or line_key(line, key_width(doc.lines)) for line, key, _ in map(orjson.loads, sidecar.splitlines())]
+    prefix = store.path(doc.batch_id, layout.RESULTS)
     present = [b for b in store.client.list_blobs(store.bucket, prefix=prefix)]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         got = dict(zip((b.name[len(prefix):-5] for b in present), pool.map(lambda b: b.download_as_bytes(), present)))
@@ -437,24 +438,24 @@ def cmd_status(args, config: Config) -> int:
     if args.json:
         _print_json(doc)
         return 0
-    state = doc.get("final_state") or doc["state"]
-    print(f"{doc['batch_id']}: {state}  ({doc['source']}, {doc.get('requests') or 0:,} requests)")
-    for p in doc["parts"]:
-        stats = p.get("completion_stats") or {}
-        print(f"  part {p['index']} round {p['round']}: {(p.get('state') or 'waiting').replace('JOB_STATE_', '')}"
-              f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.get('job') or ''}")
-    if doc["state"] in ("submitted", "splitting"):
+    state = doc.final_state or doc.state
+    print(f"{doc.batch_id}: {state}  ({doc.source}, {doc.requests or 0:,} requests)")
+    for p in doc.parts:
+        stats = p.completion_stats or {}
+        print(f"  part {p.index} round {p.round}: {(p.state or 'waiting').replace('JOB_STATE_', '')}"
+              f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.job or ''}")
+    if doc.state in ("submitted", "splitting"):
         from .splits import arrived
 
-        got, total = arrived(store, doc), sum(p["requests"] for p in doc["parts"] if p["round"] == doc["round"])
+        got, total = arrived(store, doc), sum(p.requests for p in doc.parts if p.round == doc.round)
         print(f"  results so far: {got['succeeded']:,} succeeded, {got['failed']:,} failed of {total:,}"
-              + (f" (round {doc['round']})" if doc["round"] else ""))
-    if doc.get("counts"):
-        print(f"  counts: {doc['counts']}")
-    if doc.get("cost"):
-        print(f"  cost: {format_cost(doc['cost'])}")
-    if doc.get("error"):
-        print(f"  error: {doc['error']}")
+              + (f" (round {doc.round})" if doc.round else ""))
+    if doc.counts:
+        print(f"  counts: {doc.counts}")
+    if doc.cost:
+        print(f"  cost: {format_cost(doc.cost)}")
+    if doc.error:
+        print(f"  error: {doc.error}")
     return 0
 
 
@@ -480,11 +481,11 @@ def cmd_list(args, config: Config) -> int:
     rows = []
     for doc in store.ledgers(parse_since(args.since) if args.since else None,
                              args.limit or (None if args.since else 50)):
-        usage = doc.get("usage") or {}
-        rows.append({"batch_id": doc["batch_id"], "state": doc.get("final_state") or doc["state"],
-                     "source": doc["source"], "requests": doc.get("requests"), "created": doc["created"],
-                     "model": doc.get("model"), "tokens": usage.get("total_tokens"),
-                     "cost": (doc.get("cost") or {}).get("estimated")})
+        usage = doc.usage or {}
+        rows.append({"batch_id": doc.batch_id, "state": doc.final_state or doc.state,
+                     "source": doc.source, "requests": doc.requests, "created": doc.created,
+                     "model": doc.model, "tokens": usage.get("total_tokens"),
+                     "cost": (doc.cost or {}).get("estimated")})
     totals = {"batches": len(rows), "requests": sum(r["requests"] or 0 for r in rows),
               "tokens": sum(r["tokens"] or 0 for r in rows), "cost": round(sum(r["cost"] or 0 for r in rows), 6),
               "currency": "USD", "unpriced": sum(1 for r in rows if r["cost"] is None)}
@@ -510,25 +511,25 @@ def cmd_resume(args, config: Config) -> int:
     from . import batch, notify, retry
 
     store, doc = _batch(args.batch_id)
-    if doc["state"] != batch.DONE:
-        raise UsageError(f"batch {args.batch_id} is {doc.get('final_state') or doc['state']}: only a batch that ended "
+    if doc.state != batch.DONE:
+        raise UsageError(f"batch {args.batch_id} is {doc.final_state or doc.state}: only a batch that ended "
                          "after its jobs ran can be resumed")
-    wanted = sum(1 for _ in retry.resumable(store, doc)) if doc["parts"] else 0
+    wanted = sum(1 for _ in retry.resumable(store, doc)) if doc.parts else 0
     if not wanted:
         print(f"{args.batch_id}: nothing to resume (every request has its result or failed for good)")
         return 0
-    notify.send_split_task(store.config, {"batch_id": args.batch_id, "resume_round": doc["round"] + 1})
+    notify.send_split_task(store.config, ResumeTask(batch_id=args.batch_id, resume_round=doc.round + 1))
     if not args.json:
-        print(f"resuming {args.batch_id} ({doc.get('final_state')}): {wanted:,} requests in round {doc['round'] + 1}")
+        print(f"resuming {args.batch_id} ({doc.final_state}): {wanted:,} requests in round {doc.round + 1}")
     deadline = time.monotonic() + 120
-    while (store.read_ledger(args.batch_id)[0] or {}).get("round") == doc["round"]:
+    while getattr(store.read_ledger(args.batch_id)[0], "round", None) == doc.round:
         if time.monotonic() > deadline:
             raise UsageError(f"the resume of {args.batch_id} was not taken up within 120 s; is the split function "
                              "running?")
         time.sleep(0.3)
     if not args.wait:
         if args.json:
-            _print_json({"batch_id": args.batch_id, "round": doc["round"] + 1, "requests": wanted})
+            _print_json({"batch_id": args.batch_id, "round": doc.round + 1, "requests": wanted})
         return 0
     watch(store, args.batch_id, True, quiet=args.json)
     manifest, _ = store.read_json(store.path(args.batch_id, layout.MANIFEST))
@@ -546,20 +547,20 @@ def cmd_cancel(args, config: Config) -> int:
     from .errors import PermanentError
 
     store, doc = _batch(args.batch_id)
-    doc = store.update_ledger(args.batch_id, lambda d: False if d["state"] in batch.FINISHED else
-                              d.update(cancel_requested=True)) or doc
-    if doc["state"] in batch.FINISHED:
-        print(f"{args.batch_id} has already ended: {doc.get('final_state') or doc['state']}")
+    doc = store.update_ledger(args.batch_id, lambda d: False if d.state in batch.FINISHED else
+                              d.set(cancel_requested=True)) or doc
+    if doc.state in batch.FINISHED:
+        print(f"{args.batch_id} has already ended: {doc.final_state or doc.state}")
         return 0
     cancelled, gone = 0, 0
-    for p in doc["parts"]:
+    for p in doc.parts:
         if batch.part_running(p):
             try:
-                vertex.cancel_job(store.config, p["job"])
+                vertex.cancel_job(store.config, p.job)
                 cancelled += 1
             except PermanentError:  # already ended, or deleted at Vertex: the sweep records what it finds
                 gone += 1
-    if doc["state"] in batch.SUBMITTING and not any(p.get("job") for p in doc["parts"]):
+    if doc.state in batch.SUBMITTING and not any(p.job for p in doc.parts):
         print(f"cancel requested for {args.batch_id}: it ends before any job is created")
     else:
         print(f"cancel requested for {cancelled} job(s) of {args.batch_id}"

@@ -15,6 +15,7 @@ import functools
 import orjson
 
 from . import batch, cost, layout, logs, notify, ordered, splits, table
+from .documents import RetryTask
 from .errors import DropbatchError
 from .events import age_s, now
 from .ledger import Store
@@ -27,50 +28,50 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     up to DROPBATCH_RETRY_ROUNDS, and the user hears only of the end of the last one.
     """
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["notified"].get("terminal"):
+    if doc is None or doc.notified.get("terminal"):
         notify.deliver(store, batch_id)  # its message may still be queued
         return
     dones = splits.done_documents(store, doc)
     errors_of = functools.partial(splits.part_errors, store, batch_id)
-    counts, usage, retryable = batch.merge_rounds(doc["parts"], dones, errors_of)
+    counts, usage, retryable = batch.merge_rounds(doc.parts, dones, errors_of)
     if batch.wants_retry(doc, retryable, store.config.retry_rounds):  # the retry stage stages the next round
-        notify.send_split_task(store.config, {"batch_id": batch_id, "retry": doc["round"] + 1})
-        logs.info("retry round asked for", round=doc["round"] + 1, requests=retryable)
+        notify.send_split_task(store.config, RetryTask(batch_id=batch_id, retry=doc.round + 1))
+        logs.info("retry round asked for", round=doc.round + 1, requests=retryable)
         return
     codes = collections.Counter()
     with store.bucket.blob(store.path(batch_id, layout.ERRORS)).open("wb", chunk_size=8 << 20,
                                                                       content_type="application/jsonl") as f:
-        for e in batch.merged_errors(doc["parts"], dones, errors_of):
+        for e in batch.merged_errors(doc.parts, dones, errors_of):
             codes[e["status"], error_code(e)] += 1
             f.write(orjson.dumps(e) + b"\n")
-    results_file = store.uri(ordered.compose_results(store.bucket, store.path(batch_id, ""), doc["parts"], dones,
+    results_file = store.uri(ordered.compose_results(store.bucket, store.path(batch_id, ""), doc.parts, dones,
                                                      batch.part_name))
-    jobs = [{"name": p["job"], "part": p["index"], "round": p["round"], "state": p["state"],
-             "requests": p["requests"], "completion_stats": p["completion_stats"], "error": p["error"],
-             "output_dir": p["output_dir"], "created": p.get("created"), "ended": p.get("ended")} for p in doc["parts"]]
-    rounds = [{"round": r, "requests": sum(p["requests"] for p in doc["parts"] if p["round"] == r),
-               "jobs": sum(1 for p in doc["parts"] if p["round"] == r)} for r in range(doc["round"] + 1)]
+    jobs = [{"name": p.job, "part": p.index, "round": p.round, "state": p.state,
+             "requests": p.requests, "completion_stats": p.completion_stats, "error": p.error,
+             "output_dir": p.output_dir, "created": p.created, "ended": p.ended} for p in doc.parts]
+    rounds = [{"round": r, "requests": sum(p.requests for p in doc.parts if p.round == r),
+               "jobs": sum(1 for p in doc.parts if p.round == r)} for r in range(doc.round + 1)]
     results_prefix = store.uri(store.path(batch_id, layout.RESULTS))
-    last_round = [p["state"] or "" for p in doc["parts"] if p["round"] == doc["round"]]
+    last_round = [p.state or "" for p in doc.parts if p.round == doc.round]
     finished, table_error = now(), None
     if store.config.results_table:  # before the claim: the load replaces by line, so a second finish is harmless
         try:
-            table.load(store, batch_id, store.config.results_table, model=doc["model"], source=doc["source"],
+            table.load(store, batch_id, store.config.results_table, model=doc.model, source=doc.source,
                        rounds={j["name"]: j["round"] for j in jobs}, finished=finished)
         except DropbatchError as e:  # results.jsonl stays; the message says why the table has not got them
             table_error = str(e)
             logs.error("results table not loaded", event="results_table_failed", table=store.config.results_table)
-    manifest = batch.build_manifest(batch_id, counts, usage, jobs, doc["source"], results_prefix,
+    manifest = batch.build_manifest(batch_id, counts, usage, jobs, doc.source, results_prefix,
                                     results_file=results_file, rounds=rounds,
-                                    timings={"received": doc["created"], "finished": finished,
-                                             "split_seconds": round(sum(d["seconds"] for d in dones.values()), 3)})
+                                    timings={"received": doc.created, "finished": finished,
+                                             "split_seconds": round(sum(d.seconds for d in dones.values()), 3)})
     manifest["state"] = batch.terminal_state(counts, last_round)
-    manifest["cost"] = cost.estimate(doc["model"], usage, cost.prices(store.config.prices))
+    manifest["cost"] = cost.estimate(doc.model, usage, cost.prices(store.config.prices))
     if store.config.results_table:
         manifest["results_table"] = store.config.results_table
         manifest["results_table_error"] = table_error
     manifest_path = store.path(batch_id, layout.MANIFEST)
-    first = store.create_json(manifest_path, manifest, replacing=doc.get("manifest_generation") or 0)
+    first = store.create_json(manifest_path, manifest, replacing=doc.manifest_generation)
     if not first:
         if force_after_s is None:
             return  # another task is finishing this batch
@@ -78,9 +79,9 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         if age_s(existing["timings"]["finished"]) < force_after_s:
             return
         manifest = existing
-    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc["round"]]
+    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc.round]
     job_errors += [manifest["results_table_error"]] * bool(manifest.get("results_table_error"))
-    message = notify.build(manifest["state"], batch_id=batch_id, source=doc["source"], counts=manifest["counts"],
+    message = notify.build(manifest["state"], batch_id=batch_id, source=doc.source, counts=manifest["counts"],
                            manifest=store.uri(manifest_path), results_prefix=results_prefix,
                            results_file=manifest.get("results_file"),
                            report=store.uri(store.path(batch_id, layout.REPORT)), error="; ".join(job_errors) or None,
@@ -88,7 +89,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"],
                      usage=manifest["usage"], cost=manifest.get("cost"))
     if first:  # the manifest's creator counts the batch's requests and tokens, once
-        log_counts(doc["model"], manifest["counts"]["succeeded"], codes, manifest["usage"])
+        log_counts(doc.model, manifest["counts"]["succeeded"], codes, manifest["usage"])
 
 
 MAX_CODE_LINES = 20

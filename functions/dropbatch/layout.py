@@ -4,6 +4,11 @@ layout additions"): the name of every object a batch has, relative to its folder
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .documents import Part
+
 LEDGER = "ledger.json"
 REPORT = "report.json"
 MANIFEST = "manifest.json"
@@ -16,35 +21,35 @@ SUBMIT_CHECKPOINT = "submit/checkpoint.json"
 ACTIVE = "_active/"  # batches/_active/BATCH_ID: the active index, beside the batches' folders
 
 
-def part_name(part: dict) -> str:
+def part_name(part: Part) -> str:
     """A part's name in a round: rR-pPPPPP."""
-    return f"r{part['round']}-p{part['index']:05d}"
+    return f"r{part.round}-p{part.index:05d}"
 
 
-def staged(part: dict) -> str:
+def staged(part: Part) -> str:
     """A part's staged input without its suffix (.jsonl, and .keys.jsonl for its keys sidecar): a first-round
     part is input/part-PPPPP, a retry round's input/retry-rR-pPPPPP."""
-    return f"input/part-{part['index']:05d}" if part["round"] == 0 else f"input/retry-{part_name(part)}"
+    return f"input/part-{part.index:05d}" if part.round == 0 else f"input/retry-{part_name(part)}"
 
 
-def output(part: dict) -> str:
+def output(part: Part) -> str:
     """Where a part's job writes (its outputUriPrefix)."""
     return f"output/{part_name(part)}"
 
 
-def split_done(part: dict) -> str:
+def split_done(part: Part) -> str:
     return f"split/{part_name(part)}.done.json"
 
 
-def split_checkpoint(part: dict) -> str:
+def split_checkpoint(part: Part) -> str:
     return f"split/{part_name(part)}.checkpoint.json"
 
 
-def split_errors(part: dict) -> str:
+def split_errors(part: Part) -> str:
     return f"split/{part_name(part)}.errors.jsonl"
 
 
-def ordered(part: dict) -> str:
+def ordered(part: Part) -> str:
     """The folder of a part's results in line order."""
     return f"ordered/{part_name(part)}/"
 

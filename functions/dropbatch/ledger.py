@@ -12,10 +12,12 @@ import os
 import time
 import uuid
 
+import msgspec
 import orjson
 
 from . import layout
 from .config import Config
+from .documents import Ledger, plain
 from .errors import Conflict, PermanentError, TransientError, denied
 from .events import now
 
@@ -202,7 +204,9 @@ class Store:
     def uri(self, path: str) -> str:
         return f"gs://{self.config.state_bucket}/{path}"
 
-    def read_json(self, path: str) -> tuple[dict | None, int]:
+    def read_json(self, path: str, type=None) -> tuple:
+        """(document, generation); (None, 0) when there is none. With `type` (a documents.py type), the document
+        is decoded as one."""
         from google.api_core.exceptions import NotFound
 
         blob = self.bucket.blob(path)
@@ -210,7 +214,7 @@ class Store:
             data = _gcs_call(blob.download_as_bytes)
         except NotFound:
             return None, 0
-        return orjson.loads(data), blob.generation
+        return (orjson.loads(data) if type is None else msgspec.json.decode(data, type=type)), blob.generation
 
     def write_json(self, path: str, doc, if_generation_match: int | None = None) -> int:
         """Write a document, under a generation precondition when given. A conditional write whose response was
@@ -219,7 +223,7 @@ class Store:
         from google.api_core.exceptions import NotFound
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        data = orjson.dumps(doc, default=plain, option=orjson.OPT_INDENT_2)
         blob = self.bucket.blob(path)
         try:
             _gcs_call(blob.upload_from_string, data, content_type="application/json",
@@ -256,10 +260,10 @@ class Store:
     def ledger_path(self, batch_id: str) -> str:
         return self.path(batch_id, layout.LEDGER)
 
-    def read_ledger(self, batch_id: str) -> tuple[dict | None, int]:
-        return self.read_json(self.ledger_path(batch_id))
+    def read_ledger(self, batch_id: str) -> tuple[Ledger | None, int]:
+        return self.read_json(self.ledger_path(batch_id), Ledger)
 
-    def update_ledger(self, batch_id: str, mutate, attempts: int = 20) -> dict | None:
+    def update_ledger(self, batch_id: str, mutate, attempts: int = 20) -> Ledger | None:
         """Read-modify-write under a generation precondition; `mutate(doc)` returns False to leave it as is."""
         for attempt in range(attempts):
             doc, generation = self.read_ledger(batch_id)
@@ -267,8 +271,8 @@ class Store:
                 return None
             if mutate(doc) is False:
                 return doc
-            doc["updated"] = now()
-            doc["writer"] = uuid.uuid4().hex[:12]  # this write's own mark: a lost response's retry knows its bytes
+            doc.updated = now()
+            doc.writer = uuid.uuid4().hex[:12]  # this write's own mark: a lost response's retry knows its bytes
             try:
                 self.write_json(self.ledger_path(batch_id), doc, if_generation_match=generation)
                 return doc
@@ -276,7 +280,7 @@ class Store:
                 time.sleep(min(0.05 * 2**attempt, 1.0))
         raise TransientError(f"ledger of {batch_id} kept changing under us")
 
-    def win_ledger(self, batch_id: str, move) -> tuple[dict | None, bool]:
+    def win_ledger(self, batch_id: str, move) -> tuple[Ledger | None, bool]:
         """(ledger, won): `move(doc)` changes the ledger in place and returns True, or returns False to leave it;
         won is True only when this call wrote the version on which `move` returned True. A write that loses
         its precondition re-reads and asks `move` again, so a win on a stale read is never counted."""
@@ -309,7 +313,7 @@ class Store:
         blobs = _gcs_call(self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{layout.ACTIVE}")
         return sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
 
-    def ledgers(self, since_s: float | None = None, limit: int | None = None) -> list[dict]:
+    def ledgers(self, since_s: float | None = None, limit: int | None = None) -> list[Ledger]:
         """Batches' ledgers, newest first: those received in the last `since_s` seconds, at most `limit`."""
         # Cloud Storage filters by the glob; the name check is for emulators that ignore it.
         blobs = (b for b in _gcs_call(self.client.list_blobs, self.bucket, prefix=self.prefix,
@@ -318,5 +322,6 @@ class Store:
         if since_s is not None:
             cutoff = time.time() - since_s
             blobs = (b for b in blobs if b.time_created.timestamp() >= cutoff)
-        docs = (self.read_json(b.name)[0] for b in sorted(blobs, key=lambda b: b.time_created, reverse=True)[:limit])
-        return sorted((d for d in docs if d), key=lambda d: d["created"], reverse=True)
+        docs = (self.read_json(b.name, Ledger)[0]
+                for b in sorted(blobs, key=lambda b: b.time_created, reverse=True)[:limit])
+        return sorted((d for d in docs if d), key=lambda d: d.created, reverse=True)

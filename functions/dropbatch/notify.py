@@ -15,6 +15,7 @@ import orjson
 
 from . import batch, layout, logs
 from .config import Config
+from .documents import Ledger, Part, ResumeTask, RetryTask, SplitTask, plain
 from .errors import ConfigurationError, TransientError, denied
 from .events import age_s, now
 
@@ -54,13 +55,13 @@ def build(state: str, *, batch_id: str, source: str, counts: dict | None = None,
     return message
 
 
-def publish_json(config: Config, topic: str, body: dict, **attributes) -> None:
+def publish_json(config: Config, topic: str, body, **attributes) -> None:
     from google.api_core import exceptions
 
     client = publisher()
     path = client.topic_path(config.project, topic)
     try:
-        client.publish(path, orjson.dumps(body), **{k: str(v) for k, v in attributes.items()}).result(timeout=60)
+        client.publish(path, orjson.dumps(body, default=plain), **{k: str(v) for k, v in attributes.items()}).result(timeout=60)
     except exceptions.PermissionDenied as exc:
         raise denied("Pub/Sub", exc) from exc
     except Exception as exc:  # the publish future raises api_core errors and timeouts alike: retry the step
@@ -87,18 +88,18 @@ def send_once(config: Config, message: dict) -> bool:
 
 # ---------------------------------------------------------------- the outbox
 
-def queue(doc: dict, message: dict) -> None:
-    """Queue a message in a ledger document (call inside the ledger write that decides it)."""
-    doc.setdefault("outbox", []).append({"message": message, "tried": now()})
+def queue(doc: Ledger, message: dict) -> None:
+    """Queue a message in a ledger (call inside the ledger write that decides it)."""
+    doc.outbox.append({"message": message, "tried": now()})
 
 
-def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> dict | None:
+def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> Ledger | None:
     """Publish the batch's queued messages in order; a finished batch with nothing left leaves the active index.
     The sweep passes `retry_after_s` (DROPBATCH_OUTBOX_RETRY_S) so that it never races the execution that
     queued a message and is sending it right now (that would send it twice)."""
     doc, _ = store.read_ledger(batch_id)
-    while doc and doc.get("outbox"):
-        entry = doc["outbox"][0]
+    while doc and doc.outbox:
+        entry = doc.outbox[0]
         message = entry["message"]
         if age_s(entry["tried"]) < retry_after_s:
             return doc
@@ -110,18 +111,18 @@ def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> dict | None:
         gave_up = []
 
         def record(d):
-            if not d.get("outbox") or d["outbox"][0]["message"] != message:
+            if not d.outbox or d.outbox[0]["message"] != message:
                 return False  # another execution delivered it meanwhile
             if problem is None:
-                d["outbox"].pop(0)
-                d["outbox_attempts"] = 0
+                d.outbox.pop(0)
+                d.outbox_attempts = 0
                 return None
-            d["outbox"][0]["tried"] = now()
-            d["outbox_attempts"] = d.get("outbox_attempts", 0) + 1
-            if d["outbox_attempts"] >= MAX_PUBLISH_ATTEMPTS:
-                d["outbox"].pop(0)
-                d["outbox_attempts"] = 0
-                d.setdefault("undelivered", []).append({"state": message["state"], "error": problem, "at": now()})
+            d.outbox[0]["tried"] = now()
+            d.outbox_attempts += 1
+            if d.outbox_attempts >= MAX_PUBLISH_ATTEMPTS:
+                d.outbox.pop(0)
+                d.outbox_attempts = 0
+                d.undelivered.append({"state": message["state"], "error": problem, "at": now()})
                 gave_up.append(True)
             return None
 
@@ -129,42 +130,42 @@ def deliver(store, batch_id: str, retry_after_s: float = 0.0) -> dict | None:
         if problem is not None:
             if not gave_up:
                 logs.warning("message not published; it stays queued", state=message["state"], error=problem,
-                             attempts=doc and doc.get("outbox_attempts"))
+                             attempts=doc and doc.outbox_attempts)
                 break
             logs.error("message given up", event="notification_undelivered", state=message["state"], error=problem,
                        attempts=MAX_PUBLISH_ATTEMPTS)
-    if doc and doc["state"] in batch.FINISHED and not doc.get("outbox"):
+    if doc and doc.state in batch.FINISHED and not doc.outbox:
         store.mark_inactive(batch_id)
     return doc
 
 
-def end_batch(store, batch_id: str, to: str, message: dict, **fields) -> dict | None:
+def end_batch(store, batch_id: str, to: str, message: dict, **fields) -> Ledger | None:
     """Move a batch to a finished state with its last message queued, then deliver it. Once only: the call that
     moved it logs `batch_ended` (infra/monitoring.tf counts it) and returns the ledger; the others return None."""
     def mutate(d):
-        if d["state"] in batch.FINISHED:
+        if d.state in batch.FINISHED:
             return False
-        batch.move(d, to, notified={**d["notified"], "terminal": now()}, owner=None, lease_until=None, **fields)
+        batch.move(d, to, notified={**d.notified, "terminal": now()}, owner=None, lease_until=None, **fields)
         queue(d, message)
         return True
 
     d, moved = store.win_ledger(batch_id, mutate)
     if moved:
-        logs.info("batch ended", event="batch_ended", state=message["state"], requests=d.get("requests") or 0,
-                  latency_s=round(age_s(d["created"]), 3), model=d.get("model"), rounds=d.get("round", 0) + 1,
+        logs.info("batch ended", event="batch_ended", state=message["state"], requests=d.requests or 0,
+                  latency_s=round(age_s(d.created), 3), model=d.model, rounds=d.round + 1,
                   cost_usd=(message.get("cost") or {}).get("estimated"))
     return deliver(store, batch_id)
 
 
-def fail_batch(store, doc: dict, reason: str) -> dict | None:
+def fail_batch(store, doc: Ledger, reason: str) -> Ledger | None:
     """End a batch that cannot go on: the `failed` message queued and sent, off the active index."""
     logs.error(f"batch failed: {reason[:500]}")
-    message = build("failed", batch_id=doc["batch_id"], source=doc["source"], counts={"total": doc.get("requests")},
-                    error=reason, report=store.uri(store.path(doc["batch_id"], layout.REPORT)))
-    return end_batch(store, doc["batch_id"], batch.FAILED, message, error=reason[:2000])
+    message = build("failed", batch_id=doc.batch_id, source=doc.source, counts={"total": doc.requests},
+                    error=reason, report=store.uri(store.path(doc.batch_id, layout.REPORT)))
+    return end_batch(store, doc.batch_id, batch.FAILED, message, error=reason[:2000])
 
 
-def fail_refused(store, batch_id: str, reason: str, doc: dict | None = None) -> None:
+def fail_refused(store, batch_id: str, reason: str, doc: Ledger | None = None) -> None:
     """End a batch after a 403 on dropbatch's own call (errors.ConfigurationError): `failed`, the message naming
     the permission. When the deployment refuses even the ledger write that ends the batch, the message is sent
     without it (the user hears why either way); when it refuses that too, the reason is logged."""
@@ -176,7 +177,7 @@ def fail_refused(store, batch_id: str, reason: str, doc: dict | None = None) -> 
     except ConfigurationError as exc:
         logs.error("the batch's end could not be recorded", error=str(exc)[:600])
     try:
-        send(store.config, build("failed", batch_id=batch_id, source=(doc or {}).get("source") or "", error=reason))
+        send(store.config, build("failed", batch_id=batch_id, source=doc.source if doc else "", error=reason))
     except (ConfigurationError, TransientError) as exc:
         logs.error("the failed message could not be sent", error=str(exc)[:600], reason=reason[:600])
 
@@ -188,11 +189,11 @@ def ask_submit(config: Config, batch_id: str) -> None:
     publish_json(config, config.uploads_topic, {"batch_id": batch_id}, dropbatch_continue=batch_id)
 
 
-def split_task(doc: dict, part: dict, **extra) -> dict:
+def split_task(doc: Ledger, part: Part, **extra) -> SplitTask:
     """A split task (docs/contracts.md): what the split function needs, nothing it must trust blindly."""
-    return {"batch_id": doc["batch_id"], "part": part["index"], "round": part["round"], "job": part["job"],
-            "resume": False, **extra}
+    return SplitTask(batch_id=doc.batch_id, part=part.index, round=part.round, job=part.job, resume=False, **extra)
 
 
-def send_split_task(config: Config, task: dict) -> None:
-    publish_json(config, config.split_topic, task, batch_id=task["batch_id"])
+def send_split_task(config: Config, task: SplitTask | RetryTask | ResumeTask) -> None:
+    """A task for the split function (a part's split, a retry round, a resume)."""
+    publish_json(config, config.split_topic, task, batch_id=task.batch_id)

@@ -139,7 +139,7 @@ class _Later:
     def _items(bucket, prefix, parts, dones, name_of):
         for part in parts:
             done = dones[name_of(part)]
-            lines, starts = done["lines"], done["buckets"]
+            lines, starts = done.lines, done.buckets
             for b, first in enumerate(starts):
                 lo = bisect.bisect_left(lines, first)
                 hi = bisect.bisect_left(lines, starts[b + 1]) if b + 1 < len(starts) else len(lines)
@@ -156,14 +156,14 @@ def compose_results(bucket, prefix: str, parts: list[dict], dones: dict, name_of
     """Write PREFIX/results.jsonl: round 0's ordered buckets in line order, each line a later round answered
     again replaced by its last answer, as batch.merge_rounds counts it (only buckets with such lines are
     rewritten)."""
-    rounds = sorted({p["round"] for p in parts} - {0})
-    later = [_Later(bucket, prefix, sorted((p for p in parts if p["round"] == r), key=lambda p: p["index"]),
+    rounds = sorted({p.round for p in parts} - {0})
+    later = [_Later(bucket, prefix, sorted((p for p in parts if p.round == r), key=lambda p: p.index),
                     dones, name_of) for r in rounds]
     sources = []
-    for part in sorted((p for p in parts if p["round"] == 0), key=lambda p: p["index"]):
-        starts = dones[name_of(part)]["buckets"]
+    for part in sorted((p for p in parts if p.round == 0), key=lambda p: p.index):
+        starts = dones[name_of(part)].buckets
         for b in range(len(starts)):
-            last = starts[b + 1] - 1 if b + 1 < len(starts) else part["last_line"]
+            last = starts[b + 1] - 1 if b + 1 < len(starts) else part.last_line
             name = bucket_path(prefix, part, b)
             again = {}
             for stream in later:  # in round order: the last answer wins; a retry with no output changes nothing

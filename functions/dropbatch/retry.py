@@ -14,6 +14,7 @@ import time
 import orjson
 
 from . import batch, families, layout, logs, notify, splits
+from .documents import Ledger, Part
 from .events import now
 from .ledger import Store, open_lines
 
@@ -21,10 +22,10 @@ from .ledger import Store, open_lines
 class _PartWriter:
     """One retry part being written: its staged lines and keys sidecar, streamed to GCS."""
 
-    def __init__(self, store: Store, doc: dict, index: int, round_: int):
+    def __init__(self, store: Store, doc: Ledger, index: int, round_: int):
         self.part = batch.new_part(index, round_, 0, 0, 0, None)
-        self.name = store.path(doc["batch_id"], layout.staged(self.part))
-        self.part["input"] = store.uri(self.name + ".jsonl")
+        self.name = store.path(doc.batch_id, layout.staged(self.part))
+        self.part.input = store.uri(self.name + ".jsonl")
         self.bytes = 0
         self.data = store.bucket.blob(self.name + ".jsonl").open("wb", chunk_size=8 << 20,
                                                                    content_type="application/jsonl")
@@ -32,41 +33,41 @@ class _PartWriter:
                                                                         content_type="application/jsonl")
 
     def fits(self, size: int, limits: tuple[int, int]) -> bool:
-        return not self.part["requests"] or (self.part["requests"] < limits[0] and self.bytes + size <= limits[1])
+        return not self.part.requests or (self.part.requests < limits[0] and self.bytes + size <= limits[1])
 
     def add(self, line: int, key: str, raw: bytes) -> None:
         self.data.write(raw)
         self.keys.write(orjson.dumps([line, key, len(raw)]) + b"\n")
-        self.part["first_line"] = self.part["first_line"] or line
-        self.part["last_line"] = line
-        self.part["requests"] += 1
+        self.part.first_line = self.part.first_line or line
+        self.part.last_line = line
+        self.part.requests += 1
         self.bytes += len(raw)
 
-    def close(self) -> dict:
+    def close(self) -> Part:
         self.data.close()
         self.keys.close()
         return self.part
 
 
-def stage_retry(store: Store, doc: dict, retry) -> list[dict]:
+def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
     """Stage the requests that failed for a transient reason (or never came back) as the next round's parts.
     `retry` gives them in line order; the staged input is read part by part alongside and streamed out, each new
     part within the per-job limits: nothing is held but the buffers."""
-    round_ = doc["round"] + 1
-    limits = families.family_of(doc["model"]).job_limits(store.config)
+    round_ = doc.round + 1
+    limits = families.family_of(doc.model).job_limits(store.config)
     wanted = iter(retry)
     nxt = next(wanted, None)
     parts, writer = [], None
-    for original in sorted((p for p in doc["parts"] if p["round"] == 0), key=lambda p: p["first_line"]):
+    for original in sorted((p for p in doc.parts if p.round == 0), key=lambda p: p.first_line):
         if nxt is None:
             break
-        if nxt["line"] > original["last_line"]:
+        if nxt["line"] > original.last_line:
             continue
-        path = store.path(doc["batch_id"], layout.staged(original))
+        path = store.path(doc.batch_id, layout.staged(original))
         with open_lines(store.bucket.blob(path + ".jsonl")) as f, \
                 open_lines(store.bucket.blob(path + ".keys.jsonl")) as sidecar:
             for raw, entry in zip(f, sidecar):  # staged in line order, as the errors come; the sidecar says the line
-                if nxt is None or nxt["line"] > original["last_line"]:
+                if nxt is None or nxt["line"] > original.last_line:
                     break
                 line = orjson.loads(entry)[0]
                 while nxt is not None and nxt["line"] < line:  # not in the staged input: nothing to retry
@@ -78,7 +79,7 @@ def stage_retry(store: Store, doc: dict, retry) -> list[dict]:
                     parts.append(writer.close())
                     writer = None
                 if writer is None:
-                    writer = _PartWriter(store, doc, len(doc["parts"]) + len(parts), round_)
+                    writer = _PartWriter(store, doc, len(doc.parts) + len(parts), round_)
                 writer.add(line, nxt["key"], raw)
                 nxt = next(wanted, None)
     if writer is not None:
@@ -91,35 +92,35 @@ def start_round(store: Store, batch_id: str, round_: int) -> None:
     account may create jobs, infra/iam.tf). A task for a round already staged, or a batch no longer splitting,
     does nothing."""
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["round"] != round_ - 1 or doc["state"] not in (batch.SUBMITTED, batch.SPLITTING):
+    if doc is None or doc.round != round_ - 1 or doc.state not in (batch.SUBMITTED, batch.SPLITTING):
         logs.info("retry task ignored: the round is staged or the batch moved on", round=round_,
-                  state=doc and doc["state"])
+                  state=doc and doc.state)
         return
     started = time.monotonic()
     dones = splits.done_documents(store, doc)
     errors_of = functools.partial(splits.part_errors, store, batch_id)
-    count = batch.merge_rounds(doc["parts"], dones, errors_of)[2]
-    parts = stage_retry(store, doc, (e for e in batch.merged_errors(doc["parts"], dones, errors_of)
+    count = batch.merge_rounds(doc.parts, dones, errors_of)[2]
+    parts = stage_retry(store, doc, (e for e in batch.merged_errors(doc.parts, dones, errors_of)
                                      if e.get("retryable")))
-    current = doc["round"]
+    current = doc.round
 
     def next_round(d):
-        if d["round"] != current or d["state"] not in (batch.SUBMITTED, batch.SPLITTING):
+        if d.round != current or d.state not in (batch.SUBMITTED, batch.SPLITTING):
             return False  # another finisher started the round already
-        batch.move(d, batch.STAGED, round=current + 1, parts=d["parts"] + parts)
+        batch.move(d, batch.STAGED, round=current + 1, parts=d.parts + parts)
 
-    store.update_ledger(doc["batch_id"], next_round)
+    store.update_ledger(doc.batch_id, next_round)
     logs.info("retry round staged", event="retry_round", round=current + 1, requests=count, parts=len(parts),
               seconds=round(time.monotonic() - started, 3))
-    notify.ask_submit(store.config, doc["batch_id"])
+    notify.ask_submit(store.config, doc.batch_id)
 
 
-def resumable(store: Store, doc: dict):
+def resumable(store: Store, doc: Ledger):
     """The requests a resume sends again, in line order: every one with no succeeded result (missing, from a job
     that expired, was cancelled or failed, and failed for a transient reason), not those Vertex refused for good."""
     dones = splits.done_documents(store, doc)
-    errors_of = functools.partial(splits.part_errors, store, doc["batch_id"])
-    return (e for e in batch.merged_errors(doc["parts"], dones, errors_of)
+    errors_of = functools.partial(splits.part_errors, store, doc.batch_id)
+    return (e for e in batch.merged_errors(doc.parts, dones, errors_of)
             if e["status"] == "missing" or e.get("retryable"))
 
 
@@ -129,9 +130,9 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
     created), and ask the submit function for the jobs. A task for a batch that is not finished at round
     `round_` - 1 (already resumed, or still running) does nothing, so resuming twice at once makes one round."""
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["state"] != batch.DONE or doc["round"] != round_ - 1 or not doc["parts"]:
+    if doc is None or doc.state != batch.DONE or doc.round != round_ - 1 or not doc.parts:
         logs.info("resume task ignored: the batch is not finished at that round", round=round_,
-                  state=doc and doc["state"])
+                  state=doc and doc.state)
         return
     started = time.monotonic()
     parts = stage_retry(store, doc, resumable(store, doc))
@@ -142,20 +143,19 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
     store.mark_active(batch_id)  # first: a batch must never be open without the sweep knowing of it
 
     def reopen(d):
-        if d["state"] != batch.DONE or d["round"] != round_ - 1:
+        if d.state != batch.DONE or d.round != round_ - 1:
             return False  # another resume won
-        batch.move(d, batch.STAGED, round=round_, parts=d["parts"] + parts, cancel_requested=False,
+        batch.move(d, batch.STAGED, round=round_, parts=d.parts + parts, cancel_requested=False,
                    final_state=None, counts=None, owner=None, lease_until=None,
-                   notified={k: v for k, v in d["notified"].items() if k != "terminal"},
+                   notified={k: v for k, v in d.notified.items() if k != "terminal"},
                    manifest_generation=manifest.generation if manifest is not None else 0,
-                   resumed=[*d.get("resumed", []), {"round": round_, "at": now(),
-                                                     "requests": sum(p["requests"] for p in parts),
-                                                     "after": d.get("final_state")}])
+                   resumed=[*d.resumed, {"round": round_, "at": now(), "requests": sum(p.requests for p in parts),
+                                         "after": d.final_state}])
         return True
 
     if not store.win_ledger(batch_id, reopen)[1]:
         logs.info("resume task ignored: another resume reopened the batch", round=round_)
         return
-    logs.info("batch resumed", event="batch_resumed", round=round_, requests=sum(p["requests"] for p in parts),
+    logs.info("batch resumed", event="batch_resumed", round=round_, requests=sum(p.requests for p in parts),
               parts=len(parts), seconds=round(time.monotonic() - started, 3))
     notify.ask_submit(store.config, batch_id)

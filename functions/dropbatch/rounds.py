@@ -6,10 +6,12 @@ finish.
 
 from __future__ import annotations
 
+import msgspec
 from google.api_core.exceptions import Forbidden
 
 from . import batch, finish, logs, notify, retry, split
 from .config import get_config
+from .documents import ResumeTask, RetryTask, SplitTask, task_of
 from .errors import ConfigurationError, PermanentError, TransientError, denied
 from .events import PUBSUB, pubsub_json
 from .keys import is_batch_id
@@ -20,56 +22,58 @@ def handle_event(event) -> None:
         logs.info("ignored: not a Pub/Sub message", event_type=event.get("type"))
         return
     try:
-        task, _ = pubsub_json(event)
+        task = task_of(pubsub_json(event)[0])
     except PermanentError as exc:
         logs.error(f"ignored: {exc}")
         return
-    if not is_batch_id(str(task.get("batch_id"))) or not isinstance(
-            task.get("part", task.get("retry", task.get("resume_round"))), int):
+    except msgspec.ValidationError as exc:
+        logs.warning("ignored: not a split task", error=str(exc)[:200])
+        return
+    if not is_batch_id(task.batch_id):
         logs.warning("ignored: not a split task")
         return
-    token = logs.bind(batch_id=task["batch_id"], execution_id=execution_id(), event_id=event.get("id"))
+    token = logs.bind(batch_id=task.batch_id, execution_id=execution_id(), event_id=event.get("id"))
     store = Store(get_config())
     try:
         run_task(store, task)
     except ConfigurationError as exc:  # a missing grant: retrying cannot help
-        notify.fail_refused(store, task["batch_id"], str(exc))
+        notify.fail_refused(store, task.batch_id, str(exc))
     except Forbidden as exc:  # the same, from a call made outside ledger's error mapping (result writes)
-        notify.fail_refused(store, task["batch_id"], str(denied("Cloud Storage", exc)))
+        notify.fail_refused(store, task.batch_id, str(denied("Cloud Storage", exc)))
     finally:
         logs.reset(token)
 
 
-def run_task(store: Store, task: dict) -> None:
-    batch_id = task["batch_id"]
-    if "retry" in task:
-        retry.start_round(store, batch_id, task["retry"])
+def run_task(store: Store, task: SplitTask | RetryTask | ResumeTask) -> None:
+    batch_id = task.batch_id
+    if isinstance(task, RetryTask):
+        retry.start_round(store, batch_id, task.retry)
         return
-    if "resume_round" in task:  # not "resume", which a split task uses for its checkpoint
-        retry.resume(store, batch_id, task["resume_round"])
+    if isinstance(task, ResumeTask):
+        retry.resume(store, batch_id, task.resume_round)
         return
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc["state"] not in (batch.SUBMITTED, batch.SPLITTING):
-        logs.info("split task ignored: the batch is not splitting", state=doc and doc["state"])
+    if doc is None or doc.state not in (batch.SUBMITTED, batch.SPLITTING):
+        logs.info("split task ignored: the batch is not splitting", state=doc and doc.state)
         return
-    if not 0 <= task["part"] < len(doc["parts"]):
-        logs.warning("split task ignored: no such part", part=task["part"])
+    if task.part >= len(doc.parts):
+        logs.warning("split task ignored: no such part", part=task.part)
         return
-    part = doc["parts"][task["part"]]
-    if part["round"] != task.get("round", 0):
+    part = doc.parts[task.part]
+    if part.round != task.round:
         logs.info("split task ignored: an older round")
         return
-    if task.get("partial"):  # what a running job has written so far; its end is the final task's
-        if part["state"] == "JOB_STATE_RUNNING" and part.get("split") != "done":
+    if task.partial:  # what a running job has written so far; its end is the final task's
+        if part.state == "JOB_STATE_RUNNING" and part.split != "done":
             split.split_part(store, doc, part, task)
-        store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(partial_queued=None)
-                            if d["parts"][part["index"]].get("partial_queued") else False)
+        store.update_ledger(batch_id, lambda d: d.parts[part.index].set(partial_queued=None)
+                            if d.parts[part.index].partial_queued else False)
         return
-    if part["state"] not in batch.JOB_TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
-        raise TransientError(f"part {part['index']} is still {part['state']} in the ledger")
+    if part.state not in batch.JOB_TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
+        raise TransientError(f"part {part.index} is still {part.state} in the ledger")
     if not split.split_part(store, doc, part, task):
         return  # checkpointed: a new task continues
-    doc = store.update_ledger(batch_id, lambda d: d["parts"][part["index"]].update(split="done")
-                              if d["parts"][part["index"]].get("split") != "done" else False)
-    if all(p.get("split") == "done" for p in doc["parts"]):
-        finish.finalize(store, batch_id, force_after_s=batch.FINISH_AFTER_S if task.get("finalize") else None)
+    doc = store.update_ledger(batch_id, lambda d: d.parts[part.index].set(split="done")
+                              if d.parts[part.index].split != "done" else False)
+    if all(p.split == "done" for p in doc.parts):
+        finish.finalize(store, batch_id, force_after_s=batch.FINISH_AFTER_S if task.finalize else None)

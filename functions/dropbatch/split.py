@@ -19,10 +19,12 @@ import time
 import zlib
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from . import families, layout, logs, notify, ordered, splits
 from .batch import USAGE_NAMES, build_manifest, ended_for_good
+from .documents import Ledger, Part, SplitDone, SplitTask
 from .keys import key_width, line_key
 from .lineio import bounded_lines
 from .ledger import open_lines
@@ -313,9 +315,9 @@ class GcsSink:
 
 # ---------------------------------------------------------------- one part of a batch, in the cloud
 
-def load_index(store, doc: dict, part: dict, family: families.Family) -> Index:
-    name = store.path(doc["batch_id"], layout.staged(part))
-    width = key_width(doc["lines"])
+def load_index(store, doc: Ledger, part: Part, family: families.Family) -> Index:
+    name = store.path(doc.batch_id, layout.staged(part))
+    width = key_width(doc.lines)
 
     def entries():
         with open_lines(store.bucket.blob(name + ".keys.jsonl")) as f:
@@ -330,7 +332,7 @@ def load_index(store, doc: dict, part: dict, family: families.Family) -> Index:
     return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines, family.result_bytes)
 
 
-def split_part(store, doc: dict, part: dict, task: dict) -> bool:
+def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
     """Match one job's outputs to its requests, write the results and the part's ordered buckets; True when the
     part is split, False when it stopped first (docs/contracts.md): at DROPBATCH_SPLIT_BUDGET_S, checkpointed and
     continued in a new task; or, for a `partial` task while the job runs, at the end of what the job has written
@@ -340,18 +342,18 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     generation and the byte offset read up to: a new file is read from its start, a file with a new generation
     again from its start (what was matched is not counted twice), and a partial task stops before a last line
     the job has not finished writing."""
-    config, batch_id = store.config, doc["batch_id"]
+    config, batch_id = store.config, doc.batch_id
     done_path = store.path(batch_id, layout.split_done(part))
     ckpt_path = store.path(batch_id, layout.split_checkpoint(part))
     if store.read_json(done_path)[0] is not None:
         return True
-    started, partial = time.monotonic(), bool(task.get("partial"))
+    started, partial = time.monotonic(), task.partial
     checkpoint = store.read_json(ckpt_path)[0] or {}
     if "files" not in checkpoint:  # none yet (a checkpoint always records its files)
         checkpoint = {}
-    family = families.family_of(doc["model"])
+    family = families.family_of(doc.model)
     index = load_index(store, doc, part, family)
-    matcher = Matcher(index, batch_id, part["job"], checkpoint.get("state"), family)
+    matcher = Matcher(index, batch_id, part.job, checkpoint.get("state"), family)
     collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts)
     files = splits.output_files(store, doc, part)
     positions: dict = checkpoint.get("files") or {}  # output file -> [generation, offset read up to]
@@ -367,8 +369,8 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
             return False
         save(**where)
         if not partial:  # a partial task's next increment is the sweep's to send
-            notify.send_split_task(config, {**task, "resume": True})
-        logs.info("split checkpointed; continuing in a new task", part=part["index"], partial=partial)
+            notify.send_split_task(config, msgspec.structs.replace(task, resume=True))
+        logs.info("split checkpointed; continuing in a new task", part=part.index, partial=partial)
         return True
 
     with GcsSink(store.bucket.name, store.path(batch_id, ""), config.workers) as sink:
@@ -396,11 +398,11 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
             positions[blob.name] = [blob.generation, offset]
         if partial:
             save()
-            logs.info("results written so far", part=part["index"], counts=matcher.counts, files=len(files))
+            logs.info("results written so far", part=part.index, counts=matcher.counts, files=len(files))
             return False
         sink.flush()
-        logs.info("results written", part=part["index"], retries=sink.retries)
-        left = collector.order(index.lines(), index.key, lambda key: ordered.missing_result(key, batch_id, part["job"]),
+        logs.info("results written", part=part.index, retries=sink.retries)
+        left = collector.order(index.lines(), index.key, lambda key: ordered.missing_result(key, batch_id, part.job),
                                first_bucket=checkpoint.get("order_from", 0),
                                stop=lambda: time.monotonic() > deadline)
         if left is not None and stop(order_from=left):
@@ -409,12 +411,12 @@ def split_part(store, doc: dict, part: dict, task: dict) -> bool:
     errors = sorted(matcher.failures + missing, key=lambda e: e["line"])  # one part's: within the per-job limits
     store.bucket.blob(store.path(batch_id, layout.split_errors(part))).upload_from_string(
         b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
-    store.create_json(done_path, {
-        "part": part["index"], "round": part["round"], "job": part["job"], "requests": index.total,
-        "counts": {**matcher.counts, "missing": len(missing)}, "usage": matcher.usage, "error_count": len(errors),
-        "files": [f.name for f in files], "seconds": round(time.monotonic() - started, 3),
-        "buckets": index.starts, "lines": list(index.lines()) if part["round"] else None})
-    logs.info("part split", part=part["index"], counts=matcher.counts, missing=len(missing))
+    store.create_json(done_path, SplitDone(
+        part=part.index, round=part.round, job=part.job, requests=index.total,
+        counts={**matcher.counts, "missing": len(missing)}, usage=matcher.usage, error_count=len(errors),
+        files=[f.name for f in files], seconds=round(time.monotonic() - started, 3),
+        buckets=index.starts, lines=list(index.lines()) if part.round else None))
+    logs.info("part split", part=part.index, counts=matcher.counts, missing=len(missing))
     return True
 
 

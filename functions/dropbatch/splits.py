@@ -6,41 +6,45 @@ from __future__ import annotations
 import orjson
 
 from . import batch, layout
+from .documents import Ledger, Part, SplitDone
 from .ledger import Store, open_lines
 
 
-def done_documents(store: Store, doc: dict) -> dict:
+def done_documents(store: Store, doc: Ledger) -> dict[str, SplitDone | None]:
     """part name -> the part's split outcome (split/NAME.done.json), None where it is not split."""
-    return {batch.part_name(p): store.read_json(store.path(doc["batch_id"], layout.split_done(p)))[0]
-            for p in doc["parts"]}
+    return {batch.part_name(p): store.read_json(store.path(doc.batch_id, layout.split_done(p)), SplitDone)[0]
+            for p in doc.parts}
 
 
-def part_errors(store: Store, batch_id: str, part: dict, done: dict):
+def part_errors(store: Store, batch_id: str, part: Part, done: SplitDone):
     """One split part's errors in line order, read from split/NAME.errors.jsonl."""
     with open_lines(store.bucket.blob(store.path(batch_id, layout.split_errors(part)))) as f:
         for raw in f:
             yield orjson.loads(raw)
 
 
-def output_files(store, doc: dict, part: dict) -> list:
+def output_files(store, doc: Ledger, part: Part) -> list:
     """The part's prediction files: under the job's output directory, or, for a job dropbatch lost sight of,
     wherever it wrote under the prefix dropbatch gave it."""
-    output_dir = part.get("output_dir") or store.uri(store.path(doc["batch_id"], layout.output(part)))
+    output_dir = part.output_dir or store.uri(store.path(doc.batch_id, layout.output(part)))
     bucket_name, _, prefix = output_dir[5:].partition("/")
     blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
     return sorted((b for b in blobs if b.name.endswith(".jsonl")), key=lambda b: b.name)
 
 
-def arrived(store: Store, doc: dict) -> dict:
+def arrived(store: Store, doc: Ledger) -> dict:
     """Results written so far for the batch's current round: {"succeeded", "failed"}, from each part's done
     document, or its checkpoint while a partial or budgeted split is under way (results/KEY.json exist for them)."""
     counts = {"succeeded": 0, "failed": 0}
-    for p in doc["parts"]:
-        if p["round"] != doc["round"]:
+    for p in doc.parts:
+        if p.round != doc.round:
             continue
-        name = layout.split_done(p) if p.get("split") == "done" else layout.split_checkpoint(p)
-        found = store.read_json(store.path(doc["batch_id"], name))[0] or {}
-        got = found.get("counts") or (found.get("state") or {}).get("counts") or {}
+        if p.split == "done":
+            done = store.read_json(store.path(doc.batch_id, layout.split_done(p)), SplitDone)[0]
+            got = done.counts if done else {}
+        else:
+            checkpoint = store.read_json(store.path(doc.batch_id, layout.split_checkpoint(p)))[0] or {}
+            got = (checkpoint.get("state") or {}).get("counts") or {}
         for k in counts:
             counts[k] += int(got.get(k) or 0)
     return counts

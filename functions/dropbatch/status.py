@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import batch, layout, logs, notify, splits, vertex
 from .config import Config, get_config
+from .documents import Ledger
 from .errors import ConfigurationError, DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
 from .ledger import Store, execution_id
@@ -51,152 +52,152 @@ def advance(store: Store, batch_id: str) -> None:
         if since is None or age_s(since) > 2 * store.config.claim_lease_s:
             store.mark_inactive(batch_id)
         return
-    if doc.get("outbox") or doc["state"] in batch.FINISHED:
+    if doc.outbox or doc.state in batch.FINISHED:
         doc = notify.deliver(store, batch_id, store.config.outbox_retry_s)  # a finished batch leaves the index
-        if doc is None or doc["state"] in batch.FINISHED:
+        if doc is None or doc.state in batch.FINISHED:
             return
-    if doc["state"] in batch.SUBMITTING:
+    if doc.state in batch.SUBMITTING:
         # Its event or continuation was lost, or its function died: ask the submit function to go on (once a
         # lease period, so a continuation on its way is not doubled).
-        if batch.lease_expired(doc) and (not doc.get("continued")
-                                         or age_s(doc["continued"]) > store.config.claim_lease_s):
-            store.update_ledger(batch_id, lambda d: d.update(continued=now()))
+        if batch.lease_expired(doc) and (not doc.continued
+                                         or age_s(doc.continued) > store.config.claim_lease_s):
+            store.update_ledger(batch_id, lambda d: d.set(continued=now()))
             notify.ask_submit(store.config, batch_id)
             logs.warning("submission stalled; the submit function is asked to go on", event="batch_stalled",
-                         stage="submit", state=doc["state"])
+                         stage="submit", state=doc.state)
         return
-    if doc["state"] == batch.SUBMITTED:
+    if doc.state == batch.SUBMITTED:
         refresh_jobs(store, doc)
-    elif doc["state"] == batch.SPLITTING:
+    elif doc.state == batch.SPLITTING:
         requeue_stale_tasks(store, doc)
 
 
-def refresh_jobs(store: Store, doc: dict) -> None:
-    config, batch_id = store.config, doc["batch_id"]
+def refresh_jobs(store: Store, doc: Ledger) -> None:
+    config, batch_id = store.config, doc.batch_id
     updates = {}
-    for part in doc["parts"]:
+    for part in doc.parts:
         if batch.part_running(part):
             try:
-                job = vertex.get_job(config, part["job"])
+                job = vertex.get_job(config, part.job)
             except PermanentError as exc:  # deleted (404) or no longer readable (403): it will not come back
-                logs.error("job lost; what it wrote is split", job=part["job"], part=part["index"],
+                logs.error("job lost; what it wrote is split", job=part.job, part=part.index,
                            error=str(exc)[:300])
-                job = {"name": part["job"], "state": "JOB_STATE_FAILED", "completion_stats": None, "lost": True,
-                       "output_dir": part.get("output_dir"), "end_time": now(),
+                job = {"name": part.job, "state": "JOB_STATE_FAILED", "completion_stats": None, "lost": True,
+                       "output_dir": part.output_dir, "end_time": now(),
                        "error": {"code": 5, "message": f"dropbatch can no longer read the job: {str(exc)[:500]}"}}
-            if job["state"] != part["state"] or job["completion_stats"] != part["completion_stats"]:
-                updates[part["index"]] = job
-                if job["state"] != part["state"]:
-                    logs.info("job state", job=job["name"], state=job["state"], part=part["index"])
-    stalled = [p for p in doc["parts"] if batch.part_running(p)
-               and p["index"] not in updates and age_s(p.get("created")) > config.job_deadline_s]
-    for p in doc["parts"]:
-        state = (updates.get(p["index"]) or p)["state"]
-        if state in batch.JOB_QUEUED and age_s(p.get("created")) > config.queue_limit_s:
-            logs.warning("job queued past Vertex's queue limit", event="job_no_progress", job=p["job"], state=state,
-                         part=p["index"], queued_s=round(age_s(p.get("created"))))
+            if job["state"] != part.state or job["completion_stats"] != part.completion_stats:
+                updates[part.index] = job
+                if job["state"] != part.state:
+                    logs.info("job state", job=job["name"], state=job["state"], part=part.index)
+    stalled = [p for p in doc.parts if batch.part_running(p)
+               and p.index not in updates and age_s(p.created) > config.job_deadline_s]
+    for p in doc.parts:
+        state = updates[p.index]["state"] if p.index in updates else p.state
+        if state in batch.JOB_QUEUED and age_s(p.created) > config.queue_limit_s:
+            logs.warning("job queued past Vertex's queue limit", event="job_no_progress", job=p.job, state=state,
+                         part=p.index, queued_s=round(age_s(p.created)))
 
     def record(d):
         for index, job in updates.items():
-            d["parts"][index].update(state=job["state"], completion_stats=job["completion_stats"],
-                                     output_dir=job["output_dir"], error=job["error"], ended=job["end_time"],
-                                     **({"lost": True} if job.get("lost") else {}))
+            d.parts[index].set(state=job["state"], completion_stats=job["completion_stats"],
+                               output_dir=job["output_dir"], error=job["error"], ended=job["end_time"],
+                               lost=d.parts[index].lost or bool(job.get("lost")))
         for p in stalled:
-            d["parts"][p["index"]]["stalled"] = d["parts"][p["index"]].get("stalled") or now()
+            d.parts[p.index].stalled = d.parts[p.index].stalled or now()
     if updates or stalled:
         doc = store.update_ledger(batch_id, record)
     for p in stalled:
-        if not p.get("stalled"):
-            logs.error("job stuck past its deadline", event="batch_stalled", stage="job", job=p["job"], state=p["state"], deadline_s=config.job_deadline_s)
-            notify.send_once(config, notify.build("stalled", batch_id=batch_id, source=doc["source"],
-                                                  counts={"total": doc["requests"]},
-                                                  error=f"job {p['job']} is still {p['state']} after "
+        if not p.stalled:
+            logs.error("job stuck past its deadline", event="batch_stalled", stage="job", job=p.job, state=p.state, deadline_s=config.job_deadline_s)
+            notify.send_once(config, notify.build("stalled", batch_id=batch_id, source=doc.source,
+                                                  counts={"total": doc.requests},
+                                                  error=f"job {p.job} is still {p.state} after "
                                                         f"{config.job_deadline_s} s"))
     if not batch.all_ended(doc):
         queue_partial_splits(store, doc)
         send_progress(store, doc)
-    if any(batch.part_waiting(p) for p in doc["parts"]):
+    if any(batch.part_waiting(p) for p in doc.parts):
         notify.ask_submit(config, batch_id)  # the submit function creates jobs (the only account that may)
         return
     if batch.all_ended(doc):
         queue_tasks(store, doc)
 
 
-def queue_partial_splits(store: Store, doc: dict) -> None:
+def queue_partial_splits(store: Store, doc: Ledger) -> None:
     """While a job runs, Vertex writes its finished rows to the output directory (Google's batch prediction pages):
     when a running part's output files changed (a new file, or a new generation of one), a `partial` split task
     splits what is there, so results/KEY.json appear long before the job ends. One in flight a part (re-sent
     after 2 split budgets and a minute, like a lost split task); the split function clears `partial_queued`."""
-    for p in doc["parts"]:
-        if p.get("state") != "JOB_STATE_RUNNING" or not p.get("output_dir") or p.get("split") == "done":
+    for p in doc.parts:
+        if p.state != "JOB_STATE_RUNNING" or not p.output_dir or p.split == "done":
             continue
-        if p.get("partial_queued") and age_s(p["partial_queued"]) < 2 * store.config.split_budget_s + 60:
+        if p.partial_queued and age_s(p.partial_queued) < 2 * store.config.split_budget_s + 60:
             continue
         seen = [[b.name, b.generation] for b in splits.output_files(store, doc, p)]
-        if not seen or seen == p.get("partial_seen"):
+        if not seen or seen == p.partial_seen:
             continue
         notify.send_split_task(store.config, notify.split_task(doc, p, partial=True))
-        store.update_ledger(doc["batch_id"], lambda d, i=p["index"]: d["parts"][i].update(
+        store.update_ledger(doc.batch_id, lambda d, i=p.index: d.parts[i].set(
             partial_queued=now(), partial_seen=seen))
-        logs.info("partial split queued", part=p["index"], files=len(seen))
+        logs.info("partial split queued", part=p.index, files=len(seen))
 
 
 MAX_PROGRESS_JOBS = 40  # a running message lists at most this many jobs' stats (it stays under 16 KB)
 
 
-def send_progress(store: Store, doc: dict) -> None:
+def send_progress(store: Store, doc: Ledger) -> None:
     """A `running` message with the round's results so far (split while the jobs run: succeeded, failed, pending,
     of total) and each job's own completion stats, when they moved since the last one and at most one per
     DROPBATCH_PROGRESS_S.
     Decided in the ledger (`progress_sent`), so overlapping sweeps send it once; a publish that fails is not
     repeated (the next change sends a newer one)."""
-    parts = [p for p in doc["parts"] if p["round"] == doc["round"]]
-    total = sum(p["requests"] for p in parts)
+    parts = [p for p in doc.parts if p.round == doc.round]
+    total = sum(p.requests for p in parts)
     got = splits.arrived(store, doc)
-    counts = {"total": total, **got, "pending": max(0, total - got["succeeded"] - got["failed"]), "round": doc["round"]}
+    counts = {"total": total, **got, "pending": max(0, total - got["succeeded"] - got["failed"]), "round": doc.round}
 
     def record(d):
-        last = d.get("progress_sent") or {}
+        last = d.progress_sent or {}
         if last.get("counts") == counts or (last and age_s(last["at"]) < store.config.progress_s):
             return False
-        d["progress_sent"] = {"at": now(), "counts": counts}
+        d.progress_sent = {"at": now(), "counts": counts}
         return True
 
-    if (doc.get("progress_sent") or {}).get("counts") == counts:
+    if (doc.progress_sent or {}).get("counts") == counts:
         return
-    if store.win_ledger(doc["batch_id"], record)[1]:
-        jobs = [{"name": p["job"], "part": p["index"], "state": p["state"], "completion_stats": p.get("completion_stats")}
-                for p in parts if p.get("job")][:MAX_PROGRESS_JOBS]
-        notify.send_once(store.config, notify.build("running", batch_id=doc["batch_id"], source=doc["source"],
+    if store.win_ledger(doc.batch_id, record)[1]:
+        jobs = [{"name": p.job, "part": p.index, "state": p.state, "completion_stats": p.completion_stats}
+                for p in parts if p.job][:MAX_PROGRESS_JOBS]
+        notify.send_once(store.config, notify.build("running", batch_id=doc.batch_id, source=doc.source,
                                                counts=counts, jobs=jobs,
-                                               results_prefix=store.uri(store.path(doc["batch_id"], layout.RESULTS))))
+                                               results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS))))
 
 
 # ---------------------------------------------------------------- split tasks
 
-def queue_tasks(store: Store, doc: dict) -> None:
-    for part in doc["parts"]:
-        if part.get("split") != "done":
+def queue_tasks(store: Store, doc: Ledger) -> None:
+    for part in doc.parts:
+        if part.split != "done":
             notify.send_split_task(store.config, notify.split_task(doc, part))
-    store.update_ledger(doc["batch_id"], lambda d: batch.move(d, batch.SPLITTING, split_queued=now())
-                        if d["state"] == batch.SUBMITTED else False)
-    logs.info("split tasks queued", parts=len(doc["parts"]))
+    store.update_ledger(doc.batch_id, lambda d: batch.move(d, batch.SPLITTING, split_queued=now())
+                        if d.state == batch.SUBMITTED else False)
+    logs.info("split tasks queued", parts=len(doc.parts))
 
 
-def requeue_stale_tasks(store: Store, doc: dict) -> None:
+def requeue_stale_tasks(store: Store, doc: Ledger) -> None:
     """The sweep's safety net: re-send split tasks that never finished, or the finishing task of a batch whose
     finisher died. The split function does the work; the sweep stays small."""
-    if all(p.get("split") == "done" for p in doc["parts"]):
-        if age_s(doc.get("finalize_queued") or doc.get("split_queued")) > batch.FINISH_AFTER_S:
-            notify.send_split_task(store.config, notify.split_task(doc, doc["parts"][-1], finalize=True))
-            store.update_ledger(doc["batch_id"], lambda d: d.update(finalize_queued=now()))
+    if all(p.split == "done" for p in doc.parts):
+        if age_s(doc.finalize_queued or doc.split_queued) > batch.FINISH_AFTER_S:
+            notify.send_split_task(store.config, notify.split_task(doc, doc.parts[-1], finalize=True))
+            store.update_ledger(doc.batch_id, lambda d: d.set(finalize_queued=now()))
             logs.warning("finishing task re-sent: every part is split but the batch did not finish",
                          event="batch_stalled", stage="finish")
         return
-    queued = doc.get("split_queued")
+    queued = doc.split_queued
     if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
-        for part in doc["parts"]:
-            if part.get("split") != "done":
+        for part in doc.parts:
+            if part.split != "done":
                 notify.send_split_task(store.config, notify.split_task(doc, part))
-        store.update_ledger(doc["batch_id"], lambda d: d.update(split_queued=now()))
+        store.update_ledger(doc.batch_id, lambda d: d.set(split_queued=now()))
         logs.warning("split tasks re-sent: they did not finish in time", event="batch_stalled", stage="split")

@@ -15,6 +15,7 @@ import orjson
 
 from . import batch, families, keys, layout, logs, notify, ordered, tablesource, vertex
 from .config import Config, get_config
+from .documents import Ledger, Part
 from .errors import ConfigurationError, PermanentError, Replaced
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
 from .ledger import ObjectReader, Store, execution_id
@@ -80,7 +81,7 @@ def ignore_reason(config: Config, ev) -> str | None:
     return None
 
 
-def submit_object(config: Config, bucket: str, name: str, generation: int) -> dict | None:
+def submit_object(config: Config, bucket: str, name: str, generation: int) -> Ledger | None:
     batch_id = keys.batch_id(bucket, name, generation)
     me = execution_id()
     token = logs.bind(batch_id=batch_id, execution_id=me)
@@ -92,32 +93,32 @@ def submit_object(config: Config, bucket: str, name: str, generation: int) -> di
         logs.reset(token)
 
 
-def resume(store: Store, batch_id: str) -> dict | None:
+def resume(store: Store, batch_id: str) -> Ledger | None:
     """A continuation's way in (notify.ask_submit): go on with a submission that checkpointed, whose event was
     lost or whose function died, or a staged retry round; or create the jobs of parts that wait for a slot."""
     doc, _ = store.read_ledger(batch_id)
-    if doc is not None and doc["state"] == batch.SUBMITTED:
-        return submit_parts(store, batch_id) if any(batch.part_waiting(p) for p in doc["parts"]) else doc
+    if doc is not None and doc.state == batch.SUBMITTED:
+        return submit_parts(store, batch_id) if any(batch.part_waiting(p) for p in doc.parts) else doc
     me = execution_id()
     doc = take_over(store, batch_id, me)
     return None if doc is None else run_claimed(store, doc, me)
 
 
-def run_claimed(store: Store, doc: dict, me: str) -> dict:
+def run_claimed(store: Store, doc: Ledger, me: str) -> Ledger:
     """Advance a claimed batch; a permanent error is recorded and acknowledged, anything else retried."""
     try:
         return advance_submission(store, doc)
     except ConfigurationError as exc:  # a missing grant: the batch ends with a message naming it
-        notify.fail_refused(store, doc["batch_id"], str(exc), doc)
+        notify.fail_refused(store, doc.batch_id, str(exc), doc)
         return doc
     except PermanentError as exc:
         return notify.fail_batch(store, doc, str(exc))
     except BaseException:
-        release(store, doc["batch_id"], me)
+        release(store, doc.batch_id, me)
         raise
 
 
-def claim(store: Store, batch_id: str, source: str, name: str, generation: int, me: str) -> dict | None:
+def claim(store: Store, batch_id: str, source: str, name: str, generation: int, me: str) -> Ledger | None:
     """The ledger, claimed by this execution; None when the batch needs nothing from us."""
     doc = batch.new_claim(batch_id, source, name, generation, me, store.config.claim_lease_s)
     store.mark_active(batch_id)  # first: a claim must never exist without the sweep knowing of it
@@ -127,13 +128,13 @@ def claim(store: Store, batch_id: str, source: str, name: str, generation: int, 
     return take_over(store, batch_id, me)
 
 
-def take_over(store: Store, batch_id: str, me: str) -> dict | None:
+def take_over(store: Store, batch_id: str, me: str) -> Ledger | None:
     """Resume a half-finished claim whose owner is gone (its lease ran out)."""
     doc, taken = store.win_ledger(batch_id, lambda d: batch.take_over(d, me, store.config.claim_lease_s))
     if not taken:
-        logs.info("duplicate delivery: batch already handled", state=doc and doc["state"])
+        logs.info("duplicate delivery: batch already handled", state=doc and doc.state)
         return None
-    logs.info("resuming a half-finished claim", state=doc["state"])
+    logs.info("resuming a half-finished claim", state=doc.state)
     return doc
 
 
@@ -145,73 +146,73 @@ def release(store: Store, batch_id: str, me: str) -> None:
         logs.warning(f"could not release the claim: {exc}")
 
 
-def advance_submission(store: Store, doc: dict) -> dict:
+def advance_submission(store: Store, doc: Ledger) -> Ledger:
     if batch.out_of_claims(doc):
         return notify.fail_batch(store, doc, f"validating and staging the file did not finish in {batch.MAX_CLAIMS} attempts "
                                 "(each one ran out of time or memory); split the file into smaller ones")
-    if doc.get("cancel_requested") and doc["state"] == batch.CLAIMED:
+    if doc.cancel_requested and doc.state == batch.CLAIMED:
         return cancel_unstarted(store, doc)
-    if doc["state"] == batch.CLAIMED:
+    if doc.state == batch.CLAIMED:
         doc = validate_and_stage(store, doc)
-    if doc["state"] == batch.STAGED:
-        doc = submit_parts(store, doc["batch_id"])
+    if doc.state == batch.STAGED:
+        doc = submit_parts(store, doc.batch_id)
     return doc
 
 
-def cancel_unstarted(store: Store, doc: dict) -> dict:
+def cancel_unstarted(store: Store, doc: Ledger) -> Ledger | None:
     """`dropbatch cancel` before any job: the batch ends `cancelled` without reading the file again."""
-    message = notify.build("cancelled", batch_id=doc["batch_id"], source=doc["source"],
-                           counts={"total": doc.get("requests")}, error="cancelled before any job was created")
-    return notify.end_batch(store, doc["batch_id"], batch.DONE, message, final_state="cancelled")
+    message = notify.build("cancelled", batch_id=doc.batch_id, source=doc.source,
+                           counts={"total": doc.requests}, error="cancelled before any job was created")
+    return notify.end_batch(store, doc.batch_id, batch.DONE, message, final_state="cancelled")
 
 
-def _open_source(store: Store, doc: dict, offset: int = 0):
+def _open_source(store: Store, doc: Ledger, offset: int = 0):
     """The dropped object at the event's generation, and a reader pinned to it from `offset`. Raises Replaced when that
     generation is no longer the object's (each upload of a name is its own batch; this one never reads another's
     content)."""
     from google.api_core.exceptions import NotFound
 
-    bucket_name, _, name = doc["source"][5:].partition("/")
+    bucket_name, _, name = doc.source[5:].partition("/")
     bucket = store.client.bucket(bucket_name)
-    blob = bucket.blob(name, generation=doc["generation"])
+    blob = bucket.blob(name, generation=doc.generation)
     try:
         blob.reload()
     except NotFound:
         blob = None
-    if blob is None or blob.generation != doc["generation"]:
+    if blob is None or blob.generation != doc.generation:
         live = bucket.get_blob(name)
-        raise Replaced(f"generation {doc['generation']} of {doc['source']} was replaced by a newer upload "
+        raise Replaced(f"generation {doc.generation} of {doc.source} was replaced by a newer upload "
                        f"(generation {live.generation}), which is a batch of its own" if live is not None else
-                       f"generation {doc['generation']} of {doc['source']} was deleted before it was read")
+                       f"generation {doc.generation} of {doc.source} was deleted before it was read")
     # pinned to the generation: a replacement mid-read is never read; a deletion mid-read raises NotFound
-    return blob, ObjectReader(bucket_name, name, doc["generation"], offset)
+    return blob, ObjectReader(bucket_name, name, doc.generation, offset)
 
 
-def reject(store: Store, doc: dict, report) -> dict:
+def reject(store: Store, doc: Ledger, report) -> Ledger | None:
     """Write the report and end the batch `rejected`: one small message, the user's object untouched."""
-    batch_id = doc["batch_id"]
+    batch_id = doc.batch_id
     store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     summary = report.summary()
-    message = notify.build("rejected", batch_id=batch_id, source=doc["source"],
+    message = notify.build("rejected", batch_id=batch_id, source=doc.source,
                            counts={"total": report.requests, "errors": report.error_count},
                            report=store.uri(store.path(batch_id, layout.REPORT)), error=summary)
     return notify.end_batch(store, batch_id, batch.REJECTED, message, error=summary)
 
 
-def validate_and_stage(store: Store, doc: dict) -> dict:
+def validate_and_stage(store: Store, doc: Ledger) -> Ledger | None:
     """One streaming pass: each line is validated and, while the file has no error, staged into its job's part.
     Before DROPBATCH_SUBMIT_BUDGET_S the pass stops at a line, saves where it is, and a continuation (a message
     on the uploads topic) goes on from there in another call. An invalid file's staged chunks are deleted."""
-    config, batch_id = store.config, doc["batch_id"]
-    if not accepted_name(doc["object"]):
-        report = Report(source=doc["source"])
+    config, batch_id = store.config, doc.batch_id
+    if not accepted_name(doc.object):
+        report = Report(source=doc.source)
         report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz, and BigQuery "
                    "table pointers named .bq.json (any letter case); rename the file and upload it again",
                    config.max_errors)
         return reject(store, doc, report)
     ckpt_path = store.path(batch_id, layout.SUBMIT_CHECKPOINT)
-    checkpoint = (store.read_json(ckpt_path)[0] if doc.get("progress") else None) or {}
-    validator = Validator(config, doc["source"], checkpoint.get("validator"))
+    checkpoint = (store.read_json(ckpt_path)[0] if doc.progress else None) or {}
+    validator = Validator(config, doc.source, checkpoint.get("validator"))
     stager = Stager(store, doc, checkpoint.get("stager"))
     try:
         return _validate_and_stage(store, doc, validator, stager, checkpoint)
@@ -220,12 +221,12 @@ def validate_and_stage(store: Store, doc: dict) -> dict:
 
 
 @contextlib.contextmanager
-def _open_lines(store: Store, doc: dict, report: Report, checkpoint: dict):
+def _open_lines(store: Store, doc: Ledger, report: Report, checkpoint: dict):
     """(reader, model) of the dropped object from where the last call stopped: a file's lines (a plain file
     resumes at its byte offset, a gzip file is decompressed again up to it), or a .bq.json pointer's table rows
     (tablesource). The model is the pointer's, else the object's metadata `model`, else the default."""
     config = store.config
-    if tablesource.is_pointer(doc["object"]):
+    if tablesource.is_pointer(doc.object):
         blob, stream = _open_source(store, doc)
         with stream:
             data = stream.read(tablesource.MAX_POINTER_BYTES + 1)
@@ -236,19 +237,19 @@ def _open_lines(store: Store, doc: dict, report: Report, checkpoint: dict):
         model = pointer.get("model") or (blob.metadata or {}).get("model") or config.model
         yield (tablesource.TableReader(config, pointer, report, report.lines, checkpoint.get("table_modified"),
                                        families.family_of(model).table)
-               if pointer else Reader(io.BytesIO(), doc["object"], config, report)), model
+               if pointer else Reader(io.BytesIO(), doc.object, config, report)), model
         return
     blob, stream = _open_source(store, doc, report.bytes if checkpoint and not checkpoint["compressed"] else 0)
     with stream, contextlib.closing(Prefetch(stream)) as ahead:
-        yield Reader(ahead, doc["object"], config, report, start_line=report.lines,
+        yield Reader(ahead, doc.object, config, report, start_line=report.lines,
                      skip=report.bytes if checkpoint.get("compressed") else 0,
                      compressed=checkpoint.get("compressed")), (blob.metadata or {}).get("model") or config.model
 
 
-def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: dict) -> dict:
+def _validate_and_stage(store: Store, doc: Ledger, validator, stager, checkpoint: dict) -> Ledger | None:
     from google.api_core.exceptions import NotFound
 
-    config, batch_id = store.config, doc["batch_id"]
+    config, batch_id = store.config, doc.batch_id
     try:
         with _open_lines(store, doc, validator.report, checkpoint) as (reader, model):
             validator.family = stager.family = families.family_of(model)
@@ -262,16 +263,16 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
                     validator.report.lines = lineno  # the reader sets it only at the end of the file
                     return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
     except (Replaced, NotFound) as exc:
-        report = Report(source=doc["source"])
+        report = Report(source=doc.source)
         reason = str(exc) if isinstance(exc, Replaced) else \
-            f"generation {doc['generation']} of {doc['source']} was replaced or deleted while it was read; a newer " \
+            f"generation {doc.generation} of {doc.source} was replaced or deleted while it was read; a newer " \
             "upload is a batch of its own"
         report.add(None, "replaced", None, reason, config.max_errors)
         stager.abandon()
         return reject(store, doc, report)
     report = validator.finish()
     logs.info("validated", requests=report.requests, errors=report.error_count, jobs=len(report.jobs),
-              continuations=doc.get("progress", {}).get("continuations", 0))
+              continuations=(doc.progress or {}).get("continuations", 0))
     if not report.valid:
         stager.abandon()
         return reject(store, doc, report)
@@ -281,14 +282,14 @@ def _validate_and_stage(store: Store, doc: dict, validator, stager, checkpoint: 
                                                               lines=report.lines, parts=parts))
 
 
-def checkpoint_submission(store: Store, doc: dict, validator, stager, where: dict) -> dict:
+def checkpoint_submission(store: Store, doc: Ledger, validator, stager, where: dict) -> Ledger:
     """Save where the pass stopped (`where`: the reader's resume_state), give the lease back, and ask for a
     continuation on the uploads topic."""
-    batch_id = doc["batch_id"]
+    batch_id = doc.batch_id
     store.write_json(store.path(batch_id, layout.SUBMIT_CHECKPOINT), {
         "validator": validator.state(), "stager": stager.checkpoint(), **where})
-    count = (doc.get("progress") or {}).get("continuations", 0) + 1
-    doc = store.update_ledger(batch_id, lambda d: d.update(
+    count = (doc.progress or {}).get("continuations", 0) + 1
+    doc = store.update_ledger(batch_id, lambda d: d.set(
         progress={"line": validator.report.lines, "bytes": validator.report.bytes, "continuations": count},
         owner=None, lease_until=None, continued=now()))
     notify.ask_submit(store.config, batch_id)
@@ -338,11 +339,11 @@ class Stager:
     of about CHUNK_BYTES, uploaded by a small pool while reading goes on (a checkpoint waits for them), and
     composed into input/part-NNNNN.jsonl once complete."""
 
-    def __init__(self, store: Store, doc: dict, state: dict | None = None):
+    def __init__(self, store: Store, doc: Ledger, state: dict | None = None):
         import concurrent.futures
         import threading
 
-        self.store, self.batch_id = store, doc["batch_id"]
+        self.store, self.batch_id = store, doc.batch_id
         self.chunks: dict[str, int] = (state or {}).get("chunks", {})  # part -> chunks written
         self.part: int | None = None
         self.data: list[bytes] = []  # the open chunk's staged lines, joined once when it is handed off
@@ -354,7 +355,7 @@ class Stager:
         self.family = families.GEMINI  # the file's model family, set once the file is open
 
     def _name(self, part: int, chunk: int | None = None) -> str:
-        base = self.store.path(self.batch_id, layout.staged({"index": part, "round": 0}))
+        base = self.store.path(self.batch_id, layout.staged(batch.new_part(part, 0, 0, 0, 0, None)))
         return base if chunk is None else f"{base}.c{chunk:05d}"
 
     def add(self, line: int, key: str | None, request, plain: bool, part: int, raw: bytes) -> None:
@@ -409,7 +410,7 @@ class Stager:
         self._wait()
         return {"chunks": self.chunks}
 
-    def finish(self, jobs: list[dict]) -> list[dict]:
+    def finish(self, jobs: list[dict]) -> list[Part]:
         """Compose each part from its chunks; the ledger's parts, one per planned job."""
         self._wait()
         parts = []
@@ -435,70 +436,70 @@ class Stager:
                 self.store.delete(chunk + suffix)
 
 
-def submit_parts(store: Store, batch_id: str) -> dict:
+def submit_parts(store: Store, batch_id: str) -> Ledger | None:
     """Create the jobs of the parts that have none, within the cap on concurrent jobs."""
     config = store.config
     doc, _ = store.read_ledger(batch_id)
     room = config.max_concurrent_jobs - active_job_count(store, exclude=batch_id) - sum(
-        1 for p in doc["parts"] if batch.part_running(p))
-    for part in doc["parts"]:
+        1 for p in doc.parts if batch.part_running(p))
+    for part in doc.parts:
         if not batch.part_waiting(part):
             continue
-        if doc.get("cancel_requested"):  # never started: nothing to cancel at Vertex
-            doc = store.update_ledger(batch_id, lambda d, i=part["index"]: d["parts"][i].update(
+        if doc.cancel_requested:  # never started: nothing to cancel at Vertex
+            doc = store.update_ledger(batch_id, lambda d, i=part.index: d.parts[i].set(
                 state="JOB_STATE_CANCELLED"))
             continue
         if room <= 0:
             continue
-        if not claim_part(store, batch_id, part["index"]):
+        if not claim_part(store, batch_id, part.index):
             continue  # another execution (an overlapping sweep, a redelivery) is creating this job
         try:
-            job = vertex.create_job(config, batch_id=batch_id, part=part["index"], round_=part["round"],
-                                    input_uri=part["input"], model=doc["model"],
+            job = vertex.create_job(config, batch_id=batch_id, part=part.index, round_=part.round,
+                                    input_uri=part.input, model=doc.model,
                                     output_prefix=store.uri(store.path(batch_id, layout.output(part))))
         except PermanentError as exc:
-            if not any(p["job"] for p in doc["parts"]):
+            if not any(p.job for p in doc.parts):
                 return notify.fail_batch(store, doc, f"Vertex AI refused the job: {exc}")
             # Jobs of other parts run (and are paid for): keep tracking them; this part ends failed, its
             # requests listed as missing and not retried, and the batch ends `failed` with what the others got.
-            logs.error("job refused; the batch's other jobs go on", part=part["index"], error=str(exc)[:500])
-            doc = store.update_ledger(batch_id, lambda d, i=part["index"], e=str(exc)[:1000]: d["parts"][i].update(
+            logs.error("job refused; the batch's other jobs go on", part=part.index, error=str(exc)[:500])
+            doc = store.update_ledger(batch_id, lambda d, i=part.index, e=str(exc)[:1000]: d.parts[i].set(
                 state="JOB_STATE_FAILED", refused=True, creating=None, error={"code": 3, "message": e}))
             continue
         except BaseException:  # the next try looks for it by label first, once Vertex's list has settled
-            store.update_ledger(batch_id, lambda d, i=part["index"]: batch.create_failed(d["parts"][i]))
+            store.update_ledger(batch_id, lambda d, i=part.index: batch.create_failed(d.parts[i]))
             raise
         room -= 1
-        logs.info("job created", job=job["name"], part=part["index"])
+        logs.info("job created", job=job["name"], part=part.index)
 
-        def record(d, index=part["index"], job=job):
-            d["parts"][index].update(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
+        def record(d, index=part.index, job=job):
+            d.parts[index].set(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
 
         doc = store.update_ledger(batch_id, record)
 
     def submitted(d):
-        if d["state"] != batch.STAGED:
+        if d.state != batch.STAGED:
             return False
         batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
-        if not d["notified"].get("submitted"):  # the first round's only: retry rounds are not news
-            d["notified"]["submitted"] = now()
-            notify.queue(d, notify.build("submitted", batch_id=batch_id, source=d["source"],
-                                         counts={"total": d["requests"]},
+        if not d.notified.get("submitted"):  # the first round's only: retry rounds are not news
+            d.notified["submitted"] = now()
+            notify.queue(d, notify.build("submitted", batch_id=batch_id, source=d.source,
+                                         counts={"total": d.requests},
                                          report=store.uri(store.path(batch_id, layout.REPORT)),
                                          results_prefix=store.uri(store.path(batch_id, layout.RESULTS))))
         return True
 
     doc, moved = store.win_ledger(batch_id, submitted)
     if moved:  # this call moved the batch (a retry round too): submit latency, from the claim
-        logs.info("batch submitted", event="batch_submitted", round=doc["round"], jobs=len(doc["parts"]),
-                  requests=doc.get("requests") or 0, latency_s=round(age_s(doc["created"]), 3), model=doc.get("model"))
-    return notify.deliver(store, batch_id) if doc.get("outbox") else doc
+        logs.info("batch submitted", event="batch_submitted", round=doc.round, jobs=len(doc.parts),
+                  requests=doc.requests or 0, latency_s=round(age_s(doc.created), 3), model=doc.model)
+    return notify.deliver(store, batch_id) if doc.outbox else doc
 
 
 def claim_part(store: Store, batch_id: str, index: int) -> bool:
     """Win the right to create one part's job, so overlapping sweeps and redeliveries never create two."""
     me, settle = execution_id(), store.config.list_settle_s
-    return store.win_ledger(batch_id, lambda d: batch.claim_part(d["parts"][index], me, settle))[1]
+    return store.win_ledger(batch_id, lambda d: batch.claim_part(d.parts[index], me, settle))[1]
 
 
 def active_job_count(store: Store, exclude: str | None = None) -> int:
@@ -507,5 +508,5 @@ def active_job_count(store: Store, exclude: str | None = None) -> int:
     for other in store.active_batches():
         if other != exclude:
             doc, _ = store.read_ledger(other)
-            count += sum(1 for p in (doc or {}).get("parts", []) if batch.part_running(p))
+            count += sum(1 for p in (doc.parts if doc else ()) if batch.part_running(p))
     return count

@@ -40,7 +40,8 @@ def run(running) -> dict:
     import orjson
 
     from conftest import Inbox, req
-    from dropbatch import layout, split
+    from dropbatch import layout, notify, split
+    from dropbatch.documents import SplitDone
     from dropbatch.keys import batch_id as derive
     from dropbatch.ledger import Store
 
@@ -55,12 +56,12 @@ def run(running) -> dict:
             batch_id = derive(running.bucket, blob.name, blob.generation)
             inbox.wait_for(batch_id, "submitted", timeout=120)
             doc, _ = store.read_ledger(batch_id)
-            parts.append((doc, doc["parts"][0]))
+            parts.append((doc, doc.parts[0]))
     finally:
         inbox.close()
 
     def outputs(doc, part) -> list[bytes]:
-        staged = store.bucket.blob(store.path(doc["batch_id"], layout.staged(part) + ".jsonl")).download_as_bytes()
+        staged = store.bucket.blob(store.path(doc.batch_id, layout.staged(part) + ".jsonl")).download_as_bytes()
         return [orjson.dumps({"status": "", "processed_time": "2026-12-02T00:00:00Z", "request": orjson.loads(l)["request"],
                               "response": {"candidates": [{"content": {"parts": [{"text": f"answer {i}"}], "role": "model"},
                                                            "finishReason": "STOP"}],
@@ -71,30 +72,30 @@ def run(running) -> dict:
     def write_file(doc, part, lines, k) -> None:
         chunk = lines[k * len(lines) // FILES:(k + 1) * len(lines) // FILES]
         name = f"prediction-model-bench/predictions_{k:05d}.jsonl"
-        store.bucket.blob(store.path(doc["batch_id"], layout.output(part)) + "/" + name).upload_from_string(b"".join(chunk))
+        store.bucket.blob(store.path(doc.batch_id, layout.output(part)) + "/" + name).upload_from_string(b"".join(chunk))
 
     (doc_a, part_a), (doc_b, part_b) = parts
     for doc, part in parts:
-        part["output_dir"] = store.uri(store.path(doc["batch_id"], layout.output(part)))
+        part.output_dir = store.uri(store.path(doc.batch_id, layout.output(part)))
     lines_a, lines_b = outputs(doc_a, part_a), outputs(doc_b, part_b)
     for k in range(FILES):
         write_file(doc_a, part_a, lines_a, k)
     cpu = time.process_time()
-    assert split.split_part(store, doc_a, part_a, {"batch_id": doc_a["batch_id"], "part": 0})
+    assert split.split_part(store, doc_a, part_a, notify.split_task(doc_a, part_a))
     once = time.process_time() - cpu
 
     incremental = 0.0
     for k in range(FILES):
         write_file(doc_b, part_b, lines_b, k)
         cpu = time.process_time()
-        assert not split.split_part(store, doc_b, part_b, {"batch_id": doc_b["batch_id"], "part": 0, "partial": True})
+        assert not split.split_part(store, doc_b, part_b, notify.split_task(doc_b, part_b, partial=True))
         incremental += time.process_time() - cpu
     cpu = time.process_time()
-    assert split.split_part(store, doc_b, part_b, {"batch_id": doc_b["batch_id"], "part": 0})
+    assert split.split_part(store, doc_b, part_b, notify.split_task(doc_b, part_b))
     incremental += time.process_time() - cpu
     for doc, part in parts:  # both splits exact
-        done, _ = store.read_json(store.path(doc["batch_id"], layout.split_done(part)))
-        assert done["counts"]["succeeded"] == N and done["counts"]["duplicate_outputs"] == 0, done["counts"]
+        done, _ = store.read_json(store.path(doc.batch_id, layout.split_done(part)), SplitDone)
+        assert done.counts["succeeded"] == N and done.counts["duplicate_outputs"] == 0, done.counts
     return {"bench": "incremental_split", "requests": N, "files": FILES, "once_cpu_s": round(once, 2),
             "incremental_cpu_s": round(incremental, 2), "overhead": round(incremental / once - 1, 3)}
 

@@ -128,7 +128,7 @@ def run(running, path: Path, requests_n: int, size: int) -> dict:
     return {"bench": "submit", "bytes": size, "requests": requests_n, "seconds": round(seconds, 1),
             "mb_per_s": round(mb_per_s, 1), "validate_only_mb_per_s": round(validate_mb_per_s, 1),
             "ratio": round(mb_per_s / validate_mb_per_s, 2),
-            "continuations": (ledger.get("progress") or {}).get("continuations", 0), "jobs": len(ledger["parts"]),
+            "continuations": (ledger.progress or {}).get("continuations", 0), "jobs": len(ledger.parts),
             "peak_rss_mb": rss, "submit_cpu_s": round(cpu["submit"], 1), "storage_cpu_s": round(cpu["storage"], 1),
             "validate_only_cpu_s": round(validate_cpu, 1), "cpu_ratio": round(cpu["submit"] / validate_cpu, 2)}
 

@@ -94,7 +94,7 @@ def test_a_job_past_its_deadline_is_reported_stalled(stack, bucket, inbox, verte
     _, batch_id = drop(bucket, "slow.jsonl", [req("s")])
     inbox.wait_for(batch_id, "submitted")
     store = Store(stack.config(job_deadline_s=1))
-    while age_s(store.read_ledger(batch_id)[0]["parts"][0]["created"]) <= 1.05:  # past the deadline
+    while age_s(store.read_ledger(batch_id)[0].parts[0].created) <= 1.05:  # past the deadline
         time.sleep(0.05)
     for _ in range(3):  # reported once, however many sweeps see it
         status.advance(store, batch_id)

@@ -15,6 +15,8 @@ import orjson
 import pytest
 
 from conftest import owner, req
+from dropbatch import batch
+from dropbatch.documents import plain
 
 pytestmark = pytest.mark.stack
 MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
@@ -144,11 +146,9 @@ def test_killed_after_claim_then_redelivered(stack, bucket, functions, inbox, ve
     bid = derive(bucket.name, blob.name, blob.generation)
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
     bucket.blob(f"batches/_active/{bid}").upload_from_string(b'{"since": "2026-01-01T00:00:00Z"}')
-    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps({
-        "batch_id": bid, "state": "claimed", "source": f"gs://{bucket.name}/{blob.name}", "object": blob.name,
-        "generation": blob.generation, "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z",
-        "owner": "dead-execution", "lease_until": soon.isoformat(), "model": None, "requests": None, "parts": [],
-        "notified": {}, "round": 0, "error": None}), if_generation_match=0)
+    dead = batch.new_claim(bid, f"gs://{bucket.name}/{blob.name}", blob.name, blob.generation, "dead-execution", 2)
+    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps(dead.set(lease_until=soon.isoformat()),
+                                                                              default=plain), if_generation_match=0)
     headers, body = finalized(bucket.name, blob.name, blob.generation)
     first = functions["submit_batch"].post("/", headers=headers, data=body)
     assert first.status_code == 500  # claim still held: the platform retries later
@@ -197,11 +197,10 @@ def test_cancel_before_any_job_ends_the_batch_without_reading_the_file(stack, bu
 
     blob = upload(bucket, "manual/cancel-early.jsonl", [req("a")])
     bid = derive(bucket.name, blob.name, blob.generation)
-    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps({
-        "batch_id": bid, "state": "claimed", "source": f"gs://{bucket.name}/{blob.name}", "object": blob.name,
-        "generation": blob.generation, "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z",
-        "owner": "dead-execution", "lease_until": "2026-01-01T00:00:00+00:00", "model": None, "requests": None,
-        "parts": [], "notified": {}, "round": 0, "error": None, "claims": 1}), if_generation_match=0)
+    dead = batch.new_claim(bid, f"gs://{bucket.name}/{blob.name}", blob.name, blob.generation, "dead-execution", 0,
+                           at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps(dead, default=plain),
+                                                                 if_generation_match=0)
     out = subprocess.run([sys.executable, "-m", "dropbatch", "cancel", bid], capture_output=True, text=True,
                          env={**__import__("os").environ, **stack.client_env()}, timeout=60)
     assert out.returncode == 0 and "before any job" in out.stdout, out.stderr

@@ -20,7 +20,8 @@ def output_line(request: dict, text: str) -> bytes:
 
 
 def test_a_growing_file_and_a_half_written_line_are_split_exactly(stack, bucket, inbox, vertex):
-    from dropbatch import layout, split
+    from dropbatch import layout, notify, split
+    from dropbatch.documents import SplitDone
     from dropbatch.ledger import Store
 
     vertex.faults(queued_s=3600)  # the job never runs: this test writes its output
@@ -28,11 +29,11 @@ def test_a_growing_file_and_a_half_written_line_are_split_exactly(stack, bucket,
     inbox.wait_for(batch_id, "submitted")
     store = Store(stack.config())
     doc, _ = store.read_ledger(batch_id)
-    part = doc["parts"][0]
+    part = doc.parts[0]
     staged = store.bucket.blob(store.path(batch_id, layout.staged(part) + ".jsonl")).download_as_bytes()
     outs = [output_line(orjson.loads(l)["request"], f"answer {i}") for i, l in enumerate(staged.splitlines())]
     out = store.bucket.blob(store.path(batch_id, layout.output(part)) + "/prediction-model-x/predictions.jsonl")
-    task = {"batch_id": batch_id, "part": 0, "partial": True}
+    task = notify.split_task(doc, part, partial=True)
     results = f"batches/{batch_id}/results/"
 
     out.upload_from_string(b"".join(outs[:3]) + outs[3][:40])  # three lines and the start of a fourth
@@ -45,13 +46,13 @@ def test_a_growing_file_and_a_half_written_line_are_split_exactly(stack, bucket,
 
     second = store.bucket.blob(store.path(batch_id, layout.output(part)) + "/prediction-model-x/predictions_00001.jsonl")
     second.upload_from_string(outs[5].rstrip(b"\n"))  # the job's last file, its last line without a newline
-    assert split.split_part(store, doc, part, {"batch_id": batch_id, "part": 0})
-    done, _ = store.read_json(store.path(batch_id, layout.split_done(part)))
-    assert done["counts"] == {"succeeded": 6, "failed": 0, "duplicate_outputs": 0, "unmatched_outputs": 0,
+    assert split.split_part(store, doc, part, notify.split_task(doc, part))
+    done, _ = store.read_json(store.path(batch_id, layout.split_done(part)), SplitDone)
+    assert done.counts == {"succeeded": 6, "failed": 0, "duplicate_outputs": 0, "unmatched_outputs": 0,
                               "missing": 0}
     ordered = b"".join(bucket.blob(f"batches/{batch_id}/{layout.ordered(part)}{layout.ordered_bucket(b)}")
-                       .download_as_bytes() for b in range(len(done["buckets"])))
+                       .download_as_bytes() for b in range(len(done.buckets)))
     assert [orjson.loads(l)["text"] for l in ordered.splitlines()] == [f"answer {i}" for i in range(6)]
     assert split.split_part(store, doc, part, task), "a late partial task after the end sees the part split"
-    again, _ = store.read_json(store.path(batch_id, layout.split_done(part)))
+    again, _ = store.read_json(store.path(batch_id, layout.split_done(part)), SplitDone)
     assert again == done

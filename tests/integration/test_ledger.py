@@ -27,13 +27,14 @@ def test_a_lost_response_to_a_conditional_write_is_recognised(stack, bucket):
 
 
 def test_ledger_updates_carry_their_own_mark(stack, bucket):
+    from dropbatch import batch
     from dropbatch.ledger import Store
 
     store = Store(stack.config())
-    store.create_json(store.ledger_path("ledger-test-1111111111"), {"batch_id": "ledger-test-1111111111", "n": 0})
-    marks = {store.update_ledger("ledger-test-1111111111", lambda d: d.update(n=d["n"] + 1))["writer"]
-             for _ in range(3)}
-    assert len(marks) == 3 and store.read_ledger("ledger-test-1111111111")[0]["n"] == 3
+    batch_id = "ledger-test-1111111111"
+    store.create_json(store.ledger_path(batch_id), batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60))
+    marks = {store.update_ledger(batch_id, lambda d: d.set(claims=d.claims + 1)).writer for _ in range(3)}
+    assert len(marks) == 3 and store.read_ledger(batch_id)[0].claims == 4
 
 
 def racing_store(config, rival):
@@ -63,13 +64,13 @@ def test_a_part_claimed_by_another_execution_between_read_and_write_is_not_won(s
     config = stack.config()
     batch_id = "ledger-race-2222222222"
     doc = batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "first", 60)
-    doc["parts"] = [batch.new_part(0, 0, 1, 1, 1, "gs://b/in.jsonl")]
+    doc.parts = [batch.new_part(0, 0, 1, 1, 1, "gs://b/in.jsonl")]
     rival_won = []
     store = racing_store(config, lambda other, b: rival_won.append(submit.claim_part(other, b, 0)))
     store.write_json(store.ledger_path(batch_id), doc)
     assert submit.claim_part(store, batch_id, 0) is False
     assert rival_won == [True]
-    assert store.read_ledger(batch_id)[0]["parts"][0]["creating"]["by"] != "", "the rival holds the claim"
+    assert store.read_ledger(batch_id)[0].parts[0].creating["by"] != "", "the rival holds the claim"
     assert submit.claim_part(store, batch_id, 0) is False, "and keeps it for its lease"
 
 
@@ -81,13 +82,13 @@ def test_a_submission_taken_over_by_another_execution_first_is_not_taken_twice(s
     config = stack.config()
     batch_id = "ledger-race-3333333333"
     doc = batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "dead", 60)
-    doc["lease_until"] = "2000-01-01T00:00:00Z"  # its owner died long ago
+    doc.lease_until = "2000-01-01T00:00:00Z"  # its owner died long ago
 
     def rival(other, b):
-        assert submit.take_over(other, b, "rival")["owner"] == "rival"
+        assert submit.take_over(other, b, "rival").owner == "rival"
         other.update_ledger(b, lambda d: batch.move(batch.move(d, batch.STAGED), batch.SUBMITTED, owner=None))
 
     store = racing_store(config, rival)
     store.write_json(store.ledger_path(batch_id), doc)
     assert submit.take_over(store, batch_id, "me") is None
-    assert store.read_ledger(batch_id)[0]["state"] == batch.SUBMITTED
+    assert store.read_ledger(batch_id)[0].state == batch.SUBMITTED

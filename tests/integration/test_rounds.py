@@ -29,8 +29,8 @@ def failed_part(store, batch_id: str, size: int):
     store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl")).upload_from_string(b"".join(lines), timeout=600)
     store.bucket.blob(store.path(batch_id, "input/part-00000.keys.jsonl")).upload_from_string(  # as the Stager writes
         b"".join(b"[%d,null,%d]\n" % (n, len(line)) for n, line in enumerate(lines, 1)), timeout=600)
-    doc = {"batch_id": batch_id, "round": 0, "model": "gemini-2.5-flash",
-           "parts": [batch.new_part(0, 0, 1, len(lines), len(lines), None)]}
+    doc = batch.new_claim(batch_id, "gs://b/f.jsonl", "f.jsonl", 1, "me", 60).set(
+        state=batch.SUBMITTED, model="gemini-2.5-flash", parts=[batch.new_part(0, 0, 1, len(lines), len(lines), None)])
     return lines, doc, [{"line": n, "key": str(n), "status": "retry"} for n in range(1, len(lines) + 1)]
 
 
@@ -59,10 +59,10 @@ def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucke
         tracemalloc.stop()
 
     assert peak < 48 * MB, f"peak {peak / MB:.0f} MB while restaging a {size / MB:.0f} MB part"
-    assert len(parts) >= size // (16 * MB) and all(p["round"] == 1 for p in parts)
+    assert len(parts) >= size // (16 * MB) and all(p.round == 1 for p in parts)
     staged, sidecar = [], []
     for part in parts:
-        name = part["input"].removeprefix(f"gs://{store.config.state_bucket}/")
+        name = part.input.removeprefix(f"gs://{store.config.state_bucket}/")
         data = store.bucket.blob(name).download_as_bytes()
         assert len(data) <= 16 * MB
         staged.append(data)

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from dropbatch import batch
+from dropbatch.documents import SplitDone
 from dropbatch.errors import BadMove, TransientError
 from dropbatch.events import parse_time
 
@@ -14,19 +15,22 @@ T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 
 
 def claimed(**extra):
-    return {**batch.new_claim("b-0123456789", "gs://x/incoming/a.jsonl", "incoming/a.jsonl", 7, "me", 60, at=T0),
-            **extra}
+    return batch.new_claim("b-0123456789", "gs://x/incoming/a.jsonl", "incoming/a.jsonl", 7, "me", 60, at=T0).set(
+        **extra)
 
 
 def test_the_table_allows_only_its_moves():
     doc = claimed()
-    assert batch.move(doc, batch.STAGED, parts=[1])["state"] == batch.STAGED and doc["parts"] == [1]
+    part = batch.new_part(0, 0, 1, 1, 1, None)
+    assert batch.move(doc, batch.STAGED, parts=[part]).state == batch.STAGED and doc.parts == [part]
+    with pytest.raises(AttributeError):  # a move sets only the ledger's own fields
+        batch.move(doc, batch.SUBMITTED, prats=[])
     for state, allowed in batch.MOVES.items():
         for to in (batch.CLAIMED, batch.STAGED, batch.SUBMITTED, batch.SPLITTING, batch.DONE, batch.REJECTED,
                    batch.FAILED):
-            d = {"batch_id": "b", "state": state}
+            d = claimed(state=state)
             if to in allowed or to == state:
-                assert batch.move(d, to)["state"] == to
+                assert batch.move(d, to).state == to
             else:
                 with pytest.raises(BadMove):
                     batch.move(d, to)
@@ -36,10 +40,10 @@ def test_the_table_allows_only_its_moves():
 
 def test_a_new_claim_holds_a_lease():
     doc = claimed()
-    assert doc["state"] == batch.CLAIMED and doc["owner"] == "me" and doc["generation"] == 7
+    assert doc.state == batch.CLAIMED and doc.owner == "me" and doc.generation == 7
     assert not batch.lease_expired(doc, T0 + dt.timedelta(seconds=59))
     assert batch.lease_expired(doc, T0 + dt.timedelta(seconds=61))
-    assert batch.lease_expired({**doc, "owner": None})
+    assert batch.lease_expired(claimed(owner=None))
 
 
 def test_take_over_only_a_dead_owners_claim():
@@ -47,16 +51,16 @@ def test_take_over_only_a_dead_owners_claim():
     with pytest.raises(TransientError):
         batch.take_over(doc, "you", 60, at=T0 + dt.timedelta(seconds=30))
     assert batch.take_over(doc, "you", 60, at=T0 + dt.timedelta(seconds=61))
-    assert doc["owner"] == "you" and parse_time(doc["lease_until"]) == T0 + dt.timedelta(seconds=121)
-    assert batch.take_over({**claimed(), "state": batch.STAGED}, "you", 60, at=T0 + dt.timedelta(hours=1))
+    assert doc.owner == "you" and parse_time(doc.lease_until) == T0 + dt.timedelta(seconds=121)
+    assert batch.take_over(claimed(state=batch.STAGED), "you", 60, at=T0 + dt.timedelta(hours=1))
     for state in (batch.SUBMITTED, batch.SPLITTING, *batch.FINISHED):
         assert not batch.take_over(claimed(state=state), "you", 60, at=T0 + dt.timedelta(hours=1))
 
 
 def test_release_only_my_own_lease():
     doc = claimed()
-    assert not batch.release(doc, "you") and doc["owner"] == "me"
-    assert batch.release(doc, "me") and doc["owner"] is None and batch.lease_expired(doc)
+    assert not batch.release(doc, "you") and doc.owner == "me"
+    assert batch.release(doc, "me") and doc.owner is None and batch.lease_expired(doc)
 
 
 def test_part_claims_keep_two_creators_apart():
@@ -68,12 +72,12 @@ def test_part_claims_keep_two_creators_apart():
     batch.create_failed(part, at=T0 + dt.timedelta(seconds=200))  # its response may be lost: let the list settle
     assert not batch.claim_part(part, "c", 30, at=T0 + dt.timedelta(seconds=229))
     assert batch.claim_part(part, "c", 30, at=T0 + dt.timedelta(seconds=231))
-    part.update(job="projects/p/locations/l/batchPredictionJobs/1", state="JOB_STATE_RUNNING")
+    part.set(job="projects/p/locations/l/batchPredictionJobs/1", state="JOB_STATE_RUNNING")
     assert batch.part_running(part) and not batch.claim_part(part, "d", 30, at=T0 + dt.timedelta(hours=1))
-    assert not batch.all_ended({"parts": [part]})
-    part["state"] = "JOB_STATE_SUCCEEDED"
-    assert batch.all_ended({"parts": [part]}) and not batch.part_running(part)
-    cancelled_early = {**batch.new_part(1, 0, 11, 20, 10, None), "state": "JOB_STATE_CANCELLED"}
+    assert not batch.all_ended(claimed(parts=[part]))
+    part.state = "JOB_STATE_SUCCEEDED"
+    assert batch.all_ended(claimed(parts=[part])) and not batch.part_running(part)
+    cancelled_early = batch.new_part(1, 0, 11, 20, 10, None).set(state="JOB_STATE_CANCELLED")
     assert not batch.part_waiting(cancelled_early)
 
 
@@ -89,9 +93,14 @@ def test_terminal_state(states, counts, expected):
     assert batch.terminal_state({"total": counts[0], "succeeded": counts[1]}, states) == expected
 
 
-def done(requests, errors, lines=None, usage=1):
-    return {"requests": requests, "errors": errors, "lines": lines, "counts": {"duplicate_outputs": 1},
-            "usage": {"prompt_tokens": usage, "candidates_tokens": usage, "total_tokens": 2 * usage}}
+def done(requests, lines=None, usage=1):
+    return SplitDone(part=0, round=0, job=None, requests=requests, lines=lines, counts={"duplicate_outputs": 1},
+                     error_count=0, usage={"prompt_tokens": usage, "candidates_tokens": usage, "total_tokens": 2 * usage})
+
+
+def listed(errors: dict):
+    """errors_of for parts whose errors are listed by part name (finish.finalize reads them from objects)."""
+    return lambda part, _: errors[batch.part_name(part)]
 
 
 def err(line, status="failed", retryable=True):
@@ -101,12 +110,13 @@ def err(line, status="failed", retryable=True):
 def test_merge_rounds_keeps_the_last_answer():
     parts = [batch.new_part(0, 0, 1, 5, 5, None), batch.new_part(1, 0, 6, 10, 5, None),
              batch.new_part(2, 1, 2, 9, 4, None)]
-    dones = {"r0-p00000": done(5, [err(2), err(3), err(4, "missing")]),
-             "r0-p00001": done(5, [err(8, "missing"), err(9, retryable=False)]),
-             # round 1 retried 2, 3, 4, 8: 2 succeeded, 3 failed again, 4 and 8 came back with nothing
-             "r1-p00002": done(4, [err(3), err(4, "missing"), err(8, "missing")], lines=[2, 3, 4, 8])}
-    counts, usage, retryable = batch.merge_rounds(parts, dones)
-    errors = list(batch.merged_errors(parts, dones))
+    dones = {"r0-p00000": done(5), "r0-p00001": done(5), "r1-p00002": done(4, lines=[2, 3, 4, 8])}
+    errors_of = listed({"r0-p00000": [err(2), err(3), err(4, "missing")],
+                        "r0-p00001": [err(8, "missing"), err(9, retryable=False)],
+                        # round 1 retried 2, 3, 4, 8: 2 succeeded, 3 failed again, 4 and 8 came back with nothing
+                        "r1-p00002": [err(3), err(4, "missing"), err(8, "missing")]})
+    counts, usage, retryable = batch.merge_rounds(parts, dones, errors_of)
+    errors = list(batch.merged_errors(parts, dones, errors_of))
     assert [(e["line"], e["status"]) for e in errors] == [(3, "failed"), (4, "missing"), (8, "missing"),
                                                           (9, "failed")]
     assert retryable == 3
@@ -117,18 +127,21 @@ def test_merge_rounds_keeps_the_last_answer():
 
 def test_a_retry_with_no_output_leaves_the_earlier_failure():
     parts = [batch.new_part(0, 0, 1, 2, 2, None), batch.new_part(1, 1, 1, 1, 1, None)]
-    dones = {"r0-p00000": done(2, [err(1)]), "r1-p00001": done(1, [err(1, "missing")], lines=[1])}
-    assert list(batch.merged_errors(parts, dones)) == [err(1)]
-    assert batch.merge_rounds(parts, dones)[0]["failed"] == 1
+    dones = {"r0-p00000": done(2), "r1-p00001": done(1, lines=[1])}
+    errors_of = listed({"r0-p00000": [err(1)], "r1-p00001": [err(1, "missing")]})
+    assert list(batch.merged_errors(parts, dones, errors_of)) == [err(1)]
+    assert batch.merge_rounds(parts, dones, errors_of)[0]["failed"] == 1
 
 
 def test_wants_retry():
-    doc = {"round": 0, "parts": [{"round": 0, "state": "JOB_STATE_SUCCEEDED"}]}
-    assert batch.wants_retry(doc, 2, 1) is True
-    assert batch.wants_retry(doc, 0, 1) is False
-    assert batch.wants_retry(doc, 2, 0) is False
-    assert batch.wants_retry({**doc, "cancel_requested": True}, 2, 1) is False
-    assert batch.wants_retry({"round": 0, "parts": [{"round": 0, "state": "JOB_STATE_CANCELLED"}]}, 2, 1) is False
+    def ledger(state="JOB_STATE_SUCCEEDED", **extra):
+        return claimed(parts=[batch.new_part(0, 0, 1, 1, 1, None).set(state=state)], **extra)
+
+    assert batch.wants_retry(ledger(), 2, 1) is True
+    assert batch.wants_retry(ledger(), 0, 1) is False
+    assert batch.wants_retry(ledger(), 2, 0) is False
+    assert batch.wants_retry(ledger(cancel_requested=True), 2, 1) is False
+    assert batch.wants_retry(ledger("JOB_STATE_CANCELLED"), 2, 1) is False
 
 
 def test_a_million_errors_merge_in_bounded_memory():
@@ -141,11 +154,11 @@ def test_a_million_errors_merge_in_bounded_memory():
     parts = [batch.new_part(i, 0, i * per_part + 1, (i + 1) * per_part, per_part, None) for i in range(5)]
     parts.append(batch.new_part(5, 1, 1, 2 * per_part, 2 * per_part, None))  # retried parts 0 and 1
     retried = range(1, 2 * per_part + 1)
-    dones = {batch.part_name(p): done(p["requests"], None, lines=retried if p["round"] else None) for p in parts}
+    dones = {batch.part_name(p): done(p.requests, lines=retried if p.round else None) for p in parts}
 
     def errors_of(part, _):  # as finish.finalize reads them: one part's errors object, line by line
-        for line in range(part["first_line"], part["last_line"] + 1):
-            yield err(line, "missing" if part["round"] and line % 2 else "failed")
+        for line in range(part.first_line, part.last_line + 1):
+            yield err(line, "missing" if part.round and line % 2 else "failed")
 
     tracemalloc.start()
     try:

@@ -24,14 +24,14 @@ def overview(stack: Stack) -> dict:
     backlog = dict.fromkeys(("parts_waiting_for_a_job", "jobs_queued", "jobs_running", "parts_to_split"), 0)
     backlog = {"active_batches": len(store.active_batches()), **backlog}
     for d in docs:
-        if d["state"] in batch.FINISHED:
+        if d.state in batch.FINISHED:
             continue
-        for p in d["parts"]:
+        for p in d.parts:
             backlog["parts_waiting_for_a_job"] += batch.part_waiting(p)
-            backlog["jobs_queued"] += p.get("state") in batch.JOB_QUEUED
-            backlog["jobs_running"] += p.get("state") == "JOB_STATE_RUNNING"
-            backlog["parts_to_split"] += d["state"] == batch.SPLITTING and p.get("split") != "done"
-    return {"batches": dict(collections.Counter(d.get("final_state") or d["state"] for d in docs)),
+            backlog["jobs_queued"] += p.state in batch.JOB_QUEUED
+            backlog["jobs_running"] += p.state == "JOB_STATE_RUNNING"
+            backlog["parts_to_split"] += d.state == batch.SPLITTING and p.split != "done"
+    return {"batches": dict(collections.Counter(d.final_state or d.state for d in docs)),
             "backlog": backlog, "dead_letters": dead_letters(stack)}
 
 
