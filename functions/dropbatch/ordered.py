@@ -23,6 +23,7 @@ import uuid
 import orjson
 
 from . import layout, outcome
+from .documents import Part, SplitDone
 
 BUCKET_BYTES = 16_000_000  # staged input per bucket: what one bucket's results take in memory, roughly
 SEGMENT_BYTES = 4_000_000  # a bucket's buffer is written out past this
@@ -124,14 +125,14 @@ def result_key(raw: bytes) -> str:
 
 # ---------------------------------------------------------------- the batch's results.jsonl
 
-def bucket_path(prefix: str, part: dict, b: int) -> str:
+def bucket_path(prefix: str, part: Part, b: int) -> str:
     return prefix + layout.ordered(part) + layout.ordered_bucket(b)
 
 
 class _Later:
     """(line, result) of one retry round in line order, read one ordered bucket at a time."""
 
-    def __init__(self, bucket, prefix: str, parts: list[dict], dones: dict, name_of):
+    def __init__(self, bucket, prefix: str, parts: list[Part], dones: dict[str, SplitDone], name_of):
         self.items = self._items(bucket, prefix, parts, dones, name_of)
         self.head = next(self.items, None)
 
@@ -152,7 +153,7 @@ class _Later:
             self.head = next(self.items, None)
 
 
-def compose_results(bucket, prefix: str, parts: list[dict], dones: dict, name_of) -> str:
+def compose_results(bucket, prefix: str, parts: list[Part], dones: dict[str, SplitDone], name_of) -> str:
     """Write PREFIX/results.jsonl: round 0's ordered buckets in line order, each line a later round answered
     again replaced by its last answer, as batch.merge_rounds counts it (only buckets with such lines are
     rewritten)."""

@@ -127,3 +127,26 @@ def test_a_job_refused_halfway_leaves_the_others_running(stack, bucket, inbox, v
     assert [bool(j["name"]) for j in manifest["jobs"]] == [True, False, True] and len(manifest["rounds"]) == 1
     got = [orjson.loads(l) for l in bucket.blob(f"batches/{batch_id}/results.jsonl").download_as_bytes().splitlines()]
     assert [r["status"] for r in got] == ["succeeded"] * 40 + ["missing"] * 40 + ["succeeded"] * 20
+
+
+def test_a_job_past_its_deadline_is_reported_stalled(stack, bucket, inbox, vertex):
+    from dropbatch import status
+    from dropbatch.events import age_s
+    from dropbatch.ledger import Store
+
+    vertex.faults(queued_s=60)
+    _, batch_id = drop(bucket, "slow.jsonl", [req("s")])
+    inbox.wait_for(batch_id, "submitted")
+    store = Store(stack.config(job_deadline_s=1))
+    while age_s(store.read_ledger(batch_id)[0].parts[0].created) <= 1.05:  # past the deadline
+        time.sleep(0.05)
+    for _ in range(3):  # reported once, however many sweeps see it
+        status.advance(store, batch_id)
+    msg = inbox.wait_for(batch_id, "stalled")
+    assert "JOB_STATE_" in msg["error"] and "after 1 s" in msg["error"]
+    time.sleep(1)
+    inbox.pull()
+    assert [m["state"] for m in inbox.of(batch_id)].count("stalled") == 1
+    ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
+    assert ledger["parts"][0]["stalled"]
+    vertex.faults(queued_s=0.1)

@@ -49,6 +49,7 @@ def test_an_expired_batch_is_finished_by_resume(stack, bucket, inbox, vertex):
 
 def test_resuming_twice_at_once_makes_one_round(stack, bucket, inbox, vertex):
     from dropbatch import notify
+    from dropbatch.documents import ResumeTask
 
     vertex.faults(job_outcome="CANCELLED", partial_share=0.5, lines_per_file=3)
     _, batch_id = drop(bucket, "twice.jsonl", [req(f"twice {i}") for i in range(12)])
@@ -56,7 +57,7 @@ def test_resuming_twice_at_once_makes_one_round(stack, bucket, inbox, vertex):
     vertex.reset()
     ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
     for _ in range(2):  # two users, or one impatient one: the same task twice
-        notify.send_split_task(stack.config(), {"batch_id": batch_id, "resume_round": ledger["round"] + 1})
+        notify.send_split_task(stack.config(), ResumeTask(batch_id=batch_id, resume_round=ledger["round"] + 1))
     done = inbox.wait_for(batch_id, "succeeded", timeout=120)
     assert done["counts"]["succeeded"] == 12
     ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
@@ -70,5 +71,5 @@ def test_resume_says_when_there_is_nothing_to_send(stack, bucket, inbox, vertex)
     inbox.wait_for(batch_id, "succeeded")
     out = dropbatch(stack, "resume", batch_id)
     assert out.returncode == 0 and "nothing to resume" in out.stdout
-    assert read_json(bucket, f"batches/{batch_id}/ledger.json").get("resumed") is None
+    assert not read_json(bucket, f"batches/{batch_id}/ledger.json")["resumed"], "no round was added"
     assert dropbatch(stack, "resume", "not-a-batch").returncode == 2

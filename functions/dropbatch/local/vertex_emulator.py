@@ -591,21 +591,27 @@ PERMISSIONS = {"create": "aiplatform.batchPredictionJobs.create", "list_jobs": "
                "delete": "aiplatform.batchPredictionJobs.delete", "operation": "aiplatform.batchPredictionJobs.get"}
 
 
+def out(obj, status: int = 200) -> Response:
+    """A JSON answer (with int enums when the client asks for them, as the REST transport does)."""
+    if request.args.get("$alt", "").find("enum-encoding=int") >= 0:
+        obj = _int_enums(obj)
+    return Response(orjson.dumps(obj), status=status, mimetype="application/json")
+
+
+def error(code: int, message: str, status: str | None = None) -> Response:
+    """An error as Google APIs give it: a google.rpc.Status under "error"."""
+    return Response(orjson.dumps({"error": {"code": code, "message": message,
+                                            "status": status or _STATUS_NAMES.get(code, "UNKNOWN")}}),
+                    status=code, mimetype="application/json")
+
+
+def job_name(project, location, job_id):
+    return f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}"
+
+
 def create_app(emulator: Emulator) -> Flask:
+    """The JobService's REST surface for batch prediction jobs, and the test hooks (add_test_hooks)."""
     app = Flask("vertex_emulator")
-
-    def out(obj, status: int = 200) -> Response:
-        if request.args.get("$alt", "").find("enum-encoding=int") >= 0:
-            obj = _int_enums(obj)
-        return Response(orjson.dumps(obj), status=status, mimetype="application/json")
-
-    def error(code: int, message: str, status: str | None = None) -> Response:
-        return Response(orjson.dumps({"error": {"code": code, "message": message,
-                                                "status": status or _STATUS_NAMES.get(code, "UNKNOWN")}}),
-                        status=code, mimetype="application/json")
-
-    def job_name(project, location, job_id):
-        return f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}"
 
     @app.url_value_preprocessor
     def versions(endpoint, values):  # aiplatform_v1 uses /v1, the google-genai SDK /v1beta1
@@ -716,6 +722,13 @@ def create_app(emulator: Emulator) -> Flask:
         op = emulator.operations.get(f"{job_name(project, location, job_id)}/operations/{op_id}")
         return out(op) if op else error(404, f"Operation {op_id} not found.")
 
+    add_test_hooks(app, emulator)
+    return app
+
+
+def add_test_hooks(app: Flask, emulator: Emulator) -> None:
+    """/_emulator/...: the tests' handles on the twin (health, call counts, faults, a job that vanishes)."""
+
     @app.post("/_emulator/jobs/<job_id>:forget")
     def forget(job_id):
         """Test hook: a job that disappears behind the client's back (deleted by someone else, a wiped project)."""
@@ -747,8 +760,6 @@ def create_app(emulator: Emulator) -> Flask:
         for k in emulator.calls:
             emulator.calls[k] = 0
         return out(dataclasses.asdict(emulator.faults))
-
-    return app
 
 
 def _int_enums(obj):
