@@ -18,7 +18,7 @@ from test_terraform import INFRA, ROOT, load_all
 DEPLOYED = {
     "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json", "dropbatch/prices.json",
     "dropbatch/results_table.json",
-    *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "cost", "errors", "events", "finish", "keys", "layout",
+    *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "cost", "documents", "errors", "events", "finish", "keys", "layout",
                                     "ledger", "lineio", "logs", "notify", "ordered", "outcome", "retry", "rounds", "families",
                                     "openai_batch", "schema", "split", "splits", "status", "submit", "table", "tablesource",
                                     "validate", "vertex")),
