@@ -206,7 +206,8 @@ class Store:
 
     def read_json(self, path: str, type=None) -> tuple:
         """(document, generation); (None, 0) when there is none. With `type` (a documents.py type), the document
-        is decoded as one."""
+        is decoded as one; one that is not (a hand-edited or corrupted ledger) is a PermanentError naming the
+        path and the field, so the sweep logs it and goes on with the other batches."""
         from google.api_core.exceptions import NotFound
 
         blob = self.bucket.blob(path)
@@ -214,7 +215,12 @@ class Store:
             data = _gcs_call(blob.download_as_bytes)
         except NotFound:
             return None, 0
-        return (orjson.loads(data) if type is None else msgspec.json.decode(data, type=type)), blob.generation
+        if type is None:
+            return orjson.loads(data), blob.generation
+        try:
+            return msgspec.json.decode(data, type=type), blob.generation
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            raise PermanentError(f"{path} is not a valid {type.__name__}: {exc}") from exc
 
     def write_json(self, path: str, doc, if_generation_match: int | None = None) -> int:
         """Write a document, under a generation precondition when given. A conditional write whose response was

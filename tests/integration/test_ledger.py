@@ -37,6 +37,26 @@ def test_ledger_updates_carry_their_own_mark(stack, bucket):
     assert len(marks) == 3 and store.read_ledger(batch_id)[0].claims == 4
 
 
+def test_a_ledger_that_is_not_one_is_a_permanent_error_naming_its_field(stack, bucket):
+    """A hand-edited or corrupted ledger is refused with the path and the field (the sweep logs it as one
+    batch's trouble and goes on with the others), never read as half a ledger."""
+    import msgspec
+
+    from dropbatch import batch
+    from dropbatch.errors import DropbatchError, PermanentError
+    from dropbatch.ledger import Store
+
+    store = Store(stack.config())
+    batch_id = "ledger-test-4444444444"
+    good = batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60)
+    store.write_json(store.ledger_path(batch_id), {**msgspec.to_builtins(good), "claims": "two"})
+    with pytest.raises(PermanentError, match=r"ledger\.json is not a valid Ledger.*claims") as raised:
+        store.read_ledger(batch_id)
+    assert isinstance(raised.value, DropbatchError)
+    store.write_json(store.ledger_path(batch_id), good)
+    assert store.read_ledger(batch_id)[0] == good
+
+
 def racing_store(config, rival):
     """A Store whose first ledger read is followed, before its write, by `rival(other_store)`: another
     execution that wins the same ledger in between (the write then loses its generation precondition)."""
