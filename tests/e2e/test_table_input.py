@@ -172,7 +172,8 @@ def test_tables_in_each_familys_documented_columns(stack, bucket, inbox, vertex)
         runs[name] = drop_pointer(bucket, name, {"table": f"bq://{table_id}", "model": model})[1]
     for name, batch_id in runs.items():
         done = inbox.wait_for(batch_id, ["succeeded", "rejected", "failed"], timeout=180)
-        assert done["state"] == "succeeded", (name, done)
+        report = read_json(bucket, f"batches/{batch_id}/report.json") if done["state"] == "rejected" else {}
+        assert done["state"] == "succeeded", (name, done, report.get("errors", [])[:4])
     claude_results = read_results(bucket, runs["claude-table"])
     assert [r["key"] for r in claude_results] == [f"c-{i}" for i in range(4)]
     assert all(f"claude {i}" in r["text"] for i, r in enumerate(claude_results))
