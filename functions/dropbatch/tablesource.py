@@ -121,8 +121,7 @@ class TableReader:
             rows = client.list_rows(table, selected_fields=fields, start_index=lineno or None, page_size=PAGE_ROWS)
             for row in rows:
                 lineno += 1
-                values = {n: v for n, v in zip(names, row) if v is not None or n in required}  # null: not given
-                raw = line_of(values, row[len(names)] if key_column else None, key_field)
+                raw = row_line(row, names, required, key_column, key_field)
                 self.report.bytes += len(raw)
                 yield lineno, None if len(raw) > cfg.max_line_bytes else raw
         except exceptions.GoogleAPICallError as exc:
@@ -130,6 +129,15 @@ class TableReader:
                             f"{exc.code} {exc.message[:200]}", cfg.max_errors)
         finally:
             self.report.lines = lineno
+
+
+def row_line(row, names: list, required: tuple, key_column: str | None, key_field: str) -> bytes:
+    """A table row as its line, each column looked up by its name in the schema the answer carries, never by
+    position: a server may return selected fields in an order of its own (a fresh-clone run on bqemulator got
+    a Claude table's custom_id where its request belonged). A null optional column is not given."""
+    values = {n: row.get(n) for n in names}
+    return line_of({n: v for n, v in values.items() if v is not None or n in required},
+                   row.get(key_column) if key_column else None, key_field)
 
 
 def line_of(values: dict, key, key_field: str = "key") -> bytes:

@@ -45,3 +45,23 @@ def test_rows_as_lines():
     assert orjson.loads(tablesource.line_of({"request": "not json {"}, None)) == {"request": "not json {"}
     assert orjson.loads(tablesource.line_of({"request": request}, True)) == {"key": True, "request": request}, \
         "a boolean key is left for the validator to refuse"
+
+
+def test_a_row_is_read_by_column_name_whatever_order_the_server_answers_in():
+    """A fresh-clone run rejected a Claude table with two errors a row: bqemulator answered the selected fields
+    (request, custom_id) in the table's order (custom_id, request), and the row was read by position. The rows
+    google-cloud-bigquery builds carry the answer's own schema; read by name, either order gives the same line."""
+    from google.cloud.bigquery.table import Row
+
+    from dropbatch import families
+
+    request = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+    (required, _, key_field), names = families.ANTHROPIC.table, ["request"]
+    as_selected = Row((request, "c-0"), {"request": 0, "custom_id": 1})
+    as_stored = Row(("c-0", request), {"custom_id": 0, "request": 1})
+    for row in (as_selected, as_stored):
+        line = orjson.loads(tablesource.row_line(row, names, required, "custom_id", key_field))
+        assert line == {"custom_id": "c-0", "request": request}
+    texts = Row((None, "hello"), {"task_type": 0, "content": 1})  # text-embedding: an optional column left null
+    assert orjson.loads(tablesource.row_line(texts, ["content", "task_type"], ("content",), None, "key")) == \
+        {"content": "hello"}
