@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 
@@ -39,16 +38,14 @@ def line_labels(line: int, digits: int) -> dict:
 _B36_BYTES = tuple(c.encode() for c in _B36)
 
 
-@functools.lru_cache(maxsize=1024)
-def _high_labels(high: int, digits: int) -> bytes:
-    return b"".join(b',"%s":"%s"' % (key.encode(), _B36_BYTES[digit]) for key, digit in zip(
-        _LABEL_KEYS[1:digits], (high // 36 ** i % 36 for i in range(digits - 1))))
-
-
-def line_labels_json(line: int, digits: int) -> bytes:
-    """orjson.dumps(line_labels(line, digits)), made without a dict or a serialiser: the digits above the units
-    change once every 36 lines, so their bytes are cached (the Stager calls this once per staged request)."""
-    return b'{"dropbatch_l0":"' + _B36_BYTES[line % 36] + b'"' + _high_labels(line // 36, digits) + b"}"
+def line_labels_block(block: int, before: bytes = b"", after: bytes = b"") -> list[bytes]:
+    """before + orjson.dumps(line_labels(line, label_digits(line))) + after for each of the 36 lines block*36 ...
+    block*36+35, made at once without a dict or a serialiser: they share every digit but the units, and their
+    number of digits (a power of 36 starts a block). The Stager makes one block every 36 staged requests."""
+    high = b"".join(b',"%s":"%s"' % (key.encode(), _B36_BYTES[block // 36 ** i % 36])
+                    for i, key in enumerate(_LABEL_KEYS[1:label_digits(block * 36)]))
+    start, end = before + b'{"dropbatch_l0":"', b'"' + high + b"}" + after
+    return [start + units + end for units in _B36_BYTES]
 
 
 def line_from_labels(labels) -> int | None:

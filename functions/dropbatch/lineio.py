@@ -32,9 +32,7 @@ class _Limited(io.RawIOBase):
         if self.count > self.limit:
             self.exceeded = True
             return 0
-        data = self.raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
+        n = self.raw.readinto(buffer)  # straight into the reader's buffer: no bytes made and copied again
         self.count += n
         return n
 
@@ -132,9 +130,7 @@ class _Chain(io.RawIOBase):
             buffer[:n] = self.head
             self.head = b""
             return n
-        data = self.rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        return self.rest.readinto(buffer) or 0
 
 
 

@@ -314,23 +314,17 @@ def staged_as_is(request: dict) -> bool:
     return system is None or (type(system) is dict and type(system.get("parts")) is list)
 
 
-_BLANK = frozenset(b" \t\r\n")
-
-
-def spliced(raw: bytes, labels: bytes) -> bytes | None:
-    """The staged line made from the dropped line's own bytes, for a line that is exactly {"request": {...}}
-    whose request has no labels: `labels` (keys.line_labels_json) go in before the request's closing brace, so
-    the request is not serialised again and its bytes are copied once (the submit function's CPU stays near
-    validation's). None when the bytes do not end as such a line does."""
-    end = len(raw)
-    while end and raw[end - 1] in _BLANK:
-        end -= 1
-    inner = end - 1
-    while inner > 0 and raw[inner - 1] in _BLANK:
-        inner -= 1
-    if inner < 1 or raw[end - 1] != 0x7D or raw[inner - 1] != 0x7D:
-        return None
-    return b"".join((memoryview(raw)[:inner - 1], b',"labels":', labels, b"}}\n"))
+def request_end(raw: bytes) -> int:
+    """Where the request's closing brace is in a line that is exactly {"request": {...}}, so that the Stager can
+    stage the line from its own bytes (the request is not serialised again, its bytes are copied once): the
+    bytes before it, then `,"labels":LABELS}}` and a newline. 0 when the bytes do not end as such a line does."""
+    if raw[-3:] == b"}}\n":  # as orjson, json.dumps and most writers end a line
+        return len(raw) - 3
+    body = raw.rstrip()
+    if not body.endswith(b"}"):
+        return 0
+    body = body[:-1].rstrip()
+    return len(body) - 1 if body.endswith(b"}") else 0
 
 
 class Stager:
@@ -346,7 +340,8 @@ class Stager:
         self.store, self.batch_id = store, doc.batch_id
         self.chunks: dict[str, int] = (state or {}).get("chunks", {})  # part -> chunks written
         self.part: int | None = None
-        self.data: list[bytes] = []  # the open chunk's staged lines, joined once when it is handed off
+        self.data: list = []  # the open chunk's staged lines, in pieces, joined once when it is handed off
+        self.block, self.ends = -1, []  # the line labels block (keys.line_labels_block) of the last line, as line ends
         self.size = 0
         self.keys = bytearray()
         self.pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stage")
@@ -362,15 +357,21 @@ class Stager:
         if part != self.part:
             self._flush()
             self.part = part
-        staged = None
-        if plain and "labels" not in request and staged_as_is(request):  # a Gemini line, staged from its bytes
-            staged = spliced(raw, keys.line_labels_json(line, keys.label_digits(line)))
-        if staged is None:  # re-serialised as the family stages it (Gemini: labels merged, parts made lists)
+        end = request_end(raw) if plain and "labels" not in request and staged_as_is(request) else 0
+        if end:  # a Gemini line, staged from its bytes: up to the request's closing brace, then its labels
+            if line // 36 != self.block:
+                self.block = line // 36
+                self.ends = keys.line_labels_block(self.block, b',"labels":', b"}}\n")
+            tail = self.ends[line % 36]
+            self.data += (memoryview(raw)[:end], tail)
+            size = end + len(tail)
+        else:  # re-serialised as the family stages it (Gemini: labels merged, parts made lists)
             staged = self.family.stage(request, line)
-        self.data.append(staged)
-        self.size += len(staged)
-        self.keys += b"[%d,null,%d]\n" % (line, len(staged)) if key is None else \
-            orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
+            self.data.append(staged)
+            size = len(staged)
+        self.size += size
+        self.keys += b"[%d,null,%d]\n" % (line, size) if key is None else \
+            orjson.dumps([line, key, size], option=orjson.OPT_APPEND_NEWLINE)
         if self.size >= CHUNK_BYTES:
             self._flush()
 

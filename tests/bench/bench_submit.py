@@ -20,6 +20,13 @@ transport_cpu_s is what moving the bytes costs a process on this machine, measur
 dropped object read through ledger.ObjectReader in 8 MB ranges and written back in 16 MB objects, as the submit
 function reads and stages it, with no validation. Validation alone reads a local file and pays for neither, so
 (submit_cpu_s - transport_cpu_s) / validate_only_cpu_s is cpu_ratio_less_transport: validating and staging.
+
+CPU seconds here drift by more than these gaps, so instructions_ratio counts the same in instructions (valgrind's
+callgrind, tests/bench/counted.py; null without valgrind): the submit function's code run in a process of its
+own under callgrind, on two files of BENCH_SUBMIT_CALLGRIND_MB (default 10) and four times that, each submitted
+and validated alone; the ratio of the differences between the two sizes, so that what a submission costs
+whatever its size (the claim, the ledger, creating the jobs) is not charged per byte. User space only: the
+kernel's side of reading and sending is not counted.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests"), str(ROOT / "tests" / "bench")]
+
+import counted  # noqa: E402
 
 
 def write_file(path: Path, target_bytes: int) -> tuple[int, int]:
@@ -83,7 +92,9 @@ def main() -> None:
         running = local.up(faults={"queued_s": 3600})
         try:
             os.environ.update(running.client_env())
-            print(json.dumps(run(running, path, requests_n, size)))
+            result = run(running, path, requests_n, size)
+            result["instructions_ratio"] = instructions(running, Path(tmp))
+            print(json.dumps(result))
         finally:
             local.down(wipe=True)
 
@@ -141,6 +152,49 @@ def run(running, path: Path, requests_n: int, size: int) -> dict:
             "cpu_ratio_less_transport": round((cpu["submit"] - transport) / validate_cpu, 2)}
 
 
+def instructions(running, tmp: Path) -> float | None:
+    """Per byte, the submit function's instructions over validation's: (submit(4x) - submit(x)) / (validate(4x) -
+    validate(x)), counted by callgrind in a process that runs the function's code directly. The files go under
+    other/, outside the trigger prefix, so the deployed function leaves them alone."""
+    if not counted.available():
+        return None
+    from dropbatch.ledger import Store
+
+    megabytes = float(os.environ.get("BENCH_SUBMIT_CALLGRIND_MB", "10"))
+    bucket = Store(running.config()).client.bucket(running.bucket)
+    args = []
+    for n, scale in enumerate((1, 4)):
+        path = tmp / f"counted-{n}.jsonl"
+        write_file(path, int(megabytes * scale * 1e6))
+        blob = bucket.blob(f"other/counted-{n}.jsonl")
+        blob.upload_from_filename(str(path), content_type="application/jsonl")
+        args += [str(path), blob.name, str(blob.generation)]
+    os.environ["DROPBATCH_SUBMIT_BUDGET_S"] = "86400"  # one pass each: 50 times slower under callgrind
+    try:
+        validate_1, submit_1, validate_4, submit_4 = counted.run(__file__, "--callgrind", running.bucket, *args)
+    finally:
+        os.environ["DROPBATCH_SUBMIT_BUDGET_S"] = "20"
+    return round((submit_4 - submit_1) / (validate_4 - validate_1), 3)
+
+
+def under_callgrind(bucket: str, *files: str) -> None:
+    from dropbatch import submit
+    from dropbatch.config import Config
+    from dropbatch.ledger import Store
+    from dropbatch.validate import validate_path
+
+    config = Config.from_env()
+    warm = Store(config).client.bucket(bucket).blob("other/counted-warm.jsonl")  # pays the imports and clients
+    warm.upload_from_string(b'{"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}\n')
+    submit.submit_object(config, bucket, warm.name, warm.generation)
+    for i in range(0, len(files), 3):
+        path, name, generation = files[i:i + 3]
+        with counted.region():
+            validate_path(path, config)
+        with counted.region():
+            assert submit.submit_object(config, bucket, name, int(generation)).state == "submitted"
+
+
 def transport_cpu(store, name: str) -> float:
     """CPU seconds of reading object `name` as the submit function does and writing it again in staged chunks."""
     from google.cloud.storage.retry import DEFAULT_RETRY
@@ -165,4 +219,7 @@ def transport_cpu(store, name: str) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--callgrind"]:
+        under_callgrind(*sys.argv[2:])
+    else:
+        main()

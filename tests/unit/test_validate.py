@@ -244,33 +244,36 @@ def test_line_labels_round_trip_with_at_most_36_values_a_key():
 
 
 def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
-    """The Stager splices the line labels into the dropped bytes when a line is exactly {"request": {...}} with no
-    labels and nothing to make a list (submit.spliced); whatever path it takes, the staged line parses to the
-    request as_lists() makes of it, with the line labels, as Vertex must receive it."""
+    """The Stager stages a line from its own bytes when it is exactly {"request": {...}} with no labels and nothing
+    to make a list: the bytes up to the request's closing brace (submit.request_end), then the line labels and the
+    closing braces; whatever path it takes, the staged line parses to the request as_lists() makes of it, with
+    the line labels, as Vertex must receive it."""
     from corpus import CORPUS
 
     from dropbatch import keys
     from dropbatch.checks import as_lists
-    from dropbatch.submit import spliced, staged_as_is
+    from dropbatch.submit import request_end, staged_as_is
 
-    spliced_count = 0
+    from_bytes = 0
     for n, line in enumerate(CORPUS, 1):
-        for raw in (orjson.dumps(line), orjson.dumps(line, option=orjson.OPT_INDENT_2).replace(b"\n", b" ") + b" \r\n"):
+        for raw in (orjson.dumps(line) + b"\n", orjson.dumps(line),
+                    orjson.dumps(line, option=orjson.OPT_INDENT_2).replace(b"\n", b" ") + b" \r\n"):
             request = orjson.loads(raw)["request"]
             labels = keys.line_labels(n, keys.label_digits(n))
             want = {"request": {**as_lists(request), "labels": {**(request.get("labels") or {}), **labels}}}
-            assert keys.line_labels_json(n, keys.label_digits(n)) == orjson.dumps(labels)
-            fast = spliced(raw, orjson.dumps(labels)) if len(line) == 1 and "labels" not in request and staged_as_is(request) \
-                else None
-            spliced_count += fast is not None
-            if fast is not None:
-                assert fast.endswith(b"}}\n") and b"\n" not in fast[:-1]
-                assert orjson.loads(fast) == want, line
-    assert spliced_count >= 4
-    assert spliced(b'{"request": {"contents": []}, "key": null}', b'{"a":"b"}') is None
-    assert spliced(b"}", b"{}") is None and spliced(b"", b"{}") is None
-    for line in (0, 35, 36, 1295, 1296, 46655, 1_679_615):
-        assert keys.line_labels_json(line, 4) == orjson.dumps(keys.line_labels(line, 4))
+            assert keys.line_labels_block(n // 36)[n % 36] == orjson.dumps(labels)
+            end = request_end(raw) if len(line) == 1 and "labels" not in request and staged_as_is(request) else 0
+            from_bytes += end > 0
+            if end:
+                staged = raw[:end] + b',"labels":' + orjson.dumps(labels) + b"}}\n"
+                assert b"\n" not in staged[:-1]
+                assert orjson.loads(staged) == want, line
+    assert from_bytes >= 6
+    assert request_end(b'{"request": {"contents": []}, "key": null}') == 0
+    assert request_end(b"}") == 0 and request_end(b"") == 0 and request_end(b"}}\n") == 0
+    for line in (0, 1, 35, 36, 1295, 1296, 46655, 46656, 1_679_615, 1_679_616):
+        assert keys.line_labels_block(line // 36)[line % 36] == \
+            orjson.dumps(keys.line_labels(line, keys.label_digits(line))), line
     assert not staged_as_is({"contents": {"parts": [{"text": "x"}]}})
     assert not staged_as_is({"contents": [{"parts": {"text": "x"}}]})
     assert not staged_as_is({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": {"text": "s"}}})
