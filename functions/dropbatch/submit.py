@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
+import operator
 import time
 
 import orjson
@@ -314,19 +316,6 @@ def staged_as_is(request: dict) -> bool:
     return system is None or (type(system) is dict and type(system.get("parts")) is list)
 
 
-def request_end(raw: bytes) -> int:
-    """Where the request's closing brace is in a line that is exactly {"request": {...}}, so that the Stager can
-    stage the line from its own bytes (the request is not serialised again, its bytes are copied once): the
-    bytes before it, then `,"labels":LABELS}}` and a newline. 0 when the bytes do not end as such a line does."""
-    if raw[-3:] == b"}}\n":  # as orjson, json.dumps and most writers end a line
-        return len(raw) - 3
-    body = raw.rstrip()
-    if not body.endswith(b"}"):
-        return 0
-    body = body[:-1].rstrip()
-    return len(body) - 1 if body.endswith(b"}") else 0
-
-
 class Stager:
     """Staged parts, written while the file is read: {"request": ...} lines with the line labels, and beside
     each part its keys sidecar ([line, explicit key or null, staged bytes]). A part is written as chunk objects
@@ -340,8 +329,9 @@ class Stager:
         self.store, self.batch_id = store, doc.batch_id
         self.chunks: dict[str, int] = (state or {}).get("chunks", {})  # part -> chunks written
         self.part: int | None = None
-        self.data: list = []  # the open chunk's staged lines, in pieces, joined once when it is handed off
-        self.block, self.ends = -1, []  # the line labels block (keys.line_labels_block) of the last line, as line ends
+        self.data: list[bytes] = []  # the open chunk's staged lines, joined once when it is handed off
+        self.run: list[bytes] = []  # consecutive lines staged from their own bytes, lines run_first ... run_end - 1
+        self.run_first = self.run_end = 0
         self.size = 0
         self.keys = bytearray()
         self.pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stage")
@@ -357,26 +347,44 @@ class Stager:
         if part != self.part:
             self._flush()
             self.part = part
-        end = request_end(raw) if plain and "labels" not in request and staged_as_is(request) else 0
-        if end:  # a Gemini line, staged from its bytes: up to the request's closing brace, then its labels
-            if line // 36 != self.block:
-                self.block = line // 36
-                self.ends = keys.line_labels_block(self.block, b',"labels":', b"}}\n")
-            tail = self.ends[line % 36]
-            self.data += (memoryview(raw)[:end], tail)
-            size = end + len(tail)
+        if plain and raw[-3:] == b"}}\n" and "labels" not in request and staged_as_is(request):
+            if line != self.run_end:  # a run is of consecutive lines
+                self._close_run()
+                self.run_first = line
+            self.run.append(raw)
+            self.run_end = line + 1
+            self.size += len(raw)
         else:  # re-serialised as the family stages it (Gemini: labels merged, parts made lists)
+            self._close_run()
             staged = self.family.stage(request, line)
             self.data.append(staged)
-            size = len(staged)
-        self.size += size
-        self.keys += b"[%d,null,%d]\n" % (line, size) if key is None else \
-            orjson.dumps([line, key, size], option=orjson.OPT_APPEND_NEWLINE)
+            self.size += len(staged)
+            self.keys += orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
         if self.size >= CHUNK_BYTES:
             self._flush()
 
+    def _close_run(self) -> None:
+        """Stage the open run of lines that are exactly {"request": {...}} from their own bytes, all at once (no
+        Python step per line): each line up to its request's closing brace, then its labels and the closing
+        braces."""
+        if not self.run:
+            return
+        first, n = self.run_first, len(self.run)
+        bodies = list(map(operator.getitem, self.run, itertools.repeat(slice(-3))))  # each without "}}\n"
+        tails, line = [], first
+        while len(tails) < n:  # the line labels, a block of 36 lines at a time
+            block, at = divmod(line, 36)
+            tails += keys.line_labels_block(block, b',"labels":', b"}}\n")[at:at + n - len(tails)]
+            line = first + len(tails)
+        self.data.append(b"".join(itertools.chain.from_iterable(zip(bodies, tails))))
+        sizes = map(operator.add, map(len, bodies), map(len, tails))
+        self.keys += b"".join(map(b"[%d,null,%d]\n".__mod__, zip(range(first, first + n), sizes)))
+        self.run.clear()
+        self.run_end = 0
+
     def _flush(self) -> None:
         """Hand the open chunk to the upload pool (waiting while UPLOADS_IN_FLIGHT are on their way)."""
+        self._close_run()
         if self.part is None or not self.data:
             return
         chunk = self.chunks.get(str(self.part), 0)

@@ -244,36 +244,63 @@ def test_line_labels_round_trip_with_at_most_36_values_a_key():
 
 
 def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
-    """The Stager stages a line from its own bytes when it is exactly {"request": {...}} with no labels and nothing
-    to make a list: the bytes up to the request's closing brace (submit.request_end), then the line labels and the
-    closing braces; whatever path it takes, the staged line parses to the request as_lists() makes of it, with
-    the line labels, as Vertex must receive it."""
+    """The Stager stages runs of consecutive lines that are exactly {"request": {...}} (no labels, nothing to make
+    a list) from their own bytes, and re-serialises the rest; whatever path a line takes, and wherever the runs
+    break (a line of another shape, a blank line, a new part, a chunk handed off), the staged line parses to the
+    request as_lists() makes of it with the line labels, as Vertex must receive it, in the file's order, and the
+    keys sidecar names each staged line with its size. The uploads are the one step left out: they are
+    recorded, not sent."""
+    import types
+
     from corpus import CORPUS
 
-    from dropbatch import keys
+    from dropbatch import keys, submit
+    from dropbatch.batch import new_claim
     from dropbatch.checks import as_lists
-    from dropbatch.submit import request_end, staged_as_is
+    from dropbatch.validate import Validator
 
-    from_bytes = 0
-    for n, line in enumerate(CORPUS, 1):
-        for raw in (orjson.dumps(line) + b"\n", orjson.dumps(line),
-                    orjson.dumps(line, option=orjson.OPT_INDENT_2).replace(b"\n", b" ") + b" \r\n"):
-            request = orjson.loads(raw)["request"]
-            labels = keys.line_labels(n, keys.label_digits(n))
-            want = {"request": {**as_lists(request), "labels": {**(request.get("labels") or {}), **labels}}}
-            assert keys.line_labels_block(n // 36)[n % 36] == orjson.dumps(labels)
-            end = request_end(raw) if len(line) == 1 and "labels" not in request and staged_as_is(request) else 0
-            from_bytes += end > 0
-            if end:
-                staged = raw[:end] + b',"labels":' + orjson.dumps(labels) + b"}}\n"
-                assert b"\n" not in staged[:-1]
-                assert orjson.loads(staged) == want, line
-    assert from_bytes >= 6
-    assert request_end(b'{"request": {"contents": []}, "key": null}') == 0
-    assert request_end(b"}") == 0 and request_end(b"") == 0 and request_end(b"}}\n") == 0
+    class Recorded(submit.Stager):
+        def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
+            sent.append((name, data, sidecar))
+
+    sent: list = []
+    stager = Recorded(types.SimpleNamespace(path=lambda batch_id, name: f"batches/{batch_id}/{name}"),
+                      new_claim("b", "gs://b/o", "o", 1, "me", 60))
+    validator = Validator(Config(), "f.jsonl")
+    want, line = {}, 0
+    variants = (lambda line: orjson.dumps(line) + b"\n", lambda line: orjson.dumps(line),
+                lambda line: orjson.dumps(line, option=orjson.OPT_INDENT_2).replace(b"\n", b" ") + b" \r\n")
+    for n in range(3):
+        for shape in (0, 0, 1, 0, 2, 0):  # runs of plain lines broken by the other shapes
+            for request_line in CORPUS:
+                line += 1
+                raw = variants[shape](request_line)
+                fed = validator.feed(line, raw)
+                if fed is None:
+                    continue
+                stager.add(line, *fed, n, raw)
+                request = fed[1]
+                labels = keys.line_labels(line, keys.label_digits(line))
+                want[line] = (fed[0], {"request": {**as_lists(request),
+                                                   "labels": {**(request.get("labels") or {}), **labels}}})
+            line += 3  # lines that are not requests break a run
+        stager._flush()  # a chunk handed off mid-part
+    stager.checkpoint()
+    stager.close()
+    got = {}
+    for name, data, sidecar in sorted(sent):  # uploaded by a pool: in any order
+        staged = data.splitlines(keepends=True)
+        rows = [orjson.loads(row) for row in sidecar.splitlines()]
+        assert len(staged) == len(rows), name
+        for (at, key, size), staged_line in zip(rows, staged):
+            assert size == len(staged_line) and staged_line.endswith(b"\n")
+            got[at] = (key, orjson.loads(staged_line))
+    assert list(got) == sorted(got) and got == want
+    assert len(want) > 6 * len(CORPUS)
     for line in (0, 1, 35, 36, 1295, 1296, 46655, 46656, 1_679_615, 1_679_616):
         assert keys.line_labels_block(line // 36)[line % 36] == \
             orjson.dumps(keys.line_labels(line, keys.label_digits(line))), line
-    assert not staged_as_is({"contents": {"parts": [{"text": "x"}]}})
-    assert not staged_as_is({"contents": [{"parts": {"text": "x"}}]})
-    assert not staged_as_is({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": {"text": "s"}}})
+    assert keys.line_labels_block(2, b"<", b">")[5] == b"<" + orjson.dumps(keys.line_labels(77, 2)) + b">"
+    assert not submit.staged_as_is({"contents": {"parts": [{"text": "x"}]}})
+    assert not submit.staged_as_is({"contents": [{"parts": {"text": "x"}}]})
+    assert not submit.staged_as_is({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": {"text": "s"}}})
