@@ -197,6 +197,7 @@ class Store:
         self.client = storage_client(config.project)
         self.bucket = self.client.bucket(config.state_bucket)
         self.prefix = config.batches_prefix
+        self.seen: dict[str, tuple[bytes, int]] = {}  # batch id -> (ledger bytes, generation) read or written here
 
     def path(self, batch_id: str, name: str) -> str:
         return f"{self.prefix}{batch_id}/{name}"
@@ -208,17 +209,26 @@ class Store:
         """(document, generation); (None, 0) when there is none. With `type` (a documents.py type), the document
         is decoded as one; one that is not (a hand-edited or corrupted ledger) is a PermanentError naming the
         path and the field, so the sweep logs it and goes on with the other batches."""
+        data, generation = self._read_bytes(path)
+        if data is None:
+            return None, 0
+        return self._decode(path, data, type), generation
+
+    def _read_bytes(self, path: str) -> tuple[bytes | None, int]:
         from google.api_core.exceptions import NotFound
 
         blob = self.bucket.blob(path)
         try:
-            data = _gcs_call(blob.download_as_bytes)
+            return _gcs_call(blob.download_as_bytes), blob.generation
         except NotFound:
             return None, 0
+
+    @staticmethod
+    def _decode(path: str, data: bytes, type=None):
         if type is None:
-            return orjson.loads(data), blob.generation
+            return orjson.loads(data)
         try:
-            return msgspec.json.decode(data, type=type), blob.generation
+            return msgspec.json.decode(data, type=type)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             raise PermanentError(f"{path} is not a valid {type.__name__}: {exc}") from exc
 
@@ -266,24 +276,54 @@ class Store:
     def ledger_path(self, batch_id: str) -> str:
         return self.path(batch_id, layout.LEDGER)
 
+    def create_ledger(self, doc: Ledger) -> bool:
+        """Write a batch's first ledger only if it has none; False when another write came first."""
+        try:
+            generation = self.write_json(self.ledger_path(doc.batch_id), doc, if_generation_match=0)
+        except Conflict:
+            return False
+        self.seen[doc.batch_id] = (msgspec.json.encode(doc), generation)
+        return True
+
     def read_ledger(self, batch_id: str) -> tuple[Ledger | None, int]:
-        return self.read_json(self.ledger_path(batch_id), Ledger)
+        """The ledger as it is now (always read)."""
+        path = self.ledger_path(batch_id)
+        data, generation = self._read_bytes(path)
+        if data is None:
+            return None, 0
+        self.seen[batch_id] = (data, generation)
+        return self._decode(path, data, Ledger), generation
 
     def update_ledger(self, batch_id: str, mutate, attempts: int = 20) -> Ledger | None:
-        """Read-modify-write under a generation precondition; `mutate(doc)` returns False to leave it as is."""
-        for attempt in range(attempts):
-            doc, generation = self.read_ledger(batch_id)
+        """Read-modify-write under a generation precondition; `mutate(doc)` returns False to leave it as is.
+
+        The first try starts from the ledger as this Store last read or wrote it, without reading it again: the
+        write's generation precondition fails if anyone wrote since, and so does a `mutate` that declines (it may
+        decline only on what is there now); either way the ledger is then read and `mutate` asked again."""
+        path = self.ledger_path(batch_id)
+        seen = self.seen.pop(batch_id, None)
+        for attempt in range(attempts + (seen is not None)):  # the try on what was seen is not one of `attempts`
+            if seen is not None:
+                (data, generation), seen = seen, None
+                doc, fresh = self._decode(path, data, Ledger), False
+            else:
+                (doc, generation), fresh = self.read_ledger(batch_id), True
             if doc is None:
                 return None
             if mutate(doc) is False:
-                return doc
+                if fresh:
+                    return doc
+                continue
             doc.updated = now()
             doc.writer = uuid.uuid4().hex[:12]  # this write's own mark: a lost response's retry knows its bytes
             try:
-                self.write_json(self.ledger_path(batch_id), doc, if_generation_match=generation)
-                return doc
+                generation = self.write_json(path, doc, if_generation_match=generation)
             except Conflict:
-                time.sleep(min(0.05 * 2**attempt, 1.0))
+                if fresh:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+                continue
+            self.seen[batch_id] = (msgspec.json.encode(doc), generation)
+            return doc
         raise TransientError(f"ledger of {batch_id} kept changing under us")
 
     def win_ledger(self, batch_id: str, move) -> tuple[Ledger | None, bool]:

@@ -124,7 +124,7 @@ def claim(store: Store, batch_id: str, source: str, name: str, generation: int, 
     """The ledger, claimed by this execution; None when the batch needs nothing from us."""
     doc = batch.new_claim(batch_id, source, name, generation, me, store.config.claim_lease_s)
     store.mark_active(batch_id)  # first: a claim must never exist without the sweep knowing of it
-    if store.create_json(store.ledger_path(batch_id), doc):
+    if store.create_ledger(doc):
         logs.info("batch claimed", source=source)
         return doc
     return take_over(store, batch_id, me)

@@ -112,3 +112,43 @@ def test_a_submission_taken_over_by_another_execution_first_is_not_taken_twice(s
     store.write_json(store.ledger_path(batch_id), doc)
     assert submit.take_over(store, batch_id, "me") is None
     assert store.read_ledger(batch_id)[0].state == batch.SUBMITTED
+
+
+def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(stack, bucket):
+    """update_ledger's first try is on the ledger as this Store last read or wrote it, with no read: one GCS call
+    instead of two. A write by anyone since fails its generation precondition, and a move that declines on what
+    was seen is asked again, both on the ledger as it is now: no update is lost and none is made on a stale read."""
+    from dropbatch import batch
+    from dropbatch.ledger import Store
+
+    config = stack.config()
+    batch_id = "ledger-seen-5555555555"
+
+    class Counting(Store):
+        reads = 0
+
+        def _read_bytes(self, path):
+            self.reads += path.endswith("/ledger.json")
+            return super()._read_bytes(path)
+
+    mine, other = Counting(config), Store(config)
+    claims = [batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, owner, 60) for owner in ("me", "other")]
+    assert mine.create_ledger(claims[0]) and not other.create_ledger(claims[1])
+    for _ in range(3):  # nobody else writes: no read at all
+        mine.update_ledger(batch_id, lambda d: d.set(claims=d.claims + 1))
+    assert mine.reads == 0 and other.read_ledger(batch_id)[0].claims == 4
+
+    other.update_ledger(batch_id, lambda d: d.set(claims=d.claims + 10))  # a rival's write since
+    assert mine.update_ledger(batch_id, lambda d: d.set(claims=d.claims + 1)).claims == 15
+    assert mine.reads == 1 and other.read_ledger(batch_id)[0].claims == 15
+
+    other.update_ledger(batch_id, lambda d: d.set(owner="rival"))
+    asked = []
+
+    def only_for_the_rival(d):
+        asked.append(d.owner)
+        return d.owner == "rival" and d.set(claims=0)
+
+    assert mine.update_ledger(batch_id, only_for_the_rival).claims == 0
+    assert asked == ["me", "rival"] and other.read_ledger(batch_id)[0].claims == 0
+    assert mine.update_ledger(batch_id, lambda d: False).owner == "rival", "a decline on what is now is final"
