@@ -378,7 +378,8 @@ class Stager:
             line = first + len(tails)
         self.data.append(b"".join(itertools.chain.from_iterable(zip(bodies, tails))))
         sizes = map(operator.add, map(len, bodies), map(len, tails))
-        self.keys += b"".join(map(b"[%d,null,%d]\n".__mod__, zip(range(first, first + n), sizes)))
+        rows = orjson.dumps(list(zip(range(first, first + n), itertools.repeat(None), sizes)))  # [[line,null,size],...]
+        self.keys += rows[1:-1].replace(b"],[", b"]\n[") + b"\n"  # a row a line: no "],[" is inside a row
         self.run.clear()
         self.run_end = 0
 
