@@ -347,7 +347,7 @@ class Stager:
         if part != self.part:
             self._flush()
             self.part = part
-        if plain and raw[-3:] == b"}}\n" and "labels" not in request and staged_as_is(request):
+        if plain and key is None and raw[-3:] == b"}}\n" and "labels" not in request and staged_as_is(request):
             if line != self.run_end:  # a run is of consecutive lines
                 self._close_run()
                 self.run_first = line
