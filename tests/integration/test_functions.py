@@ -144,9 +144,15 @@ def test_killed_after_claim_then_redelivered(stack, bucket, functions, inbox, ve
 
     blob = upload(bucket, "manual/killed.jsonl", [req("a"), req("b"), req("c")])
     bid = derive(bucket.name, blob.name, blob.generation)
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    # The lease outlives any sweep tick that listed the batch before it left the index. With a 2 s lease a
+    # fresh-clone run saw another execution take the batch over before the redelivery below: most likely such
+    # a tick, still going through other batches, read this ledger after the lease ran out and asked the
+    # deployed submit function to go on.
+    lease_s = 8
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=lease_s)
     bucket.blob(f"batches/_active/{bid}").upload_from_string(b'{"since": "2026-01-01T00:00:00Z"}')
-    dead = batch.new_claim(bid, f"gs://{bucket.name}/{blob.name}", blob.name, blob.generation, "dead-execution", 2)
+    dead = batch.new_claim(bid, f"gs://{bucket.name}/{blob.name}", blob.name, blob.generation, "dead-execution",
+                           lease_s)
     bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps(dead.set(lease_until=soon.isoformat()),
                                                                               default=plain), if_generation_match=0)
     headers, body = finalized(bucket.name, blob.name, blob.generation)
