@@ -299,7 +299,9 @@ class Store:
 
         The first try starts from the ledger as this Store last read or wrote it, without reading it again: the
         write's generation precondition fails if anyone wrote since, and so does a `mutate` that declines (it may
-        decline only on what is there now); either way the ledger is then read and `mutate` asked again."""
+        decline only on what is there now); either way the ledger is then read and `mutate` asked again. A write
+        with ifGenerationMatch proceeds only if the object's generation matches, else it fails with 412
+        Precondition Failed (cloud.google.com/storage/docs/request-preconditions), which is Conflict here."""
         path = self.ledger_path(batch_id)
         seen = self.seen.pop(batch_id, None)
         for attempt in range(attempts + (seen is not None)):  # the try on what was seen is not one of `attempts`
