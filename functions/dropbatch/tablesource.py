@@ -135,9 +135,8 @@ def row_line(row, names: list, required: tuple, key_column: str | None, key_fiel
     """A table row as its line, each column looked up by its name in the schema the answer carries, never by
     position: a server may return selected fields in an order of its own (a fresh-clone run on bqemulator got
     a Claude table's custom_id where its request belonged). A null optional column is not given."""
-    values = {n: row.get(n) for n in names}
-    return line_of({n: v for n, v in values.items() if v is not None or n in required},
-                   row.get(key_column) if key_column else None, key_field)
+    values = {n: v for n in names if (v := row.get(n)) is not None or n in required}
+    return line_of(values, row.get(key_column) if key_column else None, key_field)
 
 
 def line_of(values: dict, key, key_field: str = "key") -> bytes:

@@ -23,11 +23,12 @@ def available() -> bool:
     return bool(shutil.which("valgrind") and shutil.which("callgrind_control"))
 
 
-def run(script: str, *args: str) -> list[int]:
-    """Run `python script args...` under callgrind; the instruction count of each region() it went through."""
+def run(script: str, *args: str, env: dict | None = None) -> list[int]:
+    """Run `python script args...` under callgrind (in `env`, else this process's environment); the instruction
+    count of each region() it went through."""
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", sys.executable,
-                        script, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                        script, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         dumps = sorted(Path(out).glob("cg.*.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
         return [_total(dump) for dump in dumps]
 
