@@ -137,12 +137,13 @@ def _unknown_field_hint(table: dict, name: str) -> str:
 # ---------------------------------------------------------------- the schema walk
 
 class _Line:
-    """Problems of one line: (code, path-node, message)."""
+    """Problems of one line: (code, path-node, message); and whether a one-object form stood for a list."""
 
-    __slots__ = ("problems",)
+    __slots__ = ("problems", "single")
 
     def __init__(self):
         self.problems: list = []
+        self.single = False
 
     def add(self, code: str, node, message: str) -> None:
         self.problems.append((code, node, message))
@@ -177,6 +178,7 @@ def _check_message(value, table: dict, node, out: _Line, depth: int) -> None:
         if field.repeated:
             if not isinstance(item, list):
                 if isinstance(item, dict) and (table["__name__"], field.name) in _LENIENT_SINGLE:
+                    out.single = True
                     _check_value(item, field, (child, 0), out, depth)
                     continue
                 hint = ""
@@ -493,12 +495,17 @@ def _known_names() -> frozenset:
 
 def check_request(request) -> list[tuple[str, str, str]]:
     """Problems of one request as (code, field path, message); empty when the request is good."""
+    return _request_problems(request)[0]
+
+
+def _request_problems(request) -> tuple[list[tuple[str, str, str]], bool]:
+    """(problems, whether contents and every parts are lists as written: no one-object form to make a list)."""
     out = _Line()
     try:
         _check_message(request, _root(), (None, "request"), out, 1)
     except RecursionError:
-        return [("schema", "request", "request is nested too deeply")]
-    return [(code, _path(node), message) for code, node, message in out.problems]
+        return [("schema", "request", "request is nested too deeply")], False
+    return [(code, _path(node), message) for code, node, message in out.problems], not out.single
 
 
 def check_message(value, message: str, path: str) -> list[tuple[str, str, str]]:
@@ -513,11 +520,12 @@ def check_message(value, message: str, path: str) -> list[tuple[str, str, str]]:
     return [(code, _path(node), text) for code, node, text in out.problems]
 
 
-def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object]:
-    """Problems of one parsed line, and its explicit key (or None)."""
+def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object, bool]:
+    """Problems of one parsed line, its explicit key (or None), and whether its request's contents and parts are
+    lists as written (as_lists would change nothing)."""
     if not isinstance(obj, dict):
         return [("not_object", None, f"the line is {_kind_name(obj)}; each line must be an object "
-                 "like {\"request\": {\"contents\": [...]}}")], None
+                 "like {\"request\": {\"contents\": [...]}}")], None, False
     problems: list = []
     for name in obj:
         if name not in ("request", "key"):
@@ -536,17 +544,18 @@ def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object]:
             else:
                 hint = "a line holds only \"request\" and an optional \"key\""
             problems.append(("schema", _path((None, name)), f"{shown(name)} is not allowed at the top of a line; {hint}"))
-    request = obj.get("request")
+    request, lists = obj.get("request"), False
     if request is None:
         if not problems:
             problems.append(("missing_request", "request", "the line has no \"request\"; write "
                              "{\"request\": {\"contents\": [...]}}"))
     else:
-        problems.extend(check_request(request))
+        found, lists = _request_problems(request)
+        problems.extend(found)
     key = obj.get("key")
     if key is not None:
         problem = key_problem(key)
         if problem:
             problems.append(("invalid_key", "key", problem))
             key = None
-    return problems, key
+    return problems, key, lists

@@ -177,8 +177,11 @@ def _status_error(out: dict) -> dict | None:
 # ---------------------------------------------------------------- gemini generation
 
 def _gemini_check(obj):
-    problems, key = checks.check_line(obj)
-    return problems, key, obj.get("request") if isinstance(obj, dict) else None
+    """What is staged is the line's own request object when its contents and parts are lists as written (the
+    Stager may then stage the line from its bytes), else a copy with the one-object forms made lists."""
+    problems, key, lists = checks.check_line(obj)
+    request = obj.get("request") if isinstance(obj, dict) else None
+    return problems, key, request if lists or problems else checks.as_lists(request)
 
 
 def _gemini_stage(request: dict, line: int) -> bytes:

@@ -256,12 +256,14 @@ def _validate_and_stage(store: Store, doc: Ledger, validator, stager, checkpoint
         with _open_lines(store, doc, validator.report, checkpoint) as (reader, model):
             validator.family = stager.family = families.family_of(model)
             validator.report.family = validator.family.name
-            started = time.monotonic()  # the budget is for reading: a call that is slow to set up still moves on
+            # the budget is for reading: a call that is slow to set up still moves on
+            deadline, clock = time.monotonic() + config.submit_budget_s, time.monotonic
+            feed, add, report = validator.feed, stager.add, validator.report
             for lineno, raw in reader.lines():
-                request = validator.feed(lineno, raw)
-                if request is not None and not validator.report.error_count:
-                    stager.add(lineno, *request, validator.job_index, raw)
-                if time.monotonic() - started > config.submit_budget_s:
+                fed = feed(lineno, raw)
+                if fed is not None and not report.error_count:
+                    add(lineno, *fed, validator.job_index, raw)
+                if clock() > deadline:
                     validator.report.lines = lineno  # the reader sets it only at the end of the file
                     return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
     except (Replaced, NotFound) as exc:
@@ -304,18 +306,6 @@ CHUNK_BYTES = 16 << 20  # a staged chunk object
 UPLOADS_IN_FLIGHT = 2  # chunks uploading at once while the file is read on: at most this many chunks in memory
 
 
-def staged_as_is(request: dict) -> bool:
-    """True when staging changes nothing but the labels: contents and every Content's parts are lists already."""
-    contents = request.get("contents")
-    if type(contents) is not list:
-        return False
-    for content in contents:
-        if type(content) is not dict or type(content.get("parts")) is not list:
-            return False
-    system = request.get("systemInstruction", request.get("system_instruction"))
-    return system is None or (type(system) is dict and type(system.get("parts")) is list)
-
-
 class Stager:
     """Staged parts, written while the file is read: {"request": ...} lines with the line labels, and beside
     each part its keys sidecar ([line, explicit key or null, staged bytes]). A part is written as chunk objects
@@ -343,19 +333,24 @@ class Stager:
         base = self.store.path(self.batch_id, layout.staged(batch.new_part(part, 0, 0, 0, 0, None)))
         return base if chunk is None else f"{base}.c{chunk:05d}"
 
-    def add(self, line: int, key: str | None, request, plain: bool, part: int, raw: bytes) -> None:
-        if part != self.part:
-            self._flush()
-            self.part = part
-        if plain and key is None and raw[-3:] == b"}}\n" and "labels" not in request and staged_as_is(request):
-            if line != self.run_end:  # a run is of consecutive lines
-                self._close_run()
-                self.run_first = line
+    def add(self, line: int, key: str | None, request, as_is: bool, part: int, raw: bytes) -> None:
+        """Stage one valid line (Validator.feed's key, request and as_is) into `part`."""
+        if as_is and line == self.run_end and part == self.part:  # the open run goes on: no other step per line
             self.run.append(raw)
             self.run_end = line + 1
             self.size += len(raw)
+            if self.size >= CHUNK_BYTES:
+                self._flush()
+            return
+        if part != self.part:
+            self._flush()
+            self.part = part
+        self._close_run()
+        if as_is:  # a run starts
+            self.run_first, self.run_end = line, line + 1
+            self.run.append(raw)
+            self.size += len(raw)
         else:  # re-serialised as the family stages it (Gemini: labels merged, parts made lists)
-            self._close_run()
             staged = self.family.stage(request, line)
             self.data.append(staged)
             self.size += len(staged)

@@ -86,13 +86,15 @@ class Validator:
         self.digit_keys: list[tuple[str, int]] = []  # explicit keys that look like line numbers
         self.keyless = bytearray()  # per line: 1 when the line is a request without an explicit key
         self.part = {"first": None, "requests": 0, "bytes": 0}
+        self.job_index = 0  # the job the last request fed belongs to
         if state:
             self._restore(state)
         self.report.family = self.family.name
 
     def feed(self, lineno: int, raw: bytes | None) -> tuple[str | None, dict, bool] | None:
-        """Check one line; (explicit key or None, request, whether the line holds nothing but its request) when it
-        is a request with no problem."""
+        """Check one line; (explicit key or None, what is staged, as_is) when it is a request with no problem.
+        as_is: staging adds only the line labels, at the end of the request: the line is exactly
+        {"request": {...}}\n, with no labels and no one-object form for a list (its own request is what is staged)."""
         report, config, limit = self.report, self.config, self.config.max_errors
         if len(self.keyless) < lineno:
             self.keyless.extend(b"\0" * (lineno - len(self.keyless)))
@@ -129,7 +131,10 @@ class Validator:
             if key.isdigit():
                 self.digit_keys.append((key, lineno))
         self._plan(lineno, len(raw))
-        return None if problems else (key, payload, kind == "gemini" and len(obj) == 1)
+        if problems:
+            return None
+        return key, payload, (kind == "gemini" and len(obj) == 1 and payload is obj["request"]
+                              and "labels" not in payload and raw[-3:] == b"}}\n")
 
     def _plan(self, lineno: int, size: int) -> None:
         """Cut the file into jobs within the per-job limits, by line ranges (report.jobs)."""
@@ -138,16 +143,12 @@ class Validator:
         if part["requests"] and (part["requests"] >= most_requests or part["bytes"] + size > most_bytes):
             self.report.jobs.append({"first_line": part["first"], "last_line": lineno - 1,
                                      "requests": part["requests"], "bytes": part["bytes"]})
+            self.job_index = len(self.report.jobs)
             part.update(first=None, requests=0, bytes=0)
         if not part["requests"]:
             part["first"] = lineno
         part["requests"] += 1
         part["bytes"] += size
-
-    @property
-    def job_index(self) -> int:
-        """The job the last request fed belongs to."""
-        return len(self.report.jobs)
 
     def finish(self) -> Report:
         report, config, limit = self.report, self.config, self.config.max_errors
@@ -185,6 +186,7 @@ class Validator:
         self.report = Report(**state["report"])
         self.digit_keys = [tuple(k) for k in state["digit_keys"]]
         self.part = state["part"]
+        self.job_index = len(self.report.jobs)
         packed = zlib.decompress(base64.b64decode(state["seen_keys"]))
         self.seen_keys = {int.from_bytes(packed[i:i + 8], "little"): int.from_bytes(packed[i + 8:i + 16], "little")
                           for i in range(0, len(packed), 16)}

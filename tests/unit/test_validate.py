@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import orjson
 import pytest
@@ -278,10 +279,10 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
                 fed = validator.feed(line, raw)
                 if fed is None:
                     continue
-                stager.add(line, *fed, n, raw)
+                stager.add(line, *fed, line // 50, raw)  # a part ends every 50 lines, in a run or not
                 request = fed[1]
                 labels = keys.line_labels(line, keys.label_digits(line))
-                want[line] = (fed[0], {"request": {**as_lists(request),
+                want[line] = (line // 50, fed[0], {"request": {**as_lists(request),
                                                    "labels": {**(request.get("labels") or {}), **labels}}})
             line += 3  # lines that are not requests break a run
         stager._flush()  # a chunk handed off mid-part
@@ -294,13 +295,20 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
         assert len(staged) == len(rows), name
         for (at, key, size), staged_line in zip(rows, staged):
             assert size == len(staged_line) and staged_line.endswith(b"\n")
-            got[at] = (key, orjson.loads(staged_line))
+            got[at] = (int(re.search(r"part-(\d+)", name)[1]), key, orjson.loads(staged_line))
     assert list(got) == sorted(got) and got == want
     assert len(want) > 6 * len(CORPUS)
     for line in (0, 1, 35, 36, 1295, 1296, 46655, 46656, 1_679_615, 1_679_616):
         assert keys.line_labels_block(line // 36)[line % 36] == \
             orjson.dumps(keys.line_labels(line, keys.label_digits(line))), line
     assert keys.line_labels_block(2, b"<", b">")[5] == b"<" + orjson.dumps(keys.line_labels(77, 2)) + b">"
-    assert not submit.staged_as_is({"contents": {"parts": [{"text": "x"}]}})
-    assert not submit.staged_as_is({"contents": [{"parts": {"text": "x"}}]})
-    assert not submit.staged_as_is({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": {"text": "s"}}})
+    parts = [{"text": "x"}]
+    for request in ({"contents": {"parts": parts}}, {"contents": [{"parts": {"text": "x"}}]},
+                    {"contents": [{"parts": parts}], "systemInstruction": {"parts": {"text": "s"}}},
+                    {"contents": [{"parts": parts}], "labels": {"team": "a"}}):  # staged other than as written
+        fed = Validator(Config(), "f.jsonl").feed(1, orjson.dumps({"request": request}) + b"\n")
+        assert fed[2] is False and fed[1] == as_lists(request), request
+    for raw in (b'{"key": "k", "request": {"contents": [{"parts": [{"text": "x"}]}]}}\n',
+                b'{"request": {"contents": [{"parts": [{"text": "x"}]}]} }\n'):
+        assert Validator(Config(), "f.jsonl").feed(1, raw)[2] is False, raw
+    assert Validator(Config(), "f.jsonl").feed(1, b'{"request": {"contents": [{"parts": [{"text": "x"}]}]}}\n')[2]
