@@ -121,6 +121,48 @@ class ObjectReader(io.RawIOBase):
         super().close()
 
 
+class ObjectWriter:
+    """Objects written whole, each in one request through the public JSON API (objects.insert with
+    uploadType=multipart: the metadata, then the bytes; cloud.google.com/storage/docs/uploading-objects), over
+    kept-alive connections (`connections` threads may write at once), each retried as the storage client retries.
+    The object's CRC32C goes in the metadata, so Cloud Storage refuses bytes that changed on the way
+    (cloud.google.com/storage/docs/data-validation). The bytes are one piece of a three-piece body, sent as they
+    are: the storage client copies them into a body and opens a resumable session past 8 MB (9 M instructions a
+    16 MB object, against 4 M here, most of it the CRC32C)."""
+
+    def __init__(self, bucket: str, connections: int = 1):
+        import urllib.parse
+
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self.url = f"/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?uploadType=multipart"
+        self.http = gcs_http(connections)
+        self._retried = DEFAULT_RETRY.with_timeout(300)(self._write)
+
+    def write(self, name: str, data: bytes, content_type: str) -> None:
+        _gcs_call(self._retried, name, data, content_type)
+
+    def _write(self, name: str, data: bytes, content_type: str) -> None:
+        import base64
+
+        import google_crc32c
+
+        crc = base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+        boundary = uuid.uuid4().hex.encode()  # 128 random bits: never a line of the data
+        head = b"--%b\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n%b\r\n--%b\r\nContent-Type: %b\r\n\r\n" % (
+            boundary, orjson.dumps({"name": name, "contentType": content_type, "crc32c": crc}), boundary,
+            content_type.encode())
+        tail = b"\r\n--%b--\r\n" % boundary
+        response = self.http.request("POST", self.url, body=[head, data, tail], headers={
+            "Content-Type": f"multipart/related; boundary={boundary.decode()}",
+            "Content-Length": str(len(head) + len(data) + len(tail))}, timeout=120.0, retries=False)
+        if response.status >= 300:
+            raise http_error(response.status, response.data, f"writing {name}")
+
+    def close(self) -> None:
+        self.http.http.close()
+
+
 def open_lines(blob, offset: int = 0) -> io.BufferedReader:
     """A Cloud Storage object opened for reading lines from `offset`, 1 MB at a time (the storage client's own
     BlobReader has no peek: its readline reads one byte per call, 100 million calls for 96 MB)."""

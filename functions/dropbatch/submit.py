@@ -20,7 +20,7 @@ from .config import Config, get_config
 from .documents import Ledger, Part
 from .errors import ConfigurationError, PermanentError, Replaced
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
-from .ledger import ObjectReader, Store, execution_id
+from .ledger import ObjectReader, ObjectWriter, Store, execution_id
 from .lineio import Prefetch, Reader
 from .validate import Report, Validator
 
@@ -262,7 +262,7 @@ def _validate_and_stage(store: Store, doc: Ledger, validator, stager, checkpoint
             for lineno, raw in reader.lines():
                 fed = feed(lineno, raw)
                 if fed is not None and not report.error_count:
-                    add(lineno, *fed, validator.job_index, raw)
+                    add(lineno, fed, validator.job_index, raw)
                 if clock() > deadline:
                     validator.report.lines = lineno  # the reader sets it only at the end of the file
                     return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
@@ -328,20 +328,22 @@ class Stager:
         self.slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
         self.pending: list = []
         self.family = families.GEMINI  # the file's model family, set once the file is open
+        self.writer: ObjectWriter | None = None  # made on the first upload
 
     def _name(self, part: int, chunk: int | None = None) -> str:
         base = self.store.path(self.batch_id, layout.staged(batch.new_part(part, 0, 0, 0, 0, None)))
         return base if chunk is None else f"{base}.c{chunk:05d}"
 
-    def add(self, line: int, key: str | None, request, as_is: bool, part: int, raw: bytes) -> None:
-        """Stage one valid line (Validator.feed's key, request and as_is) into `part`."""
-        if as_is and line == self.run_end and part == self.part:  # the open run goes on: no other step per line
+    def add(self, line: int, fed: tuple, part: int, raw: bytes) -> None:
+        """Stage one valid line into `part`; `fed` is what Validator.feed said of it: (key, request, as_is)."""
+        if fed[2] and line == self.run_end and part == self.part:  # the open run goes on: no other step per line
             self.run.append(raw)
             self.run_end = line + 1
             self.size += len(raw)
             if self.size >= CHUNK_BYTES:
                 self._flush()
             return
+        key, request, as_is = fed
         if part != self.part:
             self._flush()
             self.part = part
@@ -395,11 +397,10 @@ class Stager:
         self.pending.append(future)
 
     def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
+        if self.writer is None:
+            self.writer = ObjectWriter(self.store.bucket.name, UPLOADS_IN_FLIGHT)
         for suffix, body in ((".jsonl", data), (".keys.jsonl", sidecar)):
-            self.store.bucket.blob(name + suffix).upload_from_string(body, content_type="application/jsonl",
-                                                                     retry=DEFAULT_RETRY)
+            self.writer.write(name + suffix, body, "application/jsonl")
 
     def _wait(self) -> None:
         self._flush()
@@ -410,6 +411,8 @@ class Stager:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        if self.writer is not None:
+            self.writer.close()
 
     def checkpoint(self) -> dict:
         self._wait()

@@ -45,7 +45,7 @@ def work(path: Path, stage: bool) -> None:
         for lineno, raw in Reader(f, path.name, config, validator.report).lines():
             fed = validator.feed(lineno, raw)
             if stager and fed is not None:
-                stager.add(lineno, *fed, validator.job_index, raw)
+                stager.add(lineno, fed, validator.job_index, raw)
     if stager:
         stager.checkpoint()
         stager.close()

@@ -152,3 +152,38 @@ def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(
     assert mine.update_ledger(batch_id, only_for_the_rival).claims == 0
     assert asked == ["me", "rival"] and other.read_ledger(batch_id)[0].claims == 0
     assert mine.update_ledger(batch_id, lambda d: False).owner == "rival", "a decline on what is now is final"
+
+
+def test_an_object_writer_write_is_the_bytes_with_their_crc32c(stack, bucket):
+    """ObjectWriter sends the bytes as one piece of a multipart body with their CRC32C in the metadata: what is
+    stored is the bytes, named and typed as asked, whatever they hold (a line that looks like the body's
+    boundary too); a checksum that does not match the bytes is refused, not stored."""
+    import base64
+
+    import google_crc32c
+    from google.api_core import exceptions
+
+    from dropbatch.errors import PermanentError
+    from dropbatch.ledger import ObjectWriter, Store
+
+    store = Store(stack.config())
+    writer = ObjectWriter(store.bucket.name)
+    data = b"".join(b'{"request": {"n": %d}}\r\n--%032x--\r\n' % (i, i) for i in range(50_000))  # 2.5 MB
+    try:
+        writer.write("batches/writer-test/a.jsonl", data, "application/jsonl")
+        blob = store.bucket.get_blob("batches/writer-test/a.jsonl")
+        assert blob.download_as_bytes() == data and blob.content_type == "application/jsonl"
+        assert base64.b64decode(blob.crc32c) == google_crc32c.value(data).to_bytes(4, "big")
+        writer.write("batches/writer-test/empty.jsonl", b"", "application/jsonl")
+        assert store.bucket.get_blob("batches/writer-test/empty.jsonl").size == 0
+        # bytes that changed on the way: the checksum of other bytes with these ones
+        value = google_crc32c.value
+        google_crc32c.value = lambda _: value(b"other bytes")
+        try:
+            with pytest.raises((PermanentError, exceptions.BadRequest)):
+                writer.write("batches/writer-test/changed.jsonl", data, "application/jsonl")
+        finally:
+            google_crc32c.value = value
+        assert store.bucket.get_blob("batches/writer-test/changed.jsonl") is None
+    finally:
+        writer.close()

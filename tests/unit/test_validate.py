@@ -279,7 +279,7 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
                 fed = validator.feed(line, raw)
                 if fed is None:
                     continue
-                stager.add(line, *fed, line // 50, raw)  # a part ends every 50 lines, in a run or not
+                stager.add(line, fed, line // 50, raw)  # a part ends every 50 lines, in a run or not
                 request = fed[1]
                 labels = keys.line_labels(line, keys.label_digits(line))
                 want[line] = (line // 50, fed[0], {"request": {**as_lists(request),

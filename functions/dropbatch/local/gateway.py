@@ -79,6 +79,31 @@ def storage_checks(method: str, path: str, query: dict, body: bytes) -> list[tup
     return [(f"storage.objects.{verb}", *storage_resource(bucket, obj))]
 
 
+def checksum_problem(content_type: str, path: str, body: bytes) -> str | None:
+    """Why Cloud Storage refuses a multipart upload whose metadata gives a CRC32C that the bytes sent do not have
+    (cloud.google.com/storage/docs/data-validation: the server computes its own checksum and the write fails
+    when the two differ); None when it has none to check or it matches."""
+    import base64
+
+    import google_crc32c
+
+    if not path.startswith("/upload/") or not content_type.startswith("multipart/related"):
+        return None
+    boundary = content_type.partition("boundary=")[2].strip('"').encode()
+    parts = body.split(b"--" + boundary)
+    if not boundary or len(parts) < 3:
+        return None
+    metadata, media = (part.partition(b"\r\n\r\n")[2] for part in parts[1:3])
+    try:
+        given = orjson.loads(metadata).get("crc32c")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not given:
+        return None
+    computed = base64.b64encode(google_crc32c.value(media[:-2]).to_bytes(4, "big")).decode()  # less its CRLF
+    return None if given == computed else f'Provided CRC32C "{given}" doesn\'t match calculated CRC32C "{computed}".'
+
+
 def _metadata_name(body: bytes) -> str | None:
     """The object name in a multipart or resumable upload's JSON metadata (the first part of the body)."""
     match = re.search(rb'"name"\s*:\s*("(?:[^"\\]|\\.)*")', body[:65536])
@@ -143,6 +168,11 @@ class StorageFront(http.server.BaseHTTPRequestHandler):
             print(orjson.dumps({"severity": "WARNING", "message": "storage call refused", "principal": principal,
                                 "permission": exc.permission, "resource": exc.resource}).decode(), flush=True)
             self._reply(403, exc.body())
+            return
+        problem = checksum_problem(self.headers.get("Content-Type", ""), url.path, body)
+        if problem:
+            self._reply(400, orjson.dumps({"error": {"code": 400, "message": problem, "errors": [
+                {"message": problem, "domain": "global", "reason": "invalid"}]}}))
             return
         self._forward(body)
 
