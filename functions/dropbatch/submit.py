@@ -368,6 +368,7 @@ class Stager:
             return
         first, n = self.run_first, len(self.run)
         bodies = list(map(operator.getitem, self.run, itertools.repeat(slice(-3))))  # each without "}}\n"
+        self.run.clear()  # the lines' bytes go before the staged chunk is made: two copies in memory at most
         tails, line = [], first
         while len(tails) < n:  # the line labels, a block of 36 lines at a time
             block, at = divmod(line, 36)
@@ -377,7 +378,6 @@ class Stager:
         sizes = map(operator.add, map(len, bodies), map(len, tails))
         rows = orjson.dumps(list(zip(range(first, first + n), itertools.repeat(None), sizes)))  # [[line,null,size],...]
         self.keys += rows[1:-1].replace(b"],[", b"]\n[") + b"\n"  # a row a line: no "],[" is inside a row
-        self.run.clear()
         self.run_end = 0
 
     def _flush(self) -> None:
