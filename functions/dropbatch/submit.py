@@ -257,15 +257,10 @@ def _validate_and_stage(store: Store, doc: Ledger, validator, stager, checkpoint
             validator.family = stager.family = families.family_of(model)
             validator.report.family = validator.family.name
             # the budget is for reading: a call that is slow to set up still moves on
-            deadline, clock = time.monotonic() + config.submit_budget_s, time.monotonic
-            feed, add, report = validator.feed, stager.add, validator.report
-            for lineno, raw in reader.lines():
-                fed = feed(lineno, raw)
-                if fed is not None and not report.error_count:
-                    add(lineno, fed, validator.job_index, raw)
-                if clock() > deadline:
-                    validator.report.lines = lineno  # the reader sets it only at the end of the file
-                    return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
+            stopped = stager.stage(reader.lines(), validator, time.monotonic() + config.submit_budget_s)
+            if stopped is not None:
+                validator.report.lines = stopped  # the reader sets it only at the end of the file
+                return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
     except (Replaced, NotFound) as exc:
         report = Report(source=doc.source)
         reason = str(exc) if isinstance(exc, Replaced) else \
@@ -334,15 +329,28 @@ class Stager:
         base = self.store.path(self.batch_id, layout.staged(batch.new_part(part, 0, 0, 0, 0, None)))
         return base if chunk is None else f"{base}.c{chunk:05d}"
 
+    def stage(self, lines, validator, deadline: float) -> int | None:
+        """Validate `lines` (a Reader's (line, bytes)) and stage each valid one while the file has no error; the
+        line it stopped at when the clock passed `deadline`, else None at the end. A line that goes on with the
+        open run of lines staged as written costs an append and nothing more: no call, no other step."""
+        feed, report, run, clock = validator.feed, validator.report, self.run, time.monotonic
+        for lineno, raw in lines:
+            fed = feed(lineno, raw)
+            if fed is not None and not report.error_count:
+                if fed[2] and lineno == self.run_end and validator.job_index == self.part:
+                    run.append(raw)
+                    self.run_end = lineno + 1
+                    self.size += len(raw)
+                    if self.size >= CHUNK_BYTES:
+                        self._flush()
+                else:
+                    self.add(lineno, fed, validator.job_index, raw)
+            if clock() > deadline:
+                return lineno
+        return None
+
     def add(self, line: int, fed: tuple, part: int, raw: bytes) -> None:
         """Stage one valid line into `part`; `fed` is what Validator.feed said of it: (key, request, as_is)."""
-        if fed[2] and line == self.run_end and part == self.part:  # the open run goes on: no other step per line
-            self.run.append(raw)
-            self.run_end = line + 1
-            self.size += len(raw)
-            if self.size >= CHUNK_BYTES:
-                self._flush()
-            return
         key, request, as_is = fed
         if part != self.part:
             self._flush()

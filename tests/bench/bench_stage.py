@@ -42,10 +42,12 @@ def work(path: Path, stage: bool) -> None:
     stager = Unsent(types.SimpleNamespace(path=lambda batch_id, name: f"batches/{batch_id}/{name}"),
                     new_claim("bench", "gs://b/o", "o", 1, "bench", 60)) if stage else None
     with open(path, "rb") as f:
-        for lineno, raw in Reader(f, path.name, config, validator.report).lines():
-            fed = validator.feed(lineno, raw)
-            if stager and fed is not None:
-                stager.add(lineno, fed, validator.job_index, raw)
+        lines = Reader(f, path.name, config, validator.report).lines()
+        if stager:
+            assert stager.stage(lines, validator, float("inf")) is None
+        else:
+            for lineno, raw in lines:
+                validator.feed(lineno, raw)
     if stager:
         stager.checkpoint()
         stager.close()

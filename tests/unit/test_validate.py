@@ -267,24 +267,28 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
     sent: list = []
     stager = Recorded(types.SimpleNamespace(path=lambda batch_id, name: f"batches/{batch_id}/{name}"),
                       new_claim("b", "gs://b/o", "o", 1, "me", 60))
-    validator = Validator(Config(), "f.jsonl")
+    validator = Validator(Config(max_job_requests=50), "f.jsonl")  # a part ends every 50 requests, in a run or not
+    mirror = Validator(Config(max_job_requests=50), "f.jsonl")  # what feed says of each line, for `want`
     want, line = {}, 0
     variants = (lambda line: orjson.dumps(line) + b"\n", lambda line: orjson.dumps(line),
                 lambda line: orjson.dumps(line, option=orjson.OPT_INDENT_2).replace(b"\n", b" ") + b" \r\n")
     for n in range(3):
+        lines = []
         for shape in (0, 0, 1, 0, 2, 0):  # runs of plain lines broken by the other shapes
             for request_line in CORPUS:
                 line += 1
-                raw = variants[shape](request_line)
-                fed = validator.feed(line, raw)
+                if "key" in request_line:  # a key once in the file: a file with an error stages nothing more
+                    request_line = {**request_line, "key": f"{request_line['key']}-{line}"}
+                lines.append((line, variants[shape](request_line)))
+                fed = mirror.feed(*lines[-1])
                 if fed is None:
                     continue
-                stager.add(line, fed, line // 50, raw)  # a part ends every 50 lines, in a run or not
                 request = fed[1]
                 labels = keys.line_labels(line, keys.label_digits(line))
-                want[line] = (line // 50, fed[0], {"request": {**as_lists(request),
-                                                   "labels": {**(request.get("labels") or {}), **labels}}})
+                want[line] = (mirror.job_index, fed[0], {"request": {**as_lists(request),
+                                                         "labels": {**(request.get("labels") or {}), **labels}}})
             line += 3  # lines that are not requests break a run
+        assert stager.stage(iter(lines), validator, float("inf")) is None
         stager._flush()  # a chunk handed off mid-part
     stager.checkpoint()
     stager.close()
