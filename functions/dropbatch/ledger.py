@@ -122,7 +122,7 @@ class ObjectReader(io.RawIOBase):
 
 
 class ObjectWriter:
-    """Objects written whole, each in one request through the public JSON API (objects.insert with
+    """Objects written whole (and deleted), each in one request through the public JSON API (objects.insert with
     uploadType=multipart: the metadata, then the bytes; cloud.google.com/storage/docs/uploading-objects), over
     kept-alive connections (`connections` threads may write at once), each retried as the storage client retries.
     The object's CRC32C goes in the metadata, so Cloud Storage refuses bytes that changed on the way
@@ -135,12 +135,24 @@ class ObjectWriter:
 
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        self.url = f"/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?uploadType=multipart"
+        self.quote = functools.partial(urllib.parse.quote, safe="")
+        self.objects = f"/storage/v1/b/{self.quote(bucket)}/o/"
+        self.url = f"/upload/storage/v1/b/{self.quote(bucket)}/o?uploadType=multipart"
         self.http = gcs_http(connections)
         self._retried = DEFAULT_RETRY.with_timeout(300)(self._write)
+        self._retried_delete = DEFAULT_RETRY.with_timeout(300)(self._delete)
 
     def write(self, name: str, data: bytes, content_type: str) -> None:
         _gcs_call(self._retried, name, data, content_type)
+
+    def delete(self, name: str) -> None:
+        """Delete an object (objects.delete); one that is gone already is no error."""
+        _gcs_call(self._retried_delete, name)
+
+    def _delete(self, name: str) -> None:
+        response = self.http.request("DELETE", self.objects + self.quote(name), timeout=120.0, retries=False)
+        if response.status >= 300 and response.status != 404:
+            raise http_error(response.status, response.data, f"deleting {name}")
 
     def _write(self, name: str, data: bytes, content_type: str) -> None:
         import base64

@@ -323,7 +323,8 @@ class Stager:
         self.slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
         self.pending: list = []
         self.family = families.GEMINI  # the file's model family, set once the file is open
-        self.writer: ObjectWriter | None = None  # made on the first upload
+        self.writer: ObjectWriter | None = None  # made on first use
+        self.lock = threading.Lock()
 
     def _name(self, part: int, chunk: int | None = None) -> str:
         base = self.store.path(self.batch_id, layout.staged(batch.new_part(part, 0, 0, 0, 0, None)))
@@ -404,11 +405,15 @@ class Stager:
         future.add_done_callback(lambda _: self.slots.release())
         self.pending.append(future)
 
+    def _writer(self) -> ObjectWriter:
+        if self.writer is None:  # made on first use, by the pool's threads too
+            with self.lock:
+                self.writer = self.writer or ObjectWriter(self.store.bucket.name, UPLOADS_IN_FLIGHT)
+        return self.writer
+
     def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
-        if self.writer is None:
-            self.writer = ObjectWriter(self.store.bucket.name, UPLOADS_IN_FLIGHT)
         for suffix, body in ((".jsonl", data), (".keys.jsonl", sidecar)):
-            self.writer.write(name + suffix, body, "application/jsonl")
+            self._writer().write(name + suffix, body, "application/jsonl")
 
     def _wait(self) -> None:
         self._flush()
@@ -449,7 +454,7 @@ class Stager:
     def _delete(self, chunks: list[str]) -> None:
         for chunk in chunks:
             for suffix in (".jsonl", ".keys.jsonl"):
-                self.store.delete(chunk + suffix)
+                self._writer().delete(chunk + suffix)
 
 
 def submit_parts(store: Store, batch_id: str) -> Ledger | None:

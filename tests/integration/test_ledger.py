@@ -154,7 +154,7 @@ def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(
     assert mine.update_ledger(batch_id, lambda d: False).owner == "rival", "a decline on what is now is final"
 
 
-def test_an_object_writer_write_is_the_bytes_with_their_crc32c(stack, bucket):
+def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(stack, bucket):
     """ObjectWriter sends the bytes as one piece of a multipart body with their CRC32C in the metadata: what is
     stored is the bytes, named and typed as asked, whatever they hold (a line that looks like the body's
     boundary too); a checksum that does not match the bytes is refused, not stored."""
@@ -185,5 +185,8 @@ def test_an_object_writer_write_is_the_bytes_with_their_crc32c(stack, bucket):
         finally:
             google_crc32c.value = value
         assert store.bucket.get_blob("batches/writer-test/changed.jsonl") is None
+        writer.delete("batches/writer-test/a.jsonl")
+        writer.delete("batches/writer-test/a.jsonl")  # gone already: no error
+        assert store.bucket.get_blob("batches/writer-test/a.jsonl") is None
     finally:
         writer.close()
