@@ -36,15 +36,20 @@ def line_labels(line: int, digits: int) -> dict:
 
 
 _B36_BYTES = tuple(c.encode() for c in _B36)
+# ',"dropbatch_lI":"D"' for each label key I above the units and each digit D: a block's labels are joined from these
+_DIGIT_LABELS = tuple(tuple(b',"%s":"%s"' % (key.encode(), digit) for digit in _B36_BYTES) for key in _LABEL_KEYS)
 
 
 def line_labels_block(block: int, before: bytes = b"", after: bytes = b"") -> list[bytes]:
     """before + orjson.dumps(line_labels(line, label_digits(line))) + after for each of the 36 lines block*36 ...
     block*36+35, made at once without a dict or a serialiser: they share every digit but the units, and their
     number of digits (a power of 36 starts a block). The Stager makes one block every 36 staged requests."""
-    high = b"".join(b',"%s":"%s"' % (key.encode(), _B36_BYTES[block // 36 ** i % 36])
-                    for i, key in enumerate(_LABEL_KEYS[1:label_digits(block * 36)]))
-    start, end = before + b'{"dropbatch_l0":"', b'"' + high + b"}" + after
+    high, i, rest = [], 1, block
+    while rest:  # the digits above the units: as many as label_digits(block * 36) counts
+        rest, digit = divmod(rest, 36)
+        high.append(_DIGIT_LABELS[i][digit])
+        i += 1
+    start, end = before + b'{"dropbatch_l0":"', b'"' + b"".join(high) + b"}" + after
     return (start + (end + b"\0" + start).join(_B36_BYTES) + end).split(b"\0")  # no NUL in JSON text
 
 
