@@ -302,10 +302,12 @@ UPLOADS_IN_FLIGHT = 2  # chunks uploading at once while the file is read on: at 
 
 
 class Stager:
-    """Staged parts, written while the file is read: {"request": ...} lines with the line labels, and beside
-    each part its keys sidecar ([line, explicit key or null, staged bytes]). A part is written as chunk objects
-    of about CHUNK_BYTES, uploaded by a small pool while reading goes on (a checkpoint waits for them), and
-    composed into input/part-NNNNN.jsonl once complete."""
+    """Staged parts, written while the file is read (stage): {"request": ...} lines with the line labels, and
+    beside each part its keys sidecar ([line, explicit key or null, staged bytes]). Consecutive lines that are
+    staged as written (Validator.feed's as_is) are kept as they were read and labelled a run at a time; any other
+    line is re-serialised by its family. A part is written as chunk objects of about CHUNK_BYTES, uploaded by a
+    small pool while reading goes on (a checkpoint waits for them), and composed into input/part-NNNNN.jsonl
+    once complete."""
 
     def __init__(self, store: Store, doc: Ledger, state: dict | None = None):
         import concurrent.futures
