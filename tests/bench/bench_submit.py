@@ -26,7 +26,9 @@ callgrind, tests/bench/counted.py; null without valgrind): the submit function's
 own under callgrind, on two files of BENCH_SUBMIT_CALLGRIND_MB (default 10) and four times that, each submitted
 and validated alone; the ratio of the differences between the two sizes, so that what a submission costs
 whatever its size (the claim, the ledger, creating the jobs) is not charged per byte. User space only: the
-kernel's side of reading and sending is not counted.
+kernel's side of reading and sending is not counted. instructions_ratio_same_read is the same against validating
+the dropped object read as the function reads it (ledger.ObjectReader's ranged GETs, read ahead by
+lineio.Prefetch): what staging and writing the staged parts add to a validation that reads the same bytes.
 """
 
 from __future__ import annotations
