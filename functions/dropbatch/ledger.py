@@ -127,8 +127,7 @@ class ObjectWriter:
     kept-alive connections (`connections` threads may write at once), each retried as the storage client retries.
     The object's CRC32C goes in the metadata, so Cloud Storage refuses bytes that changed on the way
     (cloud.google.com/storage/docs/data-validation). The bytes are one piece of a three-piece body, sent as they
-    are: the storage client copies them into a body and opens a resumable session past 8 MB (9 M instructions a
-    16 MB object, against 4 M here, most of it the CRC32C)."""
+    are, never copied into one body (the storage client's upload does, and opens a resumable session past 8 MB)."""
 
     def __init__(self, bucket: str, connections: int = 1):
         import urllib.parse

@@ -155,7 +155,7 @@ def run(running, path: Path, requests_n: int, size: int) -> dict:
             "cpu_ratio_less_transport": round((cpu["submit"] - transport) / validate_cpu, 2)}
 
 
-def instructions(running, tmp: Path) -> float | None:
+def instructions(running, tmp: Path) -> dict | None:
     """Per byte, the submit function's instructions over validation's: (submit(4x) - submit(x)) / (validate(4x) -
     validate(x)), counted by callgrind in a process that runs the function's code directly. The files go under
     other/, outside the trigger prefix, so the deployed function leaves them alone."""

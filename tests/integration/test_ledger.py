@@ -154,7 +154,7 @@ def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(
     assert mine.update_ledger(batch_id, lambda d: False).owner == "rival", "a decline on what is now is final"
 
 
-def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(stack, bucket):
+def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(stack, bucket, monkeypatch):
     """ObjectWriter sends the bytes as one piece of a multipart body with their CRC32C in the metadata: what is
     stored is the bytes, named and typed as asked, whatever they hold (a line that looks like the body's
     boundary too); a checksum that does not match the bytes is refused, not stored."""
@@ -177,13 +177,10 @@ def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(stack, 
         writer.write("batches/writer-test/empty.jsonl", b"", "application/jsonl")
         assert store.bucket.get_blob("batches/writer-test/empty.jsonl").size == 0
         # bytes that changed on the way: the checksum of other bytes with these ones
-        value = google_crc32c.value
-        google_crc32c.value = lambda _: value(b"other bytes")
-        try:
+        with monkeypatch.context() as patched:
+            patched.setattr(google_crc32c, "value", lambda _, value=google_crc32c.value: value(b"other bytes"))
             with pytest.raises((PermanentError, exceptions.BadRequest)):
                 writer.write("batches/writer-test/changed.jsonl", data, "application/jsonl")
-        finally:
-            google_crc32c.value = value
         assert store.bucket.get_blob("batches/writer-test/changed.jsonl") is None
         writer.delete("batches/writer-test/a.jsonl")
         writer.delete("batches/writer-test/a.jsonl")  # gone already: no error
