@@ -108,6 +108,30 @@ def part_waiting(part: Part) -> bool:
     return not part.job and part.state not in JOB_TERMINAL
 
 
+def slots_owed(doc: Ledger) -> int:
+    """The job slots a batch is queued for (docs/contracts.md, "Job slots"): its parts with no job yet, while it is
+    staged or submitted and not cancelled. A part whose last create failed waits outside the queue, so that a
+    batch Vertex refuses for now (its model's quota) does not hold back the batches behind it."""
+    if doc.state not in (STAGED, SUBMITTED) or doc.cancel_requested:
+        return 0
+    return sum(1 for p in doc.parts if part_waiting(p) and not (p.creating or {}).get("failed"))
+
+
+def queue_key(doc: Ledger) -> tuple[str, str]:
+    """Slots go first come, first served: by when the batch was claimed, then by id."""
+    return doc.created, doc.batch_id
+
+
+def slots_ahead(doc: Ledger, other: Ledger) -> int:
+    """The job slots another batch holds or comes first for, as `doc` sees it: its running jobs, and its parts
+    that wait when it was queued first, or whose job is being created now."""
+    if queue_key(other) < queue_key(doc):
+        waiting = slots_owed(other)
+    else:
+        waiting = sum(1 for p in other.parts if part_waiting(p) and p.creating and not p.creating.get("failed"))
+    return sum(1 for p in other.parts if part_running(p)) + waiting
+
+
 def claim_part(part: Part, me: str, settle_s: float, at: dt.datetime | None = None) -> bool:
     """Win the right to create a part's job (in place), so overlapping sweeps never create two. After a create
     that failed, nobody tries again for `settle_s`: the failed call may have made the job (its response lost),

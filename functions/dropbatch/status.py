@@ -28,12 +28,14 @@ def handle_event(event) -> None:
 
 def sweep(config: Config) -> dict:
     store = Store(config)
-    seen = {"batches": 0, "errors": 0}
+    seen, docs = {"batches": 0, "errors": 0}, []
     for batch_id in store.active_batches():
         seen["batches"] += 1
         token = logs.bind(batch_id=batch_id)
         try:
-            advance(store, batch_id)
+            doc = advance(store, batch_id)
+            if doc is not None:
+                docs.append(doc)
         except ConfigurationError as exc:  # a missing grant: end the batch rather than retry every tick
             seen["errors"] += 1
             notify.fail_refused(store, batch_id, str(exc))
@@ -42,20 +44,41 @@ def sweep(config: Config) -> dict:
             logs.warning(f"sweep could not advance the batch: {exc}", transient=isinstance(exc, TransientError))
         finally:
             logs.reset(token)
+    seen["asked"] = ask_for_slots(store, docs)
     return seen
 
 
-def advance(store: Store, batch_id: str) -> None:
+def ask_for_slots(store: Store, docs: list[Ledger]) -> int:
+    """Ask the submit function (the one identity that creates jobs) to go on with the submitted batches whose parts
+    wait for a job slot: the first queued, as many as the slots free in the ledgers read this tick, so that a tick
+    costs a few submit calls, not one for every waiting batch (docs/contracts.md, "Job slots")."""
+    free = store.config.max_concurrent_jobs - sum(1 for d in docs for p in d.parts if batch.part_running(p))
+    asked = 0
+    for doc in sorted(docs, key=batch.queue_key):
+        if free <= 0:
+            break
+        if doc.state == batch.SUBMITTED and any(batch.part_waiting(p) for p in doc.parts):
+            try:
+                notify.ask_submit(store.config, doc.batch_id)
+                asked += 1
+            except DropbatchError as exc:  # the next tick asks again
+                logs.warning(f"sweep could not ask for a job slot: {exc}", batch_id=doc.batch_id)
+        free -= batch.slots_owed(doc)
+    return asked
+
+
+def advance(store: Store, batch_id: str) -> Ledger | None:
+    """One batch's tick; returns its ledger as the tick left it while the batch is active (None once it ended)."""
     doc, _ = store.read_ledger(batch_id)
     if doc is None:  # marked, never claimed: the claiming execution may still be on its way
         since = store.active_since(batch_id)
         if since is None or age_s(since) > 2 * store.config.claim_lease_s:
             store.mark_inactive(batch_id)
-        return
+        return None
     if doc.outbox or doc.state in batch.FINISHED:
         doc = notify.deliver(store, batch_id, store.config.outbox_retry_s)  # a finished batch leaves the index
         if doc is None or doc.state in batch.FINISHED:
-            return
+            return None
     if doc.state in batch.SUBMITTING:
         # Its event or continuation was lost, or its function died: ask the submit function to go on (once a
         # lease period, so a continuation on its way is not doubled).
@@ -65,14 +88,15 @@ def advance(store: Store, batch_id: str) -> None:
             notify.ask_submit(store.config, batch_id)
             logs.warning("submission stalled; the submit function is asked to go on", event="batch_stalled",
                          stage="submit", state=doc.state)
-        return
-    if doc.state == batch.SUBMITTED:
-        refresh_jobs(store, doc)
+    elif doc.state == batch.SUBMITTED:
+        doc = refresh_jobs(store, doc)
     elif doc.state == batch.SPLITTING:
         requeue_stale_tasks(store, doc)
+    return doc
 
 
-def refresh_jobs(store: Store, doc: Ledger) -> None:
+def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
+    """GET the batch's running jobs and record what changed; queue split tasks for what ended. Returns the ledger."""
     config, batch_id = store.config, doc.batch_id
     updates = {}
     for part in doc.parts:
@@ -116,11 +140,9 @@ def refresh_jobs(store: Store, doc: Ledger) -> None:
     if not batch.all_ended(doc):
         queue_partial_splits(store, doc)
         send_progress(store, doc)
-    if any(batch.part_waiting(p) for p in doc.parts):
-        notify.ask_submit(config, batch_id)  # the submit function creates jobs (the only account that may)
-        return
     if batch.all_ended(doc):
         queue_tasks(store, doc)
+    return doc
 
 
 def queue_partial_splits(store: Store, doc: Ledger) -> None:

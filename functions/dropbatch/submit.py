@@ -460,11 +460,11 @@ class Stager:
 
 
 def submit_parts(store: Store, batch_id: str) -> Ledger | None:
-    """Create the jobs of the parts that have none, within the cap on concurrent jobs."""
+    """Create the jobs of the parts that have none, within the cap on concurrent jobs: the slots other batches
+    hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
     config = store.config
     doc, _ = store.read_ledger(batch_id)
-    room = config.max_concurrent_jobs - active_job_count(store, exclude=batch_id) - sum(
-        1 for p in doc.parts if batch.part_running(p))
+    room = config.max_concurrent_jobs - slots_taken(store, doc) - sum(1 for p in doc.parts if batch.part_running(p))
     for part in doc.parts:
         if not batch.part_waiting(part):
             continue
@@ -525,11 +525,11 @@ def claim_part(store: Store, batch_id: str, index: int) -> bool:
     return store.win_ledger(batch_id, lambda d: batch.claim_part(d.parts[index], me, settle))[1]
 
 
-def active_job_count(store: Store, exclude: str | None = None) -> int:
-    """Jobs running for other batches (one read of each active ledger)."""
-    count = 0
-    for other in store.active_batches():
-        if other != exclude:
-            doc, _ = store.read_ledger(other)
-            count += sum(1 for p in (doc.parts if doc else ()) if batch.part_running(p))
-    return count
+def slots_taken(store: Store, doc: Ledger) -> int:
+    """The job slots the other active batches hold or come first for (one read of each active ledger)."""
+    taken = 0
+    for other_id in store.active_batches():
+        if other_id != doc.batch_id:
+            other, _ = store.read_ledger(other_id)
+            taken += batch.slots_ahead(doc, other) if other else 0
+    return taken

@@ -81,6 +81,35 @@ def test_part_claims_keep_two_creators_apart():
     assert not batch.part_waiting(cancelled_early)
 
 
+def test_job_slots_go_first_come_first_served():
+    """docs/contracts.md, "Job slots": a batch counts the jobs others run, the waiting parts of batches queued before
+    it, and the jobs a later batch is creating now; never a part whose create failed, a cancelled or a staging batch."""
+    def queued(batch_id: str, seconds: int, *parts, **extra):
+        return batch.new_claim(batch_id, "gs://x/incoming/a.jsonl", "incoming/a.jsonl", 7, "me", 60,
+                               at=T0 + dt.timedelta(seconds=seconds)).set(state=batch.SUBMITTED, parts=list(parts),
+                                                                        **extra)
+
+    def part(index: int, **extra):
+        return batch.new_part(index, 0, 1, 1, 1, "gs://x/in").set(**extra)
+
+    running = dict(job="projects/p/locations/l/batchPredictionJobs/1", state="JOB_STATE_RUNNING")
+    me = queued("b-me", 10, part(0))
+    first = queued("b-first", 5, part(0, **running), part(1), part(2))
+    assert batch.slots_owed(first) == 2 and batch.slots_ahead(me, first) == 3
+    assert batch.slots_ahead(first, me) == 0, "a batch queued later is owed nothing first"
+    a, b = queued("b-a", 10, part(0)), queued("b-b", 10, part(0))
+    assert (batch.slots_ahead(b, a), batch.slots_ahead(a, b)) == (1, 0), "claimed at the same time: by id"
+    later = queued("b-later", 20, part(0, creating={"by": "x", "at": "2026-11-27T12:00:20.000Z"}), part(1))
+    assert batch.slots_ahead(me, later) == 1, "a later batch's job being created takes its slot"
+    failed = {"by": "x", "at": "2026-11-27T12:00:05.000Z", "failed": "2026-11-27T12:00:06.000Z"}
+    assert batch.slots_ahead(me, queued("b-quota", 5, part(0, creating=failed), part(1))) == 1, \
+        "a part whose create failed does not hold the queue"
+    assert batch.slots_owed(queued("b-cancel", 5, part(0), cancel_requested=True)) == 0
+    assert batch.slots_owed(queued("b-staging", 5, part(0)).set(state=batch.CLAIMED)) == 0
+    assert batch.slots_owed(queued("b-round", 5, part(0)).set(state=batch.STAGED)) == 1, "a staged retry round"
+    assert batch.slots_owed(queued("b-ended", 5, part(0, state="JOB_STATE_SUCCEEDED"))) == 0
+
+
 @pytest.mark.parametrize("states, counts, expected", [
     (["JOB_STATE_SUCCEEDED", "JOB_STATE_CANCELLED"], (10, 10), "cancelled"),
     (["JOB_STATE_EXPIRED", "JOB_STATE_FAILED"], (10, 5), "expired"),
