@@ -8,7 +8,7 @@ CHECKOV := .venv-checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-submit bench-e2e bench-soak bench-iam bench-retry clean
+.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-submit bench-e2e bench-soak bench-slots bench-iam bench-retry clean
 
 help: ## list every target
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ test-infra: $(STAMP) $(CHECKOV) ## only the offline infra checks (fmt, checkov, 
 test-unit: $(STAMP) ## only the fast unit tests
 	$(PY) -m pytest tests/unit
 
-bench: bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-e2e ## every benchmark (not bench-soak)
+bench: bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-e2e bench-slots ## every benchmark (not bench-soak)
 
 bench-validate: $(STAMP) ## validation speed and memory against the json_format baseline
 	$(PY) tests/bench/bench_validate.py
@@ -90,6 +90,9 @@ bench-iam: $(STAMP) ## what enforcing infra/'s grants costs: object writes and r
 
 bench-soak: $(STAMP) ## 20 files of 1,000 requests dropped at once; throughput and peak memory per function
 	BENCH_FILES=20 $(PY) tests/bench/bench_e2e.py
+
+bench-slots: $(STAMP) ## 30 batches, 2 job slots: ledger reads a sweep tick costs while 28 batches wait
+	$(PY) tests/bench/bench_slots.py
 
 clean: ## remove the venvs and caches
 	rm -rf $(VENV) .venv-checkov .cache .pytest_cache .hypothesis
