@@ -108,6 +108,10 @@ def part_waiting(part: Part) -> bool:
     return not part.job and part.state not in JOB_TERMINAL
 
 
+def running_jobs(doc: Ledger) -> int:
+    return sum(1 for p in doc.parts if part_running(p))
+
+
 def slots_owed(doc: Ledger) -> int:
     """The job slots a batch is queued for (docs/contracts.md, "Job slots"): its parts with no job yet, while it is
     staged or submitted and not cancelled. A part whose last create failed waits outside the queue, so that a
@@ -129,7 +133,7 @@ def slots_ahead(doc: Ledger, other: Ledger) -> int:
         waiting = slots_owed(other)
     else:
         waiting = sum(1 for p in other.parts if part_waiting(p) and p.creating and not p.creating.get("failed"))
-    return sum(1 for p in other.parts if part_running(p)) + waiting
+    return running_jobs(other) + waiting
 
 
 def claim_part(part: Part, me: str, settle_s: float, at: dt.datetime | None = None) -> bool:

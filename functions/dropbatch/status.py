@@ -52,7 +52,7 @@ def ask_for_slots(store: Store, docs: list[Ledger]) -> int:
     """Ask the submit function (the one identity that creates jobs) to go on with the submitted batches whose parts
     wait for a job slot: the first queued, as many as the slots free in the ledgers read this tick, so that a tick
     costs a few submit calls, not one for every waiting batch (docs/contracts.md, "Job slots")."""
-    free = store.config.max_concurrent_jobs - sum(1 for d in docs for p in d.parts if batch.part_running(p))
+    free = store.config.max_concurrent_jobs - sum(map(batch.running_jobs, docs))
     asked = 0
     for doc in sorted(docs, key=batch.queue_key):
         if free <= 0:
@@ -96,7 +96,8 @@ def advance(store: Store, batch_id: str) -> Ledger | None:
 
 
 def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
-    """GET the batch's running jobs and record what changed; queue split tasks for what ended. Returns the ledger."""
+    """GET the batch's running jobs and record what changed; queue split tasks (partial ones while jobs run, the
+    final ones once all ended). Returns the ledger."""
     config, batch_id = store.config, doc.batch_id
     updates = {}
     for part in doc.parts:

@@ -464,7 +464,7 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
     hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
     config = store.config
     doc, _ = store.read_ledger(batch_id)
-    room = config.max_concurrent_jobs - slots_taken(store, doc) - sum(1 for p in doc.parts if batch.part_running(p))
+    room = config.max_concurrent_jobs - slots_taken(store, doc) - batch.running_jobs(doc)
     for part in doc.parts:
         if not batch.part_waiting(part):
             continue
