@@ -464,7 +464,8 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
     hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
     config = store.config
     doc, _ = store.read_ledger(batch_id)
-    room = config.max_concurrent_jobs - slots_taken(store, doc) - batch.running_jobs(doc)
+    mine = config.max_concurrent_jobs - batch.running_jobs(doc)
+    room = mine - slots_taken(store, doc, enough=mine)
     for part in doc.parts:
         if not batch.part_waiting(part):
             continue
@@ -525,10 +526,13 @@ def claim_part(store: Store, batch_id: str, index: int) -> bool:
     return store.win_ledger(batch_id, lambda d: batch.claim_part(d.parts[index], me, settle))[1]
 
 
-def slots_taken(store: Store, doc: Ledger) -> int:
-    """The job slots the other active batches hold or come first for (one read of each active ledger)."""
+def slots_taken(store: Store, doc: Ledger, enough: int) -> int:
+    """The job slots the other active batches hold or come first for: one read of each active ledger, until
+    `enough` are found taken (a batch dropped while many wait reads a few ledgers, not all)."""
     taken = 0
     for other_id in store.active_batches():
+        if taken >= enough:
+            break
         if other_id != doc.batch_id:
             other, _ = store.read_ledger(other_id)
             taken += batch.slots_ahead(doc, other) if other else 0

@@ -4,10 +4,12 @@ BENCH_SLOTS_FILES (default 30) small files are dropped on a local stack of their
 DROPBATCH_MAX_CONCURRENT_JOBS=2 and Vertex jobs that stay queued, so two batches hold the slots and the rest wait.
 Once every batch is `submitted`, the ledger reads (GETs of batches/*/ledger.json at the storage emulator) are
 counted for BENCH_SLOTS_S (default 20) seconds of sweep ticks. Prints one JSON line:
-{"bench": "slots", "batches", "waiting", "cap", "ticks", "ledger_reads_per_tick", "reads_per_batch_per_tick"}.
+{"bench": "slots", "batches", "waiting", "cap", "ticks", "ledger_reads_per_tick", "reads_per_batch_per_tick",
+"ledger_reads_for_a_new_batch"}.
 The sweep itself reads each active ledger once a tick; every submit call it asks for reads them all again, so
 reads_per_batch_per_tick is 1 + the submit calls a tick makes (docs/contracts.md, "Job slots": at most the free
-slots, here none).
+slots, here none). ledger_reads_for_a_new_batch: the other ledgers a batch dropped at that point reads to find
+that it must wait (at most all of them; it stops once the cap is taken).
 """
 
 from __future__ import annotations
@@ -62,7 +64,21 @@ def run(running, files: int, window: float) -> dict:
     ticks = window / TICK_S
     return {"bench": "slots", "batches": files, "waiting": waiting, "cap": 2, "ticks": round(ticks, 1),
             "ledger_reads_per_tick": round(reads / ticks, 1),
-            "reads_per_batch_per_tick": round(reads / ticks / files, 2)}
+            "reads_per_batch_per_tick": round(reads / ticks / files, 2),
+            "ledger_reads_for_a_new_batch": reads_for_a_new_batch(running)}
+
+
+def reads_for_a_new_batch(running) -> int:
+    """The other ledgers a batch dropped now reads before it knows it must wait (submit.slots_taken)."""
+    from dropbatch import batch, submit
+    from dropbatch.ledger import Store
+
+    store, reads = Store(running.config()), []
+    read_ledger = store.read_ledger
+    store.read_ledger = lambda batch_id: reads.append(batch_id) or read_ledger(batch_id)
+    doc = batch.new_claim("b-new", "gs://x/incoming/new.jsonl", "incoming/new.jsonl", 1, "bench", 60)
+    submit.slots_taken(store, doc, enough=store.config.max_concurrent_jobs)
+    return len(reads)
 
 
 if __name__ == "__main__":
