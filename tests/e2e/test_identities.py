@@ -194,7 +194,10 @@ def test_retry_rounds_create_their_jobs_as_the_submit_account(stack, bucket, inb
     """The bug enforcement found: a retry round's jobs were created by split_results, which holds no Vertex
     role (in the cloud: 403, and the batch ended `failed`). Its jobs are now created by submit_batch."""
     vertex.faults(fail_rate=0.5, fail_code=503)
-    _, batch_id = drop(bucket, "round-identity.jsonl", [req(f"r{i}") for i in range(20)])
+    # 40 requests, one job a round (DROPBATCH_MAX_JOB_REQUESTS=40). The emulator fails a job whose every line
+    # failed, and the batch with it: with 20 requests a round of K retried lines did that one run in 300
+    # (0.75**20, the mean of 0.5**K), and a fresh clone drew it; with 40, one in 100,000 (0.75**40).
+    _, batch_id = drop(bucket, "round-identity.jsonl", [req(f"r{i}") for i in range(40)])
     done = inbox.wait_for(batch_id, ["succeeded", "partially_succeeded", "failed"], timeout=120)
     assert done["state"] in ("succeeded", "partially_succeeded") and not done["error"], done
     manifest = orjson.loads(bucket.blob(f"batches/{batch_id}/manifest.json").download_as_bytes())
