@@ -23,12 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests")]
+SLOTS = 2  # DROPBATCH_MAX_CONCURRENT_JOBS on the bench's stack
 
 
 def main() -> None:
     files, window = int(os.environ.get("BENCH_SLOTS_FILES", "30")), float(os.environ.get("BENCH_SLOTS_S", "20"))
     with tempfile.TemporaryDirectory() as state:
-        os.environ.update(DROPBATCH_STATE_DIR=state, DROPBATCH_MAX_CONCURRENT_JOBS="2")
+        os.environ.update(DROPBATCH_STATE_DIR=state, DROPBATCH_MAX_CONCURRENT_JOBS=str(SLOTS))
         from dropbatch.local import stack as local
 
         running = local.up(faults={"queued_s": 3600})
@@ -62,7 +63,7 @@ def run(running, files: int, window: float) -> dict:
     waiting = sum(1 for b in batches
                   if not json.loads(bucket.blob(f"batches/{b}/ledger.json").download_as_bytes())["parts"][0]["job"])
     ticks = window / TICK_S
-    return {"bench": "slots", "batches": files, "waiting": waiting, "cap": 2, "ticks": round(ticks, 1),
+    return {"bench": "slots", "batches": files, "waiting": waiting, "cap": SLOTS, "ticks": round(ticks, 1),
             "ledger_reads_per_tick": round(reads / ticks, 1),
             "reads_per_batch_per_tick": round(reads / ticks / files, 2),
             "ledger_reads_for_a_new_batch": reads_for_a_new_batch(running)}
