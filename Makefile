@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
+SOAK_FILES ?= 20
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-submit bench-e2e bench-soak bench-slots bench-iam bench-retry clean
@@ -89,7 +90,7 @@ bench-iam: $(STAMP) ## what enforcing infra/'s grants costs: object writes and r
 	$(PY) tests/bench/bench_iam.py
 
 bench-soak: $(STAMP) ## 20 files of 1,000 requests dropped at once; throughput and peak memory per function
-	BENCH_FILES=20 $(PY) tests/bench/bench_e2e.py
+	BENCH_FILES=$(SOAK_FILES) $(PY) tests/bench/bench_e2e.py
 
 bench-slots: $(STAMP) ## 30 batches, 2 job slots: ledger reads a sweep tick costs while 28 batches wait
 	$(PY) tests/bench/bench_slots.py

@@ -2,7 +2,7 @@
 split function's account, token checked, bucket conditions evaluated) against fake-gcs-server directly, in one
 run on one stack. Prints JSON with the ratios.
 
-    python tests/bench/bench_iam.py [--objects 2000]
+    python tests/bench/bench_iam.py [--objects 2000]    (or BENCH_IAM_OBJECTS=2000)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def rate(endpoint: str, bucket: str, prefix: str, n: int, workers: int = 32) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--objects", type=int, default=2000)
+    parser.add_argument("--objects", type=int, default=int(os.environ.get("BENCH_IAM_OBJECTS", "2000")))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["DROPBATCH_STATE_DIR"] = str(Path(tmp) / "state")
@@ -64,7 +64,7 @@ def main() -> None:
                          args.objects)
         finally:
             local.down(wipe=True)
-    print(json.dumps({"objects": args.objects, "direct_writes_per_s": round(direct[0]), "front_writes_per_s":
+    print(json.dumps({"bench": "iam", "objects": args.objects, "direct_writes_per_s": round(direct[0]), "front_writes_per_s":
                       round(front[0]), "write_ratio": round(front[0] / direct[0], 2), "direct_reads_per_s":
                       round(direct[1]), "front_reads_per_s": round(front[1]),
                       "read_ratio": round(front[1] / direct[1], 2)}))

@@ -1,4 +1,4 @@
-"""Restaging a retry round: CPU to stage a 96 MB part whose every request failed again, against downloading it.
+"""Restaging a retry round: CPU to stage a BENCH_RETRY_MB (default 96) MB part whose every request failed again, against downloading it.
 
 tests/integration/test_rounds.py checks the round's correctness and memory; this measures its CPU in one run on a
 local stack of its own (these machines are noisy: a ratio, not a time). The part is read in chunks: the storage
@@ -36,7 +36,7 @@ def main() -> None:
             os.environ.update(running.client_env())
             store = Store(dataclasses.replace(running.config(), max_job_bytes=16 * MB, max_job_requests=1_000_000))
             batch_id = "bench-retry-0000000000"
-            lines, doc, errors = failed_part(store, batch_id, 96 * MB)
+            lines, doc, errors = failed_part(store, batch_id, int(float(os.environ.get("BENCH_RETRY_MB", "96")) * MB))
             size = sum(map(len, lines))
             cpu = time.process_time()
             store.bucket.blob(store.path(batch_id, "input/part-00000.jsonl")).download_as_bytes()

@@ -38,6 +38,16 @@ def predictions(n: int) -> list[bytes]:
     return lines
 
 
+def anonymous() -> None:
+    """A bare fake-gcs-server checks no credentials, and a fresh machine has no default ones: every storage call
+    of the bench goes without (the stack's storage front, which checks them, is bench-iam's)."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from dropbatch import ledger
+
+    ledger.gcs_credentials = lambda: AnonymousCredentials()
+
+
 def main() -> None:
     from conftest import free_port, wait_port
 
@@ -60,6 +70,7 @@ def main() -> None:
             wait_port(gcs_port)
             wait_port(proxy_port)
             os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{proxy_port}"
+            anonymous()
             result = run(n, sample, latency, tmp)
         finally:
             proxy.terminate()

@@ -1,0 +1,51 @@
+"""Every `make bench-*` target runs to the end at a tiny size, so a broken benchmark fails `make test` instead of
+being found by the next person who measures. Only that it runs and prints its figures is checked here: the
+figures themselves are read at full size (docs/benchmarks.md), never asserted in a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each target's tiny size: the environment its script reads (the defaults are the full sizes).
+TINY = {
+    "bench-validate": {"BENCH_N": "2000"},
+    "bench-coldstart": {"BENCH_RUNS": "1"},
+    "bench-split": {"BENCH_N": "300", "BENCH_SEQ": "20"},
+    "bench-split-memory": {"BENCH_INDEX_N": "10000", "BENCH_PRED_MB": "5"},
+    "bench-stage": {"BENCH_STAGE_MB": "2", "BENCH_STAGE_CALLGRIND_MB": "0.2"},
+    "bench-submit": {"BENCH_SUBMIT_GB": "0.01", "BENCH_SUBMIT_CALLGRIND_MB": "0.2"},
+    "bench-e2e": {"BENCH_N": "50"},
+    "bench-retry": {"BENCH_RETRY_MB": "2"},
+    "bench-iam": {"BENCH_IAM_OBJECTS": "100"},
+    "bench-soak": {"SOAK_FILES": "2", "BENCH_N": "50"},
+    "bench-slots": {"BENCH_SLOTS_FILES": "4", "BENCH_SLOTS_S": "3"},
+}
+
+
+def bench_targets() -> list[str]:
+    makefile = (ROOT / "Makefile").read_text()
+    return re.findall(r"^(bench-[a-z0-9-]+):", makefile, flags=re.M)
+
+
+def test_every_bench_target_has_a_tiny_size():
+    assert sorted(bench_targets()) == sorted(TINY)
+
+
+@pytest.mark.parametrize("target", sorted(TINY))
+def test_bench_runs_to_the_end(target, tmp_path):
+    env = {**os.environ, **TINY[target], "DROPBATCH_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(["make", "-s", target], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"{target} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    figures = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"bench"')]
+    runs = len(re.findall(r"\.py\b", subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True,
+                                                    text=True).stdout))
+    assert len(figures) == runs, f"{target}: {runs} scripts, {len(figures)} lines of figures:\n{done.stdout[-2000:]}"
