@@ -1,12 +1,14 @@
-"""Cloud Functions entry points: unpack the CloudEvent, call into the package. No logic, no clients here."""
+"""Cloud Functions entry points: unpack the CloudEvent, call into the package. No logic, no clients
+here."""
 
 import functions_framework
 
 
 @functions_framework.cloud_event
 def submit_batch(event):
-    """A GCS notification on the uploads topic (or a storage CloudEvent): validate, stage, create the jobs; or a
-    `dropbatch_continue` task on that topic: go on with a submission, create a retry round's or waiting parts' jobs."""
+    """A GCS notification on the uploads topic (or a storage CloudEvent): validate, stage, create
+    the jobs; or a `dropbatch_continue` task on that topic: go on with a submission, create a retry
+    round's or waiting parts' jobs."""
     from dropbatch import submit
 
     submit.handle_event(event)
@@ -14,7 +16,8 @@ def submit_batch(event):
 
 @functions_framework.cloud_event
 def on_job_event(event):
-    """A sweep tick: GET every active job, queue split tasks, ask the submit function for what it must do."""
+    """A sweep tick: GET every active job, queue split tasks, ask the submit function for what it
+    must do."""
     from dropbatch import status
 
     status.handle_event(event)
@@ -22,7 +25,8 @@ def on_job_event(event):
 
 @functions_framework.cloud_event
 def split_results(event):
-    """A task on the split topic: split a part, finish the batch (manifest, message), or stage a retry round."""
+    """A task on the split topic: split a part, finish the batch (manifest, message), or stage a
+    retry round."""
     from dropbatch import rounds
 
     rounds.handle_event(event)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the local stack is started once per test run (session scope) and stopped at the end."""
+"""Shared fixtures: the local stack is started once per test run (session scope) and stopped at the
+end."""
 
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
-
 from dropbatch.config import Config
 
-# The stack under test splits files past 40 requests into several jobs, so small files exercise that path.
-# results.jsonl is ordered in buckets of 10 lines, so a small batch has many buckets to order and compose.
-# At 40 a job the fault tests' files need up to 63 jobs: the stack has no lifecycle rule to outgrow.
-STACK_ENV = {"DROPBATCH_MAX_JOB_REQUESTS": "40", "DROPBATCH_MAX_FILE_JOBS": "100", "DROPBATCH_CLAIM_LEASE_S": "8", "DROPBATCH_SPLIT_BUDGET_S": "60",
-             "DROPBATCH_RESULTS_BUCKET_LINES": "10", "DROPBATCH_OUTBOX_RETRY_S": "2",
-             "DROPBATCH_LIST_SETTLE_S": "3"}
+# The stack under test splits files past 40 requests into several jobs, so small files exercise that
+# path. results.jsonl is ordered in buckets of 10 lines, so a small batch has many buckets to order
+# and compose. At 40 a job the fault tests' files need up to 63 jobs: the stack has no lifecycle
+# rule to outgrow.
+STACK_ENV = {
+    "DROPBATCH_MAX_JOB_REQUESTS": "40",
+    "DROPBATCH_MAX_FILE_JOBS": "100",
+    "DROPBATCH_CLAIM_LEASE_S": "8",
+    "DROPBATCH_SPLIT_BUDGET_S": "60",
+    "DROPBATCH_RESULTS_BUCKET_LINES": "10",
+    "DROPBATCH_OUTBOX_RETRY_S": "2",
+    "DROPBATCH_LIST_SETTLE_S": "3",
+}
 
 
 @pytest.fixture
@@ -90,8 +97,9 @@ class Inbox:
 
         self.client = pubsub_v1.SubscriberClient()
         self.path = self.client.subscription_path(stack.project, f"test-{uuid.uuid4().hex[:8]}")
-        self.client.create_subscription(name=self.path, topic=f"projects/{stack.project}/topics/"
-                                                              f"{stack.topics['notifications']}")
+        self.client.create_subscription(
+            name=self.path, topic=f"projects/{stack.project}/topics/{stack.topics['notifications']}"
+        )
         self.messages: list[dict] = []
 
     def pull(self, timeout: float = 1.0) -> None:
@@ -106,7 +114,9 @@ class Inbox:
                 body = orjson.loads(m.message.data)
                 body["_attributes"] = dict(m.message.attributes)
                 self.messages.append(body)
-            self.client.acknowledge(subscription=self.path, ack_ids=[m.ack_id for m in r.received_messages])
+            self.client.acknowledge(
+                subscription=self.path, ack_ids=[m.ack_id for m in r.received_messages]
+            )
 
     def of(self, batch_id: str) -> list[dict]:
         return [m for m in self.messages if m["batch_id"] == batch_id]
@@ -119,7 +129,9 @@ class Inbox:
                 if m["state"] in states:
                     return m
             self.pull()
-        raise AssertionError(f"no {states} message for {batch_id} in {timeout} s; got {self.of(batch_id)}")
+        raise AssertionError(
+            f"no {states} message for {batch_id} in {timeout} s; got {self.of(batch_id)}"
+        )
 
     def close(self) -> None:
         self.client.delete_subscription(subscription=self.path)
@@ -146,19 +158,29 @@ def drop(bucket, name: str, lines, metadata=None):
     blob = bucket.blob(f"incoming/{name}")
     if metadata:
         blob.metadata = metadata
-    blob.upload_from_string(b"".join((l if isinstance(l, bytes) else orjson.dumps(l)) + b"\n" for l in lines))
+    blob.upload_from_string(
+        b"".join((l if isinstance(l, bytes) else orjson.dumps(l)) + b"\n" for l in lines)
+    )
     return blob, batch_id(bucket.name, blob.name, blob.generation)
 
 
 def settled(bucket, inbox, batch_id: str, timeout: float = 60) -> list[dict]:
-    """The batch's messages once nothing can add to them: its ledger is finished with the terminal message
-    recorded and it is off the active index, so no sweep, split task or forced re-send can send again."""
+    """The batch's messages once nothing can add to them: its ledger is finished with the terminal
+    message recorded and it is off the active index, so no sweep, split task or forced re-send can
+    send again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         blob = bucket.blob(f"batches/{batch_id}/ledger.json")
-        ledger = orjson.loads(blob.download_as_bytes()) if blob.exists() else {"state": None, "notified": {}}
-        if ledger["state"] in ("done", "rejected", "failed") and ledger["notified"].get("terminal") and \
-                not bucket.blob(f"batches/_active/{batch_id}").exists():
+        ledger = (
+            orjson.loads(blob.download_as_bytes())
+            if blob.exists()
+            else {"state": None, "notified": {}}
+        )
+        if (
+            ledger["state"] in ("done", "rejected", "failed")
+            and ledger["notified"].get("terminal")
+            and not bucket.blob(f"batches/_active/{batch_id}").exists()
+        ):
             break
         time.sleep(0.2)
     else:
@@ -167,14 +189,20 @@ def settled(bucket, inbox, batch_id: str, timeout: float = 60) -> list[dict]:
     return inbox.of(batch_id)
 
 
-NOT_TERMINAL = ("submitted", "running", "stalled")  # the states a batch's messages have before its end
+# the states a batch's messages have before its end
+NOT_TERMINAL = ("submitted", "running", "stalled")
 
 
 def dropbatch(stack, *args, timeout=240):
     """The CLI as a user runs it, against the stack, in a process of its own."""
     env = {**os.environ, **stack.client_env()}
-    return subprocess.run([sys.executable, "-m", "dropbatch", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dropbatch", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def read_json(bucket, path):
@@ -207,12 +235,14 @@ def req(text: str, **extra) -> dict:
 
 
 def owner():
-    """An HTTP session with the project owner's credentials, what `dropbatch local env` gives a user: the stack
-    refuses calls to Vertex AI without a token (401), as Google does."""
+    """An HTTP session with the project owner's credentials, what `dropbatch local env` gives a
+    user: the stack refuses calls to Vertex AI without a token (401), as Google does."""
     import google.auth
     from google.auth.transport.requests import AuthorizedSession
 
-    return AuthorizedSession(google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])[0])
+    return AuthorizedSession(
+        google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])[0]
+    )
 
 
 @pytest.fixture

@@ -21,27 +21,71 @@ from .schema import ROOT, load_schema, snake_case
 
 MAX_DEPTH = 100  # json_format.ParseDict's default max_recursion_depth
 # Mime types Gemini accepts for inline and file data (Vertex AI docs, Gemini 2.x models).
-MIME_TYPES = frozenset("""
-application/pdf text/plain
-image/png image/jpeg image/webp image/heic image/heif
-audio/aac audio/flac audio/mp3 audio/m4a audio/mpeg audio/mpga audio/mp4 audio/opus audio/pcm audio/wav audio/webm
-video/x-flv video/quicktime video/mpeg video/mpegs video/mpg video/mp4 video/webm video/wmv video/3gpp
-""".split())
+MIME_TYPES = frozenset(
+    [
+        "application/pdf",
+        "text/plain",
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "image/heic",
+        "image/heif",
+        "audio/aac",
+        "audio/flac",
+        "audio/mp3",
+        "audio/m4a",
+        "audio/mpeg",
+        "audio/mpga",
+        "audio/mp4",
+        "audio/opus",
+        "audio/pcm",
+        "audio/wav",
+        "audio/webm",
+        "video/x-flv",
+        "video/quicktime",
+        "video/mpeg",
+        "video/mpegs",
+        "video/mpg",
+        "video/mp4",
+        "video/webm",
+        "video/wmv",
+        "video/3gpp",
+    ]
+)
 ROLES = ("user", "model")
-PAYLOADS = ("text", "inline_data", "file_data", "function_call", "function_response", "executable_code",
-            "code_execution_result")
-_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1),
-               "int64": (-(2**63), 2**63 - 1), "uint64": (0, 2**64 - 1)}
+PAYLOADS = (
+    "text",
+    "inline_data",
+    "file_data",
+    "function_call",
+    "function_response",
+    "executable_code",
+    "code_execution_result",
+)
+_INT_RANGES = {
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+}
 _FLOAT_MAX = 3.4028234663852886e38
 _DURATION_RE = re.compile(r"-?\d+(\.\d{1,9})?s\Z")
 _TIMESTAMP_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)\Z")
-_LENIENT_SINGLE = {("google.cloud.aiplatform.v1.Content", "parts"),
-                   ("google.cloud.aiplatform.v1.GenerateContentRequest", "contents")}
-_ONLINE_SHAPE = ("contents", "systemInstruction", "system_instruction", "generationConfig", "generation_config")
-
+_LENIENT_SINGLE = {
+    ("google.cloud.aiplatform.v1.Content", "parts"),
+    ("google.cloud.aiplatform.v1.GenerateContentRequest", "contents"),
+}
+_ONLINE_SHAPE = (
+    "contents",
+    "systemInstruction",
+    "system_instruction",
+    "generationConfig",
+    "generation_config",
+)
 
 
 # ---------------------------------------------------------------- compiled schema
+
 
 @dataclasses.dataclass(slots=True)
 class Field:
@@ -54,11 +98,13 @@ class Field:
     enum: frozenset | None = None
     closed: bool = False
     key: str | None = None
-    value: "Field | None" = None
+    value: Field | None = None
 
 
 def _compile_field(name: str, spec: dict, messages: dict) -> Field:
-    f = Field(name, spec["kind"], spec.get("repeated", False), spec.get("oneof"), spec.get("message"))
+    f = Field(
+        name, spec["kind"], spec.get("repeated", False), spec.get("oneof"), spec.get("message")
+    )
     if f.kind == "enum":
         f.enum, f.closed = frozenset(spec["enum"]), spec.get("closed", False)
     elif f.kind == "map":
@@ -92,6 +138,7 @@ def _root() -> dict:
 
 # ---------------------------------------------------------------- paths and hints
 
+
 def _path(node) -> str:
     parts = []
     while node is not None:
@@ -108,8 +155,14 @@ def _path(node) -> str:
 def _kind_name(value) -> str:
     if value is None:
         return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _unknown_field_hint(table: dict, name: str) -> str:
@@ -117,18 +170,26 @@ def _unknown_field_hint(table: dict, name: str) -> str:
     gen = _compiled["google.cloud.aiplatform.v1.GenerationConfig"] if _compiled else {}
     if msg == ROOT:
         if name in gen:
-            return f"; it belongs under generationConfig: {{\"generationConfig\": {{\"{name}\": ...}}}}"
+            return f'; it belongs under generationConfig: {{"generationConfig": {{"{name}": ...}}}}'
         if name == "config":
-            return ("; 'config' is the google-genai SDK's argument, not a request field: put generation "
-                    "settings in generationConfig and systemInstruction, tools, safetySettings beside contents")
+            return (
+                "; 'config' is the google-genai SDK's argument, not a request field: put "
+                "generation "
+                "settings in generationConfig and systemInstruction, tools, safetySettings beside "
+                "contents"
+            )
     if name.endswith("_") and name[:-1] in table:
         return f"; '{name}' is the Python SDK's name, in JSON write '{name[:-1]}'"
     if msg == "google.cloud.aiplatform.v1.Content" and name == "content":
-        return "; write the message as parts: [{\"text\": \"...\"}]"
+        return '; write the message as parts: [{"text": "..."}]'
     snake = snake_case(name)
     if snake != name and snake in table:
         return ""
-    close = [k for k in table if k != "__name__" and k.lower().replace("_", "") == name.lower().replace("_", "")]
+    close = [
+        k
+        for k in table
+        if k != "__name__" and k.lower().replace("_", "") == name.lower().replace("_", "")
+    ]
     if close:
         return f"; did you mean '{close[0]}'?"
     return ""
@@ -136,8 +197,10 @@ def _unknown_field_hint(table: dict, name: str) -> str:
 
 # ---------------------------------------------------------------- the schema walk
 
+
 class _Line:
-    """Problems of one line: (code, path-node, message); and whether a one-object form stood for a list."""
+    """Problems of one line: (code, path-node, message); and whether a one-object form stood for a
+    list."""
 
     __slots__ = ("problems", "single")
 
@@ -161,8 +224,12 @@ def _check_message(value, table: dict, node, out: _Line, depth: int) -> None:
         field = table.get(name)
         if field is None:
             child = (node, name)
-            out.add("schema", child, f"{_path(child)} is not a field of {table['__name__'].rsplit('.', 1)[-1]}"
-                    + _unknown_field_hint(table, name))
+            out.add(
+                "schema",
+                child,
+                f"{_path(child)} is not a field of {table['__name__'].rsplit('.', 1)[-1]}"
+                + _unknown_field_hint(table, name),
+            )
             continue
         if item is None:
             continue  # null clears a field, as Vertex's own echo writes unset oneof members
@@ -170,8 +237,12 @@ def _check_message(value, table: dict, node, out: _Line, depth: int) -> None:
             if oneofs is None:
                 oneofs = {}
             if field.oneof in oneofs:
-                out.add("schema", node, f"{_path(node)} sets both '{oneofs[field.oneof]}' and '{name}'; "
-                        f"only one of the '{field.oneof}' fields may be given")
+                out.add(
+                    "schema",
+                    node,
+                    f"{_path(node)} sets both '{oneofs[field.oneof]}' and '{name}'; "
+                    f"only one of the '{field.oneof}' fields may be given",
+                )
             else:
                 oneofs[field.oneof] = name
         child = (node, name)
@@ -183,13 +254,22 @@ def _check_message(value, table: dict, node, out: _Line, depth: int) -> None:
                     continue
                 hint = ""
                 if field.name in ("parts", "contents") and isinstance(item, str):
-                    hint = "; write e.g. [{\"text\": \"...\"}]" if field.name == "parts" else \
-                        "; write e.g. [{\"role\": \"user\", \"parts\": [{\"text\": \"...\"}]}]"
-                out.add("schema", child, f"{_path(child)} is {_kind_name(item)}; it must be a list{hint}")
+                    hint = (
+                        '; write e.g. [{"text": "..."}]'
+                        if field.name == "parts"
+                        else '; write e.g. [{"role": "user", "parts": [{"text": "..."}]}]'
+                    )
+                out.add(
+                    "schema",
+                    child,
+                    f"{_path(child)} is {_kind_name(item)}; it must be a list{hint}",
+                )
                 continue
             for i, element in enumerate(item):
                 if element is None and field.kind != "value":
-                    out.add("schema", (child, i), f"{_path((child, i))} is null; lists cannot hold null")
+                    out.add(
+                        "schema", (child, i), f"{_path((child, i))} is null; lists cannot hold null"
+                    )
                 else:
                     _check_value(element, field, (child, i), out, depth)
         else:
@@ -208,7 +288,11 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
             out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be a string")
     elif kind == "bool":
         if not isinstance(value, bool):
-            out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be true or false (no quotes)")
+            out.add(
+                "schema",
+                node,
+                f"{_path(node)} is {_kind_name(value)}; it must be true or false (no quotes)",
+            )
     elif kind in ("double", "float"):
         problem = _float_problem(value, kind)
         if problem:
@@ -236,9 +320,13 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
         for k, v in value.items():
             child = (node, k)
             if field.key in _INT_RANGES and _int_problem(k, field.key):
-                out.add("schema", child, f"{_path(child)}: map key {shown(k)} must be a whole number")
+                out.add(
+                    "schema", child, f"{_path(child)}: map key {shown(k)} must be a whole number"
+                )
             if field.key == "bool" and k not in ("true", "false"):
-                out.add("schema", child, f"{_path(child)}: map key {shown(k)} must be true or false")
+                out.add(
+                    "schema", child, f"{_path(child)}: map key {shown(k)} must be true or false"
+                )
             if v is None:
                 out.add("schema", child, f"{_path(child)} is null; map values cannot be null")
             else:
@@ -256,14 +344,22 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
             out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be a list")
     elif kind == "duration":
         if not isinstance(value, str) or not _DURATION_RE.match(value):
-            out.add("schema", node, f"{_path(node)} is {shown(value)}; write a duration like \"1.5s\"")
+            out.add(
+                "schema", node, f'{_path(node)} is {shown(value)}; write a duration like "1.5s"'
+            )
     elif kind == "timestamp":
         if not isinstance(value, str) or not _TIMESTAMP_RE.match(value):
-            out.add("schema", node, f"{_path(node)} is {shown(value)}; write an RFC 3339 time like "
-                    "\"2026-01-01T00:00:00Z\"")
+            out.add(
+                "schema",
+                node,
+                f"{_path(node)} is {shown(value)}; write an RFC 3339 time like "
+                '"2026-01-01T00:00:00Z"',
+            )
     elif kind == "fieldmask":
         if not isinstance(value, str):
-            out.add("schema", node, f"{_path(node)} must be a string of comma-separated field paths")
+            out.add(
+                "schema", node, f"{_path(node)} must be a string of comma-separated field paths"
+            )
 
 
 def _json_depth(value, depth: int) -> int:
@@ -339,6 +435,7 @@ def _base64_problem(value: str, strict: bool) -> str | None:
 
 # ---------------------------------------------------------------- checks the schema cannot express
 
+
 def _first(obj: dict, *names):
     for name in names:
         value = obj.get(name)
@@ -350,17 +447,22 @@ def _first(obj: dict, *names):
 def _check_request(request: dict, node, out: _Line) -> None:
     contents = request.get("contents")
     if contents is None or contents == [] or contents == {}:
-        out.add("empty_contents", (node, "contents"),
-                "request.contents is missing or empty; give at least one {\"role\": \"user\", \"parts\": [...]}")
+        out.add(
+            "empty_contents",
+            (node, "contents"),
+            'request.contents is missing or empty; give at least one {"role": "user", "parts": '
+            "[...]}",
+        )
     labels = request.get("labels")
     if isinstance(labels, dict):
         _check_labels(labels, (node, "labels"), out)
 
 
 # Request labels, as Vertex takes them (cloud.google.com/vertex-ai/generative-ai/docs/multimodal/
-# add-labels-to-api-calls): keys start with a lowercase letter; keys and values hold lowercase letters,
-# digits, `_` and `-` (international characters allowed), at most 63 characters; at most 64 labels a request,
-# of which dropbatch keeps RESERVED_LABELS for the line it stages each request with (keys.line_labels).
+# add-labels-to-api-calls): keys start with a lowercase letter; keys and values hold lowercase
+# letters, digits, `_` and `-` (international characters allowed), at most 63 characters; at most 64
+# labels a request, of which dropbatch keeps RESERVED_LABELS for the line it stages each request
+# with (keys.line_labels).
 MAX_LABELS, RESERVED_LABELS, MAX_LABEL_CHARS = 64, 5, 63
 _LABEL_KEY = re.compile(r"[^\W\d_][\w-]*\Z")
 _LABEL_VALUE = re.compile(r"[\w-]*\Z")
@@ -368,74 +470,138 @@ _LABEL_VALUE = re.compile(r"[\w-]*\Z")
 
 def _check_labels(labels: dict, node, out: _Line) -> None:
     if len(labels) > MAX_LABELS - RESERVED_LABELS:
-        out.add("invalid_label", node, f"{_path(node)} has {len(labels)} labels; at most "
-                f"{MAX_LABELS - RESERVED_LABELS} (Vertex takes {MAX_LABELS}, dropbatch adds up to {RESERVED_LABELS})")
+        out.add(
+            "invalid_label",
+            node,
+            f"{_path(node)} has {len(labels)} labels; at most "
+            f"{MAX_LABELS - RESERVED_LABELS} (Vertex takes {MAX_LABELS}, dropbatch adds up to "
+            f"{RESERVED_LABELS})",
+        )
     for key, value in labels.items():
         child = (node, key)
         if key.startswith(LINE_LABEL_PREFIX) or key == LEGACY_LINE_LABEL:
-            out.add("invalid_label", child, f"{_path(child)}: label keys starting with {LINE_LABEL_PREFIX!r} are "
-                    "dropbatch's own; choose another key")
+            out.add(
+                "invalid_label",
+                child,
+                f"{_path(child)}: label keys starting with {LINE_LABEL_PREFIX!r} are "
+                "dropbatch's own; choose another key",
+            )
         elif len(key) > MAX_LABEL_CHARS or not _LABEL_KEY.match(key) or key != key.lower():
-            out.add("invalid_label", child, f"{_path(child)}: label key {shown(key)} must start with a lowercase "
-                    f"letter and hold at most {MAX_LABEL_CHARS} lowercase letters, digits, '_' or '-'")
-        if isinstance(value, str) and (len(value) > MAX_LABEL_CHARS or not _LABEL_VALUE.match(value)
-                                       or value != value.lower()):
-            out.add("invalid_label", child, f"{_path(child)}: label value {shown(value)} must hold at most "
-                    f"{MAX_LABEL_CHARS} lowercase letters, digits, '_' or '-'")
+            out.add(
+                "invalid_label",
+                child,
+                f"{_path(child)}: label key {shown(key)} must start with a lowercase "
+                f"letter and hold at most {MAX_LABEL_CHARS} lowercase letters, digits, '_' or '-'",
+            )
+        if isinstance(value, str) and (
+            len(value) > MAX_LABEL_CHARS or not _LABEL_VALUE.match(value) or value != value.lower()
+        ):
+            out.add(
+                "invalid_label",
+                child,
+                f"{_path(child)}: label value {shown(value)} must hold at most "
+                f"{MAX_LABEL_CHARS} lowercase letters, digits, '_' or '-'",
+            )
 
 
 def _check_content(content: dict, node, out: _Line) -> None:
     role = content.get("role")
     if role is not None and isinstance(role, str) and role.lower() not in ROLES:
-        hint = "; put system prompts in request.systemInstruction" if role.lower() == "system" else ""
-        out.add("invalid_role", (node, "role"), f"{_path((node, 'role'))} is {shown(role)}; use 'user' or 'model'{hint}")
+        hint = (
+            "; put system prompts in request.systemInstruction" if role.lower() == "system" else ""
+        )
+        out.add(
+            "invalid_role",
+            (node, "role"),
+            f"{_path((node, 'role'))} is {shown(role)}; use 'user' or 'model'{hint}",
+        )
     parts = content.get("parts")
     if parts is None or parts == [] or parts == {}:
-        out.add("empty_parts", (node, "parts"), f"{_path((node, 'parts'))} is missing or empty; "
-                "give at least one part, e.g. {\"text\": \"...\"}")
+        out.add(
+            "empty_parts",
+            (node, "parts"),
+            f"{_path((node, 'parts'))} is missing or empty; "
+            'give at least one part, e.g. {"text": "..."}',
+        )
 
 
 _PAYLOAD_NAMES = {name: name for name in PAYLOADS} | {
-    "inlineData": "inline_data", "fileData": "file_data", "functionCall": "function_call",
-    "functionResponse": "function_response", "executableCode": "executable_code",
-    "codeExecutionResult": "code_execution_result"}
+    "inlineData": "inline_data",
+    "fileData": "file_data",
+    "functionCall": "function_call",
+    "functionResponse": "function_response",
+    "executableCode": "executable_code",
+    "codeExecutionResult": "code_execution_result",
+}
 
 
 def _check_part(part: dict, node, out: _Line) -> None:
     given = [name for name, value in part.items() if value is not None and name in _PAYLOAD_NAMES]
     if not given:
-        out.add("part_payload", node, f"{_path(node)} has no content; give exactly one of text, inlineData, "
-                "fileData, functionCall, functionResponse")
+        out.add(
+            "part_payload",
+            node,
+            f"{_path(node)} has no content; give exactly one of text, inlineData, "
+            "fileData, functionCall, functionResponse",
+        )
 
 
 def _check_mime(obj: dict, node, out: _Line) -> None:
     mime = _first(obj, "mimeType", "mime_type")
     if mime is None:
-        out.add("mime_type", (node, "mimeType"), f"{_path((node, 'mimeType'))} is missing; "
-                "give the media type, e.g. \"image/jpeg\" or \"application/pdf\"")
+        out.add(
+            "mime_type",
+            (node, "mimeType"),
+            f"{_path((node, 'mimeType'))} is missing; "
+            'give the media type, e.g. "image/jpeg" or "application/pdf"',
+        )
     elif isinstance(mime, str) and mime.lower() not in MIME_TYPES:
-        out.add("mime_type", (node, "mimeType"), f"{_path((node, 'mimeType'))} is {shown(mime)}, which Gemini does not "
-                "accept; use an image, audio, video, PDF or text/plain type")
+        out.add(
+            "mime_type",
+            (node, "mimeType"),
+            f"{_path((node, 'mimeType'))} is {shown(mime)}, which Gemini does not "
+            "accept; use an image, audio, video, PDF or text/plain type",
+        )
 
 
 def _check_file_data(file_data: dict, node, out: _Line) -> None:
     uri = _first(file_data, "fileUri", "file_uri")
     if uri is None:
-        out.add("file_uri", (node, "fileUri"), f"{_path((node, 'fileUri'))} is missing; give a gs:// URI")
+        out.add(
+            "file_uri",
+            (node, "fileUri"),
+            f"{_path((node, 'fileUri'))} is missing; give a gs:// URI",
+        )
     elif isinstance(uri, str) and not (uri.startswith("gs://") and len(uri) > 5 and "/" in uri[5:]):
-        out.add("file_uri", (node, "fileUri"), f"{_path((node, 'fileUri'))} is {shown(uri)}; batch jobs read "
-                "files from Cloud Storage: use gs://BUCKET/OBJECT (or send the bytes as inlineData)")
+        out.add(
+            "file_uri",
+            (node, "fileUri"),
+            f"{_path((node, 'fileUri'))} is {shown(uri)}; batch jobs read "
+            "files from Cloud Storage: use gs://BUCKET/OBJECT (or send the bytes as inlineData)",
+        )
     _check_mime(file_data, node, out)
 
 
 def _check_blob(blob: dict, node, out: _Line) -> None:
     _check_mime(blob, node, out)
     data = blob.get("data")
-    if isinstance(data, str) and not _base64_problem(data, strict=False) and _base64_problem(data, strict=True):
-        out.add("invalid_base64", (node, "data"), f"{_path((node, 'data'))} is not valid base64; encode the bytes "
-                "with base64 (e.g. base64.b64encode(data).decode())")
+    if (
+        isinstance(data, str)
+        and not _base64_problem(data, strict=False)
+        and _base64_problem(data, strict=True)
+    ):
+        out.add(
+            "invalid_base64",
+            (node, "data"),
+            f"{_path((node, 'data'))} is not valid base64; encode the bytes "
+            "with base64 (e.g. base64.b64encode(data).decode())",
+        )
     elif data is None or data == "":
-        out.add("invalid_base64", (node, "data"), f"{_path((node, 'data'))} is empty; give the base64 bytes")
+        out.add(
+            "invalid_base64",
+            (node, "data"),
+            f"{_path((node, 'data'))} is empty; give the base64 bytes",
+        )
 
 
 _HOOKS = {
@@ -448,8 +614,9 @@ _HOOKS = {
 
 
 def as_lists(request: dict) -> dict:
-    """The request with `contents` and every Content's `parts` as lists, as dropbatch stages it (DESIGN.md:
-    the lenient one-object forms are accepted and staged as a list). Only call on a valid request."""
+    """The request with `contents` and every Content's `parts` as lists, as dropbatch stages it
+    (DESIGN.md: the lenient one-object forms are accepted and staged as a list). Only call on a
+    valid request."""
     request = dict(request)
     for name in ("contents", "systemInstruction", "system_instruction"):
         value = request.get(name)
@@ -472,9 +639,9 @@ _SEGMENT = re.compile(r"\[\d+\]|\.?([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def safe_field(field: str | None, also: frozenset = frozenset()) -> str | None:
-    """The field path when every name in it is one of the schema's own or in `also` (a model family's field
-    names), so that it can go into a message; else None: a path through a user's unknown field or map key would
-    quote user text."""
+    """The field path when every name in it is one of the schema's own or in `also` (a model
+    family's field names), so that it can go into a message; else None: a path through a user's
+    unknown field or map key would quote user text."""
     if not field:
         return None
     _root()
@@ -490,7 +657,10 @@ def safe_field(field: str | None, also: frozenset = frozenset()) -> str | None:
 
 @functools.cache
 def _known_names() -> frozenset:
-    return frozenset({"request", "key"} | {name for table in _compiled.values() for name in table if name != "__name__"})
+    return frozenset(
+        {"request", "key"}
+        | {name for table in _compiled.values() for name in table if name != "__name__"}
+    )
 
 
 def check_request(request) -> list[tuple[str, str, str]]:
@@ -499,7 +669,8 @@ def check_request(request) -> list[tuple[str, str, str]]:
 
 
 def _request_problems(request) -> tuple[list[tuple[str, str, str]], bool]:
-    """(problems, whether contents and every parts are lists as written: no one-object form to make a list)."""
+    """(problems, whether contents and every parts are lists as written: no one-object form to make
+    a list)."""
     out = _Line()
     try:
         _check_message(request, _root(), (None, "request"), out, 1)
@@ -509,46 +680,82 @@ def _request_problems(request) -> tuple[list[tuple[str, str, str]], bool]:
 
 
 def check_message(value, message: str, path: str) -> list[tuple[str, str, str]]:
-    """Problems of `value` as the aiplatform.v1 message `message` (for example "Content"), with paths under
-    `path`: the same schema walk and checks as a request's."""
+    """Problems of `value` as the aiplatform.v1 message `message` (for example "Content"), with
+    paths under `path`: the same schema walk and checks as a request's."""
     _root()
     out = _Line()
     try:
-        _check_message(value, _compiled[f"google.cloud.aiplatform.v1.{message}"], (None, path), out, 1)
+        _check_message(
+            value, _compiled[f"google.cloud.aiplatform.v1.{message}"], (None, path), out, 1
+        )
     except RecursionError:
         return [("schema", path, f"{path} is nested too deeply")]
     return [(code, _path(node), text) for code, node, text in out.problems]
 
 
 def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object, bool]:
-    """Problems of one parsed line, its explicit key (or None), and whether its request's contents and parts are
-    lists as written (as_lists would change nothing)."""
+    """Problems of one parsed line, its explicit key (or None), and whether its request's contents
+    and parts are lists as written (as_lists would change nothing)."""
     if not isinstance(obj, dict):
-        return [("not_object", None, f"the line is {_kind_name(obj)}; each line must be an object "
-                 "like {\"request\": {\"contents\": [...]}}")], None, False
+        return (
+            [
+                (
+                    "not_object",
+                    None,
+                    f"the line is {_kind_name(obj)}; each line must be an object "
+                    'like {"request": {"contents": [...]}}',
+                )
+            ],
+            None,
+            False,
+        )
     problems: list = []
     for name in obj:
         if name not in ("request", "key"):
             if name in _ONLINE_SHAPE or name == "model":
-                hint = ("this looks like a bare request; wrap it as {\"request\": {\"contents\": [...], ...}}"
-                        if "request" not in obj else f"move '{name}' inside request")
+                hint = (
+                    'this looks like a bare request; wrap it as {"request": {"contents": [...], '
+                    "...}}"
+                    if "request" not in obj
+                    else f"move '{name}' inside request"
+                )
             elif name == "content":
-                hint = "this looks like a text-embedding instance; send the file to an embedding model (object " \
-                       "metadata model, or `dropbatch run --model text-embedding-005`)"
+                hint = (
+                    "this looks like a text-embedding instance; send the file to an embedding "
+                    "model (object "
+                    "metadata model, or `dropbatch run --model text-embedding-005`)"
+                )
             elif name == "custom_id":
-                hint = "this looks like a Claude line; send the file to a Claude model (object metadata model, " \
-                       "or `dropbatch run --model claude-...`)"
+                hint = (
+                    "this looks like a Claude line; send the file to a Claude model (object "
+                    "metadata model, "
+                    "or `dropbatch run --model claude-...`)"
+                )
             elif name == "messages":
-                hint = "this looks like an OpenAI chat request; write {\"request\": {\"contents\": [{\"role\": " \
-                       "\"user\", \"parts\": [{\"text\": \"...\"}]}]}}"
+                hint = (
+                    'this looks like an OpenAI chat request; write {"request": {"contents": '
+                    '[{"role": '
+                    '"user", "parts": [{"text": "..."}]}]}}'
+                )
             else:
-                hint = "a line holds only \"request\" and an optional \"key\""
-            problems.append(("schema", _path((None, name)), f"{shown(name)} is not allowed at the top of a line; {hint}"))
+                hint = 'a line holds only "request" and an optional "key"'
+            problems.append(
+                (
+                    "schema",
+                    _path((None, name)),
+                    f"{shown(name)} is not allowed at the top of a line; {hint}",
+                )
+            )
     request, lists = obj.get("request"), False
     if request is None:
         if not problems:
-            problems.append(("missing_request", "request", "the line has no \"request\"; write "
-                             "{\"request\": {\"contents\": [...]}}"))
+            problems.append(
+                (
+                    "missing_request",
+                    "request",
+                    'the line has no "request"; write {"request": {"contents": [...]}}',
+                )
+            )
     else:
         found, lists = _request_problems(request)
         problems.extend(found)

@@ -63,14 +63,25 @@ def cmd_validate(args, config: Config) -> int:
             jobs = len(report["jobs"])
             plan = f", {jobs} jobs" if jobs > 1 else ""
             family = report["family"]
-            fmt = {("openai", "gemini"): ", OpenAI Batch lines (converted for Gemini)", ("gemini", "gemini"): ""}.get(
-                (report["format"], family), f", {report['format']} lines" if report["format"] else "")
+            fmt = {
+                ("openai", "gemini"): ", OpenAI Batch lines (converted for Gemini)",
+                ("gemini", "gemini"): "",
+            }.get(
+                (report["format"], family),
+                f", {report['format']} lines" if report["format"] else "",
+            )
             model = args.model or config.model
-            print(f"ok  {name}: {report['requests']:,} requests, valid for {model} ({family}){plan}{fmt}")
+            print(
+                f"ok  {name}: {report['requests']:,} requests, valid for {model} "
+                f"({family}){plan}{fmt}"
+            )
         else:
             n = report["error_count"]
-            print(f"invalid  {name}: {n:,} error{'s' if n != 1 else ''} in {report['requests']:,} requests "
-                  f"({report['lines']:,} lines)")
+            print(
+                f"invalid  {name}: {n:,} error{'s' if n != 1 else ''} in {report['requests']:,} "
+                f"requests "
+                f"({report['lines']:,} lines)"
+            )
             print_report_errors(report)
     return 0 if report["valid"] else 1
 
@@ -82,21 +93,31 @@ def cmd_local(args, config: Config) -> int:
     if args.action == "up":
         start = time.monotonic()
         try:
-            running = local.up(config, responder_url=args.responder_url, responder_model=args.responder_model,
-                               iam=args.iam == "on")
+            running = local.up(
+                config,
+                responder_url=args.responder_url,
+                responder_model=args.responder_model,
+                iam=args.iam == "on",
+            )
         except local.StackError as exc:
             raise UsageError(str(exc)) from None
         if args.json:
             _print_json(running.public())
         else:
-            print(f"local stack up in {time.monotonic() - start:.1f} s: bucket gs://{running.bucket} "
-                  f"(storage {running.storage}), logs in {running.logs}")
+            print(
+                f"local stack up in {time.monotonic() - start:.1f} s: bucket gs://{running.bucket} "
+                f"(storage {running.storage}), logs in {running.logs}"
+            )
         return 0
     if args.action == "down":
         stopped = local.down(wipe=args.wipe)
         if not args.json:
-            kept = "the local bucket's files were deleted" if args.wipe else \
-                "the local bucket's files are kept for the next `up` (`down --wipe` deletes them)"
+            kept = (
+                "the local bucket's files were deleted"
+                if args.wipe
+                else "the local bucket's files are kept for the next `up` (`down --wipe` deletes "
+                "them)"
+            )
             print(("local stack stopped; " if stopped else "no local stack was running; ") + kept)
         return 0
     running = local.status()
@@ -110,24 +131,44 @@ def cmd_local(args, config: Config) -> int:
         _print_json(running.public())
     else:
         print(f"local stack: project {running.project}, bucket gs://{running.bucket}")
-        print(f"  storage   {running.storage}\n  pubsub    {running.pubsub}\n  vertex    {running.vertex}")
+        print(
+            f"  storage   {running.storage}\n  pubsub    {running.pubsub}\n  vertex    "
+            f"{running.vertex}"
+        )
         for name, port in running.ports.items():
             if name in local.FUNCTIONS:
                 print(f"  function  {local.FUNCTIONS[name]:<14} http://127.0.0.1:{port}")
         print(f"  topics    {', '.join(f'{k}={v}' for k, v in running.topics.items())}")
-        print(f"  iam       {'enforced: the grants of infra/' if running.iam else 'off (--iam off)'}; "
-              f"you are {OWNER}")
+        print(
+            f"  iam       "
+            f"{'enforced: the grants of infra/' if running.iam else 'off (--iam off)'}; "
+            f"you are {OWNER}"
+        )
         print(f"  logs      {running.logs}")
-        print("  to use it: eval \"$(dropbatch local env)\"")
+        print('  to use it: eval "$(dropbatch local env)"')
         from .local.overview import overview
 
         os.environ.update(running.client_env())
         seen = overview(running)
-        print("  batches   " + (", ".join(f"{n} {state}" for state, n in sorted(seen["batches"].items())) or "none yet"))
-        print("  backlog   " + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in seen["backlog"].items()))
-        print("  dead letters " + ", ".join(
-            f"{key} {d['messages']}" + (f" (batches {', '.join(d['batch_ids'])})" if d["batch_ids"] else "")
-            for key, d in seen["dead_letters"].items()))
+        print(
+            "  batches   "
+            + (
+                ", ".join(f"{n} {state}" for state, n in sorted(seen["batches"].items()))
+                or "none yet"
+            )
+        )
+        print(
+            "  backlog   "
+            + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in seen["backlog"].items())
+        )
+        print(
+            "  dead letters "
+            + ", ".join(
+                f"{key} {d['messages']}"
+                + (f" (batches {', '.join(d['batch_ids'])})" if d["batch_ids"] else "")
+                for key, d in seen["dead_letters"].items()
+            )
+        )
     return 0
 
 
@@ -147,8 +188,9 @@ def cmd_split(args, config: Config) -> int:
             raise UsageError(f"{path}: no such file")
     total = sum(os.path.getsize(f) for f in split._prediction_files(args.predictions))
     with _progress(not args.json and total > 20_000_000, "splitting", total) as advance:
-        manifest = split.split_local(args.input, args.predictions, args.out, config, progress=advance,
-                                     model=args.model)
+        manifest = split.split_local(
+            args.input, args.predictions, args.out, config, progress=advance, model=args.model
+        )
     if args.json:
         _print_json(manifest)
     else:
@@ -174,24 +216,36 @@ def _progress(enabled: bool, what: str, total: int):
 
     @contextlib.contextmanager
     def bar():
-        with rich.progress.Progress(*rich.progress.Progress.get_default_columns(),
-                                    rich.progress.DownloadColumn(), transient=True) as progress:
+        with rich.progress.Progress(
+            *rich.progress.Progress.get_default_columns(),
+            rich.progress.DownloadColumn(),
+            transient=True,
+        ) as progress:
             task = progress.add_task(what, total=total)
             yield lambda n: progress.advance(task, n)
+
     return bar()
 
 
 def print_summary(manifest: dict, seconds: float | None = None) -> None:
     c, u = manifest["counts"], manifest["usage"]
     took = f" in {seconds:.1f} s" if seconds is not None else ""
-    print(f"{manifest['state']}{took}: {c['succeeded']:,} of {c['total']:,} succeeded, {c['failed']:,} failed, "
-          f"{c['missing']:,} missing")
+    print(
+        f"{manifest['state']}{took}: {c['succeeded']:,} of {c['total']:,} succeeded, "
+        f"{c['failed']:,} failed, "
+        f"{c['missing']:,} missing"
+    )
     if c.get("duplicate_outputs") or c.get("unmatched_outputs"):
-        print(f"  {c['duplicate_outputs']:,} duplicate and {c['unmatched_outputs']:,} unmatched output lines "
-              "(counted, not used)")
+        print(
+            f"  {c['duplicate_outputs']:,} duplicate and {c['unmatched_outputs']:,} unmatched "
+            f"output lines "
+            "(counted, not used)"
+        )
     thinking = f", {u['thoughts_tokens']:,} thinking" if u.get("thoughts_tokens") else ""
-    print(f"  tokens: {u['prompt_tokens']:,} prompt, {u['candidates_tokens']:,} output{thinking}, "
-          f"{u['total_tokens']:,} total")
+    print(
+        f"  tokens: {u['prompt_tokens']:,} prompt, {u['candidates_tokens']:,} output{thinking}, "
+        f"{u['total_tokens']:,} total"
+    )
     if manifest.get("cost"):
         print(f"  cost: {format_cost(manifest['cost'])}")
     print(f"  results: {manifest['results_prefix']}")
@@ -202,16 +256,23 @@ def print_summary(manifest: dict, seconds: float | None = None) -> None:
 def format_cost(cost: dict) -> str:
     if cost.get("estimated") is None:
         return f"not estimated ({cost.get('note') or 'no price'})"
-    return (f"about {cost['estimated']:.4f} {cost['currency']} as a batch ({cost['online_equivalent']:.4f} online), "
-            f"{cost['model']} prices of {cost['price_date']}")
+    return (
+        f"about {cost['estimated']:.4f} {cost['currency']} as a batch "
+        f"({cost['online_equivalent']:.4f} online), "
+        f"{cost['model']} prices of {cost['price_date']}"
+    )
 
 
-NO_TARGET = ("no local stack is running and DROPBATCH_BUCKET is not set: point dropbatch at a deployment with "
-             "DROPBATCH_PROJECT and DROPBATCH_BUCKET, or start the local stack with `dropbatch local up`")
+NO_TARGET = (
+    "no local stack is running and DROPBATCH_BUCKET is not set: point dropbatch at a deployment "
+    "with "
+    "DROPBATCH_PROJECT and DROPBATCH_BUCKET, or start the local stack with `dropbatch local up`"
+)
 
 
 def _target(start: bool = False) -> Config:
-    """The running local stack, else the deployment configured in DROPBATCH_*; only `run` may start a stack."""
+    """The running local stack, else the deployment configured in DROPBATCH_*; only `run` may start
+    a stack."""
     from .local import stack as local
 
     running = local.status()
@@ -248,13 +309,15 @@ def cmd_run(args, config: Config) -> int:
     args.wait = args.wait or bool(args.out)
     config = _target(start=True)
     store = Store(config)
-    name = config.incoming_prefix + (table.rsplit(".", 2)[-1] + tablesource.POINTER_SUFFIX if table
-                                     else os.path.basename(path))
+    name = config.incoming_prefix + (
+        table.rsplit(".", 2)[-1] + tablesource.POINTER_SUFFIX if table else os.path.basename(path)
+    )
     blob = store.client.bucket(config.bucket).blob(name)
     if args.model:
         blob.metadata = {"model": args.model}
     started = time.monotonic()
-    if table:  # a pointer file: the submit function reads the table (docs/contracts.md, Tables as input)
+    # a pointer file: the submit function reads the table (docs/contracts.md, Tables as input)
+    if table:
         pointer = {"table": path, **({"key_column": args.key_column} if args.key_column else {})}
         blob.upload_from_string(orjson.dumps(pointer), content_type="application/json")
     else:
@@ -262,7 +325,9 @@ def cmd_run(args, config: Config) -> int:
     batch_id = keys.batch_id(config.bucket, name, blob.generation)
     if not args.json:
         print(f"uploaded gs://{config.bucket}/{name} -> batch {batch_id}")
-    doc = watch(store, batch_id, args.wait, quiet=args.json, partial_out=args.out if args.partial else "")
+    doc = watch(
+        store, batch_id, args.wait, quiet=args.json, partial_out=args.out if args.partial else ""
+    )
     seconds = time.monotonic() - started
     state = doc.final_state or doc.state
     if state == "rejected":
@@ -270,15 +335,24 @@ def cmd_run(args, config: Config) -> int:
         if args.json:
             _print_json({"batch_id": batch_id, "state": state, "report": report})
         else:
-            print(f"rejected: {report['error_count']:,} error(s) in {report['requests']:,} requests")
+            print(
+                f"rejected: {report['error_count']:,} error(s) in {report['requests']:,} requests"
+            )
             print_report_errors(report)
         return 1
     if not args.wait or doc.state not in ("done",):
         if args.json:
             _print_json({"batch_id": batch_id, "state": state, "error": doc.error})
         else:
-            print(f"{state}: batch {batch_id}" + (f" ({doc.error})" if doc.error else "")
-                  + ("; follow it with `dropbatch status " + batch_id + "`" if state == "submitted" else ""))
+            print(
+                f"{state}: batch {batch_id}"
+                + (f" ({doc.error})" if doc.error else "")
+                + (
+                    "; follow it with `dropbatch status " + batch_id + "`"
+                    if state == "submitted"
+                    else ""
+                )
+            )
         return 1 if state == "failed" else 0
     manifest, _ = store.read_json(store.path(batch_id, layout.MANIFEST))
     if args.out:
@@ -290,20 +364,38 @@ def cmd_run(args, config: Config) -> int:
     else:
         print_summary(manifest, seconds)
         if args.out:
-            print(f"  downloaded to {os.path.join(args.out, layout.RESULTS_FILE)} (one line per request, in input order)"
-                  + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else "")
-                  + (f"; as an OpenAI Batch output file: {os.path.join(args.out, OPENAI_OUTPUT)}"
-                     if args.format == "openai" else ""))
+            print(
+                f"  downloaded to {os.path.join(args.out, layout.RESULTS_FILE)} (one line per "
+                f"request, in input order)"
+                + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else "")
+                + (
+                    f"; as an OpenAI Batch output file: {os.path.join(args.out, OPENAI_OUTPUT)}"
+                    if args.format == "openai"
+                    else ""
+                )
+            )
     return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
 
 
-STAGES = {"claimed": "validating", "staged": "submitting", "submitted": "running", "splitting": "splitting"}
+STAGES = {
+    "claimed": "validating",
+    "staged": "submitting",
+    "submitted": "running",
+    "splitting": "splitting",
+}
 
 
-def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float = 3600, partial_out: str = "") -> dict:
-    """Follow the ledger until submitted (or, with wait, until done), with a live progress bar on a terminal:
-    the stage, the jobs' states, and the results written so far out of the total; with `partial_out`, keep
-    DIR/results.jsonl current meanwhile (write_partial)."""
+def watch(
+    store,
+    batch_id: str,
+    wait: bool,
+    quiet: bool = False,
+    timeout: float = 3600,
+    partial_out: str = "",
+) -> dict:
+    """Follow the ledger until submitted (or, with wait, until done), with a live progress bar on a
+    terminal: the stage, the jobs' states, and the results written so far out of the total; with
+    `partial_out`, keep DIR/results.jsonl current meanwhile (write_partial)."""
     deadline = time.monotonic() + timeout
     progress = task = None
     next_partial = next_count = 0.0
@@ -311,9 +403,14 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
     if not quiet and sys.stderr.isatty():
         import rich.progress
 
-        progress = rich.progress.Progress(rich.progress.SpinnerColumn(), rich.progress.TextColumn("{task.description}"),
-                                          rich.progress.BarColumn(), rich.progress.MofNCompleteColumn(),
-                                          rich.progress.TimeElapsedColumn(), transient=True)
+        progress = rich.progress.Progress(
+            rich.progress.SpinnerColumn(),
+            rich.progress.TextColumn("{task.description}"),
+            rich.progress.BarColumn(),
+            rich.progress.MofNCompleteColumn(),
+            rich.progress.TimeElapsedColumn(),
+            transient=True,
+        )
         progress.start()
         task = progress.add_task("waiting for the upload event", total=None)
     try:
@@ -321,51 +418,88 @@ def watch(store, batch_id: str, wait: bool, quiet: bool = False, timeout: float 
             doc, _ = store.read_ledger(batch_id)
             if doc:
                 state = doc.state
-                if state in ("done", "rejected", "failed") or (not wait and state not in ("claimed", "staged")):
+                if state in ("done", "rejected", "failed") or (
+                    not wait and state not in ("claimed", "staged")
+                ):
                     return doc
-                if partial_out and state in ("submitted", "splitting") and time.monotonic() >= next_partial:
+                if (
+                    partial_out
+                    and state in ("submitted", "splitting")
+                    and time.monotonic() >= next_partial
+                ):
                     write_partial(store, doc, partial_out)
                     next_partial = time.monotonic() + PARTIAL_EVERY_S
-                if progress and state in ("submitted", "splitting") and time.monotonic() >= next_count:
+                if (
+                    progress
+                    and state in ("submitted", "splitting")
+                    and time.monotonic() >= next_count
+                ):
                     from .splits import arrived
 
-                    got = arrived(store, doc)  # results written so far, not only Vertex's completion stats
+                    # results written so far, not only Vertex's completion stats
+                    got = arrived(store, doc)
                     finished, next_count = got["succeeded"] + got["failed"], time.monotonic() + 2
                 if progress:
-                    jobs = ", ".join(sorted({(p.state or "waiting").replace("JOB_STATE_", "").lower()
-                                             for p in doc.parts if p.round == doc.round})) or "-"
+                    jobs = (
+                        ", ".join(
+                            sorted(
+                                {
+                                    (p.state or "waiting").replace("JOB_STATE_", "").lower()
+                                    for p in doc.parts
+                                    if p.round == doc.round
+                                }
+                            )
+                        )
+                        or "-"
+                    )
                     round_ = f" (retry round {doc.round})" if doc.round else ""
-                    progress.update(task, description=f"{STAGES.get(state, state)}{round_}: jobs {jobs}",
-                                    total=sum(p.requests for p in doc.parts if p.round == doc.round)
-                                    or None, completed=finished)
+                    progress.update(
+                        task,
+                        description=f"{STAGES.get(state, state)}{round_}: jobs {jobs}",
+                        total=sum(p.requests for p in doc.parts if p.round == doc.round) or None,
+                        completed=finished,
+                    )
             time.sleep(0.3)
     finally:
         if progress:
             progress.stop()
-    raise UsageError(f"batch {batch_id} did not finish within {timeout:.0f} s; follow it with "
-                     f"`dropbatch status {batch_id}`")
+    raise UsageError(
+        f"batch {batch_id} did not finish within {timeout:.0f} s; follow it with "
+        f"`dropbatch status {batch_id}`"
+    )
 
 
 PARTIAL_EVERY_S = 5.0
 
 
 def write_partial(store, doc: Ledger, out: str) -> int:
-    """DIR/results.jsonl while the batch runs: one line per request in the file's order, each with `final`: its
-    result object when one is written (final when it succeeded; a failure may still be retried), else
-    {"key", "status": "pending", "final": false}. Written to a temporary name and renamed, so a reader never
-    sees half a file; the end's download replaces it. Returns how many results were there."""
+    """DIR/results.jsonl while the batch runs: one line per request in the file's order, each with
+    `final`: its result object when one is written (final when it succeeded; a failure may still be
+    retried), else {"key", "status": "pending", "final": false}. Written to a temporary name and
+    renamed, so a reader never sees half a file; the end's download replaces it. Returns how many
+    results were there."""
     import concurrent.futures
 
     from .keys import key_width, line_key
 
     keys = []
     for p in sorted((p for p in doc.parts if p.round == 0), key=lambda p: p.first_line):
-        sidecar = store.bucket.blob(store.path(doc.batch_id, layout.staged(p) + ".keys.jsonl")).download_as_bytes()
-        keys += [key or line_key(line, key_width(doc.lines)) for line, key, _ in map(orjson.loads, sidecar.splitlines())]
+        sidecar = store.bucket.blob(
+            store.path(doc.batch_id, layout.staged(p) + ".keys.jsonl")
+        ).download_as_bytes()
+        keys += [
+            key or line_key(line, key_width(doc.lines))
+            for line, key, _ in map(orjson.loads, sidecar.splitlines())
+        ]
     prefix = store.path(doc.batch_id, layout.RESULTS)
     present = [b for b in store.client.list_blobs(store.bucket, prefix=prefix)]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        got = dict(zip((b.name[len(prefix):-5] for b in present), pool.map(lambda b: b.download_as_bytes(), present)))
+        got = dict(
+            zip(
+                (b.name[len(prefix) : -5] for b in present),
+                pool.map(lambda b: b.download_as_bytes(), present),
+            )
+        )
     os.makedirs(out, exist_ok=True)
     tmp = os.path.join(out, layout.RESULTS_FILE + ".partial")
     with open(tmp, "wb") as f:
@@ -380,33 +514,48 @@ OPENAI_OUTPUT = "results.openai.jsonl"
 
 
 def write_openai(out: str) -> None:
-    """DIR/results.openai.jsonl from DIR/results.jsonl: one OpenAI Batch output line per request, in order."""
+    """DIR/results.openai.jsonl from DIR/results.jsonl: one OpenAI Batch output line per request, in
+    order."""
     from .openai_batch import output_line
 
-    with open(os.path.join(out, layout.RESULTS_FILE), "rb") as src, open(os.path.join(out, OPENAI_OUTPUT), "wb") as dst:
+    with (
+        open(os.path.join(out, layout.RESULTS_FILE), "rb") as src,
+        open(os.path.join(out, OPENAI_OUTPUT), "wb") as dst,
+    ):
         for raw in src:
             dst.write(orjson.dumps(output_line(orjson.loads(raw))) + b"\n")
 
 
 def download_results(store, batch_id: str, out: str, per_key: bool = False) -> None:
-    """results.jsonl (one object, in input order), errors.jsonl, manifest.json and report.json; with per_key,
-    DIR/results/KEY.json written locally from results.jsonl (the same objects as in the bucket)."""
+    """results.jsonl (one object, in input order), errors.jsonl, manifest.json and report.json; with
+    per_key, DIR/results/KEY.json written locally from results.jsonl (the same objects as in the
+    bucket)."""
     from google.cloud.storage import transfer_manager
 
     prefix = store.path(batch_id, "")
     os.makedirs(out, exist_ok=True)
     results = store.bucket.get_blob(prefix + layout.RESULTS_FILE)
     if results is not None:
-        with _progress(results.size > 20_000_000, "downloading results.jsonl", results.size) as advance, \
-                results.open("rb", chunk_size=32 << 20) as src, open(os.path.join(out, layout.RESULTS_FILE), "wb") as dst:
+        with (
+            _progress(
+                results.size > 20_000_000, "downloading results.jsonl", results.size
+            ) as advance,
+            results.open("rb", chunk_size=32 << 20) as src,
+            open(os.path.join(out, layout.RESULTS_FILE), "wb") as dst,
+        ):
             while chunk := src.read(8 << 20):
                 dst.write(chunk)
                 if advance:
                     advance(len(chunk))
     names = [layout.ERRORS, layout.MANIFEST, layout.REPORT]
-    done = transfer_manager.download_many_to_path(store.bucket, names, destination_directory=out,
-                                                  blob_name_prefix=prefix, max_workers=4,
-                                                  worker_type=transfer_manager.THREAD)
+    done = transfer_manager.download_many_to_path(
+        store.bucket,
+        names,
+        destination_directory=out,
+        blob_name_prefix=prefix,
+        max_workers=4,
+        worker_type=transfer_manager.THREAD,
+    )
     failed = [r for r in done if isinstance(r, Exception)]
     if failed:
         raise UsageError(f"{len(failed)} downloads failed, first: {failed[0]}")
@@ -421,7 +570,8 @@ def download_results(store, batch_id: str, out: str, per_key: bool = False) -> N
 
 
 def _batch(batch_id: str):
-    """(store, ledger) of a batch named on the command line; a usage error when it is not a batch id or none."""
+    """(store, ledger) of a batch named on the command line; a usage error when it is not a batch id
+    or none."""
     from .ledger import Store
 
     if not is_batch_id(batch_id):
@@ -442,14 +592,18 @@ def cmd_status(args, config: Config) -> int:
     print(f"{doc.batch_id}: {state}  ({doc.source}, {doc.requests or 0:,} requests)")
     for p in doc.parts:
         stats = p.completion_stats or {}
-        print(f"  part {p.index} round {p.round}: {(p.state or 'waiting').replace('JOB_STATE_', '')}"
-              f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.job or ''}")
+        print(
+            f"  part {p.index} round {p.round}: {(p.state or 'waiting').replace('JOB_STATE_', '')}"
+            f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.job or ''}"
+        )
     if doc.state in ("submitted", "splitting"):
         from .splits import arrived
 
         got, total = arrived(store, doc), sum(p.requests for p in doc.parts if p.round == doc.round)
-        print(f"  results so far: {got['succeeded']:,} succeeded, {got['failed']:,} failed of {total:,}"
-              + (f" (round {doc.round})" if doc.round else ""))
+        print(
+            f"  results so far: {got['succeeded']:,} succeeded, {got['failed']:,} failed of "
+            f"{total:,}" + (f" (round {doc.round})" if doc.round else "")
+        )
     if doc.counts:
         print(f"  counts: {doc.counts}")
     if doc.cost:
@@ -479,53 +633,86 @@ def cmd_list(args, config: Config) -> int:
 
     store = Store(_target())
     rows = []
-    for doc in store.ledgers(parse_since(args.since) if args.since else None,
-                             args.limit or (None if args.since else 50)):
+    for doc in store.ledgers(
+        parse_since(args.since) if args.since else None, args.limit or (None if args.since else 50)
+    ):
         usage = doc.usage or {}
-        rows.append({"batch_id": doc.batch_id, "state": doc.final_state or doc.state,
-                     "source": doc.source, "requests": doc.requests, "created": doc.created,
-                     "model": doc.model, "tokens": usage.get("total_tokens"),
-                     "cost": (doc.cost or {}).get("estimated")})
-    totals = {"batches": len(rows), "requests": sum(r["requests"] or 0 for r in rows),
-              "tokens": sum(r["tokens"] or 0 for r in rows), "cost": round(sum(r["cost"] or 0 for r in rows), 6),
-              "currency": "USD", "unpriced": sum(1 for r in rows if r["cost"] is None)}
+        rows.append(
+            {
+                "batch_id": doc.batch_id,
+                "state": doc.final_state or doc.state,
+                "source": doc.source,
+                "requests": doc.requests,
+                "created": doc.created,
+                "model": doc.model,
+                "tokens": usage.get("total_tokens"),
+                "cost": (doc.cost or {}).get("estimated"),
+            }
+        )
+    totals = {
+        "batches": len(rows),
+        "requests": sum(r["requests"] or 0 for r in rows),
+        "tokens": sum(r["tokens"] or 0 for r in rows),
+        "cost": round(sum(r["cost"] or 0 for r in rows), 6),
+        "currency": "USD",
+        "unpriced": sum(1 for r in rows if r["cost"] is None),
+    }
     if args.json:
-        _print_json({"since": args.since, "totals": totals, "batches": rows} if args.since else rows)
+        _print_json(
+            {"since": args.since, "totals": totals, "batches": rows} if args.since else rows
+        )
         return 0
     for r in rows:
         cost = f"{r['cost']:.4f}" if r["cost"] is not None else "-"
-        print(f"{r['created'][:19]}  {r['state']:<20} {r['batch_id']:<52} {r['requests'] or 0:>9,} "
-              f"{cost:>10}  {r['source']}")
+        print(
+            f"{r['created'][:19]}  {r['state']:<20} {r['batch_id']:<52} {r['requests'] or 0:>9,} "
+            f"{cost:>10}  {r['source']}"
+        )
     if not rows:
         print("no batches yet" if not args.since else f"no batches in the last {args.since}")
     if args.since:
-        print(f"last {args.since}: {totals['batches']:,} batches, {totals['requests']:,} requests, "
-              f"{totals['tokens']:,} tokens, about {totals['cost']:.4f} USD"
-              + (f" ({totals['unpriced']} still running or unpriced)" if totals["unpriced"] else ""))
+        print(
+            f"last {args.since}: {totals['batches']:,} batches, {totals['requests']:,} requests, "
+            f"{totals['tokens']:,} tokens, about {totals['cost']:.4f} USD"
+            + (f" ({totals['unpriced']} still running or unpriced)" if totals["unpriced"] else "")
+        )
     return 0
 
 
 def cmd_resume(args, config: Config) -> int:
-    """Send a finished batch's requests that have no succeeded result as one more round of the same batch (a
-    `resume_round` task for the split function, docs/contracts.md); with --wait, follow it to its new end."""
+    """Send a finished batch's requests that have no succeeded result as one more round of the same
+    batch (a `resume_round` task for the split function, docs/contracts.md); with --wait, follow it
+    to its new end."""
     from . import batch, notify, retry
 
     store, doc = _batch(args.batch_id)
     if doc.state != batch.DONE:
-        raise UsageError(f"batch {args.batch_id} is {doc.final_state or doc.state}: only a batch that ended "
-                         "after its jobs ran can be resumed")
+        raise UsageError(
+            f"batch {args.batch_id} is {doc.final_state or doc.state}: only a batch that ended "
+            "after its jobs ran can be resumed"
+        )
     wanted = sum(1 for _ in retry.resumable(store, doc)) if doc.parts else 0
     if not wanted:
-        print(f"{args.batch_id}: nothing to resume (every request has its result or failed for good)")
+        print(
+            f"{args.batch_id}: nothing to resume (every request has its result or failed for good)"
+        )
         return 0
-    notify.send_split_task(store.config, ResumeTask(batch_id=args.batch_id, resume_round=doc.round + 1))
+    notify.send_split_task(
+        store.config, ResumeTask(batch_id=args.batch_id, resume_round=doc.round + 1)
+    )
     if not args.json:
-        print(f"resuming {args.batch_id} ({doc.final_state}): {wanted:,} requests in round {doc.round + 1}")
+        print(
+            f"resuming {args.batch_id} ({doc.final_state}): {wanted:,} requests in round "
+            f"{doc.round + 1}"
+        )
     deadline = time.monotonic() + 120
     while getattr(store.read_ledger(args.batch_id)[0], "round", None) == doc.round:
         if time.monotonic() > deadline:
-            raise UsageError(f"the resume of {args.batch_id} was not taken up within 120 s; is the split function "
-                             "running?")
+            raise UsageError(
+                f"the resume of {args.batch_id} was not taken up within 120 s; is the split "
+                f"function "
+                "running?"
+            )
         time.sleep(0.3)
     if not args.wait:
         if args.json:
@@ -541,14 +728,20 @@ def cmd_resume(args, config: Config) -> int:
 
 
 def cmd_cancel(args, config: Config) -> int:
-    """Cancel a batch in any state: before its jobs exist it ends at once; running jobs are cancelled at Vertex
-    (best effort: a job may still finish); partial results are split either way."""
+    """Cancel a batch in any state: before its jobs exist it ends at once; running jobs are
+    cancelled at Vertex (best effort: a job may still finish); partial results are split either way.
+    """
     from . import batch, vertex
     from .errors import PermanentError
 
     store, doc = _batch(args.batch_id)
-    doc = store.update_ledger(args.batch_id, lambda d: False if d.state in batch.FINISHED else
-                              d.set(cancel_requested=True)) or doc
+    doc = (
+        store.update_ledger(
+            args.batch_id,
+            lambda d: False if d.state in batch.FINISHED else d.set(cancel_requested=True),
+        )
+        or doc
+    )
     if doc.state in batch.FINISHED:
         print(f"{args.batch_id} has already ended: {doc.final_state or doc.state}")
         return 0
@@ -558,13 +751,17 @@ def cmd_cancel(args, config: Config) -> int:
             try:
                 vertex.cancel_job(store.config, p.job)
                 cancelled += 1
-            except PermanentError:  # already ended, or deleted at Vertex: the sweep records what it finds
+            # already ended, or deleted at Vertex: the sweep records what it finds
+            except PermanentError:
                 gone += 1
     if doc.state in batch.SUBMITTING and not any(p.job for p in doc.parts):
         print(f"cancel requested for {args.batch_id}: it ends before any job is created")
     else:
-        print(f"cancel requested for {cancelled} job(s) of {args.batch_id}"
-              + (f" ({gone} already gone)" if gone else "") + "; partial results will still be split")
+        print(
+            f"cancel requested for {cancelled} job(s) of {args.batch_id}"
+            + (f" ({gone} already gone)" if gone else "")
+            + "; partial results will still be split"
+        )
     return 0
 
 
@@ -576,34 +773,78 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dropbatch", description="Drop a JSONL file of Gemini requests; get one result per request.")
+    parser = _Parser(
+        prog="dropbatch",
+        description="Drop a JSONL file of Gemini requests; get one result per request.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("validate", help="check a batch file: every problem, by line")
     p.add_argument("file")
-    p.add_argument("--model", help="check the file for this model's family: Gemini, embeddings (gemini-embedding-*, "
-                   "text-embedding-*), Claude (claude-*), open models (meta/llama-*); default DROPBATCH_MODEL")
+    p.add_argument(
+        "--model",
+        help="check the file for this model's family: Gemini, embeddings (gemini-embedding-*, "
+        "text-embedding-*), Claude (claude-*), open models (meta/llama-*); default DROPBATCH_MODEL",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("split", help="split a job's prediction files into one result per request (local files)")
+    p = sub.add_parser(
+        "split", help="split a job's prediction files into one result per request (local files)"
+    )
     p.add_argument("--input", required=True, help="the JSONL file the job was given")
-    p.add_argument("--predictions", required=True, nargs="+", help="prediction JSONL files or directories")
-    p.add_argument("--out", required=True, help="directory for KEY.json, results.jsonl, errors.jsonl, manifest.json")
-    p.add_argument("--model", help="the model the job ran (its family decides the formats; default DROPBATCH_MODEL)")
+    p.add_argument(
+        "--predictions", required=True, nargs="+", help="prediction JSONL files or directories"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="directory for KEY.json, results.jsonl, errors.jsonl, manifest.json",
+    )
+    p.add_argument(
+        "--model",
+        help="the model the job ran (its family decides the formats; default DROPBATCH_MODEL)",
+    )
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=cmd_split)
-    p = sub.add_parser("run", help="upload a file (or point at a BigQuery table) on the running stack (or start "
-                       "one) and follow it")
-    p.add_argument("file", help="a .jsonl or .jsonl.gz file, or bq://PROJECT.DATASET.TABLE with a request column")
-    p.add_argument("--key-column", help="with bq://: the column whose value keys each row (default: the row number)")
-    p.add_argument("--model", help="the model for this file, any family `validate --model` names (default: "
-                   "DROPBATCH_MODEL)")
-    p.add_argument("--wait", action="store_true", help="wait for the results, not only the submission")
-    p.add_argument("--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)")
-    p.add_argument("--per-key", action="store_true", help="with --out: also write results/KEY.json per request")
-    p.add_argument("--format", choices=("dropbatch", "openai"), default="dropbatch", help="with --out: openai also "
-                   "writes DIR/results.openai.jsonl, the results as an OpenAI Batch output file")
-    p.add_argument("--partial", action="store_true", help="with --out: keep DIR/results.jsonl current while the batch "
-                   "runs (every request's line, marked final or pending); the end replaces it")
+    p = sub.add_parser(
+        "run",
+        help="upload a file (or point at a BigQuery table) on the running stack (or start "
+        "one) and follow it",
+    )
+    p.add_argument(
+        "file",
+        help="a .jsonl or .jsonl.gz file, or bq://PROJECT.DATASET.TABLE with a request column",
+    )
+    p.add_argument(
+        "--key-column",
+        help="with bq://: the column whose value keys each row (default: the row number)",
+    )
+    p.add_argument(
+        "--model",
+        help="the model for this file, any family `validate --model` names (default: "
+        "DROPBATCH_MODEL)",
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="wait for the results, not only the submission"
+    )
+    p.add_argument(
+        "--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)"
+    )
+    p.add_argument(
+        "--per-key", action="store_true", help="with --out: also write results/KEY.json per request"
+    )
+    p.add_argument(
+        "--format",
+        choices=("dropbatch", "openai"),
+        default="dropbatch",
+        help="with --out: openai also "
+        "writes DIR/results.openai.jsonl, the results as an OpenAI Batch output file",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --out: keep DIR/results.jsonl current while the batch "
+        "runs (every request's line, marked final or pending); the end replaces it",
+    )
     p.add_argument("--json", action="store_true", help="print the manifest (or report) as JSON")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="the state of one batch")
@@ -611,28 +852,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("list", help="recent batches")
-    p.add_argument("--limit", type=int, default=None, help="at most this many, newest first (default 50; all with --since)")
-    p.add_argument("--since", help="only batches received in this window (90m, 24h, 7d), with their totals")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most this many, newest first (default 50; all with --since)",
+    )
+    p.add_argument(
+        "--since", help="only batches received in this window (90m, 24h, 7d), with their totals"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("resume", help="send a finished batch's requests without a succeeded result again (after "
-                       "expired, cancelled or transient failures), as one more round of the same batch")
+    p = sub.add_parser(
+        "resume",
+        help="send a finished batch's requests without a succeeded result again (after "
+        "expired, cancelled or transient failures), as one more round of the same batch",
+    )
     p.add_argument("batch_id")
     p.add_argument("--wait", action="store_true", help="follow the round to the batch's new end")
-    p.add_argument("--json", action="store_true", help="print the manifest (or the round started) as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print the manifest (or the round started) as JSON"
+    )
     p.set_defaults(func=cmd_resume)
-    p = sub.add_parser("cancel", help="cancel the running jobs of a batch (partial results are still split)")
+    p = sub.add_parser(
+        "cancel", help="cancel the running jobs of a batch (partial results are still split)"
+    )
     p.add_argument("batch_id")
     p.set_defaults(func=cmd_cancel)
     p = sub.add_parser("local", help="start, stop or describe the embedded local stack")
     p.add_argument("action", choices=["up", "down", "status", "env"])
-    p.add_argument("--json", action="store_true", help="print what a client needs to reach the stack, as JSON")
-    p.add_argument("--responder-url", default="", help="up: answer with any OpenAI-compatible endpoint "
-                   "(e.g. http://127.0.0.1:8000/v1) instead of the deterministic local responder")
-    p.add_argument("--responder-model", default="local", help="up: the model name sent to --responder-url")
+    p.add_argument(
+        "--json", action="store_true", help="print what a client needs to reach the stack, as JSON"
+    )
+    p.add_argument(
+        "--responder-url",
+        default="",
+        help="up: answer with any OpenAI-compatible endpoint "
+        "(e.g. http://127.0.0.1:8000/v1) instead of the deterministic local responder",
+    )
+    p.add_argument(
+        "--responder-model", default="local", help="up: the model name sent to --responder-url"
+    )
     p.add_argument("--wipe", action="store_true", help="down: also delete the local bucket's files")
-    p.add_argument("--iam", choices=("on", "off"), default="on", help="up: refuse (403) what infra/'s grants do not "
-                   "allow each function's service account (default on; off for debugging)")
+    p.add_argument(
+        "--iam",
+        choices=("on", "off"),
+        default="on",
+        help="up: refuse (403) what infra/'s grants do not "
+        "allow each function's service account (default on; off for debugging)",
+    )
     p.set_defaults(func=lambda a, c: cmd_local_env(a, c) if a.action == "env" else cmd_local(a, c))
     return parser
 

@@ -16,7 +16,8 @@ class Config:
     project: str = "dropbatch-local"
     location: str = "us-central1"
     bucket: str = "dropbatch-local"  # where users drop files (incoming/)
-    results_bucket: str = ""  # where batches/ lives (ledgers, staged input, outputs, results); empty: `bucket`
+    # where batches/ lives (ledgers, staged input, outputs, results); empty: `bucket`
+    results_bucket: str = ""
     incoming_prefix: str = "incoming/"
     batches_prefix: str = "batches/"
     model: str = "gemini-2.5-flash"
@@ -24,8 +25,10 @@ class Config:
     split_topic: str = "dropbatch-split"
     sweep_topic: str = "dropbatch-sweep"
     uploads_topic: str = "dropbatch-uploads"
-    vertex_endpoint: str = ""  # empty: LOCATION-aiplatform.googleapis.com; local stack: http://127.0.0.1:PORT
-    # Vertex AI limits for one batch job input file: each model family's (families.py; Gemini 200,000 requests, 1 GB).
+    # empty: LOCATION-aiplatform.googleapis.com; local stack: http://127.0.0.1:PORT
+    vertex_endpoint: str = ""
+    # Vertex AI limits for one batch job input file: each model family's (families.py; Gemini
+    # 200,000 requests, 1 GB).
     max_job_requests: int = 0  # 0: the model family's own limit (families.py); set lower to cap it
     max_job_bytes: int = 0
     # Limits for one dropped file; past max_job_* a file becomes several jobs.
@@ -37,21 +40,28 @@ class Config:
     max_event_age_s: int = 24 * 3600
     max_concurrent_jobs: int = 8
     job_deadline_s: int = 96 * 3600
-    queue_limit_s: int = 72 * 3600  # Vertex AI expires a batch job queued this long (its batch prediction page)
+    # Vertex AI expires a batch job queued this long (its batch prediction page)
+    queue_limit_s: int = 72 * 3600
     claim_lease_s: int = 600
     split_budget_s: float = 480.0  # checkpoint and continue in a new task after this long
-    submit_budget_s: float = 480.0  # a submission checkpoints and continues in a new call after this long
+    # a submission checkpoints and continues in a new call after this long
+    submit_budget_s: float = 480.0
     retry_rounds: int = 1
-    list_settle_s: float = 60.0  # after a failed create, wait this long for Vertex's list to show what it made
-    progress_s: float = 300.0  # at most one `running` message a batch this often (status.send_progress)
-    outbox_retry_s: float = 60.0  # the sweep re-sends a queued message only this long after its last try
-    results_bucket_lines: int = 5_000  # results.jsonl is ordered in buckets of this many lines (ordered.py)
+    # after a failed create, wait this long for Vertex's list to show what it made
+    list_settle_s: float = 60.0
+    # at most one `running` message a batch this often (status.send_progress)
+    progress_s: float = 300.0
+    # the sweep re-sends a queued message only this long after its last try
+    outbox_retry_s: float = 60.0
+    # results.jsonl is ordered in buckets of this many lines (ordered.py)
+    results_bucket_lines: int = 5_000
     workers: int = 32
     prices: str = ""  # the price table's override (cost.py): a JSON object or a path to one
-    results_table: str = ""  # PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (table.py)
+    # PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (table.py)
+    results_table: str = ""
 
     @classmethod
-    def from_env(cls, environ=None, **overrides) -> "Config":
+    def from_env(cls, environ=None, **overrides) -> Config:
         environ = os.environ if environ is None else environ
         values = {}
         for field in dataclasses.fields(cls):
@@ -64,7 +74,9 @@ class Config:
                     values[field.name] = cast(raw.replace("_", ""))
                 except ValueError:
                     what = "a whole number" if cast is int else "a number"
-                    raise UsageError(f"DROPBATCH_{field.name.upper()}={raw!r} is not {what}") from None
+                    raise UsageError(
+                        f"DROPBATCH_{field.name.upper()}={raw!r} is not {what}"
+                    ) from None
             else:
                 values[field.name] = raw
         if "project" not in values and environ.get("GOOGLE_CLOUD_PROJECT"):

@@ -1,9 +1,11 @@
-"""What a batch cost: its tokens times the model's batch price, and what the same tokens cost online.
+"""What a batch cost: its tokens times the model's batch price, and what the same tokens cost
+online.
 
-The price table is prices.json (Vertex AI's public pricing page, with the date it was read); a deployment
-overrides or adds models with DROPBATCH_PRICES, a JSON object of the same shape or a path to one. Prompt tokens
-are priced as input; candidates and thinking tokens as output (the pricing page bills thinking as output).
-A model with no price gets `"estimated": null` and says why, never a made-up figure.
+The price table is prices.json (Vertex AI's public pricing page, with the date it was read); a
+deployment overrides or adds models with DROPBATCH_PRICES, a JSON object of the same shape or a path
+to one. Prompt tokens are priced as input; candidates and thinking tokens as output (the pricing
+page bills thinking as output). A model with no price gets `"estimated": null` and says why, never a
+made-up figure.
 """
 
 from __future__ import annotations
@@ -23,22 +25,31 @@ def _table(override: str) -> dict:
     table = orjson.loads(resources.files(__package__).joinpath("prices.json").read_bytes())
     if override:
         try:
-            extra = orjson.loads(override if override.lstrip().startswith("{") else open(override, "rb").read())
+            extra = orjson.loads(
+                override if override.lstrip().startswith("{") else open(override, "rb").read()
+            )
         except (OSError, orjson.JSONDecodeError) as exc:
-            raise UsageError(f"DROPBATCH_PRICES is neither a JSON object nor a readable JSON file: {exc}") from None
-        table = {**table, **{k: v for k, v in extra.items() if k != "models"},
-                 "models": {**table["models"], **extra.get("models", {})}}
+            raise UsageError(
+                f"DROPBATCH_PRICES is neither a JSON object nor a readable JSON file: {exc}"
+            ) from None
+        table = {
+            **table,
+            **{k: v for k, v in extra.items() if k != "models"},
+            "models": {**table["models"], **extra.get("models", {})},
+        }
     return table
 
 
 def prices(override: str = "") -> dict:
-    """The price table, with a deployment's override (Config.prices, DROPBATCH_PRICES) laid over it."""
+    """The price table, with a deployment's override (Config.prices, DROPBATCH_PRICES) laid over
+    it."""
     return _table(override)
 
 
 def model_key(model: str, models) -> str | None:
-    """The price table's entry for a model name or resource: the exact id, else the longest id it starts with
-    (gemini-2.5-flash-001 and gemini-2.5-flash-preview-05-20 are priced as gemini-2.5-flash)."""
+    """The price table's entry for a model name or resource: the exact id, else the longest id it
+    starts with (gemini-2.5-flash-001 and gemini-2.5-flash-preview-05-20 are priced as
+    gemini-2.5-flash)."""
     name = (model or "").rsplit("/", 1)[-1]
     if name in models:
         return name
@@ -47,17 +58,27 @@ def model_key(model: str, models) -> str | None:
 
 
 def estimate(model: str, usage: dict, table: dict) -> dict:
-    """{"currency", "estimated", "online_equivalent", "price_source", "price_date", "model"} for a batch's usage
-    (manifest["usage"]); rounded to a millionth of the currency."""
+    """{"currency", "estimated", "online_equivalent", "price_source", "price_date", "model"} for a
+    batch's usage (manifest["usage"]); rounded to a millionth of the currency."""
     key = model_key(model, table["models"])
-    cost = {"currency": table["currency"], "estimated": None, "online_equivalent": None,
-            "price_source": table["source"], "price_date": table["as_of"], "model": key}
+    cost = {
+        "currency": table["currency"],
+        "estimated": None,
+        "online_equivalent": None,
+        "price_source": table["source"],
+        "price_date": table["as_of"],
+        "model": key,
+    }
     if key is None:
         cost["note"] = "no price for this model in the price table (set DROPBATCH_PRICES)"
         return cost
     p = table["models"][key]
     tokens_in = usage.get("prompt_tokens", 0)
     tokens_out = usage.get("candidates_tokens", 0) + usage.get("thoughts_tokens", 0)
-    cost["estimated"] = round((tokens_in * p["batch_input"] + tokens_out * p["batch_output"]) / MILLION, 6)
-    cost["online_equivalent"] = round((tokens_in * p["input"] + tokens_out * p["output"]) / MILLION, 6)
+    cost["estimated"] = round(
+        (tokens_in * p["batch_input"] + tokens_out * p["batch_output"]) / MILLION, 6
+    )
+    cost["online_equivalent"] = round(
+        (tokens_in * p["input"] + tokens_out * p["output"]) / MILLION, 6
+    )
     return cost

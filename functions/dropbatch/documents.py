@@ -1,9 +1,11 @@
 """The documents the stages hand each other, as typed values: a batch's ledger and its parts
-(batches/BATCH_ID/ledger.json), the tasks on the split topic, and a part's split outcome (split/NAME.done.json).
+(batches/BATCH_ID/ledger.json), the tasks on the split topic, and a part's split outcome
+(split/NAME.done.json).
 
-batch.py's moves take and return them; ledger.Store reads them with their type and writes them as JSON (the
-shapes docs/contracts.md gives). A field a newer release added and an older one does not know is ignored on
-reading; a field nobody declared cannot be set (a typo is an AttributeError, not a silent new key).
+batch.py's moves take and return them; ledger.Store reads them with their type and writes them as
+JSON (the shapes docs/contracts.md gives). A field a newer release added and an older one does not
+know is ignored on reading; a field nobody declared cannot be set (a typo is an AttributeError, not
+a silent new key).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ class Document(msgspec.Struct, kw_only=True):
 
 
 class Part(Document):
-    """One job's share of a batch in one round: its lines, its staged input, and what the sweep last saw of its job."""
+    """One job's share of a batch in one round: its lines, its staged input, and what the sweep last
+    saw of its job."""
 
     index: int
     round: int
@@ -32,7 +35,8 @@ class Part(Document):
     state: str | None = None  # the job's JobState, from the sweep's last GET
     output_dir: str | None = None
     completion_stats: dict | None = None
-    error: dict | None = None  # the job's google.rpc.Status, or dropbatch's own for a refused or lost job
+    # the job's google.rpc.Status, or dropbatch's own for a refused or lost job
+    error: dict | None = None
     created: str | None = None
     ended: str | None = None
     split: str | None = None  # "done" once its results are written
@@ -41,11 +45,13 @@ class Part(Document):
     lost: bool = False  # the job can no longer be read
     stalled: str | None = None  # when it was found stuck past the job deadline
     partial_queued: str | None = None  # a partial split task in flight (while the job runs)
-    partial_seen: list | None = None  # [name, generation] of the output files that task was sent for
+    # [name, generation] of the output files that task was sent for
+    partial_seen: list | None = None
 
 
 class Ledger(Document):
-    """A batch: its state (batch.MOVES), its source, its parts over every round, and its messages' outbox."""
+    """A batch: its state (batch.MOVES), its source, its parts over every round, and its messages'
+    outbox."""
 
     batch_id: str
     state: str
@@ -83,7 +89,8 @@ class Ledger(Document):
 
 
 class SplitTask(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Split one part (docs/contracts.md, Split tasks): only the batch, part and round are trusted."""
+    """Split one part (docs/contracts.md, Split tasks): only the batch, part and round are
+    trusted."""
 
     batch_id: str
     part: int
@@ -133,7 +140,8 @@ class SplitDone(msgspec.Struct, kw_only=True):
     files: list[str] = []
     seconds: float = 0.0
     buckets: list[int] = []  # the first line of each ordered bucket
-    lines: list[int] | None = None  # a retry round's lines, which replace the earlier rounds' answers
+    # a retry round's lines, which replace the earlier rounds' answers
+    lines: list[int] | None = None
 
 
 def plain(value):

@@ -1,4 +1,5 @@
-"""One exception hierarchy: transient errors are retried by the platform, permanent ones are recorded."""
+"""One exception hierarchy: transient errors are retried by the platform, permanent ones are
+recorded."""
 
 
 class DropbatchError(Exception):
@@ -22,7 +23,8 @@ class InvalidInput(PermanentError):
 
 
 class Conflict(Exception):
-    """A generation precondition failed: someone else wrote first (the caller reads again and decides)."""
+    """A generation precondition failed: someone else wrote first (the caller reads again and
+    decides)."""
 
 
 class Replaced(Exception):
@@ -33,15 +35,18 @@ class BadMove(Exception):
     """A batch transition the state table does not allow: a programming error, never caught."""
 
 
-
 class ConfigurationError(PermanentError):
-    """A 403 on dropbatch's own call: the deployment does not grant a permission the code needs. The batch ends
-    with a message that names it; retrying cannot help until someone changes the grants."""
+    """A 403 on dropbatch's own call: the deployment does not grant a permission the code needs. The
+    batch ends with a message that names it; retrying cannot help until someone changes the grants.
+    """
 
 
 def denied(service: str, exc) -> ConfigurationError:
-    """The ConfigurationError for an API's 403 (google.api_core.exceptions.Forbidden/PermissionDenied), naming the
-    permission and the resource as the API did."""
+    """The ConfigurationError for an API's 403
+    (google.api_core.exceptions.Forbidden/PermissionDenied), naming the permission and the resource
+    as the API did."""
     message = getattr(exc, "message", None) or str(exc)
-    return ConfigurationError(f"{service} refused a call for a missing permission (fix the grants in infra/): "
-                              f"{message[:600]}")
+    return ConfigurationError(
+        f"{service} refused a call for a missing permission (fix the grants in infra/): "
+        f"{message[:600]}"
+    )

@@ -1,10 +1,11 @@
 """The end of a batch: errors.jsonl, results.jsonl, manifest.json and the terminal message, once.
 
-Run by the split function when every part of the batch is split (rounds.py routes the task here). When
-requests failed for a transient reason (or never came back) and rounds are left (DROPBATCH_RETRY_ROUNDS), it
-asks the retry stage for the next round instead (a `retry` task on the split topic), and the user hears only
-of the end of the last round. The end is claimed by creating manifest.json (or, for a resumed batch, by replacing the manifest its earlier end
-wrote, retry.resume), so it happens once a round.
+Run by the split function when every part of the batch is split (rounds.py routes the task here).
+When requests failed for a transient reason (or never came back) and rounds are left
+(DROPBATCH_RETRY_ROUNDS), it asks the retry stage for the next round instead (a `retry` task on the
+split topic), and the user hears only of the end of the last round. The end is claimed by creating
+manifest.json (or, for a resumed batch, by replacing the manifest its earlier end wrote,
+retry.resume), so it happens once a round.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from .ledger import Store
 
 
 def finalize(store: Store, batch_id: str, force_after_s: float | None = None) -> None:
-    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the manifest.
+    """errors.jsonl, manifest.json, then the terminal message: once, claimed by creating the
+    manifest.
 
     Before that, requests that failed for a transient reason (or never came back) get another round,
     up to DROPBATCH_RETRY_ROUNDS, and the user hears only of the end of the last one.
@@ -34,37 +36,84 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     dones = splits.done_documents(store, doc)
     errors_of = functools.partial(splits.part_errors, store, batch_id)
     counts, usage, retryable = batch.merge_rounds(doc.parts, dones, errors_of)
-    if batch.wants_retry(doc, retryable, store.config.retry_rounds):  # the retry stage stages the next round
+    # the retry stage stages the next round
+    if batch.wants_retry(doc, retryable, store.config.retry_rounds):
         notify.send_split_task(store.config, RetryTask(batch_id=batch_id, retry=doc.round + 1))
         logs.info("retry round asked for", round=doc.round + 1, requests=retryable)
         return
     codes = collections.Counter()
-    with store.bucket.blob(store.path(batch_id, layout.ERRORS)).open("wb", chunk_size=8 << 20,
-                                                                      content_type="application/jsonl") as f:
+    with store.bucket.blob(store.path(batch_id, layout.ERRORS)).open(
+        "wb", chunk_size=8 << 20, content_type="application/jsonl"
+    ) as f:
         for e in batch.merged_errors(doc.parts, dones, errors_of):
             codes[e["status"], error_code(e)] += 1
             f.write(orjson.dumps(e) + b"\n")
-    results_file = store.uri(ordered.compose_results(store.bucket, store.path(batch_id, ""), doc.parts, dones,
-                                                     batch.part_name))
-    jobs = [{"name": p.job, "part": p.index, "round": p.round, "state": p.state,
-             "requests": p.requests, "completion_stats": p.completion_stats, "error": p.error,
-             "output_dir": p.output_dir, "created": p.created, "ended": p.ended} for p in doc.parts]
-    rounds = [{"round": r, "requests": sum(p.requests for p in doc.parts if p.round == r),
-               "jobs": sum(1 for p in doc.parts if p.round == r)} for r in range(doc.round + 1)]
+    results_file = store.uri(
+        ordered.compose_results(
+            store.bucket, store.path(batch_id, ""), doc.parts, dones, batch.part_name
+        )
+    )
+    jobs = [
+        {
+            "name": p.job,
+            "part": p.index,
+            "round": p.round,
+            "state": p.state,
+            "requests": p.requests,
+            "completion_stats": p.completion_stats,
+            "error": p.error,
+            "output_dir": p.output_dir,
+            "created": p.created,
+            "ended": p.ended,
+        }
+        for p in doc.parts
+    ]
+    rounds = [
+        {
+            "round": r,
+            "requests": sum(p.requests for p in doc.parts if p.round == r),
+            "jobs": sum(1 for p in doc.parts if p.round == r),
+        }
+        for r in range(doc.round + 1)
+    ]
     results_prefix = store.uri(store.path(batch_id, layout.RESULTS))
     last_round = [p.state or "" for p in doc.parts if p.round == doc.round]
     finished, table_error = now(), None
-    if store.config.results_table:  # before the claim: the load replaces by line, so a second finish is harmless
+    # before the claim: the load replaces by line, so a second finish is harmless
+    if store.config.results_table:
         try:
-            table.load(store, batch_id, store.config.results_table, model=doc.model, source=doc.source,
-                       rounds={j["name"]: j["round"] for j in jobs}, finished=finished)
-        except DropbatchError as e:  # results.jsonl stays; the message says why the table has not got them
+            table.load(
+                store,
+                batch_id,
+                store.config.results_table,
+                model=doc.model,
+                source=doc.source,
+                rounds={j["name"]: j["round"] for j in jobs},
+                finished=finished,
+            )
+        # results.jsonl stays; the message says why the table has not got them
+        except DropbatchError as e:
             table_error = str(e)
-            logs.error("results table not loaded", event="results_table_failed", table=store.config.results_table)
-    manifest = batch.build_manifest(batch_id, counts, usage, jobs, doc.source, results_prefix,
-                                    results_file=results_file, rounds=rounds,
-                                    timings={"received": doc.created, "finished": finished,
-                                             "split_seconds": round(sum(d.seconds for d in dones.values()), 3)})
+            logs.error(
+                "results table not loaded",
+                event="results_table_failed",
+                table=store.config.results_table,
+            )
+    manifest = batch.build_manifest(
+        batch_id,
+        counts,
+        usage,
+        jobs,
+        doc.source,
+        results_prefix,
+        results_file=results_file,
+        rounds=rounds,
+        timings={
+            "received": doc.created,
+            "finished": finished,
+            "split_seconds": round(sum(d.seconds for d in dones.values()), 3),
+        },
+    )
     manifest["state"] = batch.terminal_state(counts, last_round)
     manifest["cost"] = cost.estimate(doc.model, usage, cost.prices(store.config.prices))
     if store.config.results_table:
@@ -79,15 +128,35 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         if age_s(existing["timings"]["finished"]) < force_after_s:
             return
         manifest = existing
-    job_errors = [f"{j['name']}: {j['error']['message']}" for j in jobs if j.get("error") and j["round"] == doc.round]
+    job_errors = [
+        f"{j['name']}: {j['error']['message']}"
+        for j in jobs
+        if j.get("error") and j["round"] == doc.round
+    ]
     job_errors += [manifest["results_table_error"]] * bool(manifest.get("results_table_error"))
-    message = notify.build(manifest["state"], batch_id=batch_id, source=doc.source, counts=manifest["counts"],
-                           manifest=store.uri(manifest_path), results_prefix=results_prefix,
-                           results_file=manifest.get("results_file"),
-                           report=store.uri(store.path(batch_id, layout.REPORT)), error="; ".join(job_errors) or None,
-                           cost=manifest.get("cost"), results_table=manifest.get("results_table"))
-    notify.end_batch(store, batch_id, batch.DONE, message, final_state=manifest["state"], counts=manifest["counts"],
-                     usage=manifest["usage"], cost=manifest.get("cost"))
+    message = notify.build(
+        manifest["state"],
+        batch_id=batch_id,
+        source=doc.source,
+        counts=manifest["counts"],
+        manifest=store.uri(manifest_path),
+        results_prefix=results_prefix,
+        results_file=manifest.get("results_file"),
+        report=store.uri(store.path(batch_id, layout.REPORT)),
+        error="; ".join(job_errors) or None,
+        cost=manifest.get("cost"),
+        results_table=manifest.get("results_table"),
+    )
+    notify.end_batch(
+        store,
+        batch_id,
+        batch.DONE,
+        message,
+        final_state=manifest["state"],
+        counts=manifest["counts"],
+        usage=manifest["usage"],
+        cost=manifest.get("cost"),
+    )
     if first:  # the manifest's creator counts the batch's requests and tokens, once
         log_counts(doc.model, manifest["counts"]["succeeded"], codes, manifest["usage"])
 
@@ -96,20 +165,27 @@ MAX_CODE_LINES = 20
 
 
 def error_code(entry: dict) -> str:
-    """An errors.jsonl entry's code as a metric label: Vertex's code, or the status (missing) when it has none."""
+    """An errors.jsonl entry's code as a metric label: Vertex's code, or the status (missing) when
+    it has none."""
     code = (entry.get("error") or {}).get("code")
     return str(code) if code is not None else entry["status"]
 
 
 def log_counts(model: str, succeeded: int, codes: collections.Counter, usage: dict) -> None:
-    """The lines the log-based metrics count (infra/monitoring.tf): requests by status and error code (at most
-    MAX_CODE_LINES, the rest as code "other"), and tokens by model and kind."""
+    """The lines the log-based metrics count (infra/monitoring.tf): requests by status and error
+    code (at most MAX_CODE_LINES, the rest as code "other"), and tokens by model and kind."""
     groups = codes.most_common()
     if len(groups) > MAX_CODE_LINES:
-        rest = sum(n for _, n in groups[MAX_CODE_LINES - 1:])
-        groups = groups[:MAX_CODE_LINES - 1] + [(("failed", "other"), rest)]
+        rest = sum(n for _, n in groups[MAX_CODE_LINES - 1 :])
+        groups = groups[: MAX_CODE_LINES - 1] + [(("failed", "other"), rest)]
     for (status, code), n in [(("succeeded", ""), succeeded)] * bool(succeeded) + groups:
-        logs.info("requests counted", event="requests", status=status, code=code, count=n, model=model)
-    for kind, name in (("input", "prompt_tokens"), ("output", "candidates_tokens"), ("thinking", "thoughts_tokens")):
+        logs.info(
+            "requests counted", event="requests", status=status, code=code, count=n, model=model
+        )
+    for kind, name in (
+        ("input", "prompt_tokens"),
+        ("output", "candidates_tokens"),
+        ("thinking", "thoughts_tokens"),
+    ):
         if usage.get(name):
             logs.info("tokens counted", event="tokens", kind=kind, count=usage[name], model=model)

@@ -1,6 +1,6 @@
-"""The bucket layout under batches/BATCH_ID/ (DESIGN.md "Layout in the bucket", docs/contracts.md "Bucket
-layout additions"): the name of every object a batch has, relative to its folder, built here and nowhere else.
-`Store.path(batch_id, name)` puts one under its batch's folder."""
+"""The bucket layout under batches/BATCH_ID/ (DESIGN.md "Layout in the bucket", docs/contracts.md
+"Bucket layout additions"): the name of every object a batch has, relative to its folder, built here
+and nowhere else. `Store.path(batch_id, name)` puts one under its batch's folder."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def part_name(part: Part) -> str:
 
 
 def staged(part: Part) -> str:
-    """A part's staged input without its suffix (.jsonl, and .keys.jsonl for its keys sidecar): a first-round
-    part is input/part-PPPPP, a retry round's input/retry-rR-pPPPPP."""
+    """A part's staged input without its suffix (.jsonl, and .keys.jsonl for its keys sidecar): a
+    first-round part is input/part-PPPPP, a retry round's input/retry-rR-pPPPPP."""
     return f"input/part-{part.index:05d}" if part.round == 0 else f"input/retry-{part_name(part)}"
 
 
@@ -55,8 +55,9 @@ def ordered(part: Part) -> str:
 
 
 def ordered_segment(bucket: int, writer: str, n: int) -> str:
-    """Within a part's ordered folder: one segment of a line-range bucket, "LINE result" lines as matched, named
-    by the task that wrote it (a partial split and the final one may run at once: neither overwrites the other)."""
+    """Within a part's ordered folder: one segment of a line-range bucket, "LINE result" lines as
+    matched, named by the task that wrote it (a partial split and the final one may run at once:
+    neither overwrites the other)."""
     return f"seg/b{bucket:05d}-{writer}-s{n:05d}.jsonl"
 
 

@@ -1,7 +1,7 @@
 """Reading batch files: bounded, gzip-aware lines. validate, submit and split all read through here.
 
-Every read has a bound: a line longer than its limit is skipped without being held, a file (or what a
-gzip member expands to) longer than its limit stops the read, and the caller hears of both.
+Every read has a bound: a line longer than its limit is skipped without being held, a file (or what
+a gzip member expands to) longer than its limit stops the read, and the caller hears of both.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import gzip
 import io
 import os
 import zlib
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from .config import Config
 
@@ -19,8 +20,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 READ_CHUNK = 1 << 20
 
+
 class _Limited(io.RawIOBase):
-    """Counts bytes read through it and stops the read past a limit (gzip bombs, oversized files)."""
+    """Counts bytes read through it and stops the read past a limit (gzip bombs, oversized
+    files)."""
 
     def __init__(self, raw: IO[bytes], limit: int, count: int = 0):
         self.raw, self.limit, self.count, self.exceeded = raw, limit, count, False
@@ -32,13 +35,15 @@ class _Limited(io.RawIOBase):
         if self.count > self.limit:
             self.exceeded = True
             return 0
-        n = self.raw.readinto(buffer)  # straight into the reader's buffer: no bytes made and copied again
+        # straight into the reader's buffer: no bytes made and copied again
+        n = self.raw.readinto(buffer)
         self.count += n
         return n
 
 
 def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[bytes | None, int]]:
-    """(line, bytes read) for each line; None for a line over `limit`, skipped without holding it."""
+    """(line, bytes read) for each line; None for a line over `limit`, skipped without holding
+    it."""
     while True:
         raw = stream.readline(limit + 1)
         if not raw:
@@ -71,7 +76,8 @@ class Reader:
     config: Config
     report: object  # validate.Report: add(), bytes, lines
     start_line: int = 0  # resuming: lines already read
-    skip: int = 0  # resuming a gzip file: decompressed bytes already read (a plain file is seeked by the caller)
+    # resuming a gzip file: decompressed bytes already read (a plain file is seeked by the caller)
+    skip: int = 0
     compressed: bool | None = None  # known when resuming (the stream then starts mid-file)
 
     def resume_state(self) -> dict:
@@ -85,18 +91,28 @@ class Reader:
         compressed = head == GZIP_MAGIC if self.compressed is None else self.compressed
         self.compressed = compressed
         if self.name.lower().endswith(".gz") and not compressed and head and not self.start_line:
-            report.add(None, "not_gzip", None, f"{self.name} is named .gz but is not gzip data; "
-                       "compress it with gzip or drop the .gz from the name", cfg.max_errors)
+            report.add(
+                None,
+                "not_gzip",
+                None,
+                f"{self.name} is named .gz but is not gzip data; "
+                "compress it with gzip or drop the .gz from the name",
+                cfg.max_errors,
+            )
             return
-        outer = inner = _Limited(_Chain(head, self.stream), cfg.max_file_bytes,
-                                 0 if compressed else report.bytes)
+        outer = inner = _Limited(
+            _Chain(head, self.stream), cfg.max_file_bytes, 0 if compressed else report.bytes
+        )
         if compressed:
-            inner = _Limited(gzip.GzipFile(fileobj=io.BufferedReader(outer, READ_CHUNK)), cfg.max_file_bytes)
+            inner = _Limited(
+                gzip.GzipFile(fileobj=io.BufferedReader(outer, READ_CHUNK)), cfg.max_file_bytes
+            )
         stream = io.BufferedReader(inner, READ_CHUNK)
         lineno = self.start_line
         try:
             left = self.skip
-            while left > 0:  # a gzip stream cannot seek: decompress up to where the last call stopped
+            # a gzip stream cannot seek: decompress up to where the last call stopped
+            while left > 0:
                 left -= len(stream.read(min(left, READ_CHUNK))) or left
             for raw, size in bounded_lines(stream, cfg.max_line_bytes):
                 lineno += 1
@@ -105,14 +121,25 @@ class Reader:
                     raw = raw[3:]
                 yield lineno, raw
         except (OSError, EOFError, zlib.error) as exc:
-            report.add(lineno + 1, "read_error", None,
-                       f"the file could not be read past line {lineno}: {exc}", cfg.max_errors)
+            report.add(
+                lineno + 1,
+                "read_error",
+                None,
+                f"the file could not be read past line {lineno}: {exc}",
+                cfg.max_errors,
+            )
         finally:
             report.lines = lineno
         if outer.exceeded or inner.exceeded:
             what = "decompressed " if inner is not outer and inner.exceeded else ""
-            report.add(None, "file_too_large", None, f"the {what}file is larger than {cfg.max_file_bytes:,} bytes; "
-                       "split it into several files", cfg.max_errors)
+            report.add(
+                None,
+                "file_too_large",
+                None,
+                f"the {what}file is larger than {cfg.max_file_bytes:,} bytes; "
+                "split it into several files",
+                cfg.max_errors,
+            )
 
 
 class _Chain(io.RawIOBase):
@@ -133,11 +160,9 @@ class _Chain(io.RawIOBase):
         return self.rest.readinto(buffer) or 0
 
 
-
-
 class Prefetch(io.RawIOBase):
-    """Reads a stream ahead in a thread (at most `depth` chunks of `size` bytes), so that waiting for the
-    network overlaps with the work on what was already read. Close it to stop the thread."""
+    """Reads a stream ahead in a thread (at most `depth` chunks of `size` bytes), so that waiting
+    for the network overlaps with the work on what was already read. Close it to stop the thread."""
 
     def __init__(self, stream: IO[bytes], size: int = 8 << 20, depth: int = 2):
         import queue

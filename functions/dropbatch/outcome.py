@@ -1,6 +1,7 @@
-"""One Vertex output line -> one result object: the per-line `status` in every shape seen, parsed into an HTTP
-code and a google.rpc status name and classified (retryable or not), blocked prompts, empty finishes, the text.
-tests/data/vertex-output-lines.jsonl holds each shape with where it was seen."""
+"""One Vertex output line -> one result object: the per-line `status` in every shape seen, parsed
+into an HTTP code and a google.rpc status name and classified (retryable or not), blocked prompts,
+empty finishes, the text. tests/data/vertex-output-lines.jsonl holds each shape with where it was
+seen."""
 
 from __future__ import annotations
 
@@ -14,30 +15,68 @@ RETRYABLE_CODES = {408, 429, 500, 502, 503, 504}
 RETRYABLE_STATUS = {"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
 
 # google.rpc.Code names by HTTP code, and by their own number (googleapis google/rpc/code.proto).
-STATUS_BY_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                  409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED",
-                  503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-HTTP_BY_STATUS = {v: k for k, v in STATUS_BY_HTTP.items()} | {"FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
-                                                              "ALREADY_EXISTS": 409, "UNKNOWN": 500, "DATA_LOSS": 500}
-STATUS_BY_GRPC = {1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
-                  6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
-                  10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
-                  15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
+STATUS_BY_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+HTTP_BY_STATUS = {v: k for k, v in STATUS_BY_HTTP.items()} | {
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "ALREADY_EXISTS": 409,
+    "UNKNOWN": 500,
+    "DATA_LOSS": 500,
+}
+STATUS_BY_GRPC = {
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
 # Plain-text statuses carry neither: the words say what happened ("Internal error occurred.").
-_WORDS = (("resource exhausted", "RESOURCE_EXHAUSTED"), ("quota", "RESOURCE_EXHAUSTED"),
-          ("rate limit", "RESOURCE_EXHAUSTED"), ("too many requests", "RESOURCE_EXHAUSTED"),
-          ("internal error", "INTERNAL"), ("unavailable", "UNAVAILABLE"), ("overloaded", "UNAVAILABLE"),
-          ("deadline exceeded", "DEADLINE_EXCEEDED"), ("timed out", "DEADLINE_EXCEEDED"),
-          ("invalid argument", "INVALID_ARGUMENT"), ("bad request", "INVALID_ARGUMENT"),
-          ("permission denied", "PERMISSION_DENIED"))
+_WORDS = (
+    ("resource exhausted", "RESOURCE_EXHAUSTED"),
+    ("quota", "RESOURCE_EXHAUSTED"),
+    ("rate limit", "RESOURCE_EXHAUSTED"),
+    ("too many requests", "RESOURCE_EXHAUSTED"),
+    ("internal error", "INTERNAL"),
+    ("unavailable", "UNAVAILABLE"),
+    ("overloaded", "UNAVAILABLE"),
+    ("deadline exceeded", "DEADLINE_EXCEEDED"),
+    ("timed out", "DEADLINE_EXCEEDED"),
+    ("invalid argument", "INVALID_ARGUMENT"),
+    ("bad request", "INVALID_ARGUMENT"),
+    ("permission denied", "PERMISSION_DENIED"),
+)
 _STATUS_NAME = re.compile(r"\b(" + "|".join(sorted(HTTP_BY_STATUS)) + r")\b")
 
 
 def parse_status(status: str) -> dict:
-    """A per-line Vertex `status` string as {"code": HTTP code, "status": google.rpc.Code name, "message"}, in
-    every shape seen: "Bad Request: {json}", "RESOURCE_EXHAUSTED error occurred: {json}", a bare JSON error
-    object, "RESOURCE_EXHAUSTED: ...", "429 Too Many Requests", "Internal error occurred." (tests/data has
-    each, with where it was seen). Whatever part is missing is filled in from the other."""
+    """A per-line Vertex `status` string as {"code": HTTP code, "status": google.rpc.Code name,
+    "message"}, in every shape seen: "Bad Request: {json}", "RESOURCE_EXHAUSTED error occurred:
+    {json}", a bare JSON error object, "RESOURCE_EXHAUSTED: ...", "429 Too Many Requests", "Internal
+    error occurred." (tests/data has each, with where it was seen). Whatever part is missing is
+    filled in from the other."""
     code = name = None
     message = status
     start = status.find("{")
@@ -52,7 +91,8 @@ def parse_status(status: str) -> dict:
             pass
     if isinstance(code, str) and code.strip().isdigit():
         code = int(code)
-    if isinstance(code, int) and not isinstance(code, bool) and 0 < code < 100:  # a google.rpc.Code number
+    # a google.rpc.Code number
+    if isinstance(code, int) and not isinstance(code, bool) and 0 < code < 100:
         name, code = name or STATUS_BY_GRPC.get(code), None
     if not isinstance(code, int) or isinstance(code, bool):
         found = re.search(r"\b([45]\d\d)\b", status)
@@ -69,13 +109,16 @@ def parse_status(status: str) -> dict:
 
 
 def is_retryable(error: dict | None) -> bool:
-    """Worth another round: rate limits, server errors, deadlines, the Vertex service agent being provisioned;
-    not bad requests, permissions or safety blocks."""
+    """Worth another round: rate limits, server errors, deadlines, the Vertex service agent being
+    provisioned; not bad requests, permissions or safety blocks."""
     if not error:
         return False
     message = str(error.get("message") or "").lower()
-    return (error.get("code") in RETRYABLE_CODES or error.get("status") in RETRYABLE_STATUS
-            or ("service agent" in message and "provision" in message))
+    return (
+        error.get("code") in RETRYABLE_CODES
+        or error.get("status") in RETRYABLE_STATUS
+        or ("service agent" in message and "provision" in message)
+    )
 
 
 def get_field(obj: dict, camel: str, snake: str):
@@ -113,32 +156,80 @@ def build_result(key: str, out: dict, batch_id: str | None, job: str | None) -> 
     if status:
         error = parse_status(status)
     elif response is None:
-        error = {"code": "NO_RESPONSE", "message": "the output line has neither a status nor a response"}
+        error = {
+            "code": "NO_RESPONSE",
+            "message": "the output line has neither a status nor a response",
+        }
     elif block:
-        message = get_field(feedback, "blockReasonMessage", "block_reason_message") or f"the prompt was blocked ({block})"
+        message = (
+            get_field(feedback, "blockReasonMessage", "block_reason_message")
+            or f"the prompt was blocked ({block})"
+        )
         error = {"code": block, "message": message}
     elif not candidates:
         error = {"code": "NO_CANDIDATES", "message": "the response has no candidates"}
     elif not answer and finish not in (None, "STOP", "FINISH_REASON_UNSPECIFIED"):
-        # MAX_TOKENS spent on thinking, SAFETY, RECITATION...: a candidate with nothing in it is no answer
-        error = {"code": finish, "message": f"the first candidate ended with {finish} before any answer"}
-    return result_object(key, "failed" if error else "succeeded", batch_id, job,
-                         request=_clean_request(out.get("request")), response=response,
-                         text="".join(texts) if texts else None, finish_reason=finish,
-                         usage=get_field(response or {}, "usageMetadata", "usage_metadata"), error=error,
-                         processed_time=out.get("processed_time") or out.get("processedTime"))
+        # MAX_TOKENS spent on thinking, SAFETY, RECITATION...: a candidate with nothing in it is no
+        # answer
+        error = {
+            "code": finish,
+            "message": f"the first candidate ended with {finish} before any answer",
+        }
+    return result_object(
+        key,
+        "failed" if error else "succeeded",
+        batch_id,
+        job,
+        request=_clean_request(out.get("request")),
+        response=response,
+        text="".join(texts) if texts else None,
+        finish_reason=finish,
+        usage=get_field(response or {}, "usageMetadata", "usage_metadata"),
+        error=error,
+        processed_time=out.get("processed_time") or out.get("processedTime"),
+    )
 
 
-def result_object(key: str, status: str, batch_id: str | None, job: str | None, *, request=None, response=None,
-                  text=None, finish_reason=None, usage=None, error=None, processed_time=None, **family) -> dict:
-    """The one builder of a result object (DESIGN.md "Result object", docs/contracts.md), in its field order;
-    `family`: a model family's own fields after `text` (embeddings: `embedding`, `statistics`)."""
-    return {"key": key, "status": status, "request": request, "response": response, "text": text, **family,
-            "finish_reason": finish_reason, "usage": usage, "error": error, "processed_time": processed_time,
-            "batch_id": batch_id, "job": job}
+def result_object(
+    key: str,
+    status: str,
+    batch_id: str | None,
+    job: str | None,
+    *,
+    request=None,
+    response=None,
+    text=None,
+    finish_reason=None,
+    usage=None,
+    error=None,
+    processed_time=None,
+    **family,
+) -> dict:
+    """The one builder of a result object (DESIGN.md "Result object", docs/contracts.md), in its
+    field order; `family`: a model family's own fields after `text` (embeddings: `embedding`,
+    `statistics`)."""
+    return {
+        "key": key,
+        "status": status,
+        "request": request,
+        "response": response,
+        "text": text,
+        **family,
+        "finish_reason": finish_reason,
+        "usage": usage,
+        "error": error,
+        "processed_time": processed_time,
+        "batch_id": batch_id,
+        "job": job,
+    }
 
 
 def missing_result(key: str, batch_id: str | None, job: str | None) -> dict:
     """The result of a request no output line answered (errors.jsonl lists it as `missing`)."""
-    return result_object(key, "missing", batch_id, job,
-                         error={"code": "MISSING", "message": "Vertex AI wrote no output line for this request"})
+    return result_object(
+        key,
+        "missing",
+        batch_id,
+        job,
+        error={"code": "MISSING", "message": "Vertex AI wrote no output line for this request"},
+    )

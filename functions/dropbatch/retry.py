@@ -1,9 +1,10 @@
-"""Retry rounds: the requests of a batch that failed for a transient reason (or never came back), staged again as
-the next round's parts, streaming and within the per-job limits; then the submit function is asked for their
-jobs. Run by the split function on a `retry` task (rounds.py routes it here), which the finishing step sends,
-and on a `resume_round` task (`dropbatch resume`), which reopens a finished batch for one more round of every request
-without a succeeded result: a job that expired or was cancelled keeps what it wrote (Google's batch prediction
-page), so only the rest is sent again, and one results.jsonl and one manifest still cover the whole file.
+"""Retry rounds: the requests of a batch that failed for a transient reason (or never came back),
+staged again as the next round's parts, streaming and within the per-job limits; then the submit
+function is asked for their jobs. Run by the split function on a `retry` task (rounds.py routes it
+here), which the finishing step sends, and on a `resume_round` task (`dropbatch resume`), which
+reopens a finished batch for one more round of every request without a succeeded result: a job that
+expired or was cancelled keeps what it wrote (Google's batch prediction page), so only the rest is
+sent again, and one results.jsonl and one manifest still cover the whole file.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ class _PartWriter:
         self.name = store.path(doc.batch_id, layout.staged(self.part))
         self.part.input = store.uri(self.name + ".jsonl")
         self.bytes = 0
-        self.data = store.bucket.blob(self.name + ".jsonl").open("wb", chunk_size=8 << 20,
-                                                                   content_type="application/jsonl")
-        self.keys = store.bucket.blob(self.name + ".keys.jsonl").open("wb", chunk_size=8 << 20,
-                                                                        content_type="application/jsonl")
+        self.data = store.bucket.blob(self.name + ".jsonl").open(
+            "wb", chunk_size=8 << 20, content_type="application/jsonl"
+        )
+        self.keys = store.bucket.blob(self.name + ".keys.jsonl").open(
+            "wb", chunk_size=8 << 20, content_type="application/jsonl"
+        )
 
     def fits(self, size: int, limits: tuple[int, int]) -> bool:
-        return not self.part.requests or (self.part.requests < limits[0] and self.bytes + size <= limits[1])
+        return not self.part.requests or (
+            self.part.requests < limits[0] and self.bytes + size <= limits[1]
+        )
 
     def add(self, line: int, key: str, raw: bytes) -> None:
         self.data.write(raw)
@@ -50,9 +55,9 @@ class _PartWriter:
 
 
 def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
-    """Stage the requests that failed for a transient reason (or never came back) as the next round's parts.
-    `retry` gives them in line order; the staged input is read part by part alongside and streamed out, each new
-    part within the per-job limits: nothing is held but the buffers."""
+    """Stage the requests that failed for a transient reason (or never came back) as the next
+    round's parts. `retry` gives them in line order; the staged input is read part by part alongside
+    and streamed out, each new part within the per-job limits: nothing is held but the buffers."""
     round_ = doc.round + 1
     limits = families.family_of(doc.model).job_limits(store.config)
     wanted = iter(retry)
@@ -64,13 +69,17 @@ def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
         if nxt["line"] > original.last_line:
             continue
         path = store.path(doc.batch_id, layout.staged(original))
-        with open_lines(store.bucket.blob(path + ".jsonl")) as f, \
-                open_lines(store.bucket.blob(path + ".keys.jsonl")) as sidecar:
-            for raw, entry in zip(f, sidecar):  # staged in line order, as the errors come; the sidecar says the line
+        with (
+            open_lines(store.bucket.blob(path + ".jsonl")) as f,
+            open_lines(store.bucket.blob(path + ".keys.jsonl")) as sidecar,
+        ):
+            # staged in line order, as the errors come; the sidecar says the line
+            for raw, entry in zip(f, sidecar):
                 if nxt is None or nxt["line"] > original.last_line:
                     break
                 line = orjson.loads(entry)[0]
-                while nxt is not None and nxt["line"] < line:  # not in the staged input: nothing to retry
+                # not in the staged input: nothing to retry
+                while nxt is not None and nxt["line"] < line:
                     nxt = next(wanted, None)
                 if nxt is None or nxt["line"] != line:
                     continue
@@ -88,20 +97,30 @@ def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
 
 
 def start_round(store: Store, batch_id: str, round_: int) -> None:
-    """Stage round `round_` of a batch (a `retry` task) and ask the submit function to create its jobs (only its
-    account may create jobs, infra/iam.tf). A task for a round already staged, or a batch no longer splitting,
-    does nothing."""
+    """Stage round `round_` of a batch (a `retry` task) and ask the submit function to create its
+    jobs (only its account may create jobs, infra/iam.tf). A task for a round already staged, or a
+    batch no longer splitting, does nothing."""
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc.round != round_ - 1 or doc.state not in (batch.SUBMITTED, batch.SPLITTING):
-        logs.info("retry task ignored: the round is staged or the batch moved on", round=round_,
-                  state=doc and doc.state)
+    if (
+        doc is None
+        or doc.round != round_ - 1
+        or doc.state not in (batch.SUBMITTED, batch.SPLITTING)
+    ):
+        logs.info(
+            "retry task ignored: the round is staged or the batch moved on",
+            round=round_,
+            state=doc and doc.state,
+        )
         return
     started = time.monotonic()
     dones = splits.done_documents(store, doc)
     errors_of = functools.partial(splits.part_errors, store, batch_id)
     count = batch.merge_rounds(doc.parts, dones, errors_of)[2]
-    parts = stage_retry(store, doc, (e for e in batch.merged_errors(doc.parts, dones, errors_of)
-                                     if e.get("retryable")))
+    parts = stage_retry(
+        store,
+        doc,
+        (e for e in batch.merged_errors(doc.parts, dones, errors_of) if e.get("retryable")),
+    )
     current = doc.round
 
     def next_round(d):
@@ -110,34 +129,50 @@ def start_round(store: Store, batch_id: str, round_: int) -> None:
         batch.move(d, batch.STAGED, round=current + 1, parts=d.parts + parts)
 
     store.update_ledger(doc.batch_id, next_round)
-    logs.info("retry round staged", event="retry_round", round=current + 1, requests=count, parts=len(parts),
-              seconds=round(time.monotonic() - started, 3))
+    logs.info(
+        "retry round staged",
+        event="retry_round",
+        round=current + 1,
+        requests=count,
+        parts=len(parts),
+        seconds=round(time.monotonic() - started, 3),
+    )
     notify.ask_submit(store.config, doc.batch_id)
 
 
 def resumable(store: Store, doc: Ledger):
-    """The requests a resume sends again, in line order: every one with no succeeded result (missing, from a job
-    that expired, was cancelled or failed, and failed for a transient reason), not those Vertex refused for good."""
+    """The requests a resume sends again, in line order: every one with no succeeded result
+    (missing, from a job that expired, was cancelled or failed, and failed for a transient reason),
+    not those Vertex refused for good."""
     dones = splits.done_documents(store, doc)
     errors_of = functools.partial(splits.part_errors, store, doc.batch_id)
-    return (e for e in batch.merged_errors(doc.parts, dones, errors_of)
-            if e["status"] == "missing" or e.get("retryable"))
+    return (
+        e
+        for e in batch.merged_errors(doc.parts, dones, errors_of)
+        if e["status"] == "missing" or e.get("retryable")
+    )
 
 
 def resume(store: Store, batch_id: str, round_: int) -> None:
-    """A `resume_round` task: stage round `round_` of a finished batch from resumable(), reopen it (finished -> staged,
-    its terminal message forgotten, so its next end sends another, and its manifest to be replaced, not
-    created), and ask the submit function for the jobs. A task for a batch that is not finished at round
-    `round_` - 1 (already resumed, or still running) does nothing, so resuming twice at once makes one round."""
+    """A `resume_round` task: stage round `round_` of a finished batch from resumable(), reopen it
+    (finished -> staged, its terminal message forgotten, so its next end sends another, and its
+    manifest to be replaced, not created), and ask the submit function for the jobs. A task for a
+    batch that is not finished at round `round_` - 1 (already resumed, or still running) does
+    nothing, so resuming twice at once makes one round."""
     doc, _ = store.read_ledger(batch_id)
     if doc is None or doc.state != batch.DONE or doc.round != round_ - 1 or not doc.parts:
-        logs.info("resume task ignored: the batch is not finished at that round", round=round_,
-                  state=doc and doc.state)
+        logs.info(
+            "resume task ignored: the batch is not finished at that round",
+            round=round_,
+            state=doc and doc.state,
+        )
         return
     started = time.monotonic()
     parts = stage_retry(store, doc, resumable(store, doc))
     if not parts:
-        logs.info("resume task ignored: every request has its result or failed for good", round=round_)
+        logs.info(
+            "resume task ignored: every request has its result or failed for good", round=round_
+        )
         return
     manifest = store.bucket.get_blob(store.path(batch_id, layout.MANIFEST))
     store.mark_active(batch_id)  # first: a batch must never be open without the sweep knowing of it
@@ -145,17 +180,39 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
     def reopen(d):
         if d.state != batch.DONE or d.round != round_ - 1:
             return False  # another resume won
-        batch.move(d, batch.STAGED, round=round_, parts=d.parts + parts, cancel_requested=False,
-                   final_state=None, counts=None, owner=None, lease_until=None,
-                   notified={k: v for k, v in d.notified.items() if k != "terminal"},
-                   manifest_generation=manifest.generation if manifest is not None else 0,
-                   resumed=[*d.resumed, {"round": round_, "at": now(), "requests": sum(p.requests for p in parts),
-                                         "after": d.final_state}])
+        batch.move(
+            d,
+            batch.STAGED,
+            round=round_,
+            parts=d.parts + parts,
+            cancel_requested=False,
+            final_state=None,
+            counts=None,
+            owner=None,
+            lease_until=None,
+            notified={k: v for k, v in d.notified.items() if k != "terminal"},
+            manifest_generation=manifest.generation if manifest is not None else 0,
+            resumed=[
+                *d.resumed,
+                {
+                    "round": round_,
+                    "at": now(),
+                    "requests": sum(p.requests for p in parts),
+                    "after": d.final_state,
+                },
+            ],
+        )
         return True
 
     if not store.win_ledger(batch_id, reopen)[1]:
         logs.info("resume task ignored: another resume reopened the batch", round=round_)
         return
-    logs.info("batch resumed", event="batch_resumed", round=round_, requests=sum(p.requests for p in parts),
-              parts=len(parts), seconds=round(time.monotonic() - started, 3))
+    logs.info(
+        "batch resumed",
+        event="batch_resumed",
+        round=round_,
+        requests=sum(p.requests for p in parts),
+        parts=len(parts),
+        seconds=round(time.monotonic() - started, 3),
+    )
     notify.ask_submit(store.config, batch_id)

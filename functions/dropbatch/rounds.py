@@ -1,7 +1,7 @@
-"""The split function's tasks, routed to their stages: a part's split (split.py), then, when every part is
-split, the end of the batch (finish.py); a `retry` task stages the next round (retry.py). The stages never
-import each other (import-linter); the sweep (status.py) queues the split tasks and re-sends those that did not
-finish.
+"""The split function's tasks, routed to their stages: a part's split (split.py), then, when every
+part is split, the end of the batch (finish.py); a `retry` task stages the next round (retry.py).
+The stages never import each other (import-linter); the sweep (status.py) queues the split tasks and
+re-sends those that did not finish.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .errors import ConfigurationError, PermanentError, TransientError, denied
 from .events import PUBSUB, pubsub_json
 from .keys import is_batch_id
 from .ledger import Store, execution_id
+
 
 def handle_event(event) -> None:
     if event.get("type") != PUBSUB:
@@ -38,7 +39,8 @@ def handle_event(event) -> None:
         run_task(store, task)
     except ConfigurationError as exc:  # a missing grant: retrying cannot help
         notify.fail_refused(store, task.batch_id, str(exc))
-    except Forbidden as exc:  # the same, from a call made outside ledger's error mapping (result writes)
+    # the same, from a call made outside ledger's error mapping (result writes)
+    except Forbidden as exc:
         notify.fail_refused(store, task.batch_id, str(denied("Cloud Storage", exc)))
     finally:
         logs.reset(token)
@@ -66,14 +68,27 @@ def run_task(store: Store, task: SplitTask | RetryTask | ResumeTask) -> None:
     if task.partial:  # what a running job has written so far; its end is the final task's
         if part.state == "JOB_STATE_RUNNING" and part.split != "done":
             split.split_part(store, doc, part, task)
-        store.update_ledger(batch_id, lambda d: d.parts[part.index].set(partial_queued=None)
-                            if d.parts[part.index].partial_queued else False)
+        store.update_ledger(
+            batch_id,
+            lambda d: (
+                d.parts[part.index].set(partial_queued=None)
+                if d.parts[part.index].partial_queued
+                else False
+            ),
+        )
         return
-    if part.state not in batch.JOB_TERMINAL:  # the task overtook the sweep's ledger write: not ours to ack yet
+    # the task overtook the sweep's ledger write: not ours to ack yet
+    if part.state not in batch.JOB_TERMINAL:
         raise TransientError(f"part {part.index} is still {part.state} in the ledger")
     if not split.split_part(store, doc, part, task):
         return  # checkpointed: a new task continues
-    doc = store.update_ledger(batch_id, lambda d: d.parts[part.index].set(split="done")
-                              if d.parts[part.index].split != "done" else False)
+    doc = store.update_ledger(
+        batch_id,
+        lambda d: (
+            d.parts[part.index].set(split="done") if d.parts[part.index].split != "done" else False
+        ),
+    )
     if all(p.split == "done" for p in doc.parts):
-        finish.finalize(store, batch_id, force_after_s=batch.FINISH_AFTER_S if task.finalize else None)
+        finish.finalize(
+            store, batch_id, force_after_s=batch.FINISH_AFTER_S if task.finalize else None
+        )

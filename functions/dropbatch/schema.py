@@ -18,18 +18,37 @@ ROOT = "google.cloud.aiplatform.v1.GenerateContentRequest"
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 # Field kinds, by protobuf FieldDescriptor.TYPE_*.
-_KIND = {1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 6: "uint64", 7: "uint32", 8: "bool",
-         9: "string", 12: "bytes", 13: "uint32", 15: "int32", 16: "int64", 17: "int32", 18: "int64"}
+_KIND = {
+    1: "double",
+    2: "float",
+    3: "int64",
+    4: "uint64",
+    5: "int32",
+    6: "uint64",
+    7: "uint32",
+    8: "bool",
+    9: "string",
+    12: "bytes",
+    13: "uint32",
+    15: "int32",
+    16: "int64",
+    17: "int32",
+    18: "int64",
+}
 _WELL_KNOWN = {
-    "google.protobuf.Struct": "struct", "google.protobuf.Value": "value", "google.protobuf.ListValue": "list",
-    "google.protobuf.Duration": "duration", "google.protobuf.Timestamp": "timestamp",
+    "google.protobuf.Struct": "struct",
+    "google.protobuf.Value": "value",
+    "google.protobuf.ListValue": "list",
+    "google.protobuf.Duration": "duration",
+    "google.protobuf.Timestamp": "timestamp",
     "google.protobuf.FieldMask": "fieldmask",
 }
 
 
 @functools.lru_cache(maxsize=4096)
 def snake_case(name: str) -> str:
-    """A JSON (camelCase) field name as the proto (snake_case) one: generationConfig -> generation_config."""
+    """A JSON (camelCase) field name as the proto (snake_case) one: generationConfig ->
+    generation_config."""
     return _CAMEL.sub("_", name).lower()
 
 
@@ -48,7 +67,8 @@ def _field_spec(field, messages: dict) -> dict:
         elif mt.full_name in _WELL_KNOWN:
             spec["kind"] = _WELL_KNOWN[mt.full_name]
         elif mt.full_name.startswith("google.protobuf.") and mt.full_name.endswith("Value"):
-            spec["kind"] = _KIND[mt.fields_by_name["value"].type]  # wrapper types take the bare scalar
+            # wrapper types take the bare scalar
+            spec["kind"] = _KIND[mt.fields_by_name["value"].type]
         else:
             spec["kind"] = "message"
             spec["message"] = mt.full_name
@@ -64,7 +84,8 @@ def _collect(descriptor, messages: dict) -> None:
     fields: dict = {}
     messages[descriptor.full_name] = fields
     for f in descriptor.fields:
-        # proto-plus renames fields that clash with Python names (type -> type_); the API knows only the real name.
+        # proto-plus renames fields that clash with Python names (type -> type_); the API knows only
+        # the real name.
         name = f.name[:-1] if f.name.endswith("_") else f.name
         spec = _field_spec(f, messages)
         spec["json"] = f.json_name
@@ -90,7 +111,9 @@ def load_schema() -> dict:
 
 
 def write_snapshot() -> None:
-    SNAPSHOT.write_bytes(orjson.dumps(build_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    SNAPSHOT.write_bytes(
+        orjson.dumps(build_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Vertex output -> one result object per request key, errors.jsonl, manifest.json. One core, two front ends.
+"""Vertex output -> one result object per request key, errors.jsonl, manifest.json. One core, two
+front ends.
 
 Matching never trusts output order: first the line labels echoed back inside the request, then a
-canonical fingerprint of the request (nulls and empties dropped, camelCase and snake_case folded, key order
-ignored; labels ignored). Identical requests take outputs in line order, one each. Files are read in name
-order, lines in file order, and the first output of a request wins, so a re-run writes the same bytes.
+canonical fingerprint of the request (nulls and empties dropped, camelCase and snake_case folded,
+key order ignored; labels ignored). Identical requests take outputs in line order, one each. Files
+are read in name order, lines in file order, and the first output of a request wins, so a re-run
+writes the same bytes.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from . import families, layout, logs, notify, ordered, splits
 from .batch import USAGE_NAMES, build_manifest, ended_for_good
 from .documents import Ledger, Part, SplitDone, SplitTask
 from .keys import key_width, line_key
-from .lineio import bounded_lines
 from .ledger import open_lines
+from .lineio import bounded_lines
 from .outcome import get_field, is_retryable
 from .schema import snake_case
 
@@ -35,6 +37,7 @@ _F32 = struct.Struct("<f")
 
 
 # ---------------------------------------------------------------- fingerprints
+
 
 def canonical(value, key: str | None = None):
     if isinstance(value, dict):
@@ -60,7 +63,8 @@ def canonical(value, key: str | None = None):
 
 def _float32(value: float) -> float:
     """A number at float32 precision: Vertex echoes float fields (temperature, topP: `float` in
-    google/cloud/aiplatform/v1/content.proto) re-serialized, so 0.1 may come back as 0.10000000149011612."""
+    google/cloud/aiplatform/v1/content.proto) re-serialized, so 0.1 may come back as
+    0.10000000149011612."""
     try:
         return _F32.unpack(_F32.pack(value))[0]
     except (OverflowError, struct.error):  # beyond float32: a double field, compared as it is
@@ -74,24 +78,36 @@ def fingerprint(request) -> int:
 
 # ---------------------------------------------------------------- the input index
 
-class Index:
-    """Lines and keys of the requests one job was given; fingerprints built only if an output lacks its label."""
 
-    def __init__(self, first_line: int, last_line: int, width: int, explicit: dict[int, str], present: bytearray,
-                 requests_factory, starts: list[int] | None = None):
+class Index:
+    """Lines and keys of the requests one job was given; fingerprints built only if an output lacks
+    its label."""
+
+    def __init__(
+        self,
+        first_line: int,
+        last_line: int,
+        width: int,
+        explicit: dict[int, str],
+        present: bytearray,
+        requests_factory,
+        starts: list[int] | None = None,
+    ):
         self.first, self.last, self.width = first_line, last_line, width
-        self.starts = starts or [first_line]  # first line of each results.jsonl bucket (ordered.Buckets)
+        # first line of each results.jsonl bucket (ordered.Buckets)
+        self.starts = starts or [first_line]
         self.explicit = explicit  # line -> key, only where the key is not the line number
         self.present = present  # per line from first: 1 where a request stands
         self._factory = requests_factory  # () -> iterable of (line, request)
         self._fingerprints: dict[int, list[int] | int] | None = None
 
     @classmethod
-    def from_keys(cls, entries, width: int, requests_factory, bucket_lines: int = 5_000,
-                  result_bytes: int = 0) -> "Index":
-        """From [line, key] or [line, key, staged bytes] entries (a keys sidecar), in line order; `result_bytes`:
-        what a result takes beyond its staged request (the model family's), so that a bucket's results fit
-        ordered.BUCKET_BYTES however small the requests are."""
+    def from_keys(
+        cls, entries, width: int, requests_factory, bucket_lines: int = 5_000, result_bytes: int = 0
+    ) -> Index:
+        """From [line, key] or [line, key, staged bytes] entries (a keys sidecar), in line order;
+        `result_bytes`: what a result takes beyond its staged request (the model family's), so that
+        a bucket's results fit ordered.BUCKET_BYTES however small the requests are."""
         explicit: dict[int, str] = {}
         lines = []
         buckets = ordered.Buckets(bucket_lines)
@@ -121,7 +137,8 @@ class Index:
         return (self.first + i for i, flag in enumerate(self.present) if flag)
 
     def by_fingerprint(self, request, seen: bytearray) -> tuple[int | None, bool]:
-        """(line, known): the first unseen line with this request; known is True when the request exists at all."""
+        """(line, known): the first unseen line with this request; known is True when the request
+        exists at all."""
         if self._fingerprints is None:
             self._fingerprints = {}
             for line, req in self._factory():
@@ -139,8 +156,8 @@ class Index:
             return None, False
         if isinstance(have, int):
             return (None, True) if seen[have - self.first] else (have, True)
-        # Identical requests (one prompt sampled under many keys): lines are handed out in order and the place
-        # to look moves forward, so n copies cost O(n) in all, not O(n^2).
+        # Identical requests (one prompt sampled under many keys): lines are handed out in order and
+        # the place to look moves forward, so n copies cost O(n) in all, not O(n^2).
         while have[0] < len(have):
             line = have[have[0]]
             if not seen[line - self.first]:
@@ -149,32 +166,54 @@ class Index:
         return None, True
 
 
-USAGE_FIELDS = tuple((name, camel, snake_case(camel)) for name, camel in zip(
-    USAGE_NAMES, ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount")))
+USAGE_FIELDS = tuple(
+    (name, camel, snake_case(camel))
+    for name, camel in zip(
+        USAGE_NAMES,
+        ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount"),
+    )
+)
 
 
 class Matcher:
     """The state of one split: which lines have their result, counts, token usage, failures."""
 
-    def __init__(self, index: Index, batch_id: str | None, job: str | None, state: dict | None = None,
-                 family: families.Family = families.GEMINI):
+    def __init__(
+        self,
+        index: Index,
+        batch_id: str | None,
+        job: str | None,
+        state: dict | None = None,
+        family: families.Family = families.GEMINI,
+    ):
         self.index, self.batch_id, self.job, self.family = index, batch_id, job, family
         state = state or {}
-        self.seen = bytearray(zlib.decompress(base64.b64decode(state["seen"]))) if state.get("seen") else \
-            bytearray(len(index.present))
-        self.counts = state.get("counts") or {"succeeded": 0, "failed": 0, "duplicate_outputs": 0,
-                                               "unmatched_outputs": 0}
+        self.seen = (
+            bytearray(zlib.decompress(base64.b64decode(state["seen"])))
+            if state.get("seen")
+            else bytearray(len(index.present))
+        )
+        self.counts = state.get("counts") or {
+            "succeeded": 0,
+            "failed": 0,
+            "duplicate_outputs": 0,
+            "unmatched_outputs": 0,
+        }
         self.usage = {name: 0 for name, *_ in USAGE_FIELDS} | (state.get("usage") or {})
         self.failures = state.get("failures") or []  # errors.jsonl lines for failed requests
 
     def state(self) -> dict:
-        return {"seen": base64.b64encode(zlib.compress(bytes(self.seen))).decode(), "counts": self.counts,
-                "usage": self.usage, "failures": self.failures}
+        return {
+            "seen": base64.b64encode(zlib.compress(bytes(self.seen))).decode(),
+            "counts": self.counts,
+            "usage": self.usage,
+            "failures": self.failures,
+        }
 
     def match(self, raw: bytes, replay: bool = False) -> tuple[int, str, bytes] | None:
-        """(line, key, result object) for one output line, or None (a duplicate, unmatched or unreadable line).
-        `replay`: the line is being read again (a file's new generation, up to where its last one was read), so
-        a request already seen is not counted as a duplicate."""
+        """(line, key, result object) for one output line, or None (a duplicate, unmatched or
+        unreadable line). `replay`: the line is being read again (a file's new generation, up to
+        where its last one was read), so a request already seen is not counted as a duplicate."""
         try:
             out = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -183,7 +222,8 @@ class Matcher:
         if not isinstance(out, dict):
             self.counts["unmatched_outputs"] += 1
             return None
-        line = self.family.marked_line(out)  # the line the staged request carried, when it came back
+        # the line the staged request carried, when it came back
+        line = self.family.marked_line(out)
         known = line is not None and self.index.has(line)
         if not known:
             line = None
@@ -206,18 +246,35 @@ class Matcher:
             if isinstance(value, int):
                 self.usage[name] += value
         if result["error"]:
-            self.failures.append({"key": key, "line": line, "status": "failed", "error": result["error"],
-                                  "retryable": is_retryable(result["error"])})
+            self.failures.append(
+                {
+                    "key": key,
+                    "line": line,
+                    "status": "failed",
+                    "error": result["error"],
+                    "retryable": is_retryable(result["error"]),
+                }
+            )
         return line, key, orjson.dumps(result)
 
     def missing(self, retryable: bool = True):
-        """errors.jsonl entries of the requests no output line answered, in line order (a generator)."""
-        return ({"key": self.index.key(line), "line": line, "status": "missing", "error": None,
-                 "retryable": retryable}
-                for line in self.index.lines() if not self.seen[line - self.index.first])
+        """errors.jsonl entries of the requests no output line answered, in line order (a
+        generator)."""
+        return (
+            {
+                "key": self.index.key(line),
+                "line": line,
+                "status": "missing",
+                "error": None,
+                "retryable": retryable,
+            }
+            for line in self.index.lines()
+            if not self.seen[line - self.index.first]
+        )
 
 
 # ---------------------------------------------------------------- where results go
+
 
 class LocalSink:
     def __init__(self, directory: str | os.PathLike):
@@ -234,13 +291,15 @@ class LocalSink:
 
 
 class GcsSink:
-    """Result objects uploaded concurrently: a bounded pool of workers sharing one google-auth AuthorizedHttp
-    over a urllib3 pool of kept-alive connections, at most `workers * 4` results in flight, retried as the
-    storage client retries (408, 429, 5xx, connection errors: google.cloud.storage.retry.DEFAULT_RETRY).
+    """Result objects uploaded concurrently: a bounded pool of workers sharing one google-auth
+    AuthorizedHttp over a urllib3 pool of kept-alive connections, at most `workers * 4` results in
+    flight, retried as the storage client retries (408, 429, 5xx, connection errors:
+    google.cloud.storage.retry.DEFAULT_RETRY).
 
-    A result is one media upload of a few KB through the public JSON API: the storage client's per-blob
-    machinery, or a requests Session, costs several times the CPU of the request itself (bench-split).
-    Writes are idempotent (a re-run writes the same bytes). Close it (or use it as a context manager).
+    A result is one media upload of a few KB through the public JSON API: the storage client's
+    per-blob machinery, or a requests Session, costs several times the CPU of the request itself
+    (bench-split). Writes are idempotent (a re-run writes the same bytes). Close it (or use it as a
+    context manager).
     """
 
     def __init__(self, bucket_name: str, prefix: str, workers: int = 32):
@@ -250,7 +309,8 @@ class GcsSink:
 
         self.url = f"/upload/storage/v1/b/{urllib.parse.quote(bucket_name, safe='')}/o"
         self.prefix = prefix
-        self.http = gcs_http(workers)  # one pool of kept-alive connections to the one host results go to
+        # one pool of kept-alive connections to the one host results go to
+        self.http = gcs_http(workers)
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="results")
         self.slots = threading.BoundedSemaphore(workers * 4)
         self.pending: set = set()
@@ -258,7 +318,9 @@ class GcsSink:
         self.retries = 0
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        self._send = DEFAULT_RETRY.with_timeout(300).with_delay(0.2, 10, 2)(self._post, on_error=self._count)
+        self._send = DEFAULT_RETRY.with_timeout(300).with_delay(0.2, 10, 2)(
+            self._post, on_error=self._count
+        )
 
     def _count(self, exc) -> None:
         self.retries += 1
@@ -269,8 +331,14 @@ class GcsSink:
         from .ledger import http_error
 
         url = f"{self.url}?uploadType=media&name={urllib.parse.quote(self.prefix + name, safe='')}"
-        response = self.http.request("POST", url, body=data, headers={"Content-Type": "application/json"},
-                                     timeout=120.0, retries=False)  # api_core retries, not urllib3
+        response = self.http.request(
+            "POST",
+            url,
+            body=data,
+            headers={"Content-Type": "application/json"},
+            timeout=120.0,
+            retries=False,
+        )  # api_core retries, not urllib3
         if response.status >= 300:
             raise http_error(response.status, response.data, f"writing {name}")
 
@@ -315,6 +383,7 @@ class GcsSink:
 
 # ---------------------------------------------------------------- one part of a batch, in the cloud
 
+
 def load_index(store, doc: Ledger, part: Part, family: families.Family) -> Index:
     name = store.path(doc.batch_id, layout.staged(part))
     width = key_width(doc.lines)
@@ -329,19 +398,22 @@ def load_index(store, doc: Ledger, part: Part, family: families.Family) -> Index
             for raw, entry in zip(f, entries()):
                 yield entry[0], family.payload(orjson.loads(raw))
 
-    return Index.from_keys(entries(), width, requests, store.config.results_bucket_lines, family.result_bytes)
+    return Index.from_keys(
+        entries(), width, requests, store.config.results_bucket_lines, family.result_bytes
+    )
 
 
 def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
-    """Match one job's outputs to its requests, write the results and the part's ordered buckets; True when the
-    part is split, False when it stopped first (docs/contracts.md): at DROPBATCH_SPLIT_BUDGET_S, checkpointed and
-    continued in a new task; or, for a `partial` task while the job runs, at the end of what the job has written
-    so far, checkpointed for the next task. The budget counts from when the task holds its part (index loaded,
-    output files listed), so a chain of tasks moves however slow that setup is. The outputs are read first, then
-    the buckets are ordered; both phases checkpoint. Every task goes on from the part's checkpoint, which records for each output file the
-    generation and the byte offset read up to: a new file is read from its start, a file with a new generation
-    again from its start (what was matched is not counted twice), and a partial task stops before a last line
-    the job has not finished writing."""
+    """Match one job's outputs to its requests, write the results and the part's ordered buckets;
+    True when the part is split, False when it stopped first (docs/contracts.md): at
+    DROPBATCH_SPLIT_BUDGET_S, checkpointed and continued in a new task; or, for a `partial` task
+    while the job runs, at the end of what the job has written so far, checkpointed for the next
+    task. The budget counts from when the task holds its part (index loaded, output files listed),
+    so a chain of tasks moves however slow that setup is. The outputs are read first, then the
+    buckets are ordered; both phases checkpoint. Every task goes on from the part's checkpoint,
+    which records for each output file the generation and the byte offset read up to: a new file is
+    read from its start, a file with a new generation again from its start (what was matched is not
+    counted twice), and a partial task stops before a last line the job has not finished writing."""
     config, batch_id = store.config, doc.batch_id
     done_path = store.path(batch_id, layout.split_done(part))
     ckpt_path = store.path(batch_id, layout.split_checkpoint(part))
@@ -354,10 +426,14 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
     family = families.family_of(doc.model)
     index = load_index(store, doc, part, family)
     matcher = Matcher(index, batch_id, part.job, checkpoint.get("state"), family)
-    collector = ordered.Collector(store.bucket, store.path(batch_id, layout.ordered(part)), index.starts)
+    collector = ordered.Collector(
+        store.bucket, store.path(batch_id, layout.ordered(part)), index.starts
+    )
     files = splits.output_files(store, doc, part)
-    positions: dict = checkpoint.get("files") or {}  # output file -> [generation, offset read up to]
-    deadline = time.monotonic() + config.split_budget_s  # from here: every task gets its budget of work
+    # output file -> [generation, offset read up to]
+    positions: dict = checkpoint.get("files") or {}
+    # from here: every task gets its budget of work
+    deadline = time.monotonic() + config.split_budget_s
 
     def save(**where) -> None:
         sink.flush()
@@ -383,10 +459,12 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
             with open_lines(blob, offset) as stream:
                 for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
                     if partial and raw is not None and not raw.endswith(b"\n"):
-                        break  # half-written: the job completes it in a later generation of the file
+                        # half-written: the job completes it in a later generation of the file
+                        break
                     offset += size
                     if raw is None:
-                        matcher.counts["unmatched_outputs"] += 1  # over the size limit: counted, not read
+                        # over the size limit: counted, not read
+                        matcher.counts["unmatched_outputs"] += 1
                     elif raw.strip():
                         hit = matcher.match(raw, replay=offset <= replay_to)
                         if hit:
@@ -398,29 +476,50 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
             positions[blob.name] = [blob.generation, offset]
         if partial:
             save()
-            logs.info("results written so far", part=part.index, counts=matcher.counts, files=len(files))
+            logs.info(
+                "results written so far", part=part.index, counts=matcher.counts, files=len(files)
+            )
             return False
         sink.flush()
         logs.info("results written", part=part.index, retries=sink.retries)
-        left = collector.order(index.lines(), index.key, lambda key: ordered.missing_result(key, batch_id, part.job),
-                               first_bucket=checkpoint.get("order_from", 0),
-                               stop=lambda: time.monotonic() > deadline)
+        left = collector.order(
+            index.lines(),
+            index.key,
+            lambda key: ordered.missing_result(key, batch_id, part.job),
+            first_bucket=checkpoint.get("order_from", 0),
+            stop=lambda: time.monotonic() > deadline,
+        )
         if left is not None and stop(order_from=left):
             return False
     missing = list(matcher.missing(retryable=not ended_for_good(part)))
-    errors = sorted(matcher.failures + missing, key=lambda e: e["line"])  # one part's: within the per-job limits
+    # one part's: within the per-job limits
+    errors = sorted(matcher.failures + missing, key=lambda e: e["line"])
     store.bucket.blob(store.path(batch_id, layout.split_errors(part))).upload_from_string(
-        b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl")
-    store.create_json(done_path, SplitDone(
-        part=part.index, round=part.round, job=part.job, requests=index.total,
-        counts={**matcher.counts, "missing": len(missing)}, usage=matcher.usage, error_count=len(errors),
-        files=[f.name for f in files], seconds=round(time.monotonic() - started, 3),
-        buckets=index.starts, lines=list(index.lines()) if part.round else None))
+        b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl"
+    )
+    store.create_json(
+        done_path,
+        SplitDone(
+            part=part.index,
+            round=part.round,
+            job=part.job,
+            requests=index.total,
+            counts={**matcher.counts, "missing": len(missing)},
+            usage=matcher.usage,
+            error_count=len(errors),
+            files=[f.name for f in files],
+            seconds=round(time.monotonic() - started, 3),
+            buckets=index.starts,
+            lines=list(index.lines()) if part.round else None,
+        ),
+    )
     logs.info("part split", part=part.index, counts=matcher.counts, missing=len(missing))
     return True
 
 
-# ---------------------------------------------------------------- the local front end: dropbatch split
+# ---------------------------------------------------------------- the local front end: dropbatch
+# split
+
 
 def _prediction_files(paths) -> list[Path]:
     files = []
@@ -437,20 +536,31 @@ def _prediction_files(paths) -> list[Path]:
 
 
 def write_ordered(out: Path, index: Index, matcher: Matcher) -> None:
-    """DIR/results.jsonl: DIR/KEY.json of each request in input order, a `missing` line where none came back."""
+    """DIR/results.jsonl: DIR/KEY.json of each request in input order, a `missing` line where none
+    came back."""
     tmp = out / ".results.jsonl.tmp"
     with open(tmp, "wb") as f:
         for line in index.lines():
             key = index.key(line)
-            f.write((out / f"{key}.json").read_bytes() if matcher.seen[line - index.first]
-                    else ordered.missing_result(key, None, None))
+            f.write(
+                (out / f"{key}.json").read_bytes()
+                if matcher.seen[line - index.first]
+                else ordered.missing_result(key, None, None)
+            )
             f.write(b"\n")
     tmp.replace(out / layout.RESULTS_FILE)
 
 
-def split_local(input_path: str, prediction_paths: list[str], out_dir: str, config, progress=None,
-                model: str | None = None) -> dict:
-    """`dropbatch split`: match a job's output files to the input file they came from (for `model`'s family)."""
+def split_local(
+    input_path: str,
+    prediction_paths: list[str],
+    out_dir: str,
+    config,
+    progress=None,
+    model: str | None = None,
+) -> dict:
+    """`dropbatch split`: match a job's output files to the input file they came from (for `model`'s
+    family)."""
     from .validate import iter_requests, validate_path
 
     family = families.family_of(model or config.model)
@@ -459,8 +569,10 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
         from .errors import InvalidInput
 
         first = report.errors[0]
-        raise InvalidInput(f"{input_path} is not a valid batch file ({report.error_count} errors; line "
-                           f"{first['line']}: {first['message']}); run `dropbatch validate {input_path}`")
+        raise InvalidInput(
+            f"{input_path} is not a valid batch file ({report.error_count} errors; line "
+            f"{first['line']}: {first['message']}); run `dropbatch validate {input_path}`"
+        )
     files = _prediction_files(prediction_paths)
     width = key_width(report.lines)
 
@@ -468,8 +580,11 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
         with open(input_path, "rb") as f:
             yield from iter_requests(f, input_path, config, report.lines, family)
 
-    index = Index.from_keys(((line, key) for line, key, _ in records()), width,
-                            lambda: ((line, req) for line, _, req in records()))
+    index = Index.from_keys(
+        ((line, key) for line, key, _ in records()),
+        width,
+        lambda: ((line, req) for line, _, req in records()),
+    )
     matcher = Matcher(index, None, None, family=family)
     sink = LocalSink(out_dir)
     started = time.monotonic()
@@ -487,19 +602,37 @@ def split_local(input_path: str, prediction_paths: list[str], out_dir: str, conf
     write_ordered(Path(out_dir), index, matcher)
     missing = 0
     tmp = Path(out_dir) / ".errors.jsonl.tmp"
-    with open(tmp, "wb") as f:  # streamed: a mostly-missing million-request split must not hold its errors
-        for e in heapq.merge(sorted(matcher.failures, key=lambda e: e["line"]), matcher.missing(),
-                             key=lambda e: e["line"]):
+    # streamed: a mostly-missing million-request split must not hold its errors
+    with open(tmp, "wb") as f:
+        for e in heapq.merge(
+            sorted(matcher.failures, key=lambda e: e["line"]),
+            matcher.missing(),
+            key=lambda e: e["line"],
+        ):
             missing += e["status"] == "missing"
             f.write(orjson.dumps(e) + b"\n")
     tmp.replace(Path(out_dir) / layout.ERRORS)
     counts = {"total": index.total, **matcher.counts, "missing": missing}
-    counts = {k: counts[k] for k in ("total", "succeeded", "failed", "missing", "duplicate_outputs",
-                                     "unmatched_outputs")}
-    manifest = build_manifest(None, counts, matcher.usage, [], os.path.abspath(input_path),
-                              os.path.abspath(out_dir), predictions=[str(f) for f in files],
-                              timings={"split_seconds": round(time.monotonic() - started, 3)})
+    counts = {
+        k: counts[k]
+        for k in (
+            "total",
+            "succeeded",
+            "failed",
+            "missing",
+            "duplicate_outputs",
+            "unmatched_outputs",
+        )
+    }
+    manifest = build_manifest(
+        None,
+        counts,
+        matcher.usage,
+        [],
+        os.path.abspath(input_path),
+        os.path.abspath(out_dir),
+        predictions=[str(f) for f in files],
+        timings={"split_seconds": round(time.monotonic() - started, 3)},
+    )
     sink.put(layout.MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return manifest
-
-

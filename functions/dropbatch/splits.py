@@ -1,5 +1,6 @@
-"""What the split stage reads and leaves for the others: a part's output files (the sweep watches them while the job
-runs), and its done document and errors, in line order (for the finishing steps)."""
+"""What the split stage reads and leaves for the others: a part's output files (the sweep watches
+them while the job runs), and its done document and errors, in line order (for the finishing steps).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from .ledger import Store, open_lines
 
 def done_documents(store: Store, doc: Ledger) -> dict[str, SplitDone | None]:
     """part name -> the part's split outcome (split/NAME.done.json), None where it is not split."""
-    return {batch.part_name(p): store.read_json(store.path(doc.batch_id, layout.split_done(p)), SplitDone)[0]
-            for p in doc.parts}
+    return {
+        batch.part_name(p): store.read_json(
+            store.path(doc.batch_id, layout.split_done(p)), SplitDone
+        )[0]
+        for p in doc.parts
+    }
 
 
 def part_errors(store: Store, batch_id: str, part: Part, done: SplitDone):
@@ -24,8 +29,8 @@ def part_errors(store: Store, batch_id: str, part: Part, done: SplitDone):
 
 
 def output_files(store, doc: Ledger, part: Part) -> list:
-    """The part's prediction files: under the job's output directory, or, for a job dropbatch lost sight of,
-    wherever it wrote under the prefix dropbatch gave it."""
+    """The part's prediction files: under the job's output directory, or, for a job dropbatch lost
+    sight of, wherever it wrote under the prefix dropbatch gave it."""
     output_dir = part.output_dir or store.uri(store.path(doc.batch_id, layout.output(part)))
     bucket_name, _, prefix = output_dir[5:].partition("/")
     blobs = store.client.list_blobs(bucket_name, prefix=prefix.rstrip("/") + "/")
@@ -33,8 +38,9 @@ def output_files(store, doc: Ledger, part: Part) -> list:
 
 
 def arrived(store: Store, doc: Ledger) -> dict:
-    """Results written so far for the batch's current round: {"succeeded", "failed"}, from each part's done
-    document, or its checkpoint while a partial or budgeted split is under way (results/KEY.json exist for them)."""
+    """Results written so far for the batch's current round: {"succeeded", "failed"}, from each
+    part's done document, or its checkpoint while a partial or budgeted split is under way
+    (results/KEY.json exist for them)."""
     counts = {"succeeded": 0, "failed": 0}
     for p in doc.parts:
         if p.round != doc.round:
@@ -43,7 +49,9 @@ def arrived(store: Store, doc: Ledger) -> dict:
             done = store.read_json(store.path(doc.batch_id, layout.split_done(p)), SplitDone)[0]
             got = done.counts if done else {}
         else:
-            checkpoint = store.read_json(store.path(doc.batch_id, layout.split_checkpoint(p)))[0] or {}
+            checkpoint = (
+                store.read_json(store.path(doc.batch_id, layout.split_checkpoint(p)))[0] or {}
+            )
             got = (checkpoint.get("state") or {}).get("counts") or {}
         for k in counts:
             counts[k] += int(got.get(k) or 0)

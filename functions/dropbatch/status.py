@@ -1,8 +1,9 @@
 """The sweep: GET every active job (never trusting a message), advance batches, queue split tasks.
 
-Runs on every tick of the sweep topic (Cloud Scheduler in the cloud, the ticker locally). It also picks up
-what an event never delivered: half-finished claims whose lease ran out and parts waiting for a job slot
-(both handed to the submit function, which alone creates jobs), and split tasks that never finished.
+Runs on every tick of the sweep topic (Cloud Scheduler in the cloud, the ticker locally). It also
+picks up what an event never delivered: half-finished claims whose lease ran out and parts waiting
+for a job slot (both handed to the submit function, which alone creates jobs), and split tasks that
+never finished.
 """
 
 from __future__ import annotations
@@ -36,12 +37,17 @@ def sweep(config: Config) -> dict:
             doc = advance(store, batch_id)
             if doc is not None:
                 docs.append(doc)
-        except ConfigurationError as exc:  # a missing grant: end the batch rather than retry every tick
+        # a missing grant: end the batch rather than retry every tick
+        except ConfigurationError as exc:
             seen["errors"] += 1
             notify.fail_refused(store, batch_id, str(exc))
-        except DropbatchError as exc:  # one batch's trouble must not stall the others; the next tick retries
+        # one batch's trouble must not stall the others; the next tick retries
+        except DropbatchError as exc:
             seen["errors"] += 1
-            logs.warning(f"sweep could not advance the batch: {exc}", transient=isinstance(exc, TransientError))
+            logs.warning(
+                f"sweep could not advance the batch: {exc}",
+                transient=isinstance(exc, TransientError),
+            )
         finally:
             logs.reset(token)
     seen["asked"] = ask_for_slots(store, docs)
@@ -49,9 +55,10 @@ def sweep(config: Config) -> dict:
 
 
 def ask_for_slots(store: Store, docs: list[Ledger]) -> int:
-    """Ask the submit function (the one identity that creates jobs) to go on with the submitted batches whose parts
-    wait for a job slot: the first queued, as many as the slots free in the ledgers read this tick, so that a tick
-    costs a few submit calls, not one for every waiting batch (docs/contracts.md, "Job slots")."""
+    """Ask the submit function (the one identity that creates jobs) to go on with the submitted
+    batches whose parts wait for a job slot: the first queued, as many as the slots free in the
+    ledgers read this tick, so that a tick costs a few submit calls, not one for every waiting batch
+    (docs/contracts.md, "Job slots")."""
     free = store.config.max_concurrent_jobs - sum(map(batch.running_jobs, docs))
     asked = 0
     for doc in sorted(docs, key=batch.queue_key):
@@ -68,7 +75,8 @@ def ask_for_slots(store: Store, docs: list[Ledger]) -> int:
 
 
 def advance(store: Store, batch_id: str) -> Ledger | None:
-    """One batch's tick; returns its ledger as the tick left it while the batch is active (None once it ended)."""
+    """One batch's tick; returns its ledger as the tick left it while the batch is active (None once
+    it ended)."""
     doc, _ = store.read_ledger(batch_id)
     if doc is None:  # marked, never claimed: the claiming execution may still be on its way
         since = store.active_since(batch_id)
@@ -76,18 +84,24 @@ def advance(store: Store, batch_id: str) -> Ledger | None:
             store.mark_inactive(batch_id)
         return None
     if doc.outbox or doc.state in batch.FINISHED:
-        doc = notify.deliver(store, batch_id, store.config.outbox_retry_s)  # a finished batch leaves the index
+        # a finished batch leaves the index
+        doc = notify.deliver(store, batch_id, store.config.outbox_retry_s)
         if doc is None or doc.state in batch.FINISHED:
             return None
     if doc.state in batch.SUBMITTING:
-        # Its event or continuation was lost, or its function died: ask the submit function to go on (once a
-        # lease period, so a continuation on its way is not doubled).
-        if batch.lease_expired(doc) and (not doc.continued
-                                         or age_s(doc.continued) > store.config.claim_lease_s):
+        # Its event or continuation was lost, or its function died: ask the submit function to go on
+        # (once a lease period, so a continuation on its way is not doubled).
+        if batch.lease_expired(doc) and (
+            not doc.continued or age_s(doc.continued) > store.config.claim_lease_s
+        ):
             store.update_ledger(batch_id, lambda d: d.set(continued=now()))
             notify.ask_submit(store.config, batch_id)
-            logs.warning("submission stalled; the submit function is asked to go on", event="batch_stalled",
-                         stage="submit", state=doc.state)
+            logs.warning(
+                "submission stalled; the submit function is asked to go on",
+                event="batch_stalled",
+                stage="submit",
+                state=doc.state,
+            )
     elif doc.state == batch.SUBMITTED:
         doc = refresh_jobs(store, doc)
     elif doc.state == batch.SPLITTING:
@@ -96,48 +110,92 @@ def advance(store: Store, batch_id: str) -> Ledger | None:
 
 
 def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
-    """GET the batch's running jobs and record what changed; queue split tasks (partial ones while jobs run, the
-    final ones once all ended). Returns the ledger."""
+    """GET the batch's running jobs and record what changed; queue split tasks (partial ones while
+    jobs run, the final ones once all ended). Returns the ledger."""
     config, batch_id = store.config, doc.batch_id
     updates = {}
     for part in doc.parts:
         if batch.part_running(part):
             try:
                 job = vertex.get_job(config, part.job)
-            except PermanentError as exc:  # deleted (404) or no longer readable (403): it will not come back
-                logs.error("job lost; what it wrote is split", job=part.job, part=part.index,
-                           error=str(exc)[:300])
-                job = {"name": part.job, "state": "JOB_STATE_FAILED", "completion_stats": None, "lost": True,
-                       "output_dir": part.output_dir, "end_time": now(),
-                       "error": {"code": 5, "message": f"dropbatch can no longer read the job: {str(exc)[:500]}"}}
+            # deleted (404) or no longer readable (403): it will not come back
+            except PermanentError as exc:
+                logs.error(
+                    "job lost; what it wrote is split",
+                    job=part.job,
+                    part=part.index,
+                    error=str(exc)[:300],
+                )
+                job = {
+                    "name": part.job,
+                    "state": "JOB_STATE_FAILED",
+                    "completion_stats": None,
+                    "lost": True,
+                    "output_dir": part.output_dir,
+                    "end_time": now(),
+                    "error": {
+                        "code": 5,
+                        "message": f"dropbatch can no longer read the job: {str(exc)[:500]}",
+                    },
+                }
             if job["state"] != part.state or job["completion_stats"] != part.completion_stats:
                 updates[part.index] = job
                 if job["state"] != part.state:
                     logs.info("job state", job=job["name"], state=job["state"], part=part.index)
-    stalled = [p for p in doc.parts if batch.part_running(p)
-               and p.index not in updates and age_s(p.created) > config.job_deadline_s]
+    stalled = [
+        p
+        for p in doc.parts
+        if batch.part_running(p)
+        and p.index not in updates
+        and age_s(p.created) > config.job_deadline_s
+    ]
     for p in doc.parts:
         state = updates[p.index]["state"] if p.index in updates else p.state
         if state in batch.JOB_QUEUED and age_s(p.created) > config.queue_limit_s:
-            logs.warning("job queued past Vertex's queue limit", event="job_no_progress", job=p.job, state=state,
-                         part=p.index, queued_s=round(age_s(p.created)))
+            logs.warning(
+                "job queued past Vertex's queue limit",
+                event="job_no_progress",
+                job=p.job,
+                state=state,
+                part=p.index,
+                queued_s=round(age_s(p.created)),
+            )
 
     def record(d):
         for index, job in updates.items():
-            d.parts[index].set(state=job["state"], completion_stats=job["completion_stats"],
-                               output_dir=job["output_dir"], error=job["error"], ended=job["end_time"],
-                               lost=d.parts[index].lost or bool(job.get("lost")))
+            d.parts[index].set(
+                state=job["state"],
+                completion_stats=job["completion_stats"],
+                output_dir=job["output_dir"],
+                error=job["error"],
+                ended=job["end_time"],
+                lost=d.parts[index].lost or bool(job.get("lost")),
+            )
         for p in stalled:
             d.parts[p.index].stalled = d.parts[p.index].stalled or now()
+
     if updates or stalled:
         doc = store.update_ledger(batch_id, record)
     for p in stalled:
         if not p.stalled:
-            logs.error("job stuck past its deadline", event="batch_stalled", stage="job", job=p.job, state=p.state, deadline_s=config.job_deadline_s)
-            notify.send_once(config, notify.build("stalled", batch_id=batch_id, source=doc.source,
-                                                  counts={"total": doc.requests},
-                                                  error=f"job {p.job} is still {p.state} after "
-                                                        f"{config.job_deadline_s} s"))
+            logs.error(
+                "job stuck past its deadline",
+                event="batch_stalled",
+                stage="job",
+                job=p.job,
+                state=p.state,
+                deadline_s=config.job_deadline_s,
+            )
+            notify.send_once(
+                config,
+                notify.build(
+                    "stalled",
+                    batch_id=batch_id,
+                    source=doc.source,
+                    counts={"total": doc.requests},
+                    error=f"job {p.job} is still {p.state} after {config.job_deadline_s} s",
+                ),
+            )
     if not batch.all_ended(doc):
         queue_partial_splits(store, doc)
         send_progress(store, doc)
@@ -147,10 +205,11 @@ def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
 
 
 def queue_partial_splits(store: Store, doc: Ledger) -> None:
-    """While a job runs, Vertex writes its finished rows to the output directory (Google's batch prediction pages):
-    when a running part's output files changed (a new file, or a new generation of one), a `partial` split task
-    splits what is there, so results/KEY.json appear long before the job ends. One in flight a part (re-sent
-    after 2 split budgets and a minute, like a lost split task); the split function clears `partial_queued`."""
+    """While a job runs, Vertex writes its finished rows to the output directory (Google's batch
+    prediction pages): when a running part's output files changed (a new file, or a new generation
+    of one), a `partial` split task splits what is there, so results/KEY.json appear long before the
+    job ends. One in flight a part (re-sent after 2 split budgets and a minute, like a lost split
+    task); the split function clears `partial_queued`."""
     for p in doc.parts:
         if p.state != "JOB_STATE_RUNNING" or not p.output_dir or p.split == "done":
             continue
@@ -160,24 +219,32 @@ def queue_partial_splits(store: Store, doc: Ledger) -> None:
         if not seen or seen == p.partial_seen:
             continue
         notify.send_split_task(store.config, notify.split_task(doc, p, partial=True))
-        store.update_ledger(doc.batch_id, lambda d, i=p.index: d.parts[i].set(
-            partial_queued=now(), partial_seen=seen))
+        store.update_ledger(
+            doc.batch_id,
+            lambda d, i=p.index: d.parts[i].set(partial_queued=now(), partial_seen=seen),
+        )
         logs.info("partial split queued", part=p.index, files=len(seen))
 
 
-MAX_PROGRESS_JOBS = 40  # a running message lists at most this many jobs' stats (it stays under 16 KB)
+# a running message lists at most this many jobs' stats (it stays under 16 KB)
+MAX_PROGRESS_JOBS = 40
 
 
 def send_progress(store: Store, doc: Ledger) -> None:
-    """A `running` message with the round's results so far (split while the jobs run: succeeded, failed, pending,
-    of total) and each job's own completion stats, when they moved since the last one and at most one per
-    DROPBATCH_PROGRESS_S.
-    Decided in the ledger (`progress_sent`), so overlapping sweeps send it once; a publish that fails is not
-    repeated (the next change sends a newer one)."""
+    """A `running` message with the round's results so far (split while the jobs run: succeeded,
+    failed, pending, of total) and each job's own completion stats, when they moved since the last
+    one and at most one per DROPBATCH_PROGRESS_S. Decided in the ledger (`progress_sent`), so
+    overlapping sweeps send it once; a publish that fails is not repeated (the next change sends a
+    newer one)."""
     parts = [p for p in doc.parts if p.round == doc.round]
     total = sum(p.requests for p in parts)
     got = splits.arrived(store, doc)
-    counts = {"total": total, **got, "pending": max(0, total - got["succeeded"] - got["failed"]), "round": doc.round}
+    counts = {
+        "total": total,
+        **got,
+        "pending": max(0, total - got["succeeded"] - got["failed"]),
+        "round": doc.round,
+    }
 
     def record(d):
         last = d.progress_sent or {}
@@ -189,33 +256,61 @@ def send_progress(store: Store, doc: Ledger) -> None:
     if (doc.progress_sent or {}).get("counts") == counts:
         return
     if store.win_ledger(doc.batch_id, record)[1]:
-        jobs = [{"name": p.job, "part": p.index, "state": p.state, "completion_stats": p.completion_stats}
-                for p in parts if p.job][:MAX_PROGRESS_JOBS]
-        notify.send_once(store.config, notify.build("running", batch_id=doc.batch_id, source=doc.source,
-                                               counts=counts, jobs=jobs,
-                                               results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS))))
+        jobs = [
+            {
+                "name": p.job,
+                "part": p.index,
+                "state": p.state,
+                "completion_stats": p.completion_stats,
+            }
+            for p in parts
+            if p.job
+        ][:MAX_PROGRESS_JOBS]
+        notify.send_once(
+            store.config,
+            notify.build(
+                "running",
+                batch_id=doc.batch_id,
+                source=doc.source,
+                counts=counts,
+                jobs=jobs,
+                results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS)),
+            ),
+        )
 
 
 # ---------------------------------------------------------------- split tasks
+
 
 def queue_tasks(store: Store, doc: Ledger) -> None:
     for part in doc.parts:
         if part.split != "done":
             notify.send_split_task(store.config, notify.split_task(doc, part))
-    store.update_ledger(doc.batch_id, lambda d: batch.move(d, batch.SPLITTING, split_queued=now())
-                        if d.state == batch.SUBMITTED else False)
+    store.update_ledger(
+        doc.batch_id,
+        lambda d: (
+            batch.move(d, batch.SPLITTING, split_queued=now())
+            if d.state == batch.SUBMITTED
+            else False
+        ),
+    )
     logs.info("split tasks queued", parts=len(doc.parts))
 
 
 def requeue_stale_tasks(store: Store, doc: Ledger) -> None:
-    """The sweep's safety net: re-send split tasks that never finished, or the finishing task of a batch whose
-    finisher died. The split function does the work; the sweep stays small."""
+    """The sweep's safety net: re-send split tasks that never finished, or the finishing task of a
+    batch whose finisher died. The split function does the work; the sweep stays small."""
     if all(p.split == "done" for p in doc.parts):
         if age_s(doc.finalize_queued or doc.split_queued) > batch.FINISH_AFTER_S:
-            notify.send_split_task(store.config, notify.split_task(doc, doc.parts[-1], finalize=True))
+            notify.send_split_task(
+                store.config, notify.split_task(doc, doc.parts[-1], finalize=True)
+            )
             store.update_ledger(doc.batch_id, lambda d: d.set(finalize_queued=now()))
-            logs.warning("finishing task re-sent: every part is split but the batch did not finish",
-                         event="batch_stalled", stage="finish")
+            logs.warning(
+                "finishing task re-sent: every part is split but the batch did not finish",
+                event="batch_stalled",
+                stage="finish",
+            )
         return
     queued = doc.split_queued
     if queued and age_s(queued) > 2 * store.config.split_budget_s + 60:
@@ -223,4 +318,6 @@ def requeue_stale_tasks(store: Store, doc: Ledger) -> None:
             if part.split != "done":
                 notify.send_split_task(store.config, notify.split_task(doc, part))
         store.update_ledger(doc.batch_id, lambda d: d.set(split_queued=now()))
-        logs.warning("split tasks re-sent: they did not finish in time", event="batch_stalled", stage="split")
+        logs.warning(
+            "split tasks re-sent: they did not finish in time", event="batch_stalled", stage="split"
+        )

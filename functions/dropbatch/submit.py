@@ -1,8 +1,8 @@
 """A dropped file: claim the batch once, validate it streaming, stage keyed parts, create the jobs.
 
-Every step can run twice: the claim is a create with if_generation_match=0, a half-finished claim is taken
-over only when its lease has run out (batch.take_over), staged bytes are deterministic, and a job is looked
-up by its labels before one is created.
+Every step can run twice: the claim is a create with if_generation_match=0, a half-finished claim is
+taken over only when its lease has run out (batch.take_over), staged bytes are deterministic, and a
+job is looked up by its labels before one is created.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def handle_event(event) -> None:
             attributes = pubsub_message(event)[1]
         except PermanentError:
             attributes = {}
-        if "dropbatch_continue" in attributes:  # a submission that stopped before its budget goes on
+        # a submission that stopped before its budget goes on
+        if "dropbatch_continue" in attributes:
             batch_id = str(attributes["dropbatch_continue"])
             if keys.is_batch_id(batch_id):
                 token = logs.bind(batch_id=batch_id)
@@ -51,7 +52,8 @@ def handle_event(event) -> None:
             return
     try:
         ev = object_event(event)
-    except (PermanentError, ValueError, TypeError) as exc:  # a malformed event never becomes valid: acknowledge
+    # a malformed event never becomes valid: acknowledge
+    except (PermanentError, ValueError, TypeError) as exc:
         logs.error(f"ignored: malformed event: {exc}", event_type=event.get("type"))
         return
     if ev is None:
@@ -96,18 +98,22 @@ def submit_object(config: Config, bucket: str, name: str, generation: int) -> Le
 
 
 def resume(store: Store, batch_id: str) -> Ledger | None:
-    """A continuation's way in (notify.ask_submit): go on with a submission that checkpointed, whose event was
-    lost or whose function died, or a staged retry round; or create the jobs of parts that wait for a slot."""
+    """A continuation's way in (notify.ask_submit): go on with a submission that checkpointed, whose
+    event was lost or whose function died, or a staged retry round; or create the jobs of parts that
+    wait for a slot."""
     doc, _ = store.read_ledger(batch_id)
     if doc is not None and doc.state == batch.SUBMITTED:
-        return submit_parts(store, batch_id) if any(batch.part_waiting(p) for p in doc.parts) else doc
+        return (
+            submit_parts(store, batch_id) if any(batch.part_waiting(p) for p in doc.parts) else doc
+        )
     me = execution_id()
     doc = take_over(store, batch_id, me)
     return None if doc is None else run_claimed(store, doc, me)
 
 
 def run_claimed(store: Store, doc: Ledger, me: str) -> Ledger:
-    """Advance a claimed batch; a permanent error is recorded and acknowledged, anything else retried."""
+    """Advance a claimed batch; a permanent error is recorded and acknowledged, anything else
+    retried."""
     try:
         return advance_submission(store, doc)
     except ConfigurationError as exc:  # a missing grant: the batch ends with a message naming it
@@ -120,7 +126,9 @@ def run_claimed(store: Store, doc: Ledger, me: str) -> Ledger:
         raise
 
 
-def claim(store: Store, batch_id: str, source: str, name: str, generation: int, me: str) -> Ledger | None:
+def claim(
+    store: Store, batch_id: str, source: str, name: str, generation: int, me: str
+) -> Ledger | None:
     """The ledger, claimed by this execution; None when the batch needs nothing from us."""
     doc = batch.new_claim(batch_id, source, name, generation, me, store.config.claim_lease_s)
     store.mark_active(batch_id)  # first: a claim must never exist without the sweep knowing of it
@@ -132,7 +140,9 @@ def claim(store: Store, batch_id: str, source: str, name: str, generation: int, 
 
 def take_over(store: Store, batch_id: str, me: str) -> Ledger | None:
     """Resume a half-finished claim whose owner is gone (its lease ran out)."""
-    doc, taken = store.win_ledger(batch_id, lambda d: batch.take_over(d, me, store.config.claim_lease_s))
+    doc, taken = store.win_ledger(
+        batch_id, lambda d: batch.take_over(d, me, store.config.claim_lease_s)
+    )
     if not taken:
         logs.info("duplicate delivery: batch already handled", state=doc and doc.state)
         return None
@@ -150,8 +160,12 @@ def release(store: Store, batch_id: str, me: str) -> None:
 
 def advance_submission(store: Store, doc: Ledger) -> Ledger:
     if batch.out_of_claims(doc):
-        return notify.fail_batch(store, doc, f"validating and staging the file did not finish in {batch.MAX_CLAIMS} attempts "
-                                "(each one ran out of time or memory); split the file into smaller ones")
+        return notify.fail_batch(
+            store,
+            doc,
+            f"validating and staging the file did not finish in {batch.MAX_CLAIMS} attempts "
+            "(each one ran out of time or memory); split the file into smaller ones",
+        )
     if doc.cancel_requested and doc.state == batch.CLAIMED:
         return cancel_unstarted(store, doc)
     if doc.state == batch.CLAIMED:
@@ -162,16 +176,22 @@ def advance_submission(store: Store, doc: Ledger) -> Ledger:
 
 
 def cancel_unstarted(store: Store, doc: Ledger) -> Ledger | None:
-    """`dropbatch cancel` before any job: the batch ends `cancelled` without reading the file again."""
-    message = notify.build("cancelled", batch_id=doc.batch_id, source=doc.source,
-                           counts={"total": doc.requests}, error="cancelled before any job was created")
+    """`dropbatch cancel` before any job: the batch ends `cancelled` without reading the file
+    again."""
+    message = notify.build(
+        "cancelled",
+        batch_id=doc.batch_id,
+        source=doc.source,
+        counts={"total": doc.requests},
+        error="cancelled before any job was created",
+    )
     return notify.end_batch(store, doc.batch_id, batch.DONE, message, final_state="cancelled")
 
 
 def _open_source(store: Store, doc: Ledger, offset: int = 0):
-    """The dropped object at the event's generation, and a reader pinned to it from `offset`. Raises Replaced when that
-    generation is no longer the object's (each upload of a name is its own batch; this one never reads another's
-    content)."""
+    """The dropped object at the event's generation, and a reader pinned to it from `offset`. Raises
+    Replaced when that generation is no longer the object's (each upload of a name is its own batch;
+    this one never reads another's content)."""
     from google.api_core.exceptions import NotFound
 
     bucket_name, _, name = doc.source[5:].partition("/")
@@ -183,34 +203,50 @@ def _open_source(store: Store, doc: Ledger, offset: int = 0):
         blob = None
     if blob is None or blob.generation != doc.generation:
         live = bucket.get_blob(name)
-        raise Replaced(f"generation {doc.generation} of {doc.source} was replaced by a newer upload "
-                       f"(generation {live.generation}), which is a batch of its own" if live is not None else
-                       f"generation {doc.generation} of {doc.source} was deleted before it was read")
-    # pinned to the generation: a replacement mid-read is never read; a deletion mid-read raises NotFound
+        raise Replaced(
+            f"generation {doc.generation} of {doc.source} was replaced by a newer upload "
+            f"(generation {live.generation}), which is a batch of its own"
+            if live is not None
+            else f"generation {doc.generation} of {doc.source} was deleted before it was read"
+        )
+    # pinned to the generation: a replacement mid-read is never read; a deletion mid-read raises
+    # NotFound
     return blob, ObjectReader(bucket_name, name, doc.generation, offset)
 
 
 def reject(store: Store, doc: Ledger, report) -> Ledger | None:
-    """Write the report and end the batch `rejected`: one small message, the user's object untouched."""
+    """Write the report and end the batch `rejected`: one small message, the user's object
+    untouched."""
     batch_id = doc.batch_id
     store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     summary = report.summary()
-    message = notify.build("rejected", batch_id=batch_id, source=doc.source,
-                           counts={"total": report.requests, "errors": report.error_count},
-                           report=store.uri(store.path(batch_id, layout.REPORT)), error=summary)
+    message = notify.build(
+        "rejected",
+        batch_id=batch_id,
+        source=doc.source,
+        counts={"total": report.requests, "errors": report.error_count},
+        report=store.uri(store.path(batch_id, layout.REPORT)),
+        error=summary,
+    )
     return notify.end_batch(store, batch_id, batch.REJECTED, message, error=summary)
 
 
 def validate_and_stage(store: Store, doc: Ledger) -> Ledger | None:
-    """One streaming pass: each line is validated and, while the file has no error, staged into its job's part.
-    Before DROPBATCH_SUBMIT_BUDGET_S the pass stops at a line, saves where it is, and a continuation (a message
-    on the uploads topic) goes on from there in another call. An invalid file's staged chunks are deleted."""
+    """One streaming pass: each line is validated and, while the file has no error, staged into its
+    job's part. Before DROPBATCH_SUBMIT_BUDGET_S the pass stops at a line, saves where it is, and a
+    continuation (a message on the uploads topic) goes on from there in another call. An invalid
+    file's staged chunks are deleted."""
     config, batch_id = store.config, doc.batch_id
     if not accepted_name(doc.object):
         report = Report(source=doc.source)
-        report.add(None, "unsupported_name", None, "dropbatch reads files named .jsonl or .jsonl.gz, and BigQuery "
-                   "table pointers named .bq.json (any letter case); rename the file and upload it again",
-                   config.max_errors)
+        report.add(
+            None,
+            "unsupported_name",
+            None,
+            "dropbatch reads files named .jsonl or .jsonl.gz, and BigQuery "
+            "table pointers named .bq.json (any letter case); rename the file and upload it again",
+            config.max_errors,
+        )
         return reject(store, doc, report)
     ckpt_path = store.path(batch_id, layout.SUBMIT_CHECKPOINT)
     checkpoint = (store.read_json(ckpt_path)[0] if doc.progress else None) or {}
@@ -224,9 +260,10 @@ def validate_and_stage(store: Store, doc: Ledger) -> Ledger | None:
 
 @contextlib.contextmanager
 def _open_lines(store: Store, doc: Ledger, report: Report, checkpoint: dict):
-    """(reader, model) of the dropped object from where the last call stopped: a file's lines (a plain file
-    resumes at its byte offset, a gzip file is decompressed again up to it), or a .bq.json pointer's table rows
-    (tablesource). The model is the pointer's, else the object's metadata `model`, else the default."""
+    """(reader, model) of the dropped object from where the last call stopped: a file's lines (a
+    plain file resumes at its byte offset, a gzip file is decompressed again up to it), or a
+    .bq.json pointer's table rows (tablesource). The model is the pointer's, else the object's
+    metadata `model`, else the default."""
     config = store.config
     if tablesource.is_pointer(doc.object):
         blob, stream = _open_source(store, doc)
@@ -237,18 +274,43 @@ def _open_lines(store: Store, doc: Ledger, report: Report, checkpoint: dict):
             report.add(None, "bad_pointer", field, message, config.max_errors)
         pointer = pointer or {}
         model = pointer.get("model") or (blob.metadata or {}).get("model") or config.model
-        yield (tablesource.TableReader(config, pointer, report, report.lines, checkpoint.get("table_modified"),
-                                       families.family_of(model).table)
-               if pointer else Reader(io.BytesIO(), doc.object, config, report)), model
+        yield (
+            (
+                tablesource.TableReader(
+                    config,
+                    pointer,
+                    report,
+                    report.lines,
+                    checkpoint.get("table_modified"),
+                    families.family_of(model).table,
+                )
+                if pointer
+                else Reader(io.BytesIO(), doc.object, config, report)
+            ),
+            model,
+        )
         return
-    blob, stream = _open_source(store, doc, report.bytes if checkpoint and not checkpoint["compressed"] else 0)
+    blob, stream = _open_source(
+        store, doc, report.bytes if checkpoint and not checkpoint["compressed"] else 0
+    )
     with stream, contextlib.closing(Prefetch(stream)) as ahead:
-        yield Reader(ahead, doc.object, config, report, start_line=report.lines,
-                     skip=report.bytes if checkpoint.get("compressed") else 0,
-                     compressed=checkpoint.get("compressed")), (blob.metadata or {}).get("model") or config.model
+        yield (
+            Reader(
+                ahead,
+                doc.object,
+                config,
+                report,
+                start_line=report.lines,
+                skip=report.bytes if checkpoint.get("compressed") else 0,
+                compressed=checkpoint.get("compressed"),
+            ),
+            (blob.metadata or {}).get("model") or config.model,
+        )
 
 
-def _validate_and_stage(store: Store, doc: Ledger, validator, stager, checkpoint: dict) -> Ledger | None:
+def _validate_and_stage(
+    store: Store, doc: Ledger, validator, stager, checkpoint: dict
+) -> Ledger | None:
     from google.api_core.exceptions import NotFound
 
     config, batch_id = store.config, doc.batch_id
@@ -257,57 +319,89 @@ def _validate_and_stage(store: Store, doc: Ledger, validator, stager, checkpoint
             validator.family = stager.family = families.family_of(model)
             validator.report.family = validator.family.name
             # the budget is for reading: a call that is slow to set up still moves on
-            stopped = stager.stage(reader.lines(), validator, time.monotonic() + config.submit_budget_s)
+            stopped = stager.stage(
+                reader.lines(), validator, time.monotonic() + config.submit_budget_s
+            )
             if stopped is not None:
                 validator.report.lines = stopped  # the reader sets it only at the end of the file
                 return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
     except (Replaced, NotFound) as exc:
         report = Report(source=doc.source)
-        reason = str(exc) if isinstance(exc, Replaced) else \
-            f"generation {doc.generation} of {doc.source} was replaced or deleted while it was read; a newer " \
+        reason = (
+            str(exc)
+            if isinstance(exc, Replaced)
+            else f"generation {doc.generation} of {doc.source} was replaced or deleted while it "
+            f"was read; a newer "
             "upload is a batch of its own"
+        )
         report.add(None, "replaced", None, reason, config.max_errors)
         stager.abandon()
         return reject(store, doc, report)
     report = validator.finish()
-    logs.info("validated", requests=report.requests, errors=report.error_count, jobs=len(report.jobs),
-              continuations=(doc.progress or {}).get("continuations", 0))
+    logs.info(
+        "validated",
+        requests=report.requests,
+        errors=report.error_count,
+        jobs=len(report.jobs),
+        continuations=(doc.progress or {}).get("continuations", 0),
+    )
     if not report.valid:
         stager.abandon()
         return reject(store, doc, report)
     store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     parts = stager.finish(report.jobs)
-    return store.update_ledger(batch_id, lambda d: batch.move(d, batch.STAGED, model=model, requests=report.requests,
-                                                              lines=report.lines, parts=parts))
+    return store.update_ledger(
+        batch_id,
+        lambda d: batch.move(
+            d, batch.STAGED, model=model, requests=report.requests, lines=report.lines, parts=parts
+        ),
+    )
 
 
 def checkpoint_submission(store: Store, doc: Ledger, validator, stager, where: dict) -> Ledger:
-    """Save where the pass stopped (`where`: the reader's resume_state), give the lease back, and ask for a
-    continuation on the uploads topic."""
+    """Save where the pass stopped (`where`: the reader's resume_state), give the lease back, and
+    ask for a continuation on the uploads topic."""
     batch_id = doc.batch_id
-    store.write_json(store.path(batch_id, layout.SUBMIT_CHECKPOINT), {
-        "validator": validator.state(), "stager": stager.checkpoint(), **where})
+    store.write_json(
+        store.path(batch_id, layout.SUBMIT_CHECKPOINT),
+        {"validator": validator.state(), "stager": stager.checkpoint(), **where},
+    )
     count = (doc.progress or {}).get("continuations", 0) + 1
-    doc = store.update_ledger(batch_id, lambda d: d.set(
-        progress={"line": validator.report.lines, "bytes": validator.report.bytes, "continuations": count},
-        owner=None, lease_until=None, continued=now()))
+    doc = store.update_ledger(
+        batch_id,
+        lambda d: d.set(
+            progress={
+                "line": validator.report.lines,
+                "bytes": validator.report.bytes,
+                "continuations": count,
+            },
+            owner=None,
+            lease_until=None,
+            continued=now(),
+        ),
+    )
     notify.ask_submit(store.config, batch_id)
-    logs.info("submission checkpointed; continuing in a new call", line=validator.report.lines,
-              bytes=validator.report.bytes, continuations=count)
+    logs.info(
+        "submission checkpointed; continuing in a new call",
+        line=validator.report.lines,
+        bytes=validator.report.bytes,
+        continuations=count,
+    )
     return doc
 
 
 CHUNK_BYTES = 16 << 20  # a staged chunk object
-UPLOADS_IN_FLIGHT = 2  # chunks uploading at once while the file is read on: at most this many chunks in memory
+# chunks uploading at once while the file is read on: at most this many chunks in memory
+UPLOADS_IN_FLIGHT = 2
 
 
 class Stager:
-    """Staged parts, written while the file is read (stage): {"request": ...} lines with the line labels, and
-    beside each part its keys sidecar ([line, explicit key or null, staged bytes]). Consecutive lines that are
-    staged as written (Validator.feed's as_is) are kept as they were read and labelled a run at a time; any other
-    line is re-serialised by its family. A part is written as chunk objects of about CHUNK_BYTES, uploaded by a
-    small pool while reading goes on (a checkpoint waits for them), and composed into input/part-NNNNN.jsonl
-    once complete."""
+    """Staged parts, written while the file is read (stage): {"request": ...} lines with the line
+    labels, and beside each part its keys sidecar ([line, explicit key or null, staged bytes]).
+    Consecutive lines that are staged as written (Validator.feed's as_is) are kept as they were read
+    and labelled a run at a time; any other line is re-serialised by its family. A part is written
+    as chunk objects of about CHUNK_BYTES, uploaded by a small pool while reading goes on (a
+    checkpoint waits for them), and composed into input/part-NNNNN.jsonl once complete."""
 
     def __init__(self, store: Store, doc: Ledger, state: dict | None = None):
         import concurrent.futures
@@ -316,12 +410,16 @@ class Stager:
         self.store, self.batch_id = store, doc.batch_id
         self.chunks: dict[str, int] = (state or {}).get("chunks", {})  # part -> chunks written
         self.part: int | None = None
-        self.data: list[bytes] = []  # the open chunk's staged lines, joined once when it is handed off
-        self.run: list[bytes] = []  # consecutive lines staged from their own bytes, lines run_first ... run_end - 1
+        # the open chunk's staged lines, joined once when it is handed off
+        self.data: list[bytes] = []
+        # consecutive lines staged from their own bytes, lines run_first ... run_end - 1
+        self.run: list[bytes] = []
         self.run_first = self.run_end = 0
         self.size = 0
         self.keys = bytearray()
-        self.pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stage")
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            UPLOADS_IN_FLIGHT, thread_name_prefix="stage"
+        )
         self.slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
         self.pending: list = []
         self.family = families.GEMINI  # the file's model family, set once the file is open
@@ -333,9 +431,10 @@ class Stager:
         return base if chunk is None else f"{base}.c{chunk:05d}"
 
     def stage(self, lines, validator, deadline: float) -> int | None:
-        """Validate `lines` (a Reader's (line, bytes)) and stage each valid one while the file has no error; the
-        line it stopped at when the clock passed `deadline`, else None at the end. A line that goes on with the
-        open run of lines staged as written costs an append and nothing more: no call, no other step."""
+        """Validate `lines` (a Reader's (line, bytes)) and stage each valid one while the file has
+        no error; the line it stopped at when the clock passed `deadline`, else None at the end. A
+        line that goes on with the open run of lines staged as written costs an append and nothing
+        more: no call, no other step."""
         feed, report, run, clock = validator.feed, validator.report, self.run, time.monotonic
         for lineno, raw in lines:
             fed = feed(lineno, raw)
@@ -353,7 +452,8 @@ class Stager:
         return None
 
     def add(self, line: int, fed: tuple, part: int, raw: bytes) -> None:
-        """Stage one valid line into `part`; `fed` is what Validator.feed said of it: (key, request, as_is)."""
+        """Stage one valid line into `part`; `fed` is what Validator.feed said of it: (key, request,
+        as_is)."""
         key, request, as_is = fed
         if part != self.part:
             self._flush()
@@ -372,27 +472,32 @@ class Stager:
             self._flush()
 
     def _close_run(self) -> None:
-        """Stage the open run of lines that are exactly {"request": {...}} from their own bytes, all at once (no
-        Python step per line): each line up to its request's closing brace, then its labels and the closing
-        braces."""
+        """Stage the open run of lines that are exactly {"request": {...}} from their own bytes, all
+        at once (no Python step per line): each line up to its request's closing brace, then its
+        labels and the closing braces."""
         if not self.run:
             return
         first, n = self.run_first, len(self.run)
-        bodies = list(map(operator.getitem, self.run, itertools.repeat(slice(-3))))  # each without "}}\n"
-        self.run.clear()  # the lines' bytes go before the staged chunk is made: two copies in memory at most
+        # each without "}}\n"
+        bodies = list(map(operator.getitem, self.run, itertools.repeat(slice(-3))))
+        # the lines' bytes go before the staged chunk is made: two copies in memory at most
+        self.run.clear()
         tails, line = [], first
         while len(tails) < n:  # the line labels, a block of 36 lines at a time
             block, at = divmod(line, 36)
-            tails += keys.line_labels_block(block, b',"labels":', b"}}\n")[at:at + n - len(tails)]
+            tails += keys.line_labels_block(block, b',"labels":', b"}}\n")[at : at + n - len(tails)]
             line = first + len(tails)
         self.data.append(b"".join(itertools.chain.from_iterable(zip(bodies, tails))))
         sizes = map(operator.add, map(len, bodies), map(len, tails))
-        rows = orjson.dumps(list(zip(range(first, first + n), itertools.repeat(None), sizes)))  # [[line,null,size],...]
-        self.keys += rows[1:-1].replace(b"],[", b"]\n[") + b"\n"  # a row a line: no "],[" is inside a row
+        # [[line,null,size],...]
+        rows = orjson.dumps(list(zip(range(first, first + n), itertools.repeat(None), sizes)))
+        # a row a line: no "],[" is inside a row
+        self.keys += rows[1:-1].replace(b"],[", b"]\n[") + b"\n"
         self.run_end = 0
 
     def _flush(self) -> None:
-        """Hand the open chunk to the upload pool (waiting while UPLOADS_IN_FLIGHT are on their way)."""
+        """Hand the open chunk to the upload pool (waiting while UPLOADS_IN_FLIGHT are on their
+        way)."""
         self._close_run()
         if self.part is None or not self.data:
             return
@@ -440,14 +545,25 @@ class Stager:
         for i, job in enumerate(jobs):
             chunks = [self._name(i, c) for c in range(self.chunks.get(str(i), 0))]
             for suffix in (".jsonl", ".keys.jsonl"):
-                ordered.compose(self.store.bucket, [c + suffix for c in chunks], self._name(i) + suffix)
+                ordered.compose(
+                    self.store.bucket, [c + suffix for c in chunks], self._name(i) + suffix
+                )
             self._delete(chunks)
-            parts.append(batch.new_part(i, 0, job["first_line"], job["last_line"], job["requests"],
-                                        self.store.uri(self._name(i) + ".jsonl")))
+            parts.append(
+                batch.new_part(
+                    i,
+                    0,
+                    job["first_line"],
+                    job["last_line"],
+                    job["requests"],
+                    self.store.uri(self._name(i) + ".jsonl"),
+                )
+            )
         return parts
 
     def abandon(self) -> None:
-        """The file is invalid: its staged chunks go (best effort; lifecycle rules catch the rest)."""
+        """The file is invalid: its staged chunks go (best effort; lifecycle rules catch the
+        rest)."""
         for future in self.pending:
             future.exception()
         self.pending.clear()
@@ -460,8 +576,8 @@ class Stager:
 
 
 def submit_parts(store: Store, batch_id: str) -> Ledger | None:
-    """Create the jobs of the parts that have none, within the cap on concurrent jobs: the slots other batches
-    hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
+    """Create the jobs of the parts that have none, within the cap on concurrent jobs: the slots
+    other batches hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
     config = store.config
     doc, _ = store.read_ledger(batch_id)
     mine = config.max_concurrent_jobs - batch.running_jobs(doc)
@@ -470,34 +586,54 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
         if not batch.part_waiting(part):
             continue
         if doc.cancel_requested:  # never started: nothing to cancel at Vertex
-            doc = store.update_ledger(batch_id, lambda d, i=part.index: d.parts[i].set(
-                state="JOB_STATE_CANCELLED"))
+            doc = store.update_ledger(
+                batch_id, lambda d, i=part.index: d.parts[i].set(state="JOB_STATE_CANCELLED")
+            )
             continue
         if room <= 0:
             continue
         if not claim_part(store, batch_id, part.index):
             continue  # another execution (an overlapping sweep, a redelivery) is creating this job
         try:
-            job = vertex.create_job(config, batch_id=batch_id, part=part.index, round_=part.round,
-                                    input_uri=part.input, model=doc.model,
-                                    output_prefix=store.uri(store.path(batch_id, layout.output(part))))
+            job = vertex.create_job(
+                config,
+                batch_id=batch_id,
+                part=part.index,
+                round_=part.round,
+                input_uri=part.input,
+                model=doc.model,
+                output_prefix=store.uri(store.path(batch_id, layout.output(part))),
+            )
         except PermanentError as exc:
             if not any(p.job for p in doc.parts):
                 return notify.fail_batch(store, doc, f"Vertex AI refused the job: {exc}")
-            # Jobs of other parts run (and are paid for): keep tracking them; this part ends failed, its
-            # requests listed as missing and not retried, and the batch ends `failed` with what the others got.
-            logs.error("job refused; the batch's other jobs go on", part=part.index, error=str(exc)[:500])
-            doc = store.update_ledger(batch_id, lambda d, i=part.index, e=str(exc)[:1000]: d.parts[i].set(
-                state="JOB_STATE_FAILED", refused=True, creating=None, error={"code": 3, "message": e}))
+            # Jobs of other parts run (and are paid for): keep tracking them; this part ends failed,
+            # its requests listed as missing and not retried, and the batch ends `failed` with what
+            # the others got.
+            logs.error(
+                "job refused; the batch's other jobs go on", part=part.index, error=str(exc)[:500]
+            )
+            doc = store.update_ledger(
+                batch_id,
+                lambda d, i=part.index, e=str(exc)[:1000]: d.parts[i].set(
+                    state="JOB_STATE_FAILED",
+                    refused=True,
+                    creating=None,
+                    error={"code": 3, "message": e},
+                ),
+            )
             continue
-        except BaseException:  # the next try looks for it by label first, once Vertex's list has settled
+        # the next try looks for it by label first, once Vertex's list has settled
+        except BaseException:
             store.update_ledger(batch_id, lambda d, i=part.index: batch.create_failed(d.parts[i]))
             raise
         room -= 1
         logs.info("job created", job=job["name"], part=part.index)
 
         def record(d, index=part.index, job=job):
-            d.parts[index].set(job=job["name"], state=job["state"], created=job["create_time"], creating=None)
+            d.parts[index].set(
+                job=job["name"], state=job["state"], created=job["create_time"], creating=None
+            )
 
         doc = store.update_ledger(batch_id, record)
 
@@ -507,28 +643,44 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
         batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
         if not d.notified.get("submitted"):  # the first round's only: retry rounds are not news
             d.notified["submitted"] = now()
-            notify.queue(d, notify.build("submitted", batch_id=batch_id, source=d.source,
-                                         counts={"total": d.requests},
-                                         report=store.uri(store.path(batch_id, layout.REPORT)),
-                                         results_prefix=store.uri(store.path(batch_id, layout.RESULTS))))
+            notify.queue(
+                d,
+                notify.build(
+                    "submitted",
+                    batch_id=batch_id,
+                    source=d.source,
+                    counts={"total": d.requests},
+                    report=store.uri(store.path(batch_id, layout.REPORT)),
+                    results_prefix=store.uri(store.path(batch_id, layout.RESULTS)),
+                ),
+            )
         return True
 
     doc, moved = store.win_ledger(batch_id, submitted)
     if moved:  # this call moved the batch (a retry round too): submit latency, from the claim
-        logs.info("batch submitted", event="batch_submitted", round=doc.round, jobs=len(doc.parts),
-                  requests=doc.requests or 0, latency_s=round(age_s(doc.created), 3), model=doc.model)
+        logs.info(
+            "batch submitted",
+            event="batch_submitted",
+            round=doc.round,
+            jobs=len(doc.parts),
+            requests=doc.requests or 0,
+            latency_s=round(age_s(doc.created), 3),
+            model=doc.model,
+        )
     return notify.deliver(store, batch_id) if doc.outbox else doc
 
 
 def claim_part(store: Store, batch_id: str, index: int) -> bool:
-    """Win the right to create one part's job, so overlapping sweeps and redeliveries never create two."""
+    """Win the right to create one part's job, so overlapping sweeps and redeliveries never create
+    two."""
     me, settle = execution_id(), store.config.list_settle_s
     return store.win_ledger(batch_id, lambda d: batch.claim_part(d.parts[index], me, settle))[1]
 
 
 def slots_taken(store: Store, doc: Ledger, enough: int) -> int:
-    """The job slots the other active batches hold or come first for: one read of each active ledger, until
-    `enough` are found taken (a batch dropped while many wait reads a few ledgers, not all)."""
+    """The job slots the other active batches hold or come first for: one read of each active
+    ledger, until `enough` are found taken (a batch dropped while many wait reads a few ledgers, not
+    all)."""
     taken = 0
     for other_id in store.active_batches():
         if taken >= enough:

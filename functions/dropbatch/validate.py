@@ -1,7 +1,8 @@
-"""A whole batch file: streaming validation (every problem, by line), the job plan, and the second pass.
+"""A whole batch file: streaming validation (every problem, by line), the job plan, and the second
+pass.
 
-Each line goes through checks.check_line; lines are read through lineio (bounded, gzip-aware). A file
-past the per-job limits is not an error: the plan splits it into several jobs by line ranges.
+Each line goes through checks.check_line; lines are read through lineio (bounded, gzip-aware). A
+file past the per-job limits is not an error: the plan splits it into several jobs by line ranges.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import dataclasses
 import hashlib
 import os
 import zlib
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 import orjson
 
@@ -33,41 +35,68 @@ class Report:
     error_count: int = 0
     truncated: bool = False
     jobs: list = dataclasses.field(default_factory=list)
-    formats: list = dataclasses.field(default_factory=list)  # line formats seen: "gemini", "openai", ...
+    # line formats seen: "gemini", "openai", ...
+    formats: list = dataclasses.field(default_factory=list)
     family: str | None = None  # the model family the file was checked for (families.py)
 
     @property
     def valid(self) -> bool:
         return self.error_count == 0
 
-    def add(self, line: int | None, code: str, field: str | None, message: str, limit: int,
-            key: str | None = None) -> None:
+    def add(
+        self,
+        line: int | None,
+        code: str,
+        field: str | None,
+        message: str,
+        limit: int,
+        key: str | None = None,
+    ) -> None:
         self.error_count += 1
         if len(self.errors) < limit:
-            self.errors.append({"line": line, "code": code, "field": field, "message": message,
-                                **({"key": key} if key is not None else {})})
+            self.errors.append(
+                {
+                    "line": line,
+                    "code": code,
+                    "field": field,
+                    "message": message,
+                    **({"key": key} if key is not None else {}),
+                }
+            )
         else:
             self.truncated = True
 
     def summary(self) -> str:
-        """One line for a message or a log: counts, the first error's line, code and schema field path; never
-        the file's own text (the report, which clips what it quotes, has the rest)."""
+        """One line for a message or a log: counts, the first error's line, code and schema field
+        path; never the file's own text (the report, which clips what it quotes, has the rest)."""
         text = f"{self.error_count:,} error(s) in {self.requests:,} requests"
         if self.errors:
             first = self.errors[0]
-            if first["line"] is None:  # file-level messages are dropbatch's own words: no user text in them
+            # file-level messages are dropbatch's own words: no user text in them
+            if first["line"] is None:
                 text += f"; {first['code']}: {first['message']}"
             else:
                 field = safe_field(first["field"], families.FIELD_NAMES)
-                text += f"; first: line {first['line']}: {first['code']}" + (f" at {field}" if field else "")
+                text += f"; first: line {first['line']}: {first['code']}" + (
+                    f" at {field}" if field else ""
+                )
         return text + "; report.json lists every error by line"
 
     def to_dict(self) -> dict:
-        return {"valid": self.valid, "source": self.source, "requests": self.requests, "errors": self.errors,
-                "truncated": self.truncated, "error_count": self.error_count, "lines": self.lines,
-                "blank_lines": self.blank_lines, "bytes": self.bytes, "jobs": self.jobs,
-                "format": "+".join(self.formats) or None, "family": self.family}
-
+        return {
+            "valid": self.valid,
+            "source": self.source,
+            "requests": self.requests,
+            "errors": self.errors,
+            "truncated": self.truncated,
+            "error_count": self.error_count,
+            "lines": self.lines,
+            "blank_lines": self.blank_lines,
+            "bytes": self.bytes,
+            "jobs": self.jobs,
+            "format": "+".join(self.formats) or None,
+            "family": self.family,
+        }
 
 
 def _key_hash(key: str) -> int:
@@ -75,10 +104,13 @@ def _key_hash(key: str) -> int:
 
 
 class Validator:
-    """Validating one file, line by line: keys seen, the job plan, the report so far. Its state can be saved
-    and restored, so that a submission can stop before its time budget and continue in another call."""
+    """Validating one file, line by line: keys seen, the job plan, the report so far. Its state can
+    be saved and restored, so that a submission can stop before its time budget and continue in
+    another call."""
 
-    def __init__(self, config: Config, source: str, state: dict | None = None, model: str | None = None):
+    def __init__(
+        self, config: Config, source: str, state: dict | None = None, model: str | None = None
+    ):
         self.config = config
         self.report = Report(source=source)
         self.family = families.family_of(model or config.model)
@@ -92,15 +124,22 @@ class Validator:
         self.report.family = self.family.name
 
     def feed(self, lineno: int, raw: bytes | None) -> tuple[str | None, dict, bool] | None:
-        """Check one line; (explicit key or None, what is staged, as_is) when it is a request with no problem.
-        as_is: staging adds only the line labels, at the end of the request: the line is exactly
-        {"request": {...}}\n, with no labels and no one-object form for a list (its own request is what is staged)."""
+        """Check one line; (explicit key or None, what is staged, as_is) when it is a request with
+        no problem. as_is: staging adds only the line labels, at the end of the request: the line is
+        exactly {"request": {...}}\n, with no labels and no one-object form for a list (its own
+        request is what is staged)."""
         report, config, limit = self.report, self.config, self.config.max_errors
         if len(self.keyless) < lineno:
             self.keyless.extend(b"\0" * (lineno - len(self.keyless)))
         if raw is None:
-            report.add(lineno, "line_too_long", None, f"the line is longer than {config.max_line_bytes:,} bytes; "
-                       "put large media in Cloud Storage and refer to it with fileData", limit)
+            report.add(
+                lineno,
+                "line_too_long",
+                None,
+                f"the line is longer than {config.max_line_bytes:,} bytes; "
+                "put large media in Cloud Storage and refer to it with fileData",
+                limit,
+            )
             report.requests += 1
             return None
         if not raw.strip():
@@ -123,8 +162,15 @@ class Validator:
             h = _key_hash(key)
             first = self.seen_keys.get(h)
             if first is not None:
-                report.add(lineno, "duplicate_key", "key", f"key {shown(key)} is already used on line {first}; "
-                           "keys must be unique in a file", limit, key)
+                report.add(
+                    lineno,
+                    "duplicate_key",
+                    "key",
+                    f"key {shown(key)} is already used on line {first}; "
+                    "keys must be unique in a file",
+                    limit,
+                    key,
+                )
                 problems = True
             else:
                 self.seen_keys[h] = lineno
@@ -133,16 +179,33 @@ class Validator:
         self._plan(lineno, len(raw))
         if problems:
             return None
-        return key, payload, (kind == "gemini" and len(obj) == 1 and payload is obj["request"]
-                              and "labels" not in payload and raw[-3:] == b"}}\n")
+        return (
+            key,
+            payload,
+            (
+                kind == "gemini"
+                and len(obj) == 1
+                and payload is obj["request"]
+                and "labels" not in payload
+                and raw[-3:] == b"}}\n"
+            ),
+        )
 
     def _plan(self, lineno: int, size: int) -> None:
         """Cut the file into jobs within the per-job limits, by line ranges (report.jobs)."""
         part = self.part
         most_requests, most_bytes = self.family.job_limits(self.config)
-        if part["requests"] and (part["requests"] >= most_requests or part["bytes"] + size > most_bytes):
-            self.report.jobs.append({"first_line": part["first"], "last_line": lineno - 1,
-                                     "requests": part["requests"], "bytes": part["bytes"]})
+        if part["requests"] and (
+            part["requests"] >= most_requests or part["bytes"] + size > most_bytes
+        ):
+            self.report.jobs.append(
+                {
+                    "first_line": part["first"],
+                    "last_line": lineno - 1,
+                    "requests": part["requests"],
+                    "bytes": part["bytes"],
+                }
+            )
             self.job_index = len(self.report.jobs)
             part.update(first=None, requests=0, bytes=0)
         if not part["requests"]:
@@ -154,33 +217,70 @@ class Validator:
         report, config, limit = self.report, self.config, self.config.max_errors
         part = self.part
         if part["requests"]:
-            report.jobs.append({"first_line": part["first"], "last_line": report.lines,
-                                "requests": part["requests"], "bytes": part["bytes"]})
+            report.jobs.append(
+                {
+                    "first_line": part["first"],
+                    "last_line": report.lines,
+                    "requests": part["requests"],
+                    "bytes": part["bytes"],
+                }
+            )
         width = key_width(report.lines)
         for key, lineno in self.digit_keys:
             other = int(key)
             if len(key) == width and 1 <= other <= report.lines and self.keyless[other - 1]:
-                report.add(lineno, "key_collision", "key", f"key {shown(key)} is also the key of line {other}, which "
-                           f"has no key of its own; give line {other} a key or choose another", limit)
+                report.add(
+                    lineno,
+                    "key_collision",
+                    "key",
+                    f"key {shown(key)} is also the key of line {other}, which "
+                    f"has no key of its own; give line {other} a key or choose another",
+                    limit,
+                )
         if report.requests == 0 and not report.error_count:
-            report.add(None, "empty_file", None, "the file has no requests; each line must be like "
-                       + self.family.example, limit)
+            report.add(
+                None,
+                "empty_file",
+                None,
+                "the file has no requests; each line must be like " + self.family.example,
+                limit,
+            )
         if report.requests > config.max_file_requests:
-            report.add(None, "too_many_requests", None, f"the file has {report.requests:,} requests; the limit is "
-                       f"{config.max_file_requests:,} a file: split it into several files", limit)
+            report.add(
+                None,
+                "too_many_requests",
+                None,
+                f"the file has {report.requests:,} requests; the limit is "
+                f"{config.max_file_requests:,} a file: split it into several files",
+                limit,
+            )
         if len(report.jobs) > config.max_file_jobs:
-            report.add(None, "too_many_jobs", None, f"the file needs {len(report.jobs):,} jobs for this model "
-                       f"(at most {self.family.job_limits(config)[0]:,} requests a job); the limit is "
-                       f"{config.max_file_jobs} a file: split it into several files", limit)
+            report.add(
+                None,
+                "too_many_jobs",
+                None,
+                f"the file needs {len(report.jobs):,} jobs for this model "
+                f"(at most {self.family.job_limits(config)[0]:,} requests a job); the limit is "
+                f"{config.max_file_jobs} a file: split it into several files",
+                limit,
+            )
         report.errors.sort(key=lambda e: (e["line"] is not None, e["line"] or 0))
         return report
 
     def state(self) -> dict:
-        """Everything needed to go on from here, as JSON (key hashes and the keyless map packed, compressed)."""
-        hashes = b"".join(h.to_bytes(8, "little") + line.to_bytes(8, "little") for h, line in self.seen_keys.items())
-        return {"report": dataclasses.asdict(self.report), "digit_keys": self.digit_keys, "part": self.part,
-                "seen_keys": base64.b64encode(zlib.compress(hashes)).decode(),
-                "keyless": base64.b64encode(zlib.compress(bytes(self.keyless))).decode()}
+        """Everything needed to go on from here, as JSON (key hashes and the keyless map packed,
+        compressed)."""
+        hashes = b"".join(
+            h.to_bytes(8, "little") + line.to_bytes(8, "little")
+            for h, line in self.seen_keys.items()
+        )
+        return {
+            "report": dataclasses.asdict(self.report),
+            "digit_keys": self.digit_keys,
+            "part": self.part,
+            "seen_keys": base64.b64encode(zlib.compress(hashes)).decode(),
+            "keyless": base64.b64encode(zlib.compress(bytes(self.keyless))).decode(),
+        }
 
     def _restore(self, state: dict) -> None:
         self.report = Report(**state["report"])
@@ -188,27 +288,42 @@ class Validator:
         self.part = state["part"]
         self.job_index = len(self.report.jobs)
         packed = zlib.decompress(base64.b64decode(state["seen_keys"]))
-        self.seen_keys = {int.from_bytes(packed[i:i + 8], "little"): int.from_bytes(packed[i + 8:i + 16], "little")
-                          for i in range(0, len(packed), 16)}
+        self.seen_keys = {
+            int.from_bytes(packed[i : i + 8], "little"): int.from_bytes(
+                packed[i + 8 : i + 16], "little"
+            )
+            for i in range(0, len(packed), 16)
+        }
         self.keyless = bytearray(zlib.decompress(base64.b64decode(state["keyless"])))
 
 
 def parse_line(obj, family: families.Family) -> tuple[list, str | None, object, str]:
-    """(problems, explicit key, what is staged, the line's format) of one parsed line for a model family. An
-    OpenAI Batch line sent to a Gemini model is checked as the Gemini line it converts to."""
+    """(problems, explicit key, what is staged, the line's format) of one parsed line for a model
+    family. An OpenAI Batch line sent to a Gemini model is checked as the Gemini line it converts
+    to."""
     if family is families.GEMINI and openai_batch.is_openai_line(obj):
         obj, problems = openai_batch.convert(obj)
         found, key, payload = family.check(obj)
-        return problems or found, key, payload, "openai"  # the Gemini checks judge only a line that converted
+        # the Gemini checks judge only a line that converted
+        return problems or found, key, payload, "openai"
     problems, key, payload = family.check(obj)
-    kind = "openai" if openai_batch.is_openai_line(obj) else {"open_models": "openai"}.get(family.name, family.name)
+    kind = (
+        "openai"
+        if openai_batch.is_openai_line(obj)
+        else {"open_models": "openai"}.get(family.name, family.name)
+    )
     return problems, key, payload, kind
 
 
-def validate_stream(stream: IO[bytes], name: str, config: Config, source: str | None = None,
-                    model: str | None = None) -> Report:
-    """Validate a whole file, streaming, for the family of `model` (the default model when None); the report
-    lists every problem by line."""
+def validate_stream(
+    stream: IO[bytes],
+    name: str,
+    config: Config,
+    source: str | None = None,
+    model: str | None = None,
+) -> Report:
+    """Validate a whole file, streaming, for the family of `model` (the default model when None);
+    the report lists every problem by line."""
     validator = Validator(config, source or name, model=model)
     for lineno, raw in Reader(stream, name, config, validator.report).lines():
         validator.feed(lineno, raw)
@@ -228,8 +343,13 @@ def validate_path(path: str | os.PathLike, config: Config, model: str | None = N
         return validate_stream(stream, os.fspath(path), config, model=model)
 
 
-def iter_requests(stream: IO[bytes], name: str, config: Config, total_lines: int,
-                  family: families.Family = families.GEMINI) -> Iterator[tuple[int, str, object]]:
+def iter_requests(
+    stream: IO[bytes],
+    name: str,
+    config: Config,
+    total_lines: int,
+    family: families.Family = families.GEMINI,
+) -> Iterator[tuple[int, str, object]]:
     """(line, key, what is staged) of a file already found valid: the second pass, for splitting."""
     width = key_width(total_lines)
     report = Report(source=name)

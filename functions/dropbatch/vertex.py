@@ -1,4 +1,5 @@
-"""Vertex AI batch jobs through aiplatform_v1.JobServiceClient: create once (found again by label), get, cancel."""
+"""Vertex AI batch jobs through aiplatform_v1.JobServiceClient: create once (found again by label),
+get, cancel."""
 
 from __future__ import annotations
 
@@ -18,15 +19,23 @@ def job_client(endpoint: str, location: str):
     from google.cloud import aiplatform_v1
 
     if endpoint.startswith("http://"):  # the local emulator: plain HTTP, the default credentials
-        return aiplatform_v1.JobServiceClient(transport="rest", client_options={"api_endpoint": endpoint})
-    return aiplatform_v1.JobServiceClient(client_options={"api_endpoint": endpoint or api_endpoint(location)})
+        return aiplatform_v1.JobServiceClient(
+            transport="rest", client_options={"api_endpoint": endpoint}
+        )
+    return aiplatform_v1.JobServiceClient(
+        client_options={"api_endpoint": endpoint or api_endpoint(location)}
+    )
 
 
 def api_endpoint(location: str) -> str:
     """Vertex AI's host for a location: the global endpoint has no region prefix
-    (https://cloud.google.com/vertex-ai/generative-ai/docs/learn/locations#global-endpoint); a region's is
-    REGION-aiplatform.googleapis.com."""
-    return "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
+    (https://cloud.google.com/vertex-ai/generative-ai/docs/learn/locations#global-endpoint); a
+    region's is REGION-aiplatform.googleapis.com."""
+    return (
+        "aiplatform.googleapis.com"
+        if location == "global"
+        else f"{location}-aiplatform.googleapis.com"
+    )
 
 
 def client(config: Config):
@@ -34,15 +43,22 @@ def client(config: Config):
 
 
 def _call(fn, *args, **kwargs):
-    """Run a client call; 429/5xx/timeouts become TransientError, other API errors PermanentError."""
+    """Run a client call; 429/5xx/timeouts become TransientError, other API errors
+    PermanentError."""
     from google.api_core import exceptions
 
     try:
         return fn(*args, **kwargs)
-    except (exceptions.TooManyRequests, exceptions.ServerError, exceptions.DeadlineExceeded,
-            exceptions.ServiceUnavailable, exceptions.RetryError) as exc:
+    except (
+        exceptions.TooManyRequests,
+        exceptions.ServerError,
+        exceptions.DeadlineExceeded,
+        exceptions.ServiceUnavailable,
+        exceptions.RetryError,
+    ) as exc:
         raise TransientError(f"Vertex AI: {exc}") from exc
-    except (exceptions.PermissionDenied, exceptions.Forbidden) as exc:  # a 403 over gRPC and over REST
+    # a 403 over gRPC and over REST
+    except (exceptions.PermissionDenied, exceptions.Forbidden) as exc:
         raise denied("Vertex AI", exc) from exc
     except exceptions.GoogleAPICallError as exc:
         raise PermanentError(f"Vertex AI: {exc}") from exc
@@ -53,11 +69,24 @@ def _call(fn, *args, **kwargs):
 def job_to_dict(job) -> dict:
     """The fields dropbatch records of a job, as plain JSON."""
     stats = job.completion_stats
-    error = {"code": job.error.code, "message": job.error.message} if job.error.code or job.error.message else None
-    return {"name": job.name, "state": job.state.name, "output_dir": job.output_info.gcs_output_directory or None,
-            "completion_stats": {"successful": stats.successful_count, "failed": stats.failed_count,
-                                 "incomplete": stats.incomplete_count},
-            "error": error, "create_time": _time(job.create_time), "end_time": _time(job.end_time)}
+    error = (
+        {"code": job.error.code, "message": job.error.message}
+        if job.error.code or job.error.message
+        else None
+    )
+    return {
+        "name": job.name,
+        "state": job.state.name,
+        "output_dir": job.output_info.gcs_output_directory or None,
+        "completion_stats": {
+            "successful": stats.successful_count,
+            "failed": stats.failed_count,
+            "incomplete": stats.incomplete_count,
+        },
+        "error": error,
+        "create_time": _time(job.create_time),
+        "end_time": _time(job.end_time),
+    }
 
 
 def _time(value) -> str | None:
@@ -75,8 +104,16 @@ def find_job(config: Config, batch_id: str, part: int, round_: int = 0):
     return None
 
 
-def create_job(config: Config, *, batch_id: str, part: int, round_: int, input_uri: str, output_prefix: str,
-               model: str) -> dict:
+def create_job(
+    config: Config,
+    *,
+    batch_id: str,
+    part: int,
+    round_: int,
+    input_uri: str,
+    output_prefix: str,
+    model: str,
+) -> dict:
     """Create the job for one part, or return the one a previous try already created."""
     from google.cloud import aiplatform_v1
 
@@ -88,11 +125,16 @@ def create_job(config: Config, *, batch_id: str, part: int, round_: int, input_u
         display_name=f"dropbatch-{batch_id}-{round_}-{part}"[:128],
         model=families.resource_name(model, config.project, config.location),
         input_config={"instances_format": "jsonl", "gcs_source": {"uris": [input_uri]}},
-        output_config={"predictions_format": "jsonl", "gcs_destination": {"output_uri_prefix": output_prefix}},
+        output_config={
+            "predictions_format": "jsonl",
+            "gcs_destination": {"output_uri_prefix": output_prefix},
+        },
         labels=labels,
     )
     parent = f"projects/{config.project}/locations/{config.location}"
-    return job_to_dict(_call(client(config).create_batch_prediction_job, parent=parent, batch_prediction_job=job))
+    return job_to_dict(
+        _call(client(config).create_batch_prediction_job, parent=parent, batch_prediction_job=job)
+    )
 
 
 def get_job(config: Config, name: str) -> dict:

@@ -1,6 +1,8 @@
-"""Cold start: importing functions/main.py against `import vertexai.batch_prediction` (the seed's SDK).
+"""Cold start: importing functions/main.py against `import vertexai.batch_prediction` (the seed's
+SDK).
 
-Each import runs in a fresh interpreter, best of several runs. Prints one JSON line with the ratio (goal <= 0.5).
+Each import runs in a fresh interpreter, best of several runs. Prints one JSON line with the ratio
+(goal <= 0.5).
 """
 
 from __future__ import annotations
@@ -30,8 +32,17 @@ def main() -> None:
     bare = best_of("pass", runs)
     ours = best_of("import main", runs) - bare
     sdk = best_of("import vertexai.batch_prediction", runs) - bare
-    print(json.dumps({"bench": "coldstart", "main_import_ms": round(ours * 1000), "vertexai_import_ms": round(sdk * 1000),
-                      "ratio": round(ours / sdk, 3), "goal": 0.5}))
+    print(
+        json.dumps(
+            {
+                "bench": "coldstart",
+                "main_import_ms": round(ours * 1000),
+                "vertexai_import_ms": round(sdk * 1000),
+                "ratio": round(ours / sdk, 3),
+                "goal": 0.5,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Incremental split (#21): CPU to split a job's output in ten increments, as it appears while the job runs,
-against splitting it once at the end, in one run on a local stack of its own.
+"""Incremental split (#21): CPU to split a job's output in ten increments, as it appears while the
+job runs, against splitting it once at the end, in one run on a local stack of its own.
 
-Two identical files are dropped (their jobs kept queued: only the split is measured). Each part's prediction
-output is written by this script from its staged input, as ten files; one part is split once with all ten
-present, the other by a `partial` split after each file appears and the final split after the tenth. CPU is
-this process's (split_part runs in it). Prints one JSON line:
+Two identical files are dropped (their jobs kept queued: only the split is measured). Each part's
+prediction output is written by this script from its staged input, as ten files; one part is split
+once with all ten present, the other by a `partial` split after each file appears and the final
+split after the tenth. CPU is this process's (split_part runs in it). Prints one JSON line:
 {"bench": "incremental_split", "requests", "files", "once_cpu_s", "incremental_cpu_s", "overhead"};
 goal: overhead <= 0.10.
 """
@@ -25,7 +25,9 @@ N, FILES = int(os.environ.get("BENCH_N", "5000")), 10
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ.update(DROPBATCH_STATE_DIR=str(Path(tmp) / "state"), DROPBATCH_MAX_JOB_REQUESTS=str(N))
+        os.environ.update(
+            DROPBATCH_STATE_DIR=str(Path(tmp) / "state"), DROPBATCH_MAX_JOB_REQUESTS=str(N)
+        )
         from dropbatch.local import stack as local
 
         running = local.up(faults={"queued_s": 3600})
@@ -38,7 +40,6 @@ def main() -> None:
 
 def run(running) -> dict:
     import orjson
-
     from conftest import Inbox, req
     from dropbatch import layout, notify, split
     from dropbatch.documents import SplitDone
@@ -61,18 +62,40 @@ def run(running) -> dict:
         inbox.close()
 
     def outputs(doc, part) -> list[bytes]:
-        staged = store.bucket.blob(store.path(doc.batch_id, layout.staged(part) + ".jsonl")).download_as_bytes()
-        return [orjson.dumps({"status": "", "processed_time": "2026-12-02T00:00:00Z", "request": orjson.loads(l)["request"],
-                              "response": {"candidates": [{"content": {"parts": [{"text": f"answer {i}"}], "role": "model"},
-                                                           "finishReason": "STOP"}],
-                                           "usageMetadata": {"promptTokenCount": 90, "candidatesTokenCount": 3,
-                                                             "totalTokenCount": 93}}}) + b"\n"
-                for i, l in enumerate(staged.splitlines())]
+        staged = store.bucket.blob(
+            store.path(doc.batch_id, layout.staged(part) + ".jsonl")
+        ).download_as_bytes()
+        return [
+            orjson.dumps(
+                {
+                    "status": "",
+                    "processed_time": "2026-12-02T00:00:00Z",
+                    "request": orjson.loads(l)["request"],
+                    "response": {
+                        "candidates": [
+                            {
+                                "content": {"parts": [{"text": f"answer {i}"}], "role": "model"},
+                                "finishReason": "STOP",
+                            }
+                        ],
+                        "usageMetadata": {
+                            "promptTokenCount": 90,
+                            "candidatesTokenCount": 3,
+                            "totalTokenCount": 93,
+                        },
+                    },
+                }
+            )
+            + b"\n"
+            for i, l in enumerate(staged.splitlines())
+        ]
 
     def write_file(doc, part, lines, k) -> None:
-        chunk = lines[k * len(lines) // FILES:(k + 1) * len(lines) // FILES]
+        chunk = lines[k * len(lines) // FILES : (k + 1) * len(lines) // FILES]
         name = f"prediction-model-bench/predictions_{k:05d}.jsonl"
-        store.bucket.blob(store.path(doc.batch_id, layout.output(part)) + "/" + name).upload_from_string(b"".join(chunk))
+        store.bucket.blob(
+            store.path(doc.batch_id, layout.output(part)) + "/" + name
+        ).upload_from_string(b"".join(chunk))
 
     (doc_a, part_a), (doc_b, part_b) = parts
     for doc, part in parts:
@@ -88,7 +111,9 @@ def run(running) -> dict:
     for k in range(FILES):
         write_file(doc_b, part_b, lines_b, k)
         cpu = time.process_time()
-        assert not split.split_part(store, doc_b, part_b, notify.split_task(doc_b, part_b, partial=True))
+        assert not split.split_part(
+            store, doc_b, part_b, notify.split_task(doc_b, part_b, partial=True)
+        )
         incremental += time.process_time() - cpu
     cpu = time.process_time()
     assert split.split_part(store, doc_b, part_b, notify.split_task(doc_b, part_b))
@@ -96,8 +121,14 @@ def run(running) -> dict:
     for doc, part in parts:  # both splits exact
         done, _ = store.read_json(store.path(doc.batch_id, layout.split_done(part)), SplitDone)
         assert done.counts["succeeded"] == N and done.counts["duplicate_outputs"] == 0, done.counts
-    return {"bench": "incremental_split", "requests": N, "files": FILES, "once_cpu_s": round(once, 2),
-            "incremental_cpu_s": round(incremental, 2), "overhead": round(incremental / once - 1, 3)}
+    return {
+        "bench": "incremental_split",
+        "requests": N,
+        "files": FILES,
+        "once_cpu_s": round(once, 2),
+        "incremental_cpu_s": round(incremental, 2),
+        "overhead": round(incremental / once - 1, 3),
+    }
 
 
 if __name__ == "__main__":

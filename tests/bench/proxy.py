@@ -1,6 +1,8 @@
-"""A small asyncio HTTP/1.1 proxy for benchmarks and fault tests: adds latency and, optionally, 503s.
+"""A small asyncio HTTP/1.1 proxy for benchmarks and fault tests: adds latency and, optionally,
+503s.
 
-    python tests/bench/proxy.py --upstream http://127.0.0.1:PORT --port P --latency-ms 20 [--fail-rate 0.1]
+    python tests/bench/proxy.py --upstream http://127.0.0.1:PORT --port P --latency-ms 20 \
+        [--fail-rate 0.1]
 
 It forwards each request on a kept-alive upstream connection of its own client connection, sleeping
 --latency-ms first; with --fail-rate it answers that share of POST/PUT requests with a 503 instead.
@@ -14,7 +16,9 @@ import random
 import urllib.parse
 
 
-async def read_message(reader: asyncio.StreamReader, is_response: bool = False) -> tuple[bytes, bytes] | None:
+async def read_message(
+    reader: asyncio.StreamReader, is_response: bool = False
+) -> tuple[bytes, bytes] | None:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     length, chunked = 0, False
@@ -53,8 +57,10 @@ async def handle(client_r, client_w, host, port, latency, fail_rate, rng, stats)
             if fail_rate and method in (b"POST", b"PUT") and rng.random() < fail_rate:
                 stats["failed"] += 1
                 payload = b'{"error": {"code": 503, "message": "injected by the proxy"}}'
-                client_w.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                               b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                client_w.write(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+                )
                 await client_w.drain()
                 continue
             if up_w is None:
@@ -70,13 +76,19 @@ async def handle(client_r, client_w, host, port, latency, fail_rate, rng, stats)
             up_w.close()
 
 
-async def serve(upstream: str, port: int, latency_ms: float, fail_rate: float, seed: int = 1) -> None:
+async def serve(
+    upstream: str, port: int, latency_ms: float, fail_rate: float, seed: int = 1
+) -> None:
     target = urllib.parse.urlsplit(upstream)
     rng = random.Random(seed)
     stats = {"requests": 0, "failed": 0}
     server = await asyncio.start_server(
-        lambda r, w: handle(r, w, target.hostname, target.port, latency_ms / 1000, fail_rate, rng, stats),
-        "127.0.0.1", port)
+        lambda r, w: handle(
+            r, w, target.hostname, target.port, latency_ms / 1000, fail_rate, rng, stats
+        ),
+        "127.0.0.1",
+        port,
+    )
     async with server:
         await server.serve_forever()
 

@@ -1,6 +1,7 @@
-"""Every `make bench-*` target runs to the end at a tiny size, so a broken benchmark fails `make test` instead of
-being found by the next person who measures. Only that it runs and prints its figures is checked here: the
-figures themselves are read at full size (docs/benchmarks.md), never asserted in a test."""
+"""Every `make bench-*` target runs to the end at a tiny size, so a broken benchmark fails `make
+test` instead of being found by the next person who measures. Only that it runs and prints its
+figures is checked here: the figures themselves are read at full size (docs/benchmarks.md), never
+asserted in a test."""
 
 from __future__ import annotations
 
@@ -42,10 +43,19 @@ def test_every_bench_target_has_a_tiny_size():
 @pytest.mark.parametrize("target", sorted(TINY))
 def test_bench_runs_to_the_end(target, tmp_path):
     env = {**os.environ, **TINY[target], "DROPBATCH_STATE_DIR": str(tmp_path / "state")}
-    done = subprocess.run(["make", "-s", target], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, f"{target} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    done = subprocess.run(
+        ["make", "-s", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (
+        f"{target} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    )
     figures = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"bench"')]
-    runs = len(re.findall(r"\.py\b", subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True,
-                                                    text=True).stdout))
-    assert len(figures) == runs, f"{target}: {runs} scripts, {len(figures)} lines of figures:\n{done.stdout[-2000:]}"
+    runs = len(
+        re.findall(
+            r"\.py\b",
+            subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True).stdout,
+        )
+    )
+    assert len(figures) == runs, (
+        f"{target}: {runs} scripts, {len(figures)} lines of figures:\n{done.stdout[-2000:]}"
+    )

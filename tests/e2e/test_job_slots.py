@@ -1,13 +1,11 @@
-"""Job slots: dropbatch keeps at most DROPBATCH_MAX_CONCURRENT_JOBS Vertex jobs running, and a batch that waits
-for a slot gets one in the order the batches were dropped (docs/contracts.md, "Job slots")."""
+"""Job slots: dropbatch keeps at most DROPBATCH_MAX_CONCURRENT_JOBS Vertex jobs running, and a batch
+that waits for a slot gets one in the order the batches were dropped (docs/contracts.md, "Job
+slots")."""
 
 from __future__ import annotations
 
-import time
-
 import orjson
 import pytest
-
 from conftest import drop, owner, req
 
 pytestmark = pytest.mark.stack
@@ -25,7 +23,8 @@ def test_waiting_batches_get_the_one_slot_in_drop_order(stack, bucket, inbox, ve
         local.restart_function(name, kill_signal=15, DROPBATCH_MAX_CONCURRENT_JOBS="1")
     try:
         order, waited = [], 0
-        for i in range(5):  # each claimed before the next is dropped: the drop order is the claim order
+        # each claimed before the next is dropped: the drop order is the claim order
+        for i in range(5):
             _, batch_id = drop(bucket, f"slots-{i}.jsonl", [req(f"slot {i} {j}") for j in range(3)])
             inbox.wait_for(batch_id, ["submitted"], timeout=60)
             order.append(batch_id)
@@ -36,7 +35,10 @@ def test_waiting_batches_get_the_one_slot_in_drop_order(stack, bucket, inbox, ve
     finally:
         for name in ("submit", "status"):
             local.restart_function(name, kill_signal=15)
-    jobs = [owner().get(f"{stack.vertex}/v1/{ledger(bucket, b)['parts'][0]['job']}").json() for b in order]
+    jobs = [
+        owner().get(f"{stack.vertex}/v1/{ledger(bucket, b)['parts'][0]['job']}").json()
+        for b in order
+    ]
     created = [job["createTime"] for job in jobs]
     assert created == sorted(created), "the slot went to the batches in the order they were dropped"
     for earlier, later in zip(jobs, jobs[1:]):

@@ -1,16 +1,16 @@
-"""The log-based metrics of infra/monitoring.tf against the lines the functions really write: batches run on the
-local stack, their functions' stdout is read back as Cloud Logging would store it (monitoring_checks.entry), and
-each metric's whole filter must match lines of that batch, with values and labels that agree with the manifest."""
+"""The log-based metrics of infra/monitoring.tf against the lines the functions really write:
+batches run on the local stack, their functions' stdout is read back as Cloud Logging would store it
+(monitoring_checks.entry), and each metric's whole filter must match lines of that batch, with
+values and labels that agree with the manifest."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import monitoring_checks as checks
 import orjson
 import pytest
-
-import monitoring_checks as checks
 from conftest import drop, read_json, req
 
 pytestmark = pytest.mark.stack
@@ -37,7 +37,8 @@ def entries(stack, marks: dict, batch_id: str) -> list[dict]:
 
 
 def counted(metrics: dict, name: str, found: list[dict]) -> list[dict]:
-    """The entries metric `name` counts, each with its value and labels extracted (all of them present)."""
+    """The entries metric `name` counts, each with its value and labels extracted (all of them
+    present)."""
     m = metrics[name]
     hits = [e for e in found if checks.matches(m["filter"], e)]
     out = []
@@ -67,19 +68,31 @@ def test_each_metric_counts_what_the_batch_did(stack, bucket, inbox, vertex, log
     assert ended == [{"value": 1, "state": done["state"], "model": "gemini-2.5-flash"}]
     requests = counted(metrics, "requests", found)
     assert sum(r["value"] for r in requests) == 30
-    assert sum(r["value"] for r in requests if r["status"] == "succeeded") == done["counts"]["succeeded"]
+    assert (
+        sum(r["value"] for r in requests if r["status"] == "succeeded")
+        == done["counts"]["succeeded"]
+    )
     assert {r["code"] for r in requests if r["status"] != "succeeded"} <= {"429", "missing"}
     tokens = {r["kind"]: r["value"] for r in counted(metrics, "tokens", found)}
     usage = manifest["usage"]
-    assert tokens == {"input": usage["prompt_tokens"], "output": usage["candidates_tokens"],
-                      "thinking": usage["thoughts_tokens"]} and usage["thoughts_tokens"] > 0
+    assert (
+        tokens
+        == {
+            "input": usage["prompt_tokens"],
+            "output": usage["candidates_tokens"],
+            "thinking": usage["thoughts_tokens"],
+        }
+        and usage["thoughts_tokens"] > 0
+    )
     [cost] = counted(metrics, "batch_cost", found)
     assert cost["value"] == manifest["cost"]["estimated"] == done["cost"]["estimated"] > 0
     [latency] = counted(metrics, "batch_latency", found)
     assert 0 < latency["value"] < 120 and latency["state"] == done["state"]
     assert len(counted(metrics, "submit_latency", found)) == len(manifest["rounds"]) == 2
     assert len(counted(metrics, "retry_rounds", found)) == 1
-    assert not counted(metrics, "batches_stalled", found) and not counted(metrics, "notifications_undelivered", found)
+    assert not counted(metrics, "batches_stalled", found) and not counted(
+        metrics, "notifications_undelivered", found
+    )
 
 
 def test_stalls_and_jobs_past_the_queue_limit_are_counted(stack, bucket, inbox, vertex, log_marks):
@@ -101,21 +114,36 @@ def test_stalls_and_jobs_past_the_queue_limit_are_counted(stack, bucket, inbox, 
 
 def test_undelivered_messages_are_counted(stack, bucket, inbox, vertex, log_marks, infra_copy):
     metrics = checks.evaluate()["metrics"]
-    infra_copy('''  topic    = google_pubsub_topic.notifications.name
-  role     = "roles/pubsub.publisher"''', '''  topic    = google_pubsub_topic.notifications.name
-  role     = "roles/pubsub.subscriber"''')
-    vertex.faults(running_s=6, lines_per_file=1)  # running messages are tried (and refused) while the job runs
+    infra_copy(
+        '''  topic    = google_pubsub_topic.notifications.name
+  role     = "roles/pubsub.publisher"''',
+        '''  topic    = google_pubsub_topic.notifications.name
+  role     = "roles/pubsub.subscriber"''',
+    )
+    # running messages are tried (and refused) while the job runs
+    vertex.faults(running_s=6, lines_per_file=1)
     _, batch_id = drop(bucket, "unheard.jsonl", [req(f"nobody hears this {i}") for i in range(4)])
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # each message is given up after its publish attempts (notify.py)
+    # each message is given up after its publish attempts (notify.py)
+    while time.monotonic() < deadline:
         found = entries(stack, log_marks, batch_id)
-        if "succeeded" in [h["state"] for h in counted(metrics, "notifications_undelivered", found)]:
+        if "succeeded" in [
+            h["state"] for h in counted(metrics, "notifications_undelivered", found)
+        ]:
             break
         time.sleep(1)
     hits = counted(metrics, "notifications_undelivered", found)
-    # two functions log these (submit, split): the log's order across processes is not the messages' order
-    assert sorted(h["state"] for h in hits if h["state"] != "running") == ["submitted", "succeeded"], hits
-    assert "running" in [h["state"] for h in hits], "a refused running message is counted and never fails the batch"
-    assert counted(metrics, "batches_ended", found) == [{"value": 1, "state": "succeeded", "model": "gemini-2.5-flash"}]
+    # two functions log these (submit, split): the log's order across processes is not the messages'
+    # order
+    assert sorted(h["state"] for h in hits if h["state"] != "running") == [
+        "submitted",
+        "succeeded",
+    ], hits
+    assert "running" in [h["state"] for h in hits], (
+        "a refused running message is counted and never fails the batch"
+    )
+    assert counted(metrics, "batches_ended", found) == [
+        {"value": 1, "state": "succeeded", "model": "gemini-2.5-flash"}
+    ]
     inbox.pull()
     assert inbox.of(batch_id) == []  # nothing reached the topic: what the alert is for

@@ -1,11 +1,11 @@
-"""Results into BigQuery (DROPBATCH_RESULTS_TABLE; on the local stack PROJECT.dropbatch.results): one row per
-request, matching results.jsonl, once however often the finish runs (docs/contracts.md, Results table)."""
+"""Results into BigQuery (DROPBATCH_RESULTS_TABLE; on the local stack PROJECT.dropbatch.results):
+one row per request, matching results.jsonl, once however often the finish runs (docs/contracts.md,
+Results table)."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-
 from conftest import drop, read_json, req
 
 pytestmark = pytest.mark.stack
@@ -16,17 +16,27 @@ def bq_client(stack):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    return bigquery.Client(project=stack.project, credentials=AnonymousCredentials(),
-                           client_options=ClientOptions(api_endpoint=stack.bigquery))
+    return bigquery.Client(
+        project=stack.project,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=stack.bigquery),
+    )
 
 
 def table_rows(stack, batch_id: str) -> list[dict]:
     from google.cloud import bigquery
 
-    query = (f"SELECT * EXCEPT (response), TO_JSON_STRING(response) AS response FROM `{stack.results_table}` "
-             "WHERE batch_id = @b ORDER BY line")
-    job = bq_client(stack).query(query, job_config=bigquery.QueryJobConfig(
-        query_parameters=[bigquery.ScalarQueryParameter("b", "STRING", batch_id)]))
+    query = (
+        f"SELECT * EXCEPT (response), TO_JSON_STRING(response) AS response FROM "
+        f"`{stack.results_table}` "
+        "WHERE batch_id = @b ORDER BY line"
+    )
+    job = bq_client(stack).query(
+        query,
+        job_config=bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("b", "STRING", batch_id)]
+        ),
+    )
     return [dict(r.items()) for r in job.result()]
 
 
@@ -43,7 +53,10 @@ def test_one_row_per_request_matching_results_file(stack, bucket, inbox, vertex)
     manifest = read_json(bucket, prefix + "manifest.json")
     assert done["results_table"] == manifest["results_table"] == stack.results_table
     assert manifest["results_table_error"] is None
-    results = [orjson.loads(raw) for raw in bucket.blob(prefix + "results.jsonl").download_as_bytes().splitlines()]
+    results = [
+        orjson.loads(raw)
+        for raw in bucket.blob(prefix + "results.jsonl").download_as_bytes().splitlines()
+    ]
     rounds = {j["name"]: j["round"] for j in manifest["jobs"]}
     assert len(set(rounds.values())) == 2, "the faults gave a retry round"
 
@@ -52,28 +65,45 @@ def test_one_row_per_request_matching_results_file(stack, bucket, inbox, vertex)
         for row, result in zip(rows, results):
             usage, error = result["usage"] or {}, result["error"] or {}
             assert (row["key"], row["status"], row["text"], row["finish_reason"]) == (
-                result["key"], result["status"], result["text"], result["finish_reason"]), row["line"]
+                result["key"],
+                result["status"],
+                result["text"],
+                result["finish_reason"],
+            ), row["line"]
             assert row["prompt_tokens"] == usage.get("promptTokenCount")
             assert row["total_tokens"] == usage.get("totalTokenCount")
             assert row["error_code"] == (None if error.get("code") is None else str(error["code"]))
-            assert (orjson.loads(row["response"]) if row["response"] else None) == result["response"]
-            assert row["round"] == rounds.get(result["job"]) and row["model"] and row["source"] == done["source"]
+            assert (orjson.loads(row["response"]) if row["response"] else None) == result[
+                "response"
+            ]
+            assert (
+                row["round"] == rounds.get(result["job"])
+                and row["model"]
+                and row["source"] == done["source"]
+            )
         statuses = {r["status"] for r in rows}
         assert {"succeeded", "failed"} <= statuses
 
     check(table_rows(stack, batch_id))
     store = Store(stack.config())
     for _ in range(3):  # the finishing step's load again: still one row per request
-        table.load(store, batch_id, stack.results_table, model="m", source=done["source"], rounds=rounds,
-                   finished=manifest["timings"]["finished"])
+        table.load(
+            store,
+            batch_id,
+            stack.results_table,
+            model="m",
+            source=done["source"],
+            rounds=rounds,
+            finished=manifest["timings"]["finished"],
+        )
     again = table_rows(stack, batch_id)
     check(again)
     assert {r["model"] for r in again} == {"m"}, "a later load replaces the rows, by line"
 
 
 def test_a_failed_load_keeps_the_results_and_says_why(stack, bucket, inbox):
-    """A results table that cannot be loaded (its dataset does not exist) leaves the batch's state and its bucket
-    files as they are; the message and the manifest say why."""
+    """A results table that cannot be loaded (its dataset does not exist) leaves the batch's state
+    and its bucket files as they are; the message and the manifest say why."""
     from dropbatch.local import stack as local
 
     missing = f"{stack.project}.no_such_dataset.results"
@@ -84,7 +114,12 @@ def test_a_failed_load_keeps_the_results_and_says_why(stack, bucket, inbox):
     finally:
         local.restart_function("split", kill_signal=15)
     assert done["state"] == "succeeded" and done["results_table"] == missing
-    assert f"the results table {missing} was not loaded: " in done["error"] and "no_such_dataset" in done["error"]
+    assert (
+        f"the results table {missing} was not loaded: " in done["error"]
+        and "no_such_dataset" in done["error"]
+    )
     manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
     assert manifest["results_table_error"] in done["error"]
-    assert len(bucket.blob(f"batches/{batch_id}/results.jsonl").download_as_bytes().splitlines()) == 2
+    assert (
+        len(bucket.blob(f"batches/{batch_id}/results.jsonl").download_as_bytes().splitlines()) == 2
+    )

@@ -1,6 +1,7 @@
-"""Resuming a batch that ended early (`dropbatch resume`, the `resume` task): a job that expires keeps what it
-wrote (Google's batch-prediction-resume page), so only the requests without a succeeded result are sent again, as
-one more round of the same batch, and one results.jsonl and one manifest cover the whole file."""
+"""Resuming a batch that ended early (`dropbatch resume`, the `resume` task): a job that expires
+keeps what it wrote (Google's batch-prediction-resume page), so only the requests without a
+succeeded result are sent again, as one more round of the same batch, and one results.jsonl and one
+manifest cover the whole file."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from conftest import dropbatch, drop, read_json, req, settled
+from conftest import drop, dropbatch, read_json, req, settled
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def results_file(bucket, batch_id) -> list[dict]:
-    return [orjson.loads(x) for x in bucket.blob(f"batches/{batch_id}/results.jsonl").download_as_bytes().splitlines()]
+    return [
+        orjson.loads(x)
+        for x in bucket.blob(f"batches/{batch_id}/results.jsonl").download_as_bytes().splitlines()
+    ]
 
 
 def test_an_expired_batch_is_finished_by_resume(stack, bucket, inbox, vertex):
@@ -32,14 +35,23 @@ def test_an_expired_batch_is_finished_by_resume(stack, bucket, inbox, vertex):
     out = dropbatch(stack, "resume", batch_id, "--wait", "--json")
     assert out.returncode == 0, out.stderr
     manifest = orjson.loads(out.stdout)
-    assert manifest["state"] == "succeeded" and manifest["counts"]["succeeded"] == 30 == manifest["counts"]["total"]
-    assert manifest == read_json(bucket, f"batches/{batch_id}/manifest.json"), "one manifest, replaced"
+    assert (
+        manifest["state"] == "succeeded"
+        and manifest["counts"]["succeeded"] == 30 == manifest["counts"]["total"]
+    )
+    assert manifest == read_json(bucket, f"batches/{batch_id}/manifest.json"), (
+        "one manifest, replaced"
+    )
     resumed = [r for r in manifest["rounds"] if r["round"] == len(manifest["rounds"]) - 1][0]
     assert resumed["requests"] == 30 - len(kept), "exactly the requests without a succeeded result"
     rows = results_file(bucket, batch_id)
-    assert len(rows) == 30 and [r["key"] for r in rows] == [r["key"] for r in before], "one line a request, in order"
+    assert len(rows) == 30 and [r["key"] for r in rows] == [r["key"] for r in before], (
+        "one line a request, in order"
+    )
     assert all(r["status"] == "succeeded" for r in rows)
-    assert all(rows[int(k) - 1] == r for k, r in kept.items()), "what the expired job wrote is kept as it was"
+    assert all(rows[int(k) - 1] == r for k, r in kept.items()), (
+        "what the expired job wrote is kept as it was"
+    )
     assert bucket.blob(f"batches/{batch_id}/errors.jsonl").download_as_bytes() == b""
     states = [m["state"] for m in settled(bucket, inbox, batch_id)]
     assert [s for s in states if s != "running"] == ["submitted", "expired", "succeeded"], states
@@ -57,7 +69,9 @@ def test_resuming_twice_at_once_makes_one_round(stack, bucket, inbox, vertex):
     vertex.reset()
     ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
     for _ in range(2):  # two users, or one impatient one: the same task twice
-        notify.send_split_task(stack.config(), ResumeTask(batch_id=batch_id, resume_round=ledger["round"] + 1))
+        notify.send_split_task(
+            stack.config(), ResumeTask(batch_id=batch_id, resume_round=ledger["round"] + 1)
+        )
     done = inbox.wait_for(batch_id, "succeeded", timeout=120)
     assert done["counts"]["succeeded"] == 12
     ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")

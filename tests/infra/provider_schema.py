@@ -26,20 +26,34 @@ _GETTER = re.compile(r"^    get (\w+)\(\)", re.M)
 
 
 def fetch() -> Path | None:
-    """The package's lib/ folder, fetched once with npm into .cache/ (None when npm is not there)."""
+    """The package's lib/ folder, fetched once with npm into .cache/ (None when npm is not
+    there)."""
     lib = CACHE / "package" / "lib"
     if lib.is_dir():
         return lib
     CACHE.mkdir(parents=True, exist_ok=True)
     try:
-        out = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=CACHE, capture_output=True, text=True,
-                             timeout=300, check=True)
+        out = subprocess.run(
+            ["npm", "pack", PACKAGE, "--silent"],
+            cwd=CACHE,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
     except (FileNotFoundError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return None
     tgz = CACHE / out.stdout.strip().splitlines()[-1]
     with tarfile.open(tgz) as tar:
-        tar.extractall(CACHE, members=[m for m in tar.getmembers() if m.name.endswith("/index.js")
-                                       or m.name == "package/package.json"], filter="data")
+        tar.extractall(
+            CACHE,
+            members=[
+                m
+                for m in tar.getmembers()
+                if m.name.endswith("/index.js") or m.name == "package/package.json"
+            ],
+            filter="data",
+        )
     tgz.unlink()
     return lib
 
@@ -57,7 +71,8 @@ def _block(body: str, functions: dict, seen=()) -> dict:
 
 
 def load(lib: Path) -> dict:
-    """{"resource": {type: {name: nested-or-None}}, "data": {...}, "getters": {type: set of attributes}}."""
+    """{"resource": {type: {name: nested-or-None}}, "data": {...}, "getters": {type: set of
+    attributes}}."""
     schema: dict = {"resource": {}, "data": {}, "getters": {}}
     for index in sorted(lib.glob("*/index.js")):
         text = index.read_text()

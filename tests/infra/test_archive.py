@@ -1,8 +1,9 @@
 """The function archive holds the entry points and the package, without the CLI and the local stack.
 
-The archive is built by Terraform's archive_file from functions/ with the excludes in infra/main.tf; these
-tests apply the same excludes (doublestar globs, as the hashicorp/archive provider >= 2.4 reads them), assert
-the file list, and import the handlers from an unpacked copy of exactly those files.
+The archive is built by Terraform's archive_file from functions/ with the excludes in infra/main.tf;
+these tests apply the same excludes (doublestar globs, as the hashicorp/archive provider >= 2.4
+reads them), assert the file list, and import the handlers from an unpacked copy of exactly those
+files.
 """
 
 from __future__ import annotations
@@ -16,12 +17,46 @@ from pathlib import Path
 from test_terraform import INFRA, ROOT, load_all
 
 DEPLOYED = {
-    "main.py", "requirements.txt", "dropbatch/__init__.py", "dropbatch/gemini_schema.json", "dropbatch/prices.json",
+    "main.py",
+    "requirements.txt",
+    "dropbatch/__init__.py",
+    "dropbatch/gemini_schema.json",
+    "dropbatch/prices.json",
     "dropbatch/results_table.json",
-    *(f"dropbatch/{m}.py" for m in ("batch", "checks", "config", "cost", "documents", "errors", "events", "finish", "keys", "layout",
-                                    "ledger", "lineio", "logs", "notify", "ordered", "outcome", "retry", "rounds", "families",
-                                    "openai_batch", "schema", "split", "splits", "status", "submit", "table", "tablesource",
-                                    "validate", "vertex")),
+    *(
+        f"dropbatch/{m}.py"
+        for m in (
+            "batch",
+            "checks",
+            "config",
+            "cost",
+            "documents",
+            "errors",
+            "events",
+            "finish",
+            "keys",
+            "layout",
+            "ledger",
+            "lineio",
+            "logs",
+            "notify",
+            "ordered",
+            "outcome",
+            "retry",
+            "rounds",
+            "families",
+            "openai_batch",
+            "schema",
+            "split",
+            "splits",
+            "status",
+            "submit",
+            "table",
+            "tablesource",
+            "validate",
+            "vertex",
+        )
+    ),
 }
 
 
@@ -60,8 +95,13 @@ def test_the_archive_holds_the_entry_points_and_the_package_only():
 
 def test_the_excludes_would_catch_a_stray_cli_or_stack_file(tmp_path):
     _, excludes = archive_spec()
-    for name in ("dropbatch/cli.py", "dropbatch/local/stack.py", "dropbatch/local/x/y.py",
-                 "dropbatch/__pycache__/a.pyc", "dropbatch.egg-info/PKG-INFO"):
+    for name in (
+        "dropbatch/cli.py",
+        "dropbatch/local/stack.py",
+        "dropbatch/local/x/y.py",
+        "dropbatch/__pycache__/a.pyc",
+        "dropbatch.egg-info/PKG-INFO",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")
     (tmp_path / "main.py").write_text("")
@@ -73,9 +113,14 @@ def test_the_deployed_files_import_on_their_own(tmp_path):
     for name in archive_files(source, excludes):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source / name, tmp_path / name)
-    code = ("import sys, main, dropbatch, dropbatch.submit, dropbatch.status, dropbatch.rounds, dropbatch.split\n"
-            f"assert dropbatch.__file__.startswith({str(tmp_path)!r}), dropbatch.__file__\n"
-            "try:\n    import dropbatch.cli\nexcept ModuleNotFoundError:\n    pass\n"
-            "else:\n    sys.exit('the CLI was importable from the archive')\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys, main, dropbatch, dropbatch.submit, dropbatch.status, dropbatch.rounds, "
+        "dropbatch.split\n"
+        f"assert dropbatch.__file__.startswith({str(tmp_path)!r}), dropbatch.__file__\n"
+        "try:\n    import dropbatch.cli\nexcept ModuleNotFoundError:\n    pass\n"
+        "else:\n    sys.exit('the CLI was importable from the archive')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr

@@ -1,11 +1,10 @@
-"""The offline checks catch what a first `terraform validate` would: each breakage below was made in a copy of
-infra/ and must be found (an enum value, a required argument, an attribute read through a nested block, a
-module output), and the real infra/ has none of them."""
+"""The offline checks catch what a first `terraform validate` would: each breakage below was made in
+a copy of infra/ and must be found (an enum value, a required argument, an attribute read through a
+nested block, a module output), and the real infra/ has none of them."""
 
 from __future__ import annotations
 
 import pytest
-
 import typed_schema
 from test_terraform import INFRA, broken_copy, not_google
 
@@ -23,10 +22,25 @@ def test_infra_passes_the_typed_checks(schema):
 
 
 BREAKAGES = {
-    "nested attribute": ("pubsub.tf", "service_config[0].uri", "service_config[0].url", "service_config[0].url"),
+    "nested attribute": (
+        "pubsub.tf",
+        "service_config[0].uri",
+        "service_config[0].url",
+        "service_config[0].url",
+    ),
     "enum value": ("functions.tf", '"ALLOW_INTERNAL_ONLY"', '"ALLOW_INTERNAL"', "ingress_settings"),
-    "required argument": ("pubsub.tf", "  topic                      = each.value.id\n", "", "'topic' is missing"),
-    "module output": ("outputs.tf", "module.drop_bucket.name", "module.drop_bucket.bucket_name", "bucket_name"),
+    "required argument": (
+        "pubsub.tf",
+        "  topic                      = each.value.id\n",
+        "",
+        "'topic' is missing",
+    ),
+    "module output": (
+        "outputs.tf",
+        "module.drop_bucket.name",
+        "module.drop_bucket.bucket_name",
+        "bucket_name",
+    ),
 }
 
 

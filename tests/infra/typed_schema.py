@@ -1,8 +1,9 @@
-"""What `terraform validate` would say about infra/, offline: required arguments, enum values, attributes read
-through nested blocks, module outputs. Read from the type declarations (index.d.ts) of the npm package
-@cdktf/provider-google, generated from the google provider 6.50 schema: each resource's config interface
-(`readonly topic: string;` is required, `readonly x?:` optional, "Possible values: [...]" in its doc), each
-nested block's interface, and each class's getters (the attributes one may read).
+"""What `terraform validate` would say about infra/, offline: required arguments, enum values,
+attributes read through nested blocks, module outputs. Read from the type declarations (index.d.ts)
+of the npm package @cdktf/provider-google, generated from the google provider 6.50 schema: each
+resource's config interface (`readonly topic: string;` is required, `readonly x?:` optional,
+"Possible values: [...]" in its doc), each nested block's interface, and each class's getters (the
+attributes one may read).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import tarfile
 from pathlib import Path
 
 import hcl2
-
 from provider_schema import CACHE, PACKAGE
 
-_CLASS = re.compile(r"export declare class (\w+) extends cdktf\.Terraform(?:Resource|DataSource) \{\s*"
-                    r"static readonly tfResourceType = \"([a-z0-9_]+)\"")
+_CLASS = re.compile(
+    r"export declare class (\w+) extends cdktf\.Terraform(?:Resource|DataSource) \{\s*"
+    r"static readonly tfResourceType = \"([a-z0-9_]+)\""
+)
 _INTERFACE = re.compile(r"^export interface (\w+)(?: extends [^{]+)? \{\n(.*?)^\}", re.S | re.M)
 _PROP = re.compile(r"/\*\*((?:(?!\*/).)*)\*/\s*readonly (\w+)(\?)?: ([^;]+);", re.S)
 _DECL = re.compile(r"^export declare class (\w+) extends [^{]+\{\n(.*?)^\}", re.S | re.M)
@@ -30,20 +32,34 @@ def snake(name: str) -> str:
 
 
 def fetch_types() -> Path | None:
-    """The package's lib/ with its index.d.ts files, fetched once with npm (None when npm is not there)."""
+    """The package's lib/ with its index.d.ts files, fetched once with npm (None when npm is not
+    there)."""
     lib = CACHE / "package" / "lib"
     if (lib / "pubsub-subscription" / "index.d.ts").exists():
         return lib
     CACHE.mkdir(parents=True, exist_ok=True)
     try:
-        out = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=CACHE, capture_output=True, text=True,
-                             timeout=300, check=True)
+        out = subprocess.run(
+            ["npm", "pack", PACKAGE, "--silent"],
+            cwd=CACHE,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
     except (FileNotFoundError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return None
     tgz = CACHE / out.stdout.strip().splitlines()[-1]
     with tarfile.open(tgz) as tar:
-        tar.extractall(CACHE, members=[m for m in tar.getmembers() if m.name.endswith(("/index.js", "/index.d.ts"))
-                                       or m.name == "package/package.json"], filter="data")
+        tar.extractall(
+            CACHE,
+            members=[
+                m
+                for m in tar.getmembers()
+                if m.name.endswith(("/index.js", "/index.d.ts")) or m.name == "package/package.json"
+            ],
+            filter="data",
+        )
     tgz.unlink()
     return lib
 
@@ -51,18 +67,23 @@ def fetch_types() -> Path | None:
 def _node(name: str, interfaces: dict, classes: dict, attrs_of: str, seen=()) -> dict:
     args = {}
     for doc, prop, optional, kind in _PROP.findall(interfaces.get(name, "")):
-        nested = next((t for t in re.findall(r"\w+", kind) if t in interfaces and t not in seen), None)
+        nested = next(
+            (t for t in re.findall(r"\w+", kind) if t in interfaces and t not in seen), None
+        )
         enum = _ENUM.search(doc)
         args[snake(prop)] = {
             "required": not optional,
             "enum": set(re.findall(r'"([^"]*)"', enum.group(1) or enum.group(2))) if enum else None,
-            "block": _node(nested, interfaces, classes, nested + "OutputReference", (*seen, nested)) if nested else None,
+            "block": _node(nested, interfaces, classes, nested + "OutputReference", (*seen, nested))
+            if nested
+            else None,
         }
     return {"args": args, "attrs": {snake(g) for g in _GETTER.findall(classes.get(attrs_of, ""))}}
 
 
 def load_types(lib: Path) -> dict:
-    """{"resource" | "data": {type: node}}, node = {"args": {name: {required, enum, block}}, "attrs": {...}}."""
+    """{"resource" | "data": {type: node}}, node = {"args": {name: {required, enum, block}},
+    "attrs": {...}}."""
     schema: dict = {"resource": {}, "data": {}}
     for decl in sorted(lib.glob("*/index.d.ts")):
         text = decl.read_text()
@@ -89,7 +110,12 @@ def _check_body(where: str, body: dict, node: dict, problems: list) -> None:
         spec = node["args"].get(key)
         if spec is None:
             continue
-        if spec["enum"] and isinstance(value, str) and "${" not in value and value not in spec["enum"]:
+        if (
+            spec["enum"]
+            and isinstance(value, str)
+            and "${" not in value
+            and value not in spec["enum"]
+        ):
             problems.append(f"{where}.{key}: {value!r} is not one of {sorted(spec['enum'])}")
         if spec["block"] and isinstance(value, list):
             for item in value:
@@ -102,7 +128,9 @@ def _check_body(where: str, body: dict, node: dict, problems: list) -> None:
                 _check_body(f"{where}.{name}", content["content"][0], spec["block"], problems)
 
 
-_REF = re.compile(r"(\bdata\.)?\b(google_[a-z0-9_]+)\.[a-z0-9_]+(?:\[[^\]]+\])?((?:\.[a-z0-9_]+(?:\[\d+\])?)+)")
+_REF = re.compile(
+    r"(\bdata\.)?\b(google_[a-z0-9_]+)\.[a-z0-9_]+(?:\[[^\]]+\])?((?:\.[a-z0-9_]+(?:\[\d+\])?)+)"
+)
 
 
 def problems(folder: Path, schema: dict, skip) -> list[str]:
@@ -122,12 +150,20 @@ def problems(folder: Path, schema: dict, skip) -> list[str]:
                     for name, body in named.items():
                         _check_body(f"{kind}.{rtype}.{name}", body, schema[kind][rtype], found)
     used = {rtype for text in texts.values() for _, rtype, _ in _REF.findall(text)} | {
-        rtype for text in texts.values() for rtype in re.findall(r'^(?:resource|data) "(google_[a-z0-9_]+)"', text, re.M)}
+        rtype
+        for text in texts.values()
+        for rtype in re.findall(r'^(?:resource|data) "(google_[a-z0-9_]+)"', text, re.M)
+    }
     for path, text in texts.items():
-        # BLOCK[0].ATTR through locals and each.value: ATTR must exist on that block of a type this folder uses
+        # BLOCK[0].ATTR through locals and each.value: ATTR must exist on that block of a type this
+        # folder uses
         for block, attr in re.findall(r"\.([a-z0-9_]+)\[0\]\.([a-z0-9_]+)", text):
-            nodes = [n["args"][block]["block"] for kind in ("resource", "data") for rtype, n in schema[kind].items()
-                     if rtype in used and block in n["args"] and n["args"][block]["block"]]
+            nodes = [
+                n["args"][block]["block"]
+                for kind in ("resource", "data")
+                for rtype, n in schema[kind].items()
+                if rtype in used and block in n["args"] and n["args"][block]["block"]
+            ]
             if nodes and not any(attr in n["attrs"] or attr in n["args"] for n in nodes):
                 found.append(f"{path.name}: no {block}[0].{attr} on the types used here")
         for data, rtype, chain in _REF.findall(text):
@@ -138,7 +174,9 @@ def problems(folder: Path, schema: dict, skip) -> list[str]:
             for step in re.findall(r"\.([a-z0-9_]+)", chain):
                 spec = node["args"].get(step)
                 if step not in node["attrs"] and spec is None:
-                    found.append(f"{path.name}: {kind} {rtype} has no attribute {step!r} here ({chain})")
+                    found.append(
+                        f"{path.name}: {kind} {rtype} has no attribute {step!r} here ({chain})"
+                    )
                     break
                 if not (spec and spec["block"]):
                     break
@@ -153,11 +191,19 @@ def problems(folder: Path, schema: dict, skip) -> list[str]:
 
 def _module_source(folder: Path, module: str) -> Path | None:
     for path in folder.glob("*.tf"):
-        match = re.search(r'module "%s" \{[^}]*?source\s*=\s*"(\./[^"]+)"' % re.escape(module), path.read_text(), re.S)
+        match = re.search(
+            r'module "%s" \{[^}]*?source\s*=\s*"(\./[^"]+)"' % re.escape(module),
+            path.read_text(),
+            re.S,
+        )
         if match:
             return (folder / match.group(1)).resolve()
     return None
 
 
 def _outputs(source: Path) -> set[str]:
-    return {name for path in source.glob("*.tf") for name in re.findall(r'^output "(\w+)"', path.read_text(), re.M)}
+    return {
+        name
+        for path in source.glob("*.tf")
+        for name in re.findall(r'^output "(\w+)"', path.read_text(), re.M)
+    }

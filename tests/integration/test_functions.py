@@ -13,7 +13,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from conftest import owner, req
 from dropbatch import batch
 from dropbatch.documents import plain
@@ -26,14 +25,15 @@ MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
 def functions(stack):
     import os
 
-    from functions_framework import create_app
-
     from dropbatch.config import get_config
+    from functions_framework import create_app
 
     os.environ["DROPBATCH_INCOMING_PREFIX"] = "manual/"
     get_config.cache_clear()
-    apps = {name: create_app(name, MAIN, "cloudevent").test_client()
-            for name in ("submit_batch", "on_job_event", "split_results")}
+    apps = {
+        name: create_app(name, MAIN, "cloudevent").test_client()
+        for name in ("submit_batch", "on_job_event", "split_results")
+    }
     yield apps
     os.environ.pop("DROPBATCH_INCOMING_PREFIX")
     get_config.cache_clear()
@@ -41,22 +41,42 @@ def functions(stack):
 
 def finalized(bucket, name, generation, when=None):
     """An Eventarc google.cloud.storage.object.v1.finalized CloudEvent (binary mode)."""
-    headers = {"ce-id": f"evt-{generation}", "ce-specversion": "1.0",
-               "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-               "ce-type": "google.cloud.storage.object.v1.finalized", "ce-subject": f"objects/{name}",
-               "ce-time": (when or dt.datetime.now(dt.timezone.utc)).isoformat().replace("+00:00", "Z"),
-               "Content-Type": "application/json"}
-    body = {"bucket": bucket, "name": name, "generation": str(generation), "contentType": "application/jsonl"}
+    headers = {
+        "ce-id": f"evt-{generation}",
+        "ce-specversion": "1.0",
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+        "ce-type": "google.cloud.storage.object.v1.finalized",
+        "ce-subject": f"objects/{name}",
+        "ce-time": (when or dt.datetime.now(dt.UTC)).isoformat().replace("+00:00", "Z"),
+        "Content-Type": "application/json",
+    }
+    body = {
+        "bucket": bucket,
+        "name": name,
+        "generation": str(generation),
+        "contentType": "application/jsonl",
+    }
     return headers, orjson.dumps(body)
 
 
 def notification(bucket, name, generation, event_type="OBJECT_FINALIZE"):
     """A GCS notification on Pub/Sub as a push subscription delivers it (raw push body)."""
-    attrs = {"bucketId": bucket, "objectId": name, "objectGeneration": str(generation), "eventType": event_type,
-             "payloadFormat": "JSON_API_V1"}
-    body = {"message": {"attributes": attrs, "data": base64.b64encode(b"{}").decode(), "messageId": "m1",
-                        "publishTime": dt.datetime.now(dt.timezone.utc).isoformat()},
-            "subscription": "projects/p/subscriptions/s"}
+    attrs = {
+        "bucketId": bucket,
+        "objectId": name,
+        "objectGeneration": str(generation),
+        "eventType": event_type,
+        "payloadFormat": "JSON_API_V1",
+    }
+    body = {
+        "message": {
+            "attributes": attrs,
+            "data": base64.b64encode(b"{}").decode(),
+            "messageId": "m1",
+            "publishTime": dt.datetime.now(dt.UTC).isoformat(),
+        },
+        "subscription": "projects/p/subscriptions/s",
+    }
     return {"Content-Type": "application/json"}, orjson.dumps(body)
 
 
@@ -75,19 +95,25 @@ def ledger_of(bucket, blob):
 
 
 def jobs_of(stack, batch_id):
-    r = owner().get(f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-                     params={"filter": f'labels.dropbatch_batch="{batch_id}"'})
+    r = owner().get(
+        f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+        params={"filter": f'labels.dropbatch_batch="{batch_id}"'},
+    )
     return r.json().get("batchPredictionJobs", [])
 
 
 def test_ignored_events_create_nothing(stack, bucket, functions, capfd):
     submit = functions["submit_batch"]
     blob = upload(bucket, "manual/ignored.jsonl", [req("x")])
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
-    cases = [finalized("another-bucket", blob.name, blob.generation), finalized(bucket.name, "elsewhere/a.jsonl", 5),
-             finalized(bucket.name, "manual/folder/", 5), finalized(bucket.name, blob.name, blob.generation, old),
-             finalized(bucket.name, "batches/x/results/manual/a.jsonl", 5),
-             notification(bucket.name, blob.name, blob.generation, "OBJECT_DELETE")]
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    cases = [
+        finalized("another-bucket", blob.name, blob.generation),
+        finalized(bucket.name, "elsewhere/a.jsonl", 5),
+        finalized(bucket.name, "manual/folder/", 5),
+        finalized(bucket.name, blob.name, blob.generation, old),
+        finalized(bucket.name, "batches/x/results/manual/a.jsonl", 5),
+        notification(bucket.name, blob.name, blob.generation, "OBJECT_DELETE"),
+    ]
     capfd.readouterr()
     reasons = []
     for headers, body in cases:
@@ -98,25 +124,38 @@ def test_ignored_events_create_nothing(stack, bucket, functions, capfd):
         assert len(ignored) == 1 and ignored[0]["severity"] == "INFO", lines
         reasons.append(ignored[0]["message"])
     assert ledger_of(bucket, blob)[1] is None
-    assert "another-bucket" in reasons[0] and "prefix" in reasons[1] and "folder placeholder" in reasons[2]
+    assert (
+        "another-bucket" in reasons[0]
+        and "prefix" in reasons[1]
+        and "folder placeholder" in reasons[2]
+    )
     assert "old" in reasons[3] and "prefix" in reasons[4] and "deleted events" in reasons[5]
 
 
 def test_eventarc_event_submits_and_the_stack_finishes(stack, bucket, functions, inbox, vertex):
     blob = upload(bucket, "manual/eventarc.jsonl", [req("one"), req("two")])
-    r = functions["submit_batch"].post("/", headers=finalized(bucket.name, blob.name, blob.generation)[0],
-                                       data=finalized(bucket.name, blob.name, blob.generation)[1])
+    r = functions["submit_batch"].post(
+        "/",
+        headers=finalized(bucket.name, blob.name, blob.generation)[0],
+        data=finalized(bucket.name, blob.name, blob.generation)[1],
+    )
     assert r.status_code == 200, r.data
     batch_id, ledger = ledger_of(bucket, blob)
-    assert ledger["state"] == "submitted" and len(ledger["parts"]) == 1 and ledger["parts"][0]["job"]
+    assert (
+        ledger["state"] == "submitted" and len(ledger["parts"]) == 1 and ledger["parts"][0]["job"]
+    )
     assert inbox.wait_for(batch_id, "succeeded")["counts"]["succeeded"] == 2
 
 
 def test_eleven_concurrent_deliveries_both_shapes_one_job(stack, bucket, functions, inbox, vertex):
     vertex.faults(queued_s=1)
     blob = upload(bucket, "manual/eleven.jsonl", [req(f"q{i}") for i in range(7)])
-    events = [finalized(bucket.name, blob.name, blob.generation) if i % 2 else
-              notification(bucket.name, blob.name, blob.generation) for i in range(11)]
+    events = [
+        finalized(bucket.name, blob.name, blob.generation)
+        if i % 2
+        else notification(bucket.name, blob.name, blob.generation)
+        for i in range(11)
+    ]
     submit = functions["submit_batch"]
 
     def deliver(event):  # as the platform does: retry until acknowledged
@@ -138,64 +177,85 @@ def test_eleven_concurrent_deliveries_both_shapes_one_job(stack, bucket, functio
 
 
 def test_killed_after_claim_then_redelivered(stack, bucket, functions, inbox, vertex, capfd):
-    """An execution claimed the batch and died before creating the job: its lease runs out, a retry finishes.
-    The batch is kept off the active index until the retry, so the sweep cannot finish it in its place."""
+    """An execution claimed the batch and died before creating the job: its lease runs out, a retry
+    finishes. The batch is kept off the active index until the retry, so the sweep cannot finish it
+    in its place."""
     from dropbatch.keys import batch_id as derive
 
     blob = upload(bucket, "manual/killed.jsonl", [req("a"), req("b"), req("c")])
     bid = derive(bucket.name, blob.name, blob.generation)
-    # The lease outlives any sweep tick that listed the batch before it left the index. With a 2 s lease a
-    # fresh-clone run saw another execution take the batch over before the redelivery below: most likely such
-    # a tick, still going through other batches, read this ledger after the lease ran out and asked the
-    # deployed submit function to go on.
+    # The lease outlives any sweep tick that listed the batch before it left the index. With a 2 s
+    # lease a fresh-clone run saw another execution take the batch over before the redelivery below:
+    # most likely such a tick, still going through other batches, read this ledger after the lease
+    # ran out and asked the deployed submit function to go on.
     lease_s = 8
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=lease_s)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lease_s)
     bucket.blob(f"batches/_active/{bid}").upload_from_string(b'{"since": "2026-01-01T00:00:00Z"}')
-    dead = batch.new_claim(bid, f"gs://{bucket.name}/{blob.name}", blob.name, blob.generation, "dead-execution",
-                           lease_s)
-    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps(dead.set(lease_until=soon.isoformat()),
-                                                                              default=plain), if_generation_match=0)
+    dead = batch.new_claim(
+        bid,
+        f"gs://{bucket.name}/{blob.name}",
+        blob.name,
+        blob.generation,
+        "dead-execution",
+        lease_s,
+    )
+    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(
+        orjson.dumps(dead.set(lease_until=soon.isoformat()), default=plain), if_generation_match=0
+    )
     headers, body = finalized(bucket.name, blob.name, blob.generation)
     first = functions["submit_batch"].post("/", headers=headers, data=body)
     assert first.status_code == 500  # claim still held: the platform retries later
-    bucket.blob(f"batches/_active/{bid}").delete()  # out of the sweep's sight: only the redelivery can resume
+    # out of the sweep's sight: only the redelivery can resume
+    bucket.blob(f"batches/_active/{bid}").delete()
     import time
 
-    while dt.datetime.now(dt.timezone.utc) <= soon:  # until the dead execution's lease has run out
+    while dt.datetime.now(dt.UTC) <= soon:  # until the dead execution's lease has run out
         time.sleep(0.05)
     capfd.readouterr()
     again = functions["submit_batch"].post("/", headers=headers, data=body)
     assert again.status_code == 200, again.data
-    logged = [orjson.loads(line)["message"] for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    logged = [
+        orjson.loads(line)["message"]
+        for line in capfd.readouterr().out.splitlines()
+        if line.startswith("{")
+    ]
     assert "resuming a half-finished claim" in logged and "job created" in logged, logged
     assert inbox.wait_for(bid, "succeeded")["counts"]["succeeded"] == 3
     assert len(jobs_of(stack, bid)) == 1
 
 
-def test_a_generation_replaced_before_it_was_read_is_rejected_naming_the_newer(stack, bucket, functions, inbox,
-                                                                             vertex):
-    """Two uploads of one name: each is its own batch; the first, read after it was replaced, never runs the
-    second's content and says so."""
+def test_a_generation_replaced_before_it_was_read_is_rejected_naming_the_newer(
+    stack, bucket, functions, inbox, vertex
+):
+    """Two uploads of one name: each is its own batch; the first, read after it was replaced, never
+    runs the second's content and says so."""
     from dropbatch.keys import batch_id as derive
 
     first = upload(bucket, "manual/twice.jsonl", [req("first")])
     old = first.generation
     second = upload(bucket, "manual/twice.jsonl", [req("second a"), req("second b")])
     for generation in (old, second.generation):
-        r = functions["submit_batch"].post("/", headers=finalized(bucket.name, first.name, generation)[0],
-                                           data=finalized(bucket.name, first.name, generation)[1])
+        r = functions["submit_batch"].post(
+            "/",
+            headers=finalized(bucket.name, first.name, generation)[0],
+            data=finalized(bucket.name, first.name, generation)[1],
+        )
         assert r.status_code == 200, r.data
-    old_id, new_id = derive(bucket.name, first.name, old), derive(bucket.name, first.name, second.generation)
+    old_id, new_id = (
+        derive(bucket.name, first.name, old),
+        derive(bucket.name, first.name, second.generation),
+    )
     msg = inbox.wait_for(old_id, "rejected")
     assert "replaced" in msg["error"] and f"generation {second.generation}" in msg["error"]
     assert not list(bucket.list_blobs(prefix=f"batches/{old_id}/input/"))
     assert inbox.wait_for(new_id, "succeeded")["counts"]["succeeded"] == 2
 
 
-def test_cancel_before_any_job_ends_the_batch_without_reading_the_file(stack, bucket, functions, inbox, vertex,
-                                                                       capfd):
-    """`dropbatch cancel` stops a batch in any state: a claim whose owner died (a file that kills its reader)
-    ends `cancelled` at the next delivery, and the file is not read again."""
+def test_cancel_before_any_job_ends_the_batch_without_reading_the_file(
+    stack, bucket, functions, inbox, vertex, capfd
+):
+    """`dropbatch cancel` stops a batch in any state: a claim whose owner died (a file that kills
+    its reader) ends `cancelled` at the next delivery, and the file is not read again."""
     import subprocess
     import sys
 
@@ -203,57 +263,121 @@ def test_cancel_before_any_job_ends_the_batch_without_reading_the_file(stack, bu
 
     blob = upload(bucket, "manual/cancel-early.jsonl", [req("a")])
     bid = derive(bucket.name, blob.name, blob.generation)
-    dead = batch.new_claim(bid, f"gs://{bucket.name}/{blob.name}", blob.name, blob.generation, "dead-execution", 0,
-                           at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
-    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(orjson.dumps(dead, default=plain),
-                                                                 if_generation_match=0)
-    out = subprocess.run([sys.executable, "-m", "dropbatch", "cancel", bid], capture_output=True, text=True,
-                         env={**__import__("os").environ, **stack.client_env()}, timeout=60)
+    dead = batch.new_claim(
+        bid,
+        f"gs://{bucket.name}/{blob.name}",
+        blob.name,
+        blob.generation,
+        "dead-execution",
+        0,
+        at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    bucket.blob(f"batches/{bid}/ledger.json").upload_from_string(
+        orjson.dumps(dead, default=plain), if_generation_match=0
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "dropbatch", "cancel", bid],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **stack.client_env()},
+        timeout=60,
+    )
     assert out.returncode == 0 and "before any job" in out.stdout, out.stderr
     capfd.readouterr()
     headers, body = finalized(bucket.name, blob.name, blob.generation)
     assert functions["submit_batch"].post("/", headers=headers, data=body).status_code == 200
-    logged = [orjson.loads(line)["message"] for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    logged = [
+        orjson.loads(line)["message"]
+        for line in capfd.readouterr().out.splitlines()
+        if line.startswith("{")
+    ]
     assert "validated" not in logged
     assert inbox.wait_for(bid, "cancelled")["error"] == "cancelled before any job was created"
     ledger = orjson.loads(bucket.blob(f"batches/{bid}/ledger.json").download_as_bytes())
-    assert ledger["state"] == "done" and ledger["final_state"] == "cancelled" and ledger["claims"] == 2
+    assert (
+        ledger["state"] == "done" and ledger["final_state"] == "cancelled" and ledger["claims"] == 2
+    )
 
 
 def test_sweep_and_split_functions_accept_their_events(stack, bucket, functions, capfd):
-    tick = {"message": {"data": base64.b64encode(b'{"source": "test"}').decode(), "messageId": "t1"},
-            "subscription": "projects/p/subscriptions/sweep"}
+    tick = {
+        "message": {"data": base64.b64encode(b'{"source": "test"}').decode(), "messageId": "t1"},
+        "subscription": "projects/p/subscriptions/sweep",
+    }
     r = functions["on_job_event"].post("/", json=tick)
     assert r.status_code == 200, r.data
-    task = {"message": {"data": base64.b64encode(orjson.dumps({"batch_id": "no-such-batch-0000000000", "part": 0,
-                                                                "round": 0})).decode(), "messageId": "s1"},
-            "subscription": "projects/p/subscriptions/split"}
+    task = {
+        "message": {
+            "data": base64.b64encode(
+                orjson.dumps({"batch_id": "no-such-batch-0000000000", "part": 0, "round": 0})
+            ).decode(),
+            "messageId": "s1",
+        },
+        "subscription": "projects/p/subscriptions/split",
+    }
     r = functions["split_results"].post("/", json=task)
     assert r.status_code == 200, r.data
-    for bad in ({"batch_id": "../../etc", "part": 0}, {"batch_id": "ok-0000000000", "part": "0"}, [1]):
+    for bad in (
+        {"batch_id": "../../etc", "part": 0},
+        {"batch_id": "ok-0000000000", "part": "0"},
+        [1],
+    ):
         task["message"]["data"] = base64.b64encode(orjson.dumps(bad)).decode()
         capfd.readouterr()
         r = functions["split_results"].post("/", json=task)
-        assert r.status_code == 200, r.data  # permanent: acknowledged with a log line, never retried
-        logged = [orjson.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+        # permanent: acknowledged with a log line, never retried
+        assert r.status_code == 200, r.data
+        logged = [
+            orjson.loads(line)
+            for line in capfd.readouterr().out.splitlines()
+            if line.startswith("{")
+        ]
         assert [(e["severity"], e["message"]) for e in logged] in (
-            [("WARNING", "ignored: not a split task")], [("ERROR", "ignored: the Pub/Sub message is not a JSON object")])
+            [("WARNING", "ignored: not a split task")],
+            [("ERROR", "ignored: the Pub/Sub message is not a JSON object")],
+        )
         assert not list(bucket.list_blobs(prefix="batches/.."))
 
 
-def test_request_text_and_inline_data_never_reach_logs(stack, bucket, functions, inbox, vertex, capfd):
+def test_request_text_and_inline_data_never_reach_logs(
+    stack, bucket, functions, inbox, vertex, capfd
+):
     secret, blob_data = "SECRET-PROMPT-7f3a9c", base64.b64encode(b"SECRET-BYTES-41d2" * 4).decode()
-    line = {"key": "s", "request": {"contents": [{"role": "user", "parts": [
-        {"text": secret}, {"inlineData": {"mimeType": "image/png", "data": blob_data}}]}]}}
+    line = {
+        "key": "s",
+        "request": {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {"text": secret},
+                        {"inlineData": {"mimeType": "image/png", "data": blob_data}},
+                    ],
+                }
+            ]
+        },
+    }
     blob = upload(bucket, "manual/secret.jsonl", [line, req("x")])
     capfd.readouterr()
-    r = functions["submit_batch"].post("/", headers=finalized(bucket.name, blob.name, blob.generation)[0],
-                                       data=finalized(bucket.name, blob.name, blob.generation)[1])
+    r = functions["submit_batch"].post(
+        "/",
+        headers=finalized(bucket.name, blob.name, blob.generation)[0],
+        data=finalized(bucket.name, blob.name, blob.generation)[1],
+    )
     assert r.status_code == 200
     batch_id, _ = ledger_of(bucket, blob)
     message = inbox.wait_for(batch_id, "succeeded")
     out = capfd.readouterr()
     assert batch_id in out.out
-    logs = out.out + out.err + "".join((Path(stack.logs) / f"{n}.log").read_text() for n in ("submit", "status", "split"))
+    logs = (
+        out.out
+        + out.err
+        + "".join(
+            (Path(stack.logs) / f"{n}.log").read_text() for n in ("submit", "status", "split")
+        )
+    )
     assert secret not in logs and blob_data not in logs and "SECRET-BYTES" not in logs
-    assert secret not in orjson.dumps(inbox.of(batch_id)).decode() and message["counts"]["succeeded"] == 2
+    assert (
+        secret not in orjson.dumps(inbox.of(batch_id)).decode()
+        and message["counts"]["succeeded"] == 2
+    )

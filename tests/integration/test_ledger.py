@@ -1,4 +1,5 @@
-"""The ledger's writes against Cloud Storage's real preconditions (fake-gcs-server on the local stack)."""
+"""The ledger's writes against Cloud Storage's real preconditions (fake-gcs-server on the local
+stack)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ pytestmark = pytest.mark.stack
 
 
 def test_a_lost_response_to_a_conditional_write_is_recognised(stack, bucket):
-    """A generation-matched write whose response is lost is retried by the client and answered 412: the object
-    holds our bytes, so it is our write, not a conflict that blocks the batch for a lease period."""
+    """A generation-matched write whose response is lost is retried by the client and answered 412:
+    the object holds our bytes, so it is our write, not a conflict that blocks the batch for a lease
+    period."""
     from dropbatch.errors import Conflict
     from dropbatch.ledger import Store
 
     store = Store(stack.config())
     path = "batches/ledger-test-0000000000/doc.json"
     created = store.write_json(path, {"a": 1}, if_generation_match=0)
-    assert store.write_json(path, {"a": 1}, if_generation_match=0) == created  # the retry after a lost response
+    # the retry after a lost response
+    assert store.write_json(path, {"a": 1}, if_generation_match=0) == created
     with pytest.raises(Conflict):
-        store.write_json(path, {"a": 2}, if_generation_match=0)  # somebody else's document: a real conflict
+        # somebody else's document: a real conflict
+        store.write_json(path, {"a": 2}, if_generation_match=0)
     rewritten = store.write_json(path, {"a": 3}, if_generation_match=created)
     assert store.write_json(path, {"a": 3}, if_generation_match=created) == rewritten
     with pytest.raises(Conflict):
@@ -32,16 +36,20 @@ def test_ledger_updates_carry_their_own_mark(stack, bucket):
 
     store = Store(stack.config())
     batch_id = "ledger-test-1111111111"
-    store.create_json(store.ledger_path(batch_id), batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60))
-    marks = {store.update_ledger(batch_id, lambda d: d.set(claims=d.claims + 1)).writer for _ in range(3)}
+    store.create_json(
+        store.ledger_path(batch_id),
+        batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60),
+    )
+    marks = {
+        store.update_ledger(batch_id, lambda d: d.set(claims=d.claims + 1)).writer for _ in range(3)
+    }
     assert len(marks) == 3 and store.read_ledger(batch_id)[0].claims == 4
 
 
 def test_a_ledger_that_is_not_one_is_a_permanent_error_naming_its_field(stack, bucket):
-    """A hand-edited or corrupted ledger is refused with the path and the field (the sweep logs it as one
-    batch's trouble and goes on with the others), never read as half a ledger."""
+    """A hand-edited or corrupted ledger is refused with the path and the field (the sweep logs it
+    as one batch's trouble and goes on with the others), never read as half a ledger."""
     import msgspec
-
     from dropbatch import batch
     from dropbatch.errors import DropbatchError, PermanentError
     from dropbatch.ledger import Store
@@ -50,7 +58,9 @@ def test_a_ledger_that_is_not_one_is_a_permanent_error_naming_its_field(stack, b
     batch_id = "ledger-test-4444444444"
     good = batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60)
     store.write_json(store.ledger_path(batch_id), {**msgspec.to_builtins(good), "claims": "two"})
-    with pytest.raises(PermanentError, match=r"ledger\.json is not a valid Ledger.*claims") as raised:
+    with pytest.raises(
+        PermanentError, match=r"ledger\.json is not a valid Ledger.*claims"
+    ) as raised:
         store.read_ledger(batch_id)
     assert isinstance(raised.value, DropbatchError)
     store.write_json(store.ledger_path(batch_id), good)
@@ -58,8 +68,9 @@ def test_a_ledger_that_is_not_one_is_a_permanent_error_naming_its_field(stack, b
 
 
 def racing_store(config, rival):
-    """A Store whose first ledger read is followed, before its write, by `rival(other_store)`: another
-    execution that wins the same ledger in between (the write then loses its generation precondition)."""
+    """A Store whose first ledger read is followed, before its write, by `rival(other_store)`:
+    another execution that wins the same ledger in between (the write then loses its generation
+    precondition)."""
     from dropbatch.ledger import Store
 
     class Racing(Store):
@@ -76,9 +87,10 @@ def racing_store(config, rival):
 
 
 def test_a_part_claimed_by_another_execution_between_read_and_write_is_not_won(stack, bucket):
-    """Found on the stack: two executions each created a job for one part (51 jobs for 50 parts). The claim's
-    first write lost its precondition to the rival's claim, the retry saw the part taken, and the claim still
-    counted the first try's win. Exactly one of two racing claims wins, and the ledger names the winner."""
+    """Found on the stack: two executions each created a job for one part (51 jobs for 50 parts).
+    The claim's first write lost its precondition to the rival's claim, the retry saw the part
+    taken, and the claim still counted the first try's win. Exactly one of two racing claims wins,
+    and the ledger names the winner."""
     from dropbatch import batch, submit
 
     config = stack.config()
@@ -95,8 +107,9 @@ def test_a_part_claimed_by_another_execution_between_read_and_write_is_not_won(s
 
 
 def test_a_submission_taken_over_by_another_execution_first_is_not_taken_twice(stack, bucket):
-    """The rival takes the dead owner's submission over and finishes it between our read and our write: our
-    take-over, retried on the rival's version, finds nothing to take and must not run the batch again."""
+    """The rival takes the dead owner's submission over and finishes it between our read and our
+    write: our take-over, retried on the rival's version, finds nothing to take and must not run the
+    batch again."""
     from dropbatch import batch, submit
 
     config = stack.config()
@@ -106,7 +119,9 @@ def test_a_submission_taken_over_by_another_execution_first_is_not_taken_twice(s
 
     def rival(other, b):
         assert submit.take_over(other, b, "rival").owner == "rival"
-        other.update_ledger(b, lambda d: batch.move(batch.move(d, batch.STAGED), batch.SUBMITTED, owner=None))
+        other.update_ledger(
+            b, lambda d: batch.move(batch.move(d, batch.STAGED), batch.SUBMITTED, owner=None)
+        )
 
     store = racing_store(config, rival)
     store.write_json(store.ledger_path(batch_id), doc)
@@ -115,9 +130,10 @@ def test_a_submission_taken_over_by_another_execution_first_is_not_taken_twice(s
 
 
 def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(stack, bucket):
-    """update_ledger's first try is on the ledger as this Store last read or wrote it, with no read: one GCS call
-    instead of two. A write by anyone since fails its generation precondition, and a move that declines on what
-    was seen is asked again, both on the ledger as it is now: no update is lost and none is made on a stale read."""
+    """update_ledger's first try is on the ledger as this Store last read or wrote it, with no read:
+    one GCS call instead of two. A write by anyone since fails its generation precondition, and a
+    move that declines on what was seen is asked again, both on the ledger as it is now: no update
+    is lost and none is made on a stale read."""
     from dropbatch import batch
     from dropbatch.ledger import Store
 
@@ -132,7 +148,10 @@ def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(
             return super()._read_bytes(path)
 
     mine, other = Counting(config), Store(config)
-    claims = [batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, owner, 60) for owner in ("me", "other")]
+    claims = [
+        batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, owner, 60)
+        for owner in ("me", "other")
+    ]
     assert mine.create_ledger(claims[0]) and not other.create_ledger(claims[1])
     for _ in range(3):  # nobody else writes: no read at all
         mine.update_ledger(batch_id, lambda d: d.set(claims=d.claims + 1))
@@ -151,24 +170,29 @@ def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(
 
     assert mine.update_ledger(batch_id, only_for_the_rival).claims == 0
     assert asked == ["me", "rival"] and other.read_ledger(batch_id)[0].claims == 0
-    assert mine.update_ledger(batch_id, lambda d: False).owner == "rival", "a decline on what is now is final"
+    assert mine.update_ledger(batch_id, lambda d: False).owner == "rival", (
+        "a decline on what is now is final"
+    )
 
 
-def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(stack, bucket, monkeypatch):
-    """ObjectWriter sends the bytes as one piece of a multipart body with their CRC32C in the metadata: what is
-    stored is the bytes, named and typed as asked, whatever they hold (a line that looks like the body's
-    boundary too); a checksum that does not match the bytes is refused, not stored."""
+def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(
+    stack, bucket, monkeypatch
+):
+    """ObjectWriter sends the bytes as one piece of a multipart body with their CRC32C in the
+    metadata: what is stored is the bytes, named and typed as asked, whatever they hold (a line that
+    looks like the body's boundary too); a checksum that does not match the bytes is refused, not
+    stored."""
     import base64
 
     import google_crc32c
-    from google.api_core import exceptions
-
     from dropbatch.errors import PermanentError
     from dropbatch.ledger import ObjectWriter, Store
+    from google.api_core import exceptions
 
     store = Store(stack.config())
     writer = ObjectWriter(store.bucket.name)
-    data = b"".join(b'{"request": {"n": %d}}\r\n--%032x--\r\n' % (i, i) for i in range(50_000))  # 2.5 MB
+    # 2.5 MB
+    data = b"".join(b'{"request": {"n": %d}}\r\n--%032x--\r\n' % (i, i) for i in range(50_000))
     try:
         writer.write("batches/writer-test/a.jsonl", data, "application/jsonl")
         blob = store.bucket.get_blob("batches/writer-test/a.jsonl")
@@ -178,7 +202,9 @@ def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(stack, 
         assert store.bucket.get_blob("batches/writer-test/empty.jsonl").size == 0
         # bytes that changed on the way: the checksum of other bytes with these ones
         with monkeypatch.context() as patched:
-            patched.setattr(google_crc32c, "value", lambda _, value=google_crc32c.value: value(b"other bytes"))
+            patched.setattr(
+                google_crc32c, "value", lambda _, value=google_crc32c.value: value(b"other bytes")
+            )
             with pytest.raises((PermanentError, exceptions.BadRequest)):
                 writer.write("batches/writer-test/changed.jsonl", data, "application/jsonl")
         assert store.bucket.get_blob("batches/writer-test/changed.jsonl") is None

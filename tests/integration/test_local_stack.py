@@ -1,4 +1,5 @@
-"""`dropbatch local up | status | down` from the command line: no-op second up, exact status, nothing left behind."""
+"""`dropbatch local up | status | down` from the command line: no-op second up, exact status,
+nothing left behind."""
 
 from __future__ import annotations
 
@@ -14,34 +15,72 @@ pytestmark = pytest.mark.stack
 
 
 def dropbatch(env, *args):
-    return subprocess.run([sys.executable, "-m", "dropbatch", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dropbatch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_up_status_down(tmp_path, stack):
     env = {**os.environ, "DROPBATCH_STATE_DIR": str(tmp_path), "DROPBATCH_BUCKET": "other-bucket"}
-    for k in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "DROPBATCH_VERTEX_ENDPOINT", "BIGQUERY_EMULATOR_HOST"):
+    for k in (
+        "STORAGE_EMULATOR_HOST",
+        "PUBSUB_EMULATOR_HOST",
+        "DROPBATCH_VERTEX_ENDPOINT",
+        "BIGQUERY_EMULATOR_HOST",
+    ):
         env.pop(k, None)
     up = dropbatch(env, "local", "up")
     assert up.returncode == 0, up.stderr
     try:
         status = dropbatch(env, "local", "status", "--json")
         info = orjson.loads(status.stdout)
-        assert set(info) == {"project", "bucket", "storage", "pubsub", "vertex", "bigquery", "topics"}
+        assert set(info) == {
+            "project",
+            "bucket",
+            "storage",
+            "pubsub",
+            "vertex",
+            "bigquery",
+            "topics",
+        }
         assert set(info["topics"]) == {"uploads", "notifications", "sweep", "split"}
-        assert info["topics"]["notifications"] == "dropbatch-notifications" and info["bucket"] == "other-bucket"
+        assert (
+            info["topics"]["notifications"] == "dropbatch-notifications"
+            and info["bucket"] == "other-bucket"
+        )
         pids = orjson.loads((tmp_path / "stack.json").read_bytes())["pids"]
-        assert set(pids) == {"pubsub", "storage", "vertex", "submit", "status", "split", "ticker", "gateway", "bigquery"}
+        assert set(pids) == {
+            "pubsub",
+            "storage",
+            "vertex",
+            "submit",
+            "status",
+            "split",
+            "ticker",
+            "gateway",
+            "bigquery",
+        }
         again = dropbatch(env, "local", "up", "--json")
         assert again.returncode == 0 and orjson.loads(again.stdout) == info
         human = dropbatch(env, "local", "status")
         assert str(tmp_path / "logs") in human.stdout
-        children = {p.pid for pid in pids.values() for p in [psutil.Process(pid), *psutil.Process(pid).children(
-            recursive=True)]}
+        children = {
+            p.pid
+            for pid in pids.values()
+            for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        }
     finally:
         down = dropbatch(env, "local", "down")
     assert down.returncode == 0
-    alive = [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    alive = [
+        p
+        for p in children
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     assert alive == []
     assert dropbatch(env, "local", "status").returncode == 1
 
@@ -64,7 +103,9 @@ def test_up_with_an_openai_compatible_responder(tmp_path, stack):
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            data = json.dumps({"choices": [{"message": {"content": f"model {body['model']} says hi"}}]}).encode()
+            data = json.dumps(
+                {"choices": [{"message": {"content": f"model {body['model']} says hi"}}]}
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -74,14 +115,26 @@ def test_up_with_an_openai_compatible_responder(tmp_path, stack):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {**os.environ, "DROPBATCH_STATE_DIR": str(tmp_path)}
     for k in [k for k in env if k.startswith("DROPBATCH_") and k != "DROPBATCH_STATE_DIR"] + [
-            "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"]:
+        "STORAGE_EMULATOR_HOST",
+        "PUBSUB_EMULATOR_HOST",
+    ]:
         env.pop(k, None)
     try:
-        up = dropbatch(env, "local", "up", "--responder-url", f"http://127.0.0.1:{server.server_port}/v1",
-                       "--responder-model", "tiny")
+        up = dropbatch(
+            env,
+            "local",
+            "up",
+            "--responder-url",
+            f"http://127.0.0.1:{server.server_port}/v1",
+            "--responder-model",
+            "tiny",
+        )
         assert up.returncode == 0, up.stderr
         src = tmp_path / "one.jsonl"
-        src.write_text('{"key": "q", "request": {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}}\n')
+        src.write_text(
+            '{"key": "q", "request": {"contents": [{"role": "user", "parts": [{"text": '
+            '"hello"}]}]}}\n'
+        )
         run = dropbatch(env, "run", str(src), "--out", str(tmp_path / "out"), "--json")
         assert run.returncode == 0, run.stderr
         result = orjson.loads((tmp_path / "out" / "results.jsonl").read_bytes().splitlines()[0])

@@ -1,4 +1,5 @@
-"""Hostile and broken files: a clear report in bounded memory and time, and names that cannot escape."""
+"""Hostile and broken files: a clear report in bounded memory and time, and names that cannot
+escape."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import sys
 
 import orjson
 import pytest
-
 from corpus import SEED_LINE
 from dropbatch.config import Config
 from dropbatch.keys import BATCH_ID_RE, batch_id, key_problem
@@ -28,8 +28,13 @@ print(json.dumps({"errors": [(e["line"], e["code"]) for e in r["errors"]], "requ
 
 
 def measure(path, max_file_bytes=20 * 10**9) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(max_file_bytes)], capture_output=True,
-                         text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path), str(max_file_bytes)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return orjson.loads(out.stdout)
 
 
@@ -65,9 +70,18 @@ def test_gzip_bomb_stops_at_the_decompressed_limit(tmp_path):
     assert got["rss_mb"] < 200
 
 
-@pytest.mark.parametrize("name", ["incoming/../../etc/passwd.jsonl", "incoming/a b/ü n i c ø d e.jsonl.gz",
-                                  "incoming/..jsonl", "incoming/" + "x" * 900 + ".jsonl", "incoming/.jsonl",
-                                  "incoming/%2e%2e/%2F.jsonl", "incoming/\u202egnp.jsonl"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "incoming/../../etc/passwd.jsonl",
+        "incoming/a b/ü n i c ø d e.jsonl.gz",
+        "incoming/..jsonl",
+        "incoming/" + "x" * 900 + ".jsonl",
+        "incoming/.jsonl",
+        "incoming/%2e%2e/%2F.jsonl",
+        "incoming/\u202egnp.jsonl",
+    ],
+)
 def test_batch_ids_are_safe_path_segments(name):
     bid = batch_id("bucket", name, 123)
     assert BATCH_ID_RE.match(bid) and "/" not in bid and ".." not in bid and len(bid) <= 51
@@ -75,26 +89,37 @@ def test_batch_ids_are_safe_path_segments(name):
     assert bid == batch_id("bucket", name, 123), "the same upload is the same batch"
 
 
-@pytest.mark.parametrize("key", ["../x", "a/b", "..", ".", "", "x" * 129, "a\\b", "ü", "a b", "/etc/passwd"])
+@pytest.mark.parametrize(
+    "key", ["../x", "a/b", "..", ".", "", "x" * 129, "a\\b", "ü", "a b", "/etc/passwd"]
+)
 def test_keys_that_would_escape_are_refused(key):
     assert key_problem(key)
 
 
 def test_nan_infinity_and_deep_nesting_are_reports(tmp_path):
     path = tmp_path / "odd.jsonl"
-    path.write_bytes(b'{"request": {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": '
-                     b'{"temperature": Infinity}}}\n' + b"[" * 100_000 + b"\n" + orjson.dumps(SEED_LINE) + b"\n")
+    path.write_bytes(
+        b'{"request": {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": '
+        b'{"temperature": Infinity}}}\n' + b"[" * 100_000 + b"\n" + orjson.dumps(SEED_LINE) + b"\n"
+    )
     report = validate_path(path, Config()).to_dict()
-    assert [(e["line"], e["code"]) for e in report["errors"]] == [(1, "invalid_json"), (2, "invalid_json")]
+    assert [(e["line"], e["code"]) for e in report["errors"]] == [
+        (1, "invalid_json"),
+        (2, "invalid_json"),
+    ]
 
 
 def test_a_line_at_the_size_limit_costs_a_few_times_its_size(tmp_path):
-    """Validating (and so staging: the same pass) a file whose line is just under max_line_bytes (20 MB) holds
-    that line a few times over (the bytes, the parsed string, its checks), never more."""
+    """Validating (and so staging: the same pass) a file whose line is just under max_line_bytes (20
+    MB) holds that line a few times over (the bytes, the parsed string, its checks), never more."""
     path, small = tmp_path / "limit.jsonl", tmp_path / "small.jsonl"
     text = "y" * (Config().max_line_bytes - 200)
-    path.write_bytes(orjson.dumps(SEED_LINE) + b"\n" + orjson.dumps(
-        {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}]}}) + b"\n")
+    path.write_bytes(
+        orjson.dumps(SEED_LINE)
+        + b"\n"
+        + orjson.dumps({"request": {"contents": [{"role": "user", "parts": [{"text": text}]}]}})
+        + b"\n"
+    )
     small.write_bytes(orjson.dumps(SEED_LINE) + b"\n")
     big, base = measure(path), measure(small)
     assert big["errors"] == [] and big["requests"] == 2

@@ -1,4 +1,5 @@
-"""`dropbatch local down` signals only the processes `up` started: a stale state file never kills another."""
+"""`dropbatch local down` signals only the processes `up` started: a stale state file never kills
+another."""
 
 from __future__ import annotations
 
@@ -17,9 +18,20 @@ def state(tmp_path, monkeypatch):
 
 
 def write_state(state, pids: dict, idents: dict) -> None:
-    (state / "stack.json").write_bytes(orjson.dumps({
-        "project": "p", "bucket": "b", "ports": {}, "pids": pids, "topics": {}, "logs": str(state),
-        "started": 0.0, "idents": idents}))
+    (state / "stack.json").write_bytes(
+        orjson.dumps(
+            {
+                "project": "p",
+                "bucket": "b",
+                "ports": {},
+                "pids": pids,
+                "topics": {},
+                "logs": str(state),
+                "started": 0.0,
+                "idents": idents,
+            }
+        )
+    )
 
 
 def wait_gone(proc, timeout=5.0) -> bool:

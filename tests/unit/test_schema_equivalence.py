@@ -1,5 +1,6 @@
-"""The compiled schema is the real one: the snapshot equals aiplatform_v1's descriptors, and the validator
-accepts and rejects what json_format.ParseDict does, except the documented lenient and stricter forms."""
+"""The compiled schema is the real one: the snapshot equals aiplatform_v1's descriptors, and the
+validator accepts and rejects what json_format.ParseDict does, except the documented lenient and
+stricter forms."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import copy
 
 import orjson
 import pytest
+from corpus import CORPUS
+from dropbatch.checks import check_request
+from dropbatch.schema import SNAPSHOT, build_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from corpus import CORPUS
-from dropbatch.schema import SNAPSHOT, build_schema
-from dropbatch.checks import check_request
 
 pb = pytest.importorskip("google.cloud.aiplatform_v1.types.prediction_service")
 from google.protobuf import json_format  # noqa: E402
@@ -38,6 +38,7 @@ def schema_ok(request) -> bool:
 
 def deviates(request) -> bool:
     """Forms where dropbatch knowingly differs from ParseDict (see validate.py's docstring)."""
+
     def walk(node, parent_key):
         if isinstance(node, dict):
             for k, v in node.items():
@@ -50,6 +51,7 @@ def deviates(request) -> bool:
         elif isinstance(node, list):
             return any(walk(v, parent_key) for v in node)
         return False
+
     return walk(request, None)
 
 
@@ -61,12 +63,34 @@ def test_corpus_agrees_with_parse_dict(line):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8) | st.sampled_from(["NaN", "1.5s", "USER", "HARM_CATEGORY_HATE_SPEECH", "AAAA", "12"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["text", "role", "parts", "type", "foo", "mimeType", "fileUri", "data", "temperature"]),
-        inner, max_size=3),
-    max_leaves=6)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["NaN", "1.5s", "USER", "HARM_CATEGORY_HATE_SPEECH", "AAAA", "12"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "text",
+                    "role",
+                    "parts",
+                    "type",
+                    "foo",
+                    "mimeType",
+                    "fileUri",
+                    "data",
+                    "temperature",
+                ]
+            ),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=6,
+)
 
 
 def paths(node, prefix=()):
@@ -88,7 +112,9 @@ def replace(node, path, value):
     return node
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
 @given(st.sampled_from(CORPUS), st.data(), json_values)
 def test_mutations_agree_with_parse_dict(line, data, value):
     request = line["request"]
@@ -99,12 +125,12 @@ def test_mutations_agree_with_parse_dict(line, data, value):
         return
     ours, theirs = schema_ok(mutated), parse_dict_ok(mutated)
     if isinstance(value, bool) and theirs and not ours:
-        # Python's json_format takes true/false for a float field (float(True)); the proto3 JSON mapping and
-        # the API do not, and neither does dropbatch.
+        # Python's json_format takes true/false for a float field (float(True)); the proto3 JSON
+        # mapping and the API do not, and neither does dropbatch.
         assert any("is a boolean" in p[2] for p in check_request(mutated))
         return
-    # ParseDict takes [] and "" for a message field, at any depth (it iterates them: {"text": []} as a map
-    # value too); the proto3 JSON mapping and the API want an object, and so does dropbatch.
+    # ParseDict takes [] and "" for a message field, at any depth (it iterates them: {"text": []} as
+    # a map value too); the proto3 JSON mapping and the API want an object, and so does dropbatch.
     if theirs and not ours:
         problems = [p for p in check_request(mutated) if p[0] == "schema"]
         assert problems and all("must be an object" in p[2] for p in problems), problems

