@@ -9,7 +9,7 @@ CHECKOV_VERSION := 3.3.30
 SOAK_FILES ?= 20
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-submit bench-e2e bench-soak bench-slots bench-iam bench-retry clean
+.PHONY: help install lint format test test-unit test-infra demo up down status bench bench-validate bench-coldstart bench-split bench-split-memory bench-stage bench-submit bench-e2e bench-soak bench-slots bench-iam bench-retry clean
 
 help: ## list every target
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,9 +28,17 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install -q --upgrade pip
 	.venv-checkov/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
 
-test: $(STAMP) $(CHECKOV) ## run the whole test suite (layers, unit, integration, e2e on the local stack, infra checks)
+test: $(STAMP) $(CHECKOV) lint ## run the whole test suite (gates, layers, unit, integration, e2e on the local stack, infra checks)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
+
+lint: $(STAMP) ## the gates: ruff's format check, its lint rules and complexity ceiling (pyproject.toml)
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
+
+format: $(STAMP) ## format the tree as `make lint` wants it
+	$(VENV)/bin/ruff format --quiet .
+	$(VENV)/bin/ruff check --quiet --fix .
 
 test-infra: $(STAMP) $(CHECKOV) ## only the offline infra checks (fmt, checkov, IAM rules, provider schema)
 	$(PY) -m pytest tests/infra

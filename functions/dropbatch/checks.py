@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import dataclasses
 import functools
 import re
@@ -234,49 +235,53 @@ def _check_message(value, table: dict, node, out: _Line, depth: int) -> None:
         if item is None:
             continue  # null clears a field, as Vertex's own echo writes unset oneof members
         if field.oneof is not None:
-            if oneofs is None:
-                oneofs = {}
-            if field.oneof in oneofs:
-                out.add(
-                    "schema",
-                    node,
-                    f"{_path(node)} sets both '{oneofs[field.oneof]}' and '{name}'; "
-                    f"only one of the '{field.oneof}' fields may be given",
-                )
-            else:
-                oneofs[field.oneof] = name
-        child = (node, name)
+            oneofs = _check_oneof(oneofs, field, name, node, out)
         if field.repeated:
-            if not isinstance(item, list):
-                if isinstance(item, dict) and (table["__name__"], field.name) in _LENIENT_SINGLE:
-                    out.single = True
-                    _check_value(item, field, (child, 0), out, depth)
-                    continue
-                hint = ""
-                if field.name in ("parts", "contents") and isinstance(item, str):
-                    hint = (
-                        '; write e.g. [{"text": "..."}]'
-                        if field.name == "parts"
-                        else '; write e.g. [{"role": "user", "parts": [{"text": "..."}]}]'
-                    )
-                out.add(
-                    "schema",
-                    child,
-                    f"{_path(child)} is {_kind_name(item)}; it must be a list{hint}",
-                )
-                continue
-            for i, element in enumerate(item):
-                if element is None and field.kind != "value":
-                    out.add(
-                        "schema", (child, i), f"{_path((child, i))} is null; lists cannot hold null"
-                    )
-                else:
-                    _check_value(element, field, (child, i), out, depth)
+            _check_repeated(item, field, table, (node, name), out, depth)
         else:
-            _check_value(item, field, child, out, depth)
+            _check_value(item, field, (node, name), out, depth)
     hook = _HOOKS.get(table["__name__"])
     if hook is not None:
         hook(value, node, out)
+
+
+def _check_oneof(oneofs: dict | None, field: Field, name: str, node, out: _Line) -> dict:
+    """The oneof members set so far, with this one; two members of one oneof are a problem."""
+    oneofs = {} if oneofs is None else oneofs
+    if field.oneof in oneofs:
+        out.add(
+            "schema",
+            node,
+            f"{_path(node)} sets both '{oneofs[field.oneof]}' and '{name}'; "
+            f"only one of the '{field.oneof}' fields may be given",
+        )
+    else:
+        oneofs[field.oneof] = name
+    return oneofs
+
+
+def _check_repeated(item, field: Field, table: dict, child, out: _Line, depth: int) -> None:
+    if isinstance(item, list):
+        for i, element in enumerate(item):
+            if element is None and field.kind != "value":
+                out.add(
+                    "schema", (child, i), f"{_path((child, i))} is null; lists cannot hold null"
+                )
+            else:
+                _check_value(element, field, (child, i), out, depth)
+        return
+    if isinstance(item, dict) and (table["__name__"], field.name) in _LENIENT_SINGLE:
+        out.single = True
+        _check_value(item, field, (child, 0), out, depth)
+        return
+    hint = ""
+    if field.name in ("parts", "contents") and isinstance(item, str):
+        hint = (
+            '; write e.g. [{"text": "..."}]'
+            if field.name == "parts"
+            else '; write e.g. [{"role": "user", "parts": [{"text": "..."}]}]'
+        )
+    out.add("schema", child, f"{_path(child)} is {_kind_name(item)}; it must be a list{hint}")
 
 
 def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
@@ -286,80 +291,99 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
     elif kind == "string":
         if not isinstance(value, str):
             out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be a string")
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            out.add(
-                "schema",
-                node,
-                f"{_path(node)} is {_kind_name(value)}; it must be true or false (no quotes)",
-            )
-    elif kind in ("double", "float"):
-        problem = _float_problem(value, kind)
-        if problem:
-            out.add("schema", node, f"{_path(node)} {problem}")
-    elif kind in _INT_RANGES:
-        problem = _int_problem(value, kind)
-        if problem:
-            out.add("schema", node, f"{_path(node)} {problem}")
-    elif kind == "enum":
-        if not (value in field.enum if isinstance(value, str) else False):
-            try:
-                ok = not field.closed and -(2**31) <= int(value) < 2**31
-            except (TypeError, ValueError, OverflowError):
-                ok = False
-            if not ok:
-                choices = ", ".join(sorted(field.enum)[:12])
-                out.add("schema", node, f"{_path(node)} is {shown(value)}; use one of {choices}")
-    elif kind == "bytes":
-        if not isinstance(value, str) or _base64_problem(value, strict=False):
-            out.add("schema", node, f"{_path(node)} must be base64 text")
-    elif kind == "map":
-        if not isinstance(value, dict):
-            out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be an object")
-            return
-        for k, v in value.items():
-            child = (node, k)
-            if field.key in _INT_RANGES and _int_problem(k, field.key):
-                out.add(
-                    "schema", child, f"{_path(child)}: map key {shown(k)} must be a whole number"
-                )
-            if field.key == "bool" and k not in ("true", "false"):
-                out.add(
-                    "schema", child, f"{_path(child)}: map key {shown(k)} must be true or false"
-                )
-            if v is None:
-                out.add("schema", child, f"{_path(child)} is null; map values cannot be null")
-            else:
-                _check_value(v, field.value, child, out, depth)
-    elif kind == "struct":
-        if not isinstance(value, dict):
-            out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be an object")
-        elif _json_depth(value, depth + 1) > MAX_DEPTH:
-            out.add("schema", node, f"{_path(node)} is nested more than {MAX_DEPTH} levels deep")
-    elif kind == "value":
-        if _json_depth(value, depth) > MAX_DEPTH:
-            out.add("schema", node, f"{_path(node)} is nested more than {MAX_DEPTH} levels deep")
-    elif kind == "list":
-        if not isinstance(value, list):
-            out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be a list")
-    elif kind == "duration":
-        if not isinstance(value, str) or not _DURATION_RE.match(value):
-            out.add(
-                "schema", node, f'{_path(node)} is {shown(value)}; write a duration like "1.5s"'
-            )
-    elif kind == "timestamp":
-        if not isinstance(value, str) or not _TIMESTAMP_RE.match(value):
-            out.add(
-                "schema",
-                node,
-                f"{_path(node)} is {shown(value)}; write an RFC 3339 time like "
-                '"2026-01-01T00:00:00Z"',
-            )
-    elif kind == "fieldmask":
-        if not isinstance(value, str):
-            out.add(
-                "schema", node, f"{_path(node)} must be a string of comma-separated field paths"
-            )
+    else:
+        _SCALAR_CHECKS[kind](value, field, node, out, depth)
+
+
+def _check_bool(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, bool):
+        out.add(
+            "schema",
+            node,
+            f"{_path(node)} is {_kind_name(value)}; it must be true or false (no quotes)",
+        )
+
+
+def _check_number(value, field: Field, node, out: _Line, depth: int) -> None:
+    kind = field.kind
+    problem = (
+        _float_problem(value, kind) if kind in ("double", "float") else _int_problem(value, kind)
+    )
+    if problem:
+        out.add("schema", node, f"{_path(node)} {problem}")
+
+
+def _check_enum(value, field: Field, node, out: _Line, depth: int) -> None:
+    if isinstance(value, str) and value in field.enum:
+        return
+    try:
+        ok = not field.closed and -(2**31) <= int(value) < 2**31
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        choices = ", ".join(sorted(field.enum)[:12])
+        out.add("schema", node, f"{_path(node)} is {shown(value)}; use one of {choices}")
+
+
+def _check_bytes(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, str) or _base64_problem(value, strict=False):
+        out.add("schema", node, f"{_path(node)} must be base64 text")
+
+
+def _check_map(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, dict):
+        out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be an object")
+        return
+    for k, v in value.items():
+        child = (node, k)
+        if field.key in _INT_RANGES and _int_problem(k, field.key):
+            out.add("schema", child, f"{_path(child)}: map key {shown(k)} must be a whole number")
+        if field.key == "bool" and k not in ("true", "false"):
+            out.add("schema", child, f"{_path(child)}: map key {shown(k)} must be true or false")
+        if v is None:
+            out.add("schema", child, f"{_path(child)} is null; map values cannot be null")
+        else:
+            _check_value(v, field.value, child, out, depth)
+
+
+def _check_struct(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, dict):
+        out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be an object")
+    elif _json_depth(value, depth + 1) > MAX_DEPTH:
+        out.add("schema", node, f"{_path(node)} is nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_json_value(value, field: Field, node, out: _Line, depth: int) -> None:
+    if _json_depth(value, depth) > MAX_DEPTH:
+        out.add("schema", node, f"{_path(node)} is nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_list(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, list):
+        out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be a list")
+
+
+def _check_duration(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, str) or not _DURATION_RE.match(value):
+        out.add("schema", node, f'{_path(node)} is {shown(value)}; write a duration like "1.5s"')
+
+
+def _check_timestamp(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, str) or not _TIMESTAMP_RE.match(value):
+        out.add(
+            "schema",
+            node,
+            f'{_path(node)} is {shown(value)}; write an RFC 3339 time like "2026-01-01T00:00:00Z"',
+        )
+
+
+def _check_fieldmask(value, field: Field, node, out: _Line, depth: int) -> None:
+    if not isinstance(value, str):
+        out.add("schema", node, f"{_path(node)} must be a string of comma-separated field paths")
+
+
+def _no_check(value, field: Field, node, out: _Line, depth: int) -> None:
+    """A kind the schema walk has no rule for (as the elif chain before it had none)."""
 
 
 def _json_depth(value, depth: int) -> int:
@@ -766,3 +790,25 @@ def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object, bool]:
             problems.append(("invalid_key", "key", problem))
             key = None
     return problems, key, lists
+
+
+# The checks of every field kind but message and string (those two are _check_value's own: most
+# fields are one of them). A kind the schema gives and no rule names is not checked.
+_SCALAR_CHECKS = collections.defaultdict(
+    lambda: _no_check,
+    {
+        "bool": _check_bool,
+        "double": _check_number,
+        "float": _check_number,
+        **dict.fromkeys(_INT_RANGES, _check_number),
+        "enum": _check_enum,
+        "bytes": _check_bytes,
+        "map": _check_map,
+        "struct": _check_struct,
+        "value": _check_json_value,
+        "list": _check_list,
+        "duration": _check_duration,
+        "timestamp": _check_timestamp,
+        "fieldmask": _check_fieldmask,
+    },
+)

@@ -290,9 +290,10 @@ def _target(start: bool = False) -> Config:
     return running.config()
 
 
-def cmd_run(args, config: Config) -> int:
-    from . import keys, tablesource
-    from .ledger import Store
+def _run_source(args) -> str | None:
+    """The BigQuery table `dropbatch run` is given, or None for a file; a UsageError for what it
+    cannot run."""
+    from . import tablesource
 
     path = args.file
     table = tablesource.table_id(path) if path.startswith("bq://") else None
@@ -306,6 +307,15 @@ def cmd_run(args, config: Config) -> int:
         raise UsageError("--format openai writes DIR/results.openai.jsonl: give --out DIR")
     if args.partial and not args.out:
         raise UsageError("--partial writes DIR/results.jsonl while the batch runs: give --out DIR")
+    return table
+
+
+def cmd_run(args, config: Config) -> int:
+    from . import keys, tablesource
+    from .ledger import Store
+
+    path = args.file
+    table = _run_source(args)
     args.wait = args.wait or bool(args.out)
     config = _target(start=True)
     store = Store(config)
@@ -492,7 +502,7 @@ def write_partial(store, doc: Ledger, out: str) -> int:
             for line, key, _ in map(orjson.loads, sidecar.splitlines())
         ]
     prefix = store.path(doc.batch_id, layout.RESULTS)
-    present = [b for b in store.client.list_blobs(store.bucket, prefix=prefix)]
+    present = list(store.client.list_blobs(store.bucket, prefix=prefix))
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         got = dict(
             zip(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from pathlib import Path
 
 import orjson
 
@@ -26,7 +27,7 @@ def _table(override: str) -> dict:
     if override:
         try:
             extra = orjson.loads(
-                override if override.lstrip().startswith("{") else open(override, "rb").read()
+                override if override.lstrip().startswith("{") else Path(override).read_bytes()
             )
         except (OSError, orjson.JSONDecodeError) as exc:
             raise UsageError(

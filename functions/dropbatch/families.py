@@ -467,7 +467,7 @@ def _text_embedding_stage(instance, line: int) -> bytes:
 
 
 def _instance_of(obj: dict):
-    return obj["instance"] if "instance" in obj else obj
+    return obj.get("instance", obj)
 
 
 def _embedding_line(out: dict):
@@ -667,57 +667,7 @@ def _anthropic_check(obj):
             key,
             None,
         )
-    extra = [n for n in request if n not in _CLAUDE_FIELDS]
-    for name in extra:
-        hint = (
-            "the job's model decides; remove it"
-            if name == "model"
-            else "batch requests are not streamed; remove it"
-            if name == "stream"
-            else "see the Messages API for the fields Claude reads"
-        )
-        problems.append(
-            (
-                "schema",
-                f"request.{name}",
-                f"{shown(name)} is not a Messages request field on Vertex AI; {hint}",
-            )
-        )
-    version = request.get("anthropic_version")
-    if version != ANTHROPIC_VERSION:
-        problems.append(
-            (
-                "anthropic_version",
-                "request.anthropic_version",
-                "request.anthropic_version is "
-                f"{'missing' if version is None else shown(version)}; Vertex AI needs "
-                f'"{ANTHROPIC_VERSION}"',
-            )
-        )
-    if request.get("max_tokens") is None:
-        problems.append(
-            (
-                "max_tokens",
-                "request.max_tokens",
-                "request.max_tokens is missing; Claude needs the "
-                'most tokens to write, e.g. "max_tokens": 1024',
-            )
-        )
-    else:
-        _number(request, "max_tokens", "request", problems, 1, 128_000, whole=True)
-    _number(request, "temperature", "request", problems, 0, 1)
-    _number(request, "top_p", "request", problems, 0, 1)
-    _number(request, "top_k", "request", problems, 1, 1_000_000, whole=True)
-    stops = request.get("stop_sequences")
-    if stops is not None and not (
-        isinstance(stops, list) and all(isinstance(s, str) for s in stops)
-    ):
-        problems.append(
-            ("schema", "request.stop_sequences", "request.stop_sequences must be a list of strings")
-        )
-    system = request.get("system")
-    if system is not None:
-        _claude_blocks(system, "request.system", problems)
+    _anthropic_fields(request, problems)
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages:
         problems.append(
@@ -806,14 +756,14 @@ def _anthropic_result(key, out, batch_id, job):
     ]
     reason = response.get("stop_reason")
     usage = response.get("usage") or {}
-    fields = dict(
-        request=request,
-        response=response,
-        text="".join(texts) if texts else None,
-        finish_reason=reason,
-        usage=_usage(usage.get("input_tokens"), usage.get("output_tokens")),
-        processed_time=out.get("processed_time"),
-    )
+    fields = {
+        "request": request,
+        "response": response,
+        "text": "".join(texts) if texts else None,
+        "finish_reason": reason,
+        "usage": _usage(usage.get("input_tokens"), usage.get("output_tokens")),
+        "processed_time": out.get("processed_time"),
+    }
     if reason == "refusal" or (not response.get("content") and reason == "max_tokens"):
         return result_object(
             key,
@@ -829,6 +779,61 @@ def _anthropic_result(key, out, batch_id, job):
 # ---------------------------------------------------------------- OpenAI-compatible open models
 
 _OPEN_ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+def _anthropic_fields(request: dict, problems: list) -> None:
+    """The problems of a Messages request's fields beside its messages."""
+    extra = [n for n in request if n not in _CLAUDE_FIELDS]
+    for name in extra:
+        hint = (
+            "the job's model decides; remove it"
+            if name == "model"
+            else "batch requests are not streamed; remove it"
+            if name == "stream"
+            else "see the Messages API for the fields Claude reads"
+        )
+        problems.append(
+            (
+                "schema",
+                f"request.{name}",
+                f"{shown(name)} is not a Messages request field on Vertex AI; {hint}",
+            )
+        )
+    version = request.get("anthropic_version")
+    if version != ANTHROPIC_VERSION:
+        problems.append(
+            (
+                "anthropic_version",
+                "request.anthropic_version",
+                "request.anthropic_version is "
+                f"{'missing' if version is None else shown(version)}; Vertex AI needs "
+                f'"{ANTHROPIC_VERSION}"',
+            )
+        )
+    if request.get("max_tokens") is None:
+        problems.append(
+            (
+                "max_tokens",
+                "request.max_tokens",
+                "request.max_tokens is missing; Claude needs the "
+                'most tokens to write, e.g. "max_tokens": 1024',
+            )
+        )
+    else:
+        _number(request, "max_tokens", "request", problems, 1, 128_000, whole=True)
+    _number(request, "temperature", "request", problems, 0, 1)
+    _number(request, "top_p", "request", problems, 0, 1)
+    _number(request, "top_k", "request", problems, 1, 1_000_000, whole=True)
+    stops = request.get("stop_sequences")
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(s, str) for s in stops)
+    ):
+        problems.append(
+            ("schema", "request.stop_sequences", "request.stop_sequences must be a list of strings")
+        )
+    system = request.get("system")
+    if system is not None:
+        _claude_blocks(system, "request.system", problems)
 
 
 def _open_check(obj):
@@ -901,6 +906,12 @@ def _open_check(obj):
             )
         )
         return problems, key, body
+    _open_messages(messages, problems)
+    return problems, key, body
+
+
+def _open_messages(messages: list, problems: list) -> None:
+    """The problems of a Chat Completions request's messages."""
     for i, message in enumerate(messages):
         where = f"body.messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
@@ -934,7 +945,6 @@ def _open_check(obj):
                             f"{where}.content[{n}] must be a text or image_url part",
                         )
                     )
-    return problems, key, body
 
 
 def _open_stage(body, line: int) -> bytes:
@@ -977,14 +987,14 @@ def _open_result(key, out, batch_id, job):
     message = first.get("message") or {}
     text = message.get("content") if isinstance(message.get("content"), str) else None
     usage = response.get("usage") or {}
-    fields = dict(
-        request=request,
-        response=response,
-        text=text,
-        finish_reason=first.get("finish_reason"),
-        usage=_usage(usage.get("prompt_tokens"), usage.get("completion_tokens")),
-        processed_time=out.get("processed_time"),
-    )
+    fields = {
+        "request": request,
+        "response": response,
+        "text": text,
+        "finish_reason": first.get("finish_reason"),
+        "usage": _usage(usage.get("prompt_tokens"), usage.get("completion_tokens")),
+        "processed_time": out.get("processed_time"),
+    }
     if not choices:
         return result_object(
             key,

@@ -7,6 +7,7 @@ the sweep must look at, so it never lists every batch ever run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -373,10 +374,8 @@ class Store:
     def delete(self, path: str) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             _gcs_call(self.bucket.blob(path).delete)
-        except NotFound:
-            pass
 
     # ------------------------------------------------------------ the ledger
 

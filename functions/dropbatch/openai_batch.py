@@ -70,8 +70,27 @@ def convert(obj: dict) -> tuple[dict, list[tuple[str, str | None, str]]]:
         bad("body", "body must be a Chat Completions request object")
         body = {}
     request: dict = {}
-    contents, system = [], []
-    messages = body.get("messages")
+    contents, system = _messages(body.get("messages"), bad)
+    if contents:
+        request["contents"] = contents
+    if system:
+        request["systemInstruction"] = {"parts": system}
+    config = _generation_config(body, bad)
+    if config:
+        request["generationConfig"] = config
+    if body.get("tools") is not None:
+        declarations = _declarations(body["tools"], bad)
+        if declarations:
+            request["tools"] = [{"functionDeclarations": declarations}]
+    _unconverted(body, bad)
+    key = obj.get("custom_id")
+    return ({"request": request} if key is None else {"key": key, "request": request}), problems
+
+
+def _messages(messages, bad) -> tuple[list, list]:
+    """(Gemini contents, system instruction parts) of a Chat Completions request's messages."""
+    contents: list = []
+    system: list = []
     if not isinstance(messages, list) or not messages:
         bad("body.messages", "body.messages must be a non-empty list of messages")
         messages = []
@@ -100,17 +119,11 @@ def convert(obj: dict) -> tuple[dict, list[tuple[str, str | None, str]]]:
                 f"{path}.role",
                 "roles are system, developer, user and assistant (tool messages are not converted)",
             )
-    if contents:
-        request["contents"] = contents
-    if system:
-        request["systemInstruction"] = {"parts": system}
-    config = _generation_config(body, bad)
-    if config:
-        request["generationConfig"] = config
-    if body.get("tools") is not None:
-        declarations = _declarations(body["tools"], bad)
-        if declarations:
-            request["tools"] = [{"functionDeclarations": declarations}]
+    return contents, system
+
+
+def _unconverted(body: dict, bad) -> None:
+    """A problem for each field of the body that has no Gemini equivalent."""
     for name in body:
         if name not in {
             "messages",
@@ -127,8 +140,6 @@ def convert(obj: dict) -> tuple[dict, list[tuple[str, str | None, str]]]:
                 f"body.{name}",
                 f"{shown(name)} has no Gemini equivalent dropbatch converts; remove it",
             )
-    key = obj.get("custom_id")
-    return ({"request": request} if key is None else {"key": key, "request": request}), problems
 
 
 def _generation_config(body: dict, bad) -> dict:

@@ -451,29 +451,8 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
 
     with GcsSink(store.bucket.name, store.path(batch_id, ""), config.workers) as sink:
         for blob in files:
-            generation, read_to = positions.get(blob.name, (None, 0))
-            replay_to = read_to if generation not in (None, blob.generation) else 0
-            offset = read_to if generation == blob.generation else 0
-            if offset >= (blob.size or 0) and generation == blob.generation:
-                continue
-            with open_lines(blob, offset) as stream:
-                for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
-                    if partial and raw is not None and not raw.endswith(b"\n"):
-                        # half-written: the job completes it in a later generation of the file
-                        break
-                    offset += size
-                    if raw is None:
-                        # over the size limit: counted, not read
-                        matcher.counts["unmatched_outputs"] += 1
-                    elif raw.strip():
-                        hit = matcher.match(raw, replay=offset <= replay_to)
-                        if hit:
-                            sink.put(layout.result(hit[1]), hit[2])
-                            collector.add(hit[0], hit[2])
-                    positions[blob.name] = [blob.generation, offset]
-                    if stop():
-                        return False
-            positions[blob.name] = [blob.generation, offset]
+            if _match_file(blob, positions, matcher, sink, collector, partial, config, stop):
+                return False
         if partial:
             save()
             logs.info(
@@ -515,6 +494,37 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
     )
     logs.info("part split", part=part.index, counts=matcher.counts, missing=len(missing))
     return True
+
+
+def _match_file(
+    blob, positions: dict, matcher, sink, collector, partial: bool, config, stop
+) -> bool:
+    """Match one output file's lines from where the part's checkpoint read it up to (`positions`:
+    file -> [generation, offset]); True when `stop` said to stop (it checkpointed)."""
+    generation, read_to = positions.get(blob.name, (None, 0))
+    replay_to = read_to if generation not in (None, blob.generation) else 0
+    offset = read_to if generation == blob.generation else 0
+    if offset >= (blob.size or 0) and generation == blob.generation:
+        return False
+    with open_lines(blob, offset) as stream:
+        for raw, size in bounded_lines(stream, 2 * config.max_line_bytes):
+            if partial and raw is not None and not raw.endswith(b"\n"):
+                # half-written: the job completes it in a later generation of the file
+                break
+            offset += size
+            if raw is None:
+                # over the size limit: counted, not read
+                matcher.counts["unmatched_outputs"] += 1
+            elif raw.strip():
+                hit = matcher.match(raw, replay=offset <= replay_to)
+                if hit:
+                    sink.put(layout.result(hit[1]), hit[2])
+                    collector.add(hit[0], hit[2])
+            positions[blob.name] = [blob.generation, offset]
+            if stop():
+                return True
+    positions[blob.name] = [blob.generation, offset]
+    return False
 
 
 # ---------------------------------------------------------------- the local front end: dropbatch

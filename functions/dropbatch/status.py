@@ -109,6 +109,33 @@ def advance(store: Store, batch_id: str) -> Ledger | None:
     return doc
 
 
+def _get_job(config, part) -> dict:
+    """The job of a running part, as Vertex has it now; a job that is gone (404) or no longer
+    readable (403) will not come back: it is recorded failed and lost, and what it wrote is
+    split."""
+    try:
+        return vertex.get_job(config, part.job)
+    except PermanentError as exc:
+        logs.error(
+            "job lost; what it wrote is split",
+            job=part.job,
+            part=part.index,
+            error=str(exc)[:300],
+        )
+        return {
+            "name": part.job,
+            "state": "JOB_STATE_FAILED",
+            "completion_stats": None,
+            "lost": True,
+            "output_dir": part.output_dir,
+            "end_time": now(),
+            "error": {
+                "code": 5,
+                "message": f"dropbatch can no longer read the job: {str(exc)[:500]}",
+            },
+        }
+
+
 def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
     """GET the batch's running jobs and record what changed; queue split tasks (partial ones while
     jobs run, the final ones once all ended). Returns the ledger."""
@@ -116,28 +143,7 @@ def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
     updates = {}
     for part in doc.parts:
         if batch.part_running(part):
-            try:
-                job = vertex.get_job(config, part.job)
-            # deleted (404) or no longer readable (403): it will not come back
-            except PermanentError as exc:
-                logs.error(
-                    "job lost; what it wrote is split",
-                    job=part.job,
-                    part=part.index,
-                    error=str(exc)[:300],
-                )
-                job = {
-                    "name": part.job,
-                    "state": "JOB_STATE_FAILED",
-                    "completion_stats": None,
-                    "lost": True,
-                    "output_dir": part.output_dir,
-                    "end_time": now(),
-                    "error": {
-                        "code": 5,
-                        "message": f"dropbatch can no longer read the job: {str(exc)[:500]}",
-                    },
-                }
+            job = _get_job(config, part)
             if job["state"] != part.state or job["completion_stats"] != part.completion_stats:
                 updates[part.index] = job
                 if job["state"] != part.state:

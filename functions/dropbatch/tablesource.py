@@ -18,6 +18,8 @@ text-embedding's `content`, `task_type` and `title`.
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 
 from . import families
@@ -201,9 +203,7 @@ def line_of(values: dict, key, key_field: str = "key") -> bytes:
         )
     for name, value in values.items():
         if name in JSON_COLUMNS and isinstance(value, str):
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError):
                 value = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                pass
         line[name] = value
     return orjson.dumps(line)

@@ -80,7 +80,7 @@ def load(lib: Path) -> dict:
         synth = _SYNTH.search(text)
         if not kind or not synth:
             continue
-        functions = {name: body for name, body in _FUNC.findall(text)}
+        functions = dict(_FUNC.findall(text))
         section = "data" if index.parent.name.startswith("data-") else "resource"
         schema[section][kind.group(1)] = _block(synth.group(1), functions)
         schema["getters"][(section, kind.group(1))] = {_snake(g) for g in _GETTER.findall(text)}

@@ -192,7 +192,7 @@ def problems(folder: Path, schema: dict, skip) -> list[str]:
 def _module_source(folder: Path, module: str) -> Path | None:
     for path in folder.glob("*.tf"):
         match = re.search(
-            r'module "%s" \{[^}]*?source\s*=\s*"(\./[^"]+)"' % re.escape(module),
+            'module "' + re.escape(module) + r'" \{[^}]*?source\s*=\s*"(\./[^"]+)"',
             path.read_text(),
             re.S,
         )

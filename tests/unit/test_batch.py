@@ -116,7 +116,7 @@ def test_job_slots_go_first_come_first_served():
     def part(index: int, **extra):
         return batch.new_part(index, 0, 1, 1, 1, "gs://x/in").set(**extra)
 
-    running = dict(job="projects/p/locations/l/batchPredictionJobs/1", state="JOB_STATE_RUNNING")
+    running = {"job": "projects/p/locations/l/batchPredictionJobs/1", "state": "JOB_STATE_RUNNING"}
     me = queued("b-me", 10, part(0))
     first = queued("b-first", 5, part(0, **running), part(1), part(2))
     assert batch.slots_owed(first) == 2 and batch.slots_ahead(me, first) == 3

@@ -7,7 +7,9 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dropbatch.local.vertex_emulator import Emulator, Faults, Responder, _echo, _status_text
+from dropbatch.local.vertex_answers import Responder, _echo
+from dropbatch.local.vertex_faults import Faults, _status_text
+from dropbatch.local.vertex_jobs import Emulator
 
 
 def test_default_responder_is_deterministic():

@@ -432,7 +432,7 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
         lambda line: orjson.dumps(line),
         lambda line: orjson.dumps(line, option=orjson.OPT_INDENT_2).replace(b"\n", b" ") + b" \r\n",
     )
-    for n in range(3):
+    for _n in range(3):
         lines = []
         for shape in (0, 0, 1, 0, 2, 0):  # runs of plain lines broken by the other shapes
             for request_line in CORPUS:

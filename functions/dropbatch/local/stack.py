@@ -270,17 +270,16 @@ def gcs_root() -> str:
 
 
 def _spawn(stack: Stack, name: str, cmd: list[str], env: dict, logs: Path) -> int:
-    log = open(logs / f"{name}.log", "ab")
-    proc = subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-        cwd=str(MAIN_PY.parent),
-    )
-    log.close()
+    with open(logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=str(MAIN_PY.parent),
+        )
     stack.pids[name] = proc.pid
     stack.idents[str(proc.pid)] = _identity(proc.pid)
     return proc.pid

@@ -335,38 +335,48 @@ class _Parser:
             self.take(")")
             return value
         if tok == "[":
-            items = []
-            while self.peek()[1] != "]":
-                items.append(self.ternary())
-                if self.peek()[1] == ",":
-                    self.take(",")
-            self.take("]")
-            return items
+            return self.tuple_()
         if tok == "{":
-            items = {}
-            while self.peek()[1] != "}":
-                key = self.take()[1]
-                key = orjson.loads(key) if key.startswith('"') else key
-                self.take("=")
-                items[key] = self.ternary()
-                if self.peek()[1] == ",":
-                    self.take(",")
-            self.take("}")
-            return items
+            return self.object_()
         if kind == "name" and self.peek()[1] == "(":
-            self.take("(")
-            args = [self.ternary()]
-            while self.peek()[1] == ",":
-                self.take(",")
-                args.append(self.ternary())
-            self.take(")")
-            if self.skip:
-                return self.tail(None)
-            if tok == "toset":
-                return self.tail(sorted(set(args[0])))
-            if tok == "tostring":
-                return self.tail(str(args[0]))
-            if tok == "split":
-                return self.tail(args[1].split(args[0]))
-            raise ValueError(f"function {tok}() is not modelled")
+            return self.call(tok)
         raise ValueError(f"unexpected {tok!r}")
+
+    def tuple_(self) -> list:
+        items = []
+        while self.peek()[1] != "]":
+            items.append(self.ternary())
+            if self.peek()[1] == ",":
+                self.take(",")
+        self.take("]")
+        return items
+
+    def object_(self) -> dict:
+        items = {}
+        while self.peek()[1] != "}":
+            key = self.take()[1]
+            key = orjson.loads(key) if key.startswith('"') else key
+            self.take("=")
+            items[key] = self.ternary()
+            if self.peek()[1] == ",":
+                self.take(",")
+        self.take("}")
+        return items
+
+    def call(self, name: str):
+        """One of the few Terraform functions infra/ calls: toset, tostring, split."""
+        self.take("(")
+        args = [self.ternary()]
+        while self.peek()[1] == ",":
+            self.take(",")
+            args.append(self.ternary())
+        self.take(")")
+        if self.skip:
+            return self.tail(None)
+        if name == "toset":
+            return self.tail(sorted(set(args[0])))
+        if name == "tostring":
+            return self.tail(str(args[0]))
+        if name == "split":
+            return self.tail(args[1].split(args[0]))
+        raise ValueError(f"function {name}() is not modelled")
