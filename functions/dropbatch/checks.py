@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import dataclasses
 import functools
 import re
@@ -292,7 +291,7 @@ def _check_value(value, field: Field, node, out: _Line, depth: int) -> None:
         if not isinstance(value, str):
             out.add("schema", node, f"{_path(node)} is {_kind_name(value)}; it must be a string")
     else:
-        _SCALAR_CHECKS[kind](value, field, node, out, depth)
+        _SCALAR_CHECKS.get(kind, _no_check)(value, field, node, out, depth)
 
 
 def _check_bool(value, field: Field, node, out: _Line, depth: int) -> None:
@@ -794,21 +793,18 @@ def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object, bool]:
 
 # The checks of every field kind but message and string (those two are _check_value's own: most
 # fields are one of them). A kind the schema gives and no rule names is not checked.
-_SCALAR_CHECKS = collections.defaultdict(
-    lambda: _no_check,
-    {
-        "bool": _check_bool,
-        "double": _check_number,
-        "float": _check_number,
-        **dict.fromkeys(_INT_RANGES, _check_number),
-        "enum": _check_enum,
-        "bytes": _check_bytes,
-        "map": _check_map,
-        "struct": _check_struct,
-        "value": _check_json_value,
-        "list": _check_list,
-        "duration": _check_duration,
-        "timestamp": _check_timestamp,
-        "fieldmask": _check_fieldmask,
-    },
-)
+_SCALAR_CHECKS = {
+    "bool": _check_bool,
+    "double": _check_number,
+    "float": _check_number,
+    **dict.fromkeys(_INT_RANGES, _check_number),
+    "enum": _check_enum,
+    "bytes": _check_bytes,
+    "map": _check_map,
+    "struct": _check_struct,
+    "value": _check_json_value,
+    "list": _check_list,
+    "duration": _check_duration,
+    "timestamp": _check_timestamp,
+    "fieldmask": _check_fieldmask,
+}
