@@ -164,7 +164,7 @@ class Prefetch(io.RawIOBase):
     """Reads a stream ahead in a thread (at most `depth` chunks of `size` bytes), so that waiting
     for the network overlaps with the work on what was already read. Close it to stop the thread."""
 
-    def __init__(self, stream: IO[bytes], size: int = 8 << 20, depth: int = 2):
+    def __init__(self, stream: IO[bytes], size: int = 8 << 20, depth: int = 1):
         import queue
         import threading
 

@@ -478,9 +478,8 @@ class Stager:
         if not self.run:
             return
         first, n = self.run_first, len(self.run)
-        # each without "}}\n"
-        bodies = list(map(operator.getitem, self.run, itertools.repeat(slice(-3))))
-        # the lines' bytes go before the staged chunk is made: two copies in memory at most
+        # each without "}}\n", as views of the lines read: no copy until the chunk is joined
+        bodies = list(map(operator.getitem, map(memoryview, self.run), itertools.repeat(slice(-3))))
         self.run.clear()
         tails, line = [], first
         while len(tails) < n:  # the line labels, a block of 36 lines at a time
@@ -503,20 +502,29 @@ class Stager:
             return
         chunk = self.chunks.get(str(self.part), 0)
         self.chunks[str(self.part)] = chunk + 1
-        name, data, sidecar = self._name(self.part, chunk), b"".join(self.data), bytes(self.keys)
+        # a slot is taken before the chunk is joined and given back once its bytes are dropped, so
+        # at most UPLOADS_IN_FLIGHT joined chunks exist besides the open one
+        self.slots.acquire()
+        bodies = [b"".join(self.data), bytes(self.keys)]
         self.data.clear()
         self.size = 0
         self.keys.clear()
-        self.slots.acquire()
-        future = self.pool.submit(self._upload, name, data, sidecar)
-        future.add_done_callback(lambda _: self.slots.release())
-        self.pending.append(future)
+        self.pending.append(self.pool.submit(self._send, self._name(self.part, chunk), bodies))
 
     def _writer(self) -> ObjectWriter:
         if self.writer is None:  # made on first use, by the pool's threads too
             with self.lock:
                 self.writer = self.writer or ObjectWriter(self.store.bucket.name, UPLOADS_IN_FLIGHT)
         return self.writer
+
+    def _send(self, name: str, bodies: list[bytes]) -> None:
+        """Upload a chunk and its sidecar, then give its slot back once its bytes are dropped (the
+        pool's work item keeps its arguments until the next one starts: the emptied list)."""
+        try:
+            self._upload(name, bodies.pop(0), bodies.pop(0))
+        finally:
+            bodies.clear()
+            self.slots.release()
 
     def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
         for suffix, body in ((".jsonl", data), (".keys.jsonl", sidecar)):
