@@ -18,9 +18,9 @@ def submit_batch(event):
 def on_job_event(event):
     """A sweep tick: GET every active job, queue split tasks, ask the submit function for what it
     must do."""
-    from dropbatch import status
+    from dropbatch import sweep
 
-    status.handle_event(event)
+    sweep.handle_event(event)
 
 
 @functions_framework.cloud_event

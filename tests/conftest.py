@@ -146,7 +146,7 @@ def inbox(stack):
 
 @pytest.fixture
 def bucket(stack):
-    from dropbatch.ledger import storage_client
+    from dropbatch.store import storage_client
 
     return storage_client(stack.project).bucket(stack.bucket)
 

@@ -312,7 +312,7 @@ def _run_source(args) -> str | None:
 
 def cmd_run(args, config: Config) -> int:
     from . import keys, tablesource
-    from .ledger import Store
+    from .store import Store
 
     path = args.file
     table = _run_source(args)
@@ -444,7 +444,7 @@ def watch(
                     and state in ("submitted", "splitting")
                     and time.monotonic() >= next_count
                 ):
-                    from .splits import arrived
+                    from .split_outputs import arrived
 
                     # results written so far, not only Vertex's completion stats
                     got = arrived(store, doc)
@@ -582,7 +582,7 @@ def download_results(store, batch_id: str, out: str, per_key: bool = False) -> N
 def _batch(batch_id: str):
     """(store, ledger) of a batch named on the command line; a usage error when it is not a batch id
     or none."""
-    from .ledger import Store
+    from .store import Store
 
     if not is_batch_id(batch_id):
         raise UsageError(f"{batch_id!r} is not a batch id (dropbatch list shows them)")
@@ -607,7 +607,7 @@ def cmd_status(args, config: Config) -> int:
             f"  {stats.get('successful', 0)} ok, {stats.get('failed', 0)} failed  {p.job or ''}"
         )
     if doc.state in ("submitted", "splitting"):
-        from .splits import arrived
+        from .split_outputs import arrived
 
         got, total = arrived(store, doc), sum(p.requests for p in doc.parts if p.round == doc.round)
         print(
@@ -639,7 +639,7 @@ def parse_since(text: str) -> float:
 
 
 def cmd_list(args, config: Config) -> int:
-    from .ledger import Store
+    from .store import Store
 
     store = Store(_target())
     rows = []

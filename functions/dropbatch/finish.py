@@ -15,11 +15,11 @@ import functools
 
 import orjson
 
-from . import batch, cost, layout, logs, notify, ordered, splits, table
+from . import batch, cost, layout, logs, notify, ordered, split_outputs, table
 from .documents import RetryTask
 from .errors import DropbatchError
 from .events import age_s, now
-from .ledger import Store
+from .store import Store
 
 
 def finalize(store: Store, batch_id: str, force_after_s: float | None = None) -> None:
@@ -33,8 +33,8 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     if doc is None or doc.notified.get("terminal"):
         notify.deliver(store, batch_id)  # its message may still be queued
         return
-    dones = splits.done_documents(store, doc)
-    errors_of = functools.partial(splits.part_errors, store, batch_id)
+    dones = split_outputs.done_documents(store, doc)
+    errors_of = functools.partial(split_outputs.part_errors, store, batch_id)
     counts, usage, retryable = batch.merge_rounds(doc.parts, dones, errors_of)
     # the retry stage stages the next round
     if batch.wants_retry(doc, retryable, store.config.retry_rounds):

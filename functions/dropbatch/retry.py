@@ -14,10 +14,10 @@ import time
 
 import orjson
 
-from . import batch, families, layout, logs, notify, splits
+from . import batch, families, layout, logs, notify, split_outputs
 from .documents import Ledger, Part
 from .events import now
-from .ledger import Store, open_lines
+from .store import Store, open_lines
 
 
 class _PartWriter:
@@ -113,8 +113,8 @@ def start_round(store: Store, batch_id: str, round_: int) -> None:
         )
         return
     started = time.monotonic()
-    dones = splits.done_documents(store, doc)
-    errors_of = functools.partial(splits.part_errors, store, batch_id)
+    dones = split_outputs.done_documents(store, doc)
+    errors_of = functools.partial(split_outputs.part_errors, store, batch_id)
     count = batch.merge_rounds(doc.parts, dones, errors_of)[2]
     parts = stage_retry(
         store,
@@ -144,8 +144,8 @@ def resumable(store: Store, doc: Ledger):
     """The requests a resume sends again, in line order: every one with no succeeded result
     (missing, from a job that expired, was cancelled or failed, and failed for a transient reason),
     not those Vertex refused for good."""
-    dones = splits.done_documents(store, doc)
-    errors_of = functools.partial(splits.part_errors, store, doc.batch_id)
+    dones = split_outputs.done_documents(store, doc)
+    errors_of = functools.partial(split_outputs.part_errors, store, doc.batch_id)
     return (
         e
         for e in batch.merged_errors(doc.parts, dones, errors_of)

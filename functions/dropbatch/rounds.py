@@ -1,6 +1,6 @@
 """The split function's tasks, routed to their stages: a part's split (split.py), then, when every
 part is split, the end of the batch (finish.py); a `retry` task stages the next round (retry.py).
-The stages never import each other (import-linter); the sweep (status.py) queues the split tasks and
+The stages never import each other (import-linter); the sweep (sweep.py) queues the split tasks and
 re-sends those that did not finish.
 """
 
@@ -15,7 +15,7 @@ from .documents import ResumeTask, RetryTask, SplitTask, task_of
 from .errors import ConfigurationError, PermanentError, TransientError, denied
 from .events import PUBSUB, pubsub_json
 from .keys import is_batch_id
-from .ledger import Store, execution_id
+from .store import Store, execution_id
 
 
 def handle_event(event) -> None:

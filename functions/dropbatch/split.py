@@ -24,14 +24,14 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from . import families, layout, logs, notify, ordered, splits
+from . import families, layout, logs, notify, ordered, split_outputs
 from .batch import USAGE_NAMES, build_manifest, ended_for_good
 from .documents import Ledger, Part, SplitDone, SplitTask
 from .keys import key_width, line_key
-from .ledger import open_lines
 from .lineio import bounded_lines
 from .outcome import get_field, is_retryable
 from .schema import snake_case
+from .store import open_lines
 
 _F32 = struct.Struct("<f")
 
@@ -305,7 +305,7 @@ class GcsSink:
     def __init__(self, bucket_name: str, prefix: str, workers: int = 32):
         import urllib.parse
 
-        from .ledger import gcs_http
+        from .store import gcs_http
 
         self.url = f"/upload/storage/v1/b/{urllib.parse.quote(bucket_name, safe='')}/o"
         self.prefix = prefix
@@ -328,7 +328,7 @@ class GcsSink:
     def _post(self, name: str, data: bytes) -> None:
         import urllib.parse
 
-        from .ledger import http_error
+        from .store import http_error
 
         url = f"{self.url}?uploadType=media&name={urllib.parse.quote(self.prefix + name, safe='')}"
         response = self.http.request(
@@ -345,7 +345,7 @@ class GcsSink:
     def _upload(self, name: str, data: bytes) -> None:
         from google.api_core import exceptions
 
-        from .ledger import gcs_error
+        from .store import gcs_error
 
         try:
             self._send(name, data)
@@ -429,7 +429,7 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
     collector = ordered.Collector(
         store.bucket, store.path(batch_id, layout.ordered(part)), index.starts
     )
-    files = splits.output_files(store, doc, part)
+    files = split_outputs.output_files(store, doc, part)
     # output file -> [generation, offset read up to]
     positions: dict = checkpoint.get("files") or {}
     # from here: every task gets its budget of work

@@ -20,8 +20,8 @@ from .config import Config, get_config
 from .documents import Ledger, Part
 from .errors import ConfigurationError, PermanentError, Replaced
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
-from .ledger import ObjectReader, ObjectWriter, Store, execution_id
 from .lineio import Prefetch, Reader
+from .store import ObjectReader, ObjectWriter, Store, execution_id
 from .validate import Report, Validator
 
 SUFFIXES = (".jsonl", ".jsonl.gz", tablesource.POINTER_SUFFIX)  # in any letter case

@@ -40,7 +40,7 @@ def main() -> None:
 
 def run(running, files: int, n: int, up_s: float) -> dict:
     from conftest import Inbox, drop, req
-    from dropbatch.ledger import storage_client
+    from dropbatch.store import storage_client
 
     requests.post(
         f"{running.vertex}/_emulator/faults",

@@ -24,10 +24,10 @@ def rate(endpoint: str, bucket: str, prefix: str, n: int, workers: int = 32) -> 
     """(writes per second, reads per second) of `n` small objects over a kept-alive pool, as GcsSink
     writes."""
     os.environ["STORAGE_EMULATOR_HOST"] = endpoint
-    from dropbatch import ledger
+    from dropbatch import store
 
-    ledger.gcs_credentials.cache_clear()
-    http = ledger.gcs_http(workers)
+    store.gcs_credentials.cache_clear()
+    http = store.gcs_http(workers)
 
     def put(i: int) -> None:
         r = http.request(

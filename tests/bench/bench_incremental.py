@@ -44,7 +44,7 @@ def run(running) -> dict:
     from dropbatch import layout, notify, split
     from dropbatch.documents import SplitDone
     from dropbatch.keys import batch_id as derive
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     store = Store(running.config())
     inbox = Inbox(running)

@@ -27,8 +27,8 @@ MB = 1 << 20
 
 def main() -> None:
     from dropbatch import retry
-    from dropbatch.ledger import Store
     from dropbatch.local import stack as local
+    from dropbatch.store import Store
     from test_rounds import failed_part
 
     with tempfile.TemporaryDirectory() as tmp:

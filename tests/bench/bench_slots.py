@@ -45,8 +45,8 @@ def main() -> None:
 
 def run(running, files: int, window: float) -> dict:
     from conftest import Inbox, drop, req
-    from dropbatch.ledger import storage_client
     from dropbatch.local.stack import TICK_S
+    from dropbatch.store import storage_client
 
     bucket = storage_client(running.project).bucket(running.bucket)
     inbox = Inbox(running)
@@ -89,7 +89,7 @@ def reads_for_a_new_batch(running) -> int:
     """The other ledgers a batch dropped now reads before it knows it must wait
     (submit.slots_taken)."""
     from dropbatch import batch, submit
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     store, reads = Store(running.config()), []
     read_ledger = store.read_ledger

@@ -70,10 +70,10 @@ def anonymous() -> None:
     """A bare fake-gcs-server checks no credentials, and a fresh machine has no default ones: every
     storage call of the bench goes without (the stack's storage front, which checks them, is
     bench-iam's)."""
-    from dropbatch import ledger
+    from dropbatch import store
     from google.auth.credentials import AnonymousCredentials
 
-    ledger.gcs_credentials = lambda: AnonymousCredentials()
+    store.gcs_credentials = lambda: AnonymousCredentials()
 
 
 def main() -> None:
@@ -136,8 +136,8 @@ def run(n: int, sample: int, latency: float, tmp: str) -> dict:
     import requests
     from dropbatch import ordered
     from dropbatch.keys import key_width
-    from dropbatch.ledger import storage_client
     from dropbatch.split import GcsSink, Index, Matcher
+    from dropbatch.store import storage_client
 
     requests.post(
         f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/b",

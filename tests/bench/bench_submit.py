@@ -133,7 +133,7 @@ def run(running, path: Path, requests_n: int, size: int) -> dict:
     from conftest import Inbox
     from dropbatch.config import Config
     from dropbatch.keys import batch_id as derive
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
     from dropbatch.validate import validate_path
     from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -213,7 +213,7 @@ def instructions(running, tmp: Path) -> dict | None:
     them alone."""
     if not counted.available():
         return None
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     megabytes = float(os.environ.get("BENCH_SUBMIT_CALLGRIND_MB", "10"))
     bucket = Store(running.config()).client.bucket(running.bucket)
@@ -237,8 +237,8 @@ def instructions(running, tmp: Path) -> dict | None:
 def under_callgrind(bucket: str, *files: str) -> None:
     from dropbatch import submit
     from dropbatch.config import Config
-    from dropbatch.ledger import ObjectReader, Store
     from dropbatch.lineio import Prefetch
+    from dropbatch.store import ObjectReader, Store
     from dropbatch.validate import validate_path, validate_stream
 
     config = Config.from_env()
@@ -267,7 +267,7 @@ def transport_cpu(store, name: str) -> float:
     """CPU seconds of reading object `name` as the submit function does (ledger.ObjectReader, 8 MB
     ranges) and writing it again as it writes staged chunks (ledger.ObjectWriter, CHUNK_BYTES
     objects), with no validation."""
-    from dropbatch.ledger import ObjectReader, ObjectWriter
+    from dropbatch.store import ObjectReader, ObjectWriter
     from dropbatch.submit import CHUNK_BYTES
 
     reader, writer = ObjectReader(store.bucket.name, name), ObjectWriter(store.bucket.name)

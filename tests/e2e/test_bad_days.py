@@ -181,9 +181,9 @@ def test_a_job_refused_halfway_leaves_the_others_running(stack, bucket, inbox, v
 
 
 def test_a_job_past_its_deadline_is_reported_stalled(stack, bucket, inbox, vertex):
-    from dropbatch import status
+    from dropbatch import sweep
     from dropbatch.events import age_s
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     vertex.faults(queued_s=60)
     _, batch_id = drop(bucket, "slow.jsonl", [req("s")])
@@ -192,7 +192,7 @@ def test_a_job_past_its_deadline_is_reported_stalled(stack, bucket, inbox, verte
     while age_s(store.read_ledger(batch_id)[0].parts[0].created) <= 1.05:  # past the deadline
         time.sleep(0.05)
     for _ in range(3):  # reported once, however many sweeps see it
-        status.advance(store, batch_id)
+        sweep.advance(store, batch_id)
     msg = inbox.wait_for(batch_id, "stalled")
     assert "JOB_STATE_" in msg["error"] and "after 1 s" in msg["error"]
     time.sleep(1)

@@ -105,13 +105,13 @@ def test_the_result_writer_refreshes_its_own_token(stack, monkeypatch):
     """Found when the functions got real credentials: gcs_http's token refresh went through its
     single-host pool to Cloud Storage ("Tried to open a foreign host"); in the cloud the first
     refresh after an hour would fail."""
-    from dropbatch import ledger
+    from dropbatch import store
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{stack.ports['storage_fn']}")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", stack.credentials("split"))
-    ledger.gcs_credentials.cache_clear()
+    store.gcs_credentials.cache_clear()
     try:
-        http = ledger.gcs_http(2)
+        http = store.gcs_http(2)
         assert not http.credentials.valid  # nothing refreshed it before this request
         r = http.request(
             "POST",
@@ -122,7 +122,7 @@ def test_the_result_writer_refreshes_its_own_token(stack, monkeypatch):
         assert r.status == 200, r.data[:300]
         http.http.close()
     finally:
-        ledger.gcs_credentials.cache_clear()
+        store.gcs_credentials.cache_clear()
 
 
 def test_vertex_refuses_callers_without_the_role(stack, vertex):

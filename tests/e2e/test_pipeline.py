@@ -273,8 +273,8 @@ def test_inline_data_request(stack, bucket, inbox, vertex):
 def test_separate_results_bucket(stack, bucket, inbox, vertex):
     """With DROPBATCH_RESULTS_BUCKET, everything dropbatch writes goes there; the drop bucket only
     receives."""
-    from dropbatch.ledger import storage_client
     from dropbatch.local import stack as local
+    from dropbatch.store import storage_client
 
     results_bucket = "dropbatch-results-test"
     requests.post(

@@ -42,7 +42,7 @@ def table_rows(stack, batch_id: str) -> list[dict]:
 
 def test_one_row_per_request_matching_results_file(stack, bucket, inbox, vertex):
     from dropbatch import table
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     # failures with a retry round, a blocked prompt, dropped lines (missing) and several parts
     vertex.faults(fail_rate=0.3, fail_code=429, drop_rate=0.1, lines_per_file=17)

@@ -36,7 +36,7 @@ DEPLOYED = {
             "finish",
             "keys",
             "layout",
-            "ledger",
+            "store",
             "lineio",
             "logs",
             "notify",
@@ -48,8 +48,8 @@ DEPLOYED = {
             "openai_batch",
             "schema",
             "split",
-            "splits",
-            "status",
+            "split_outputs",
+            "sweep",
             "submit",
             "table",
             "tablesource",
@@ -114,7 +114,7 @@ def test_the_deployed_files_import_on_their_own(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source / name, tmp_path / name)
     code = (
-        "import sys, main, dropbatch, dropbatch.submit, dropbatch.status, dropbatch.rounds, "
+        "import sys, main, dropbatch, dropbatch.submit, dropbatch.sweep, dropbatch.rounds, "
         "dropbatch.split\n"
         f"assert dropbatch.__file__.startswith({str(tmp_path)!r}), dropbatch.__file__\n"
         "try:\n    import dropbatch.cli\nexcept ModuleNotFoundError:\n    pass\n"

@@ -412,8 +412,8 @@ def test_vertex_rights_are_exactly_the_calls_made():
     package = ROOT / "functions" / "dropbatch"
     modules = {
         "submit": ["submit.py"],
-        "status": ["status.py"],
-        "split": ["rounds.py", "split.py", "finish.py", "retry.py", "splits.py"],
+        "status": ["sweep.py"],
+        "split": ["rounds.py", "split.py", "finish.py", "retry.py", "split_outputs.py"],
     }
     policy = compile_policy(INFRA, "p", "b")
     for account, files in modules.items():

@@ -42,7 +42,7 @@ def output_line(request: dict, text: str) -> bytes:
 def test_a_growing_file_and_a_half_written_line_are_split_exactly(stack, bucket, inbox, vertex):
     from dropbatch import layout, notify, split
     from dropbatch.documents import SplitDone
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     vertex.faults(queued_s=3600)  # the job never runs: this test writes its output
     _, batch_id = drop(bucket, "growing.jsonl", [req(f"grow {i}") for i in range(6)])

@@ -52,7 +52,7 @@ def test_a_retry_round_is_built_streaming_within_the_per_job_limits(stack, bucke
     and write buffers, not the part). Its CPU is measured by `make bench-retry`."""
 
     from dropbatch import retry
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     store = Store(
         dataclasses.replace(stack.config(), max_job_bytes=16 * MB, max_job_requests=1_000_000)

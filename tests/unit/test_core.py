@@ -166,7 +166,7 @@ def test_execution_id_is_the_platforms_when_there_is_one():
     Run functions send (and functions-framework sets when absent); outside a request, a fresh one.
     """
     import flask
-    from dropbatch.ledger import execution_id
+    from dropbatch.store import execution_id
 
     with flask.Flask("t").test_request_context(headers={"Function-Execution-Id": "exec-7f3a"}):
         assert execution_id() == "exec-7f3a"

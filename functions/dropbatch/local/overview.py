@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 
 from .. import batch
-from ..ledger import Store
+from ..store import Store
 from .stack import PUSH, Stack, dead_letter_hold
 
 # a bound on counting: at most MAX_PULLS * 1000 dead letters a subscription are counted

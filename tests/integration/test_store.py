@@ -13,7 +13,7 @@ def test_a_lost_response_to_a_conditional_write_is_recognised(stack, bucket):
     the object holds our bytes, so it is our write, not a conflict that blocks the batch for a lease
     period."""
     from dropbatch.errors import Conflict
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     store = Store(stack.config())
     path = "batches/ledger-test-0000000000/doc.json"
@@ -32,7 +32,7 @@ def test_a_lost_response_to_a_conditional_write_is_recognised(stack, bucket):
 
 def test_ledger_updates_carry_their_own_mark(stack, bucket):
     from dropbatch import batch
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     store = Store(stack.config())
     batch_id = "ledger-test-1111111111"
@@ -52,7 +52,7 @@ def test_a_ledger_that_is_not_one_is_a_permanent_error_naming_its_field(stack, b
     import msgspec
     from dropbatch import batch
     from dropbatch.errors import DropbatchError, PermanentError
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     store = Store(stack.config())
     batch_id = "ledger-test-4444444444"
@@ -71,7 +71,7 @@ def racing_store(config, rival):
     """A Store whose first ledger read is followed, before its write, by `rival(other_store)`:
     another execution that wins the same ledger in between (the write then loses its generation
     precondition)."""
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     class Racing(Store):
         raced = False
@@ -135,7 +135,7 @@ def test_an_update_starts_from_what_this_store_saw_and_loses_to_any_write_since(
     move that declines on what was seen is asked again, both on the ledger as it is now: no update
     is lost and none is made on a stale read."""
     from dropbatch import batch
-    from dropbatch.ledger import Store
+    from dropbatch.store import Store
 
     config = stack.config()
     batch_id = "ledger-seen-5555555555"
@@ -186,7 +186,7 @@ def test_an_object_writer_writes_the_bytes_with_their_crc32c_and_deletes(
 
     import google_crc32c
     from dropbatch.errors import PermanentError
-    from dropbatch.ledger import ObjectWriter, Store
+    from dropbatch.store import ObjectWriter, Store
     from google.api_core import exceptions
 
     store = Store(stack.config())

@@ -8,7 +8,7 @@ import orjson
 
 from . import batch, layout
 from .documents import Ledger, Part, SplitDone
-from .ledger import Store, open_lines
+from .store import Store, open_lines
 
 
 def done_documents(store: Store, doc: Ledger) -> dict[str, SplitDone | None]:

@@ -8,12 +8,12 @@ never finished.
 
 from __future__ import annotations
 
-from . import batch, layout, logs, notify, splits, vertex
+from . import batch, layout, logs, notify, split_outputs, vertex
 from .config import Config, get_config
 from .documents import Ledger
 from .errors import ConfigurationError, DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
-from .ledger import Store, execution_id
+from .store import Store, execution_id
 
 
 def handle_event(event) -> None:
@@ -221,7 +221,7 @@ def queue_partial_splits(store: Store, doc: Ledger) -> None:
             continue
         if p.partial_queued and age_s(p.partial_queued) < 2 * store.config.split_budget_s + 60:
             continue
-        seen = [[b.name, b.generation] for b in splits.output_files(store, doc, p)]
+        seen = [[b.name, b.generation] for b in split_outputs.output_files(store, doc, p)]
         if not seen or seen == p.partial_seen:
             continue
         notify.send_split_task(store.config, notify.split_task(doc, p, partial=True))
@@ -244,7 +244,7 @@ def send_progress(store: Store, doc: Ledger) -> None:
     newer one)."""
     parts = [p for p in doc.parts if p.round == doc.round]
     total = sum(p.requests for p in parts)
-    got = splits.arrived(store, doc)
+    got = split_outputs.arrived(store, doc)
     counts = {
         "total": total,
         **got,
