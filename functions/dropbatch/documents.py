@@ -96,7 +96,8 @@ class SplitTask(msgspec.Struct, kw_only=True, omit_defaults=True):
     part: int
     round: int
     job: str | None
-    resume: bool  # a continuation of a checkpointed task (always sent: the contract's shape)
+    # a continuation of a checkpointed task (always sent, as "resume": the contract's shape)
+    continuation: bool = msgspec.field(name="resume")
     partial: bool = False
     finalize: bool = False
 

@@ -80,7 +80,7 @@ class Reader:
     skip: int = 0
     compressed: bool | None = None  # known when resuming (the stream then starts mid-file)
 
-    def resume_state(self) -> dict:
+    def continuation_state(self) -> dict:
         """What a continuation needs besides the report to go on reading (submit's checkpoint)."""
         return {"compressed": self.compressed}
 

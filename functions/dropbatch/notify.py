@@ -287,7 +287,7 @@ def split_task(doc: Ledger, part: Part, **extra) -> SplitTask:
         part=part.index,
         round=part.round,
         job=part.job,
-        resume=False,
+        continuation=False,
         **extra,
     )
 

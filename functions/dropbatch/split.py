@@ -445,7 +445,7 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
             return False
         save(**where)
         if not partial:  # a partial task's next increment is the sweep's to send
-            notify.send_split_task(config, msgspec.structs.replace(task, resume=True))
+            notify.send_split_task(config, msgspec.structs.replace(task, continuation=True))
         logs.info("split checkpointed; continuing in a new task", part=part.index, partial=partial)
         return True
 

@@ -44,7 +44,7 @@ def handle_event(event) -> None:
             if keys.is_batch_id(batch_id):
                 token = logs.bind(batch_id=batch_id)
                 try:
-                    resume(Store(config), batch_id)
+                    continue_submission(Store(config), batch_id)
                 finally:
                     logs.reset(token)
             else:
@@ -97,7 +97,7 @@ def submit_object(config: Config, bucket: str, name: str, generation: int) -> Le
         logs.reset(token)
 
 
-def resume(store: Store, batch_id: str) -> Ledger | None:
+def continue_submission(store: Store, batch_id: str) -> Ledger | None:
     """A continuation's way in (notify.ask_submit): go on with a submission that checkpointed, whose
     event was lost or whose function died, or a staged retry round; or create the jobs of parts that
     wait for a slot."""
@@ -261,7 +261,7 @@ def validate_and_stage(store: Store, doc: Ledger) -> Ledger | None:
 @contextlib.contextmanager
 def _open_lines(store: Store, doc: Ledger, report: Report, checkpoint: dict):
     """(reader, model) of the dropped object from where the last call stopped: a file's lines (a
-    plain file resumes at its byte offset, a gzip file is decompressed again up to it), or a
+    plain file goes on from its byte offset, a gzip file is decompressed again up to it), or a
     .bq.json pointer's table rows (tablesource). The model is the pointer's, else the object's
     metadata `model`, else the default."""
     config = store.config
@@ -324,7 +324,7 @@ def _validate_and_stage(
             )
             if stopped is not None:
                 validator.report.lines = stopped  # the reader sets it only at the end of the file
-                return checkpoint_submission(store, doc, validator, stager, reader.resume_state())
+                return checkpoint_submission(store, doc, validator, stager, reader.continuation_state())
     except (Replaced, NotFound) as exc:
         report = Report(source=doc.source)
         reason = (
@@ -359,7 +359,7 @@ def _validate_and_stage(
 
 
 def checkpoint_submission(store: Store, doc: Ledger, validator, stager, where: dict) -> Ledger:
-    """Save where the pass stopped (`where`: the reader's resume_state), give the lease back, and
+    """Save where the pass stopped (`where`: the reader's continuation_state), give the lease back, and
     ask for a continuation on the uploads topic."""
     batch_id = doc.batch_id
     store.write_json(

@@ -98,7 +98,7 @@ class TableReader:
         self.start_line, self.modified = start_line, modified
         self.table = table_id(pointer["table"])
 
-    def resume_state(self) -> dict:
+    def continuation_state(self) -> dict:
         return {"compressed": False, "table_modified": self.modified}
 
     def _problem(self, code: str, message: str) -> None:
