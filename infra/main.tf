@@ -125,8 +125,10 @@ data "archive_file" "source" {
   output_path = "${path.module}/.build/functions.zip"
   # What is deployed is what runs in the cloud: the entry points and the package, without the CLI and the
   # local stack (tests/infra/test_archive.py asserts the file list).
-  excludes = ["**/__pycache__/**", "**/*.pyc", "dropbatch.egg-info/**", "dropbatch/local/**", "dropbatch/cli.py",
-  "dropbatch/__main__.py"]
+  excludes = [
+    "**/__pycache__/**", "**/*.pyc", "dropbatch.egg-info/**", "dropbatch/local/**", "dropbatch/cli/**",
+    "dropbatch/control.py", "dropbatch/__main__.py",
+  ]
 }
 
 resource "google_storage_bucket_object" "source" {

@@ -216,3 +216,34 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
         seconds=round(time.monotonic() - started, 3),
     )
     notify.ask_submit(store.config, batch_id)
+
+
+def request_resume(store: Store, doc: Ledger) -> int:
+    """`dropbatch resume`: send a finished batch's requests that have no succeeded result as round
+    doc.round + 1 (a `resume_round` task for the split function, docs/contracts.md); how many
+    requests that round holds, 0 when there is nothing to resume (no task sent). A batch that did
+    not end after its jobs ran is a UsageError."""
+    from .documents import ResumeTask
+    from .errors import UsageError
+
+    if doc.state != batch.DONE:
+        raise UsageError(
+            f"batch {doc.batch_id} is {doc.final_state or doc.state}: only a batch that ended "
+            "after its jobs ran can be resumed"
+        )
+    wanted = sum(1 for _ in resumable(store, doc)) if doc.parts else 0
+    if wanted:
+        notify.send_split_task(
+            store.config, ResumeTask(batch_id=doc.batch_id, resume_round=doc.round + 1)
+        )
+    return wanted
+
+
+def resume_taken_up(store: Store, batch_id: str, round_: int, timeout_s: float = 120) -> bool:
+    """Whether the split function reopened the batch for round `round_` within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while getattr(store.read_ledger(batch_id)[0], "round", None) == round_ - 1:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True

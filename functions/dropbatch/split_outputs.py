@@ -56,3 +56,36 @@ def arrived(store: Store, doc: Ledger) -> dict:
         for k in counts:
             counts[k] += int(got.get(k) or 0)
     return counts
+
+
+def partial_results(store: Store, doc: Ledger) -> tuple[list[dict], int]:
+    """While the batch runs: one result per request in the file's order, each with `final`: its
+    result object when one is written (final when it succeeded; a failure may still be retried),
+    else {"key", "status": "pending", "final": false}; and how many results were there."""
+    import concurrent.futures
+
+    from .keys import key_width, line_key
+
+    keys = []
+    for p in sorted((p for p in doc.parts if p.round == 0), key=lambda p: p.first_line):
+        sidecar = store.bucket.blob(
+            store.path(doc.batch_id, layout.staged(p) + ".keys.jsonl")
+        ).download_as_bytes()
+        keys += [
+            key or line_key(line, key_width(doc.lines))
+            for line, key, _ in map(orjson.loads, sidecar.splitlines())
+        ]
+    prefix = store.path(doc.batch_id, layout.RESULTS)
+    present = list(store.client.list_blobs(store.bucket, prefix=prefix))
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        got = dict(
+            zip(
+                (b.name[len(prefix) : -5] for b in present),
+                pool.map(lambda b: b.download_as_bytes(), present),
+            )
+        )
+    results = []
+    for key in keys:
+        result = orjson.loads(got[key]) if key in got else {"key": key, "status": "pending"}
+        results.append({**result, "final": result["status"] == "succeeded"})
+    return results, len(got)

@@ -324,7 +324,9 @@ def _validate_and_stage(
             )
             if stopped is not None:
                 validator.report.lines = stopped  # the reader sets it only at the end of the file
-                return checkpoint_submission(store, doc, validator, stager, reader.continuation_state())
+                return checkpoint_submission(
+                    store, doc, validator, stager, reader.continuation_state()
+                )
     except (Replaced, NotFound) as exc:
         report = Report(source=doc.source)
         reason = (
@@ -359,8 +361,8 @@ def _validate_and_stage(
 
 
 def checkpoint_submission(store: Store, doc: Ledger, validator, stager, where: dict) -> Ledger:
-    """Save where the pass stopped (`where`: the reader's continuation_state), give the lease back, and
-    ask for a continuation on the uploads topic."""
+    """Save where the pass stopped (`where`: the reader's continuation_state), give the lease
+    back, and ask for a continuation on the uploads topic."""
     batch_id = doc.batch_id
     store.write_json(
         store.path(batch_id, layout.SUBMIT_CHECKPOINT),

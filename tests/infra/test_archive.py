@@ -96,7 +96,8 @@ def test_the_archive_holds_the_entry_points_and_the_package_only():
 def test_the_excludes_would_catch_a_stray_cli_or_stack_file(tmp_path):
     _, excludes = archive_spec()
     for name in (
-        "dropbatch/cli.py",
+        "dropbatch/cli/__init__.py",
+        "dropbatch/control.py",
         "dropbatch/local/stack.py",
         "dropbatch/local/x/y.py",
         "dropbatch/__pycache__/a.pyc",

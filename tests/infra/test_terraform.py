@@ -440,7 +440,7 @@ def test_vertex_rights_are_exactly_the_calls_made():
     other = [
         p
         for p in package.glob("*.py")
-        if p.name not in ("cli.py", "vertex.py", *sum(modules.values(), []))
+        if p.name not in ("control.py", "vertex.py", *sum(modules.values(), []))
     ]
     assert not [p.name for p in other if re.search(r"\bvertex\.\w+_job\(", p.read_text())]
 

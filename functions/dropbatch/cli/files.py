@@ -1,0 +1,78 @@
+"""`dropbatch validate` and `dropbatch split`: commands on local files."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..config import Config
+from ..errors import UsageError
+from .common import print_json, print_report_errors, print_summary, progress_bar
+
+
+def cmd_validate(args, config: Config) -> int:
+    from .. import validate
+
+    path = args.file
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory; give a .jsonl or .jsonl.gz file")
+    show_progress = not args.json and sys.stderr.isatty() and os.path.getsize(path) > 50_000_000
+    try:
+        if show_progress:
+            import rich.progress
+
+            with rich.progress.open(path, "rb", description="validating", transient=True) as stream:
+                report = validate.validate_stream(stream, path, config, model=args.model).to_dict()
+        else:
+            report = validate.validate_path(path, config, model=args.model).to_dict()
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    if args.json:
+        print_json(report)
+    else:
+        name = os.path.basename(path)
+        if report["valid"]:
+            jobs = len(report["jobs"])
+            plan = f", {jobs} jobs" if jobs > 1 else ""
+            family = report["family"]
+            fmt = {
+                ("openai", "gemini"): ", OpenAI Batch lines (converted for Gemini)",
+                ("gemini", "gemini"): "",
+            }.get(
+                (report["format"], family),
+                f", {report['format']} lines" if report["format"] else "",
+            )
+            model = args.model or config.model
+            print(
+                f"ok  {name}: {report['requests']:,} requests, valid for {model} "
+                f"({family}){plan}{fmt}"
+            )
+        else:
+            n = report["error_count"]
+            print(
+                f"invalid  {name}: {n:,} error{'s' if n != 1 else ''} in {report['requests']:,} "
+                f"requests "
+                f"({report['lines']:,} lines)"
+            )
+            print_report_errors(report)
+    return 0 if report["valid"] else 1
+
+
+def cmd_split(args, config: Config) -> int:
+    from .. import split
+
+    for path in [args.input]:
+        if not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file")
+    total = sum(os.path.getsize(f) for f in split._prediction_files(args.predictions))
+    with progress_bar(not args.json and total > 20_000_000, "splitting", total) as advance:
+        manifest = split.split_local(
+            args.input, args.predictions, args.out, config, progress=advance, model=args.model
+        )
+    if args.json:
+        print_json(manifest)
+    else:
+        print_summary(manifest)
+    return 1 if manifest["state"] == "failed" else 0

@@ -1,0 +1,281 @@
+"""`dropbatch run`: drop a file, follow its batch (watch) and download its results."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import orjson
+
+from .. import layout
+from ..config import Config
+from ..documents import Ledger
+from ..errors import UsageError
+from .common import print_json, print_report_errors, print_summary, progress_bar, target_config
+
+
+def _run_source(args) -> str | None:
+    """The BigQuery table `dropbatch run` is given, or None for a file; a UsageError for what it
+    cannot run."""
+    from .. import tablesource
+
+    path = args.file
+    table = tablesource.table_id(path) if path.startswith("bq://") else None
+    if path.startswith("bq://") and table is None:
+        raise UsageError(f"{path}: a BigQuery table is bq://PROJECT.DATASET.TABLE")
+    if table is None and not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    if args.key_column and table is None:
+        raise UsageError("--key-column is for a BigQuery table (bq://PROJECT.DATASET.TABLE)")
+    if args.format == "openai" and not args.out:
+        raise UsageError("--format openai writes DIR/results.openai.jsonl: give --out DIR")
+    if args.partial and not args.out:
+        raise UsageError("--partial writes DIR/results.jsonl while the batch runs: give --out DIR")
+    return table
+
+
+def cmd_run(args, config: Config) -> int:
+    from .. import keys, tablesource
+    from ..store import Store
+
+    path = args.file
+    table = _run_source(args)
+    args.wait = args.wait or bool(args.out)
+    config = target_config(start=True)
+    store = Store(config)
+    name = config.incoming_prefix + (
+        table.rsplit(".", 2)[-1] + tablesource.POINTER_SUFFIX if table else os.path.basename(path)
+    )
+    blob = store.client.bucket(config.bucket).blob(name)
+    if args.model:
+        blob.metadata = {"model": args.model}
+    started = time.monotonic()
+    # a pointer file: the submit function reads the table (docs/contracts.md, Tables as input)
+    if table:
+        pointer = {"table": path, **({"key_column": args.key_column} if args.key_column else {})}
+        blob.upload_from_string(orjson.dumps(pointer), content_type="application/json")
+    else:
+        blob.upload_from_filename(path, content_type="application/jsonl")
+    batch_id = keys.batch_id(config.bucket, name, blob.generation)
+    if not args.json:
+        print(f"uploaded gs://{config.bucket}/{name} -> batch {batch_id}")
+    doc = watch(
+        store, batch_id, args.wait, quiet=args.json, partial_out=args.out if args.partial else ""
+    )
+    seconds = time.monotonic() - started
+    state = doc.final_state or doc.state
+    if state == "rejected":
+        report, _ = store.read_json(store.path(batch_id, layout.REPORT))
+        if args.json:
+            print_json({"batch_id": batch_id, "state": state, "report": report})
+        else:
+            print(
+                f"rejected: {report['error_count']:,} error(s) in {report['requests']:,} requests"
+            )
+            print_report_errors(report)
+        return 1
+    if not args.wait or doc.state not in ("done",):
+        if args.json:
+            print_json({"batch_id": batch_id, "state": state, "error": doc.error})
+        else:
+            print(
+                f"{state}: batch {batch_id}"
+                + (f" ({doc.error})" if doc.error else "")
+                + (
+                    "; follow it with `dropbatch status " + batch_id + "`"
+                    if state == "submitted"
+                    else ""
+                )
+            )
+        return 1 if state == "failed" else 0
+    manifest, _ = store.read_json(store.path(batch_id, layout.MANIFEST))
+    if args.out:
+        download_results(store, batch_id, args.out, per_key=args.per_key)
+        if args.format == "openai":
+            write_openai(args.out)
+    if args.json:
+        print_json(manifest)
+    else:
+        print_summary(manifest, seconds)
+        if args.out:
+            print(
+                f"  downloaded to {os.path.join(args.out, layout.RESULTS_FILE)} (one line per "
+                f"request, in input order)"
+                + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else "")
+                + (
+                    f"; as an OpenAI Batch output file: {os.path.join(args.out, OPENAI_OUTPUT)}"
+                    if args.format == "openai"
+                    else ""
+                )
+            )
+    return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
+
+
+STAGES = {
+    "claimed": "validating",
+    "staged": "submitting",
+    "submitted": "running",
+    "splitting": "splitting",
+}
+
+
+def watch(
+    store,
+    batch_id: str,
+    wait: bool,
+    quiet: bool = False,
+    timeout: float = 3600,
+    partial_out: str = "",
+) -> dict:
+    """Follow the ledger until submitted (or, with wait, until done), with a live progress bar on a
+    terminal: the stage, the jobs' states, and the results written so far out of the total; with
+    `partial_out`, keep DIR/results.jsonl current meanwhile (write_partial)."""
+    deadline = time.monotonic() + timeout
+    progress = task = None
+    next_partial = next_count = 0.0
+    finished = 0
+    if not quiet and sys.stderr.isatty():
+        import rich.progress
+
+        progress = rich.progress.Progress(
+            rich.progress.SpinnerColumn(),
+            rich.progress.TextColumn("{task.description}"),
+            rich.progress.BarColumn(),
+            rich.progress.MofNCompleteColumn(),
+            rich.progress.TimeElapsedColumn(),
+            transient=True,
+        )
+        progress.start()
+        task = progress.add_task("waiting for the upload event", total=None)
+    try:
+        while time.monotonic() < deadline:
+            doc, _ = store.read_ledger(batch_id)
+            if doc:
+                state = doc.state
+                if state in ("done", "rejected", "failed") or (
+                    not wait and state not in ("claimed", "staged")
+                ):
+                    return doc
+                if (
+                    partial_out
+                    and state in ("submitted", "splitting")
+                    and time.monotonic() >= next_partial
+                ):
+                    write_partial(store, doc, partial_out)
+                    next_partial = time.monotonic() + PARTIAL_EVERY_S
+                if (
+                    progress
+                    and state in ("submitted", "splitting")
+                    and time.monotonic() >= next_count
+                ):
+                    from ..split_outputs import arrived
+
+                    # results written so far, not only Vertex's completion stats
+                    got = arrived(store, doc)
+                    finished, next_count = got["succeeded"] + got["failed"], time.monotonic() + 2
+                if progress:
+                    jobs = (
+                        ", ".join(
+                            sorted(
+                                {
+                                    (p.state or "waiting").replace("JOB_STATE_", "").lower()
+                                    for p in doc.parts
+                                    if p.round == doc.round
+                                }
+                            )
+                        )
+                        or "-"
+                    )
+                    round_ = f" (retry round {doc.round})" if doc.round else ""
+                    progress.update(
+                        task,
+                        description=f"{STAGES.get(state, state)}{round_}: jobs {jobs}",
+                        total=sum(p.requests for p in doc.parts if p.round == doc.round) or None,
+                        completed=finished,
+                    )
+            time.sleep(0.3)
+    finally:
+        if progress:
+            progress.stop()
+    raise UsageError(
+        f"batch {batch_id} did not finish within {timeout:.0f} s; follow it with "
+        f"`dropbatch status {batch_id}`"
+    )
+
+
+PARTIAL_EVERY_S = 5.0
+
+
+def write_partial(store, doc: Ledger, out: str) -> int:
+    """DIR/results.jsonl while the batch runs (split_outputs.partial_results), written to a
+    temporary name and renamed, so a reader never sees half a file; the end's download replaces it.
+    Returns how many results were there."""
+    from ..split_outputs import partial_results
+
+    results, present = partial_results(store, doc)
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, layout.RESULTS_FILE + ".partial")
+    with open(tmp, "wb") as f:
+        f.writelines(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in results)
+    os.replace(tmp, os.path.join(out, layout.RESULTS_FILE))
+    return present
+
+
+OPENAI_OUTPUT = "results.openai.jsonl"
+
+
+def write_openai(out: str) -> None:
+    """DIR/results.openai.jsonl from DIR/results.jsonl: one OpenAI Batch output line per request, in
+    order."""
+    from ..openai_batch import output_line
+
+    with (
+        open(os.path.join(out, layout.RESULTS_FILE), "rb") as src,
+        open(os.path.join(out, OPENAI_OUTPUT), "wb") as dst,
+    ):
+        for raw in src:
+            dst.write(orjson.dumps(output_line(orjson.loads(raw))) + b"\n")
+
+
+def download_results(store, batch_id: str, out: str, per_key: bool = False) -> None:
+    """results.jsonl (one object, in input order), errors.jsonl, manifest.json and report.json; with
+    per_key, DIR/results/KEY.json written locally from results.jsonl (the same objects as in the
+    bucket)."""
+    from google.cloud.storage import transfer_manager
+
+    prefix = store.path(batch_id, "")
+    os.makedirs(out, exist_ok=True)
+    results = store.bucket.get_blob(prefix + layout.RESULTS_FILE)
+    if results is not None:
+        with (
+            progress_bar(
+                results.size > 20_000_000, "downloading results.jsonl", results.size
+            ) as advance,
+            results.open("rb", chunk_size=32 << 20) as src,
+            open(os.path.join(out, layout.RESULTS_FILE), "wb") as dst,
+        ):
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+                if advance:
+                    advance(len(chunk))
+    names = [layout.ERRORS, layout.MANIFEST, layout.REPORT]
+    done = transfer_manager.download_many_to_path(
+        store.bucket,
+        names,
+        destination_directory=out,
+        blob_name_prefix=prefix,
+        max_workers=4,
+        worker_type=transfer_manager.THREAD,
+    )
+    failed = [r for r in done if isinstance(r, Exception)]
+    if failed:
+        raise UsageError(f"{len(failed)} downloads failed, first: {failed[0]}")
+    if per_key:
+        os.makedirs(os.path.join(out, "results"), exist_ok=True)
+        with open(os.path.join(out, layout.RESULTS_FILE), "rb") as f:
+            for raw in f:
+                result = orjson.loads(raw)
+                if result["status"] != "missing":
+                    with open(os.path.join(out, "results", f"{result['key']}.json"), "wb") as dest:
+                        dest.write(raw.rstrip(b"\n"))
