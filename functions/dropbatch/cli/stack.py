@@ -12,7 +12,7 @@ from .common import print_json
 
 def cmd_local(args, config: Config) -> int:
     from ..local import stack as local
-    from .local.iam import OWNER
+    from ..local.iam import OWNER
 
     if args.action == "up":
         start = time.monotonic()
@@ -70,7 +70,7 @@ def cmd_local(args, config: Config) -> int:
         )
         print(f"  logs      {running.logs}")
         print('  to use it: eval "$(dropbatch local env)"')
-        from .local.overview import overview
+        from ..local.overview import overview
 
         os.environ.update(running.client_env())
         seen = overview(running)
