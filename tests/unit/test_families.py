@@ -9,7 +9,7 @@ import sys
 
 import orjson
 import pytest
-from dropbatch import families
+from dropbatch import families, family_base
 from dropbatch.config import Config
 from dropbatch.validate import validate_path
 
@@ -246,7 +246,8 @@ def test_staged_lines_carry_their_line_where_the_output_echoes_it():
         staged = orjson.loads(family.stage(payload, 1234))
         assert staged[out_key] == "dropbatch-line-1234" and family.marked_line(staged) == 1234
         assert family.payload(staged) == payload
-    assert families.line_of_id("dropbatch-line-x") is None and families.line_of_id(None) is None
+    assert family_base.line_of_id("dropbatch-line-x") is None
+    assert family_base.line_of_id(None) is None
 
 
 VECTOR = [0.1, -0.2, 0.3]
