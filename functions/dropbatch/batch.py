@@ -1,7 +1,7 @@
 """The batch state machine: the ledger's states, the moves between them, and small pure decisions.
 
-No I/O here. submit, status, rounds and split read and write the ledger through ledger.Store and ask
-this module what a batch may do next; a move the table does not allow is a bug, not a retry.
+No I/O here. submit, the sweep, rounds and split read and write the ledger through store.Store and
+ask this module what a batch may do next; a move the table does not allow is a bug, not a retry.
 
     claimed --> staged --> submitted --> splitting --> done
        |           |           ^             |
@@ -18,6 +18,17 @@ import heapq
 from collections.abc import Iterator
 
 from . import layout
+from .constants import (
+    CANCELLED,
+    EXPIRED,
+    JOB_CANCELLED,
+    JOB_EXPIRED,
+    JOB_FAILED,
+    JOB_TERMINAL,
+    PARTIALLY_SUCCEEDED,
+    SUCCEEDED,
+)
+from .constants import FAILED as FAILED_STATE
 from .documents import Ledger, Part, SplitDone
 from .errors import BadMove, TransientError
 from .events import age_s, now, parse_time, utcnow
@@ -45,15 +56,6 @@ MOVES: dict[str, tuple[str, ...]] = {
     FAILED: (),  # STAGED: a resumed round (retry.resume)
 }
 
-JOB_TERMINAL = frozenset(
-    {
-        "JOB_STATE_SUCCEEDED",
-        "JOB_STATE_FAILED",
-        "JOB_STATE_CANCELLED",
-        "JOB_STATE_EXPIRED",
-        "JOB_STATE_PARTIALLY_SUCCEEDED",
-    }
-)
 FINISH_AFTER_S = 60  # a manifest older than this whose message never went out: its finisher died
 # how long a part's creation claim holds: longer than one create call with its retries
 CREATE_LEASE_S = 120
@@ -218,7 +220,7 @@ def ended_for_good(part: Part) -> bool:
     """The part's job failed in a way another round cannot fix (refused, gone, unreadable, bad
     input)."""
     error = part.error or {}
-    return part.state == "JOB_STATE_FAILED" and (
+    return part.state == JOB_FAILED and (
         error.get("code") in PERMANENT_JOB_CODES or bool(part.refused or part.lost)
     )
 
@@ -253,21 +255,19 @@ def build_manifest(
 def terminal_state(counts: dict, job_states: list[str]) -> str:
     """The batch's final state (docs/contracts.md): cancelled, expired, failed by a job, or by the
     counts."""
-    if "JOB_STATE_CANCELLED" in job_states:
-        return "cancelled"
-    if "JOB_STATE_EXPIRED" in job_states:
-        return "expired"
+    if JOB_CANCELLED in job_states:
+        return CANCELLED
+    if JOB_EXPIRED in job_states:
+        return EXPIRED
     # the job's own verdict; the counts still show what did succeed
-    if "JOB_STATE_FAILED" in job_states:
-        return "failed"
+    if JOB_FAILED in job_states:
+        return FAILED_STATE
     if counts["total"] and counts["succeeded"] == counts["total"]:
-        return "succeeded"
+        return SUCCEEDED
     if counts["succeeded"] == 0:
-        return "failed"
-    return "partially_succeeded"
+        return FAILED_STATE
+    return PARTIALLY_SUCCEEDED
 
-
-JOB_QUEUED = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING")
 
 USAGE_NAMES = ("prompt_tokens", "candidates_tokens", "thoughts_tokens", "total_tokens")
 
@@ -339,5 +339,5 @@ def wants_retry(doc: Ledger, retryable: int, max_rounds: int) -> bool:
     """Another round for the retryable errors, while rounds remain and nobody cancelled the
     batch."""
     last_round = [p for p in doc.parts if p.round == doc.round]
-    cancelled = doc.cancel_requested or any(p.state == "JOB_STATE_CANCELLED" for p in last_round)
+    cancelled = doc.cancel_requested or any(p.state == JOB_CANCELLED for p in last_round)
     return bool(retryable) and not cancelled and doc.round < max_rounds

@@ -6,9 +6,8 @@ import dataclasses
 import functools
 import os
 
+from .constants import GB
 from .errors import UsageError
-
-GB = 1_000_000_000
 
 
 @dataclasses.dataclass(frozen=True)

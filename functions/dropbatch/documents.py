@@ -2,7 +2,7 @@
 (batches/BATCH_ID/ledger.json), the tasks on the split topic, and a part's split outcome
 (split/NAME.done.json).
 
-batch.py's moves take and return them; ledger.Store reads them with their type and writes them as
+batch.py's moves take and return them; store.Store reads them with their type and writes them as
 JSON (the shapes docs/contracts.md gives). A field a newer release added and an older one does not
 know is ignored on reading; a field nobody declared cannot be set (a typo is an AttributeError, not
 a silent new key).
@@ -70,7 +70,7 @@ class Ledger(Document):
     round: int = 0
     notified: dict[str, str] = {}  # message state -> when it was decided
     error: str | None = None
-    writer: str | None = None  # the last write's own mark (ledger.Store.update_ledger)
+    writer: str | None = None  # the last write's own mark (store.Store.update_ledger)
     progress: dict | None = None  # a checkpointed submission: {"line", "bytes", "continuations"}
     continued: str | None = None  # when a continuation was last asked for
     cancel_requested: bool = False

@@ -34,6 +34,7 @@ import dataclasses
 from collections.abc import Callable
 
 from . import checks, family_claude, keys
+from .constants import GB, MB
 from .family_base import custom_line, line_bytes
 from .family_claude import anthropic_check, anthropic_result, anthropic_stage
 from .family_embeddings import (
@@ -48,7 +49,6 @@ from .family_embeddings import (
 from .family_open import body_of, open_check, open_result, open_stage
 from .outcome import build_result
 
-GB, MB = 1 << 30, 1 << 20
 # Field names of the families' own formats: a report field path made only of these may go into a
 # message.
 FIELD_NAMES = frozenset(

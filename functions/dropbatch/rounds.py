@@ -11,6 +11,7 @@ from google.api_core.exceptions import Forbidden
 
 from . import batch, finish, logs, notify, retry, split
 from .config import get_config
+from .constants import JOB_RUNNING, JOB_TERMINAL
 from .documents import ResumeTask, RetryTask, SplitTask, task_of
 from .errors import ConfigurationError, PermanentError, TransientError, denied
 from .events import PUBSUB, pubsub_json
@@ -66,7 +67,7 @@ def run_task(store: Store, task: SplitTask | RetryTask | ResumeTask) -> None:
         logs.info("split task ignored: an older round")
         return
     if task.partial:  # what a running job has written so far; its end is the final task's
-        if part.state == "JOB_STATE_RUNNING" and part.split != "done":
+        if part.state == JOB_RUNNING and part.split != "done":
             split.split_part(store, doc, part, task)
         store.update_ledger(
             batch_id,
@@ -78,7 +79,7 @@ def run_task(store: Store, task: SplitTask | RetryTask | ResumeTask) -> None:
         )
         return
     # the task overtook the sweep's ledger write: not ours to ack yet
-    if part.state not in batch.JOB_TERMINAL:
+    if part.state not in JOB_TERMINAL:
         raise TransientError(f"part {part.index} is still {part.state} in the ledger")
     if not split.split_part(store, doc, part, task):
         return  # checkpointed: a new task continues

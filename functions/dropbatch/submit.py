@@ -17,6 +17,7 @@ import orjson
 
 from . import batch, families, keys, layout, logs, notify, ordered, tablesource, vertex
 from .config import Config, get_config
+from .constants import JOB_CANCELLED, JOB_FAILED
 from .documents import Ledger, Part
 from .errors import ConfigurationError, PermanentError, Replaced
 from .events import PUBSUB, age_s, now, object_event, pubsub_message
@@ -597,7 +598,7 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
             continue
         if doc.cancel_requested:  # never started: nothing to cancel at Vertex
             doc = store.update_ledger(
-                batch_id, lambda d, i=part.index: d.parts[i].set(state="JOB_STATE_CANCELLED")
+                batch_id, lambda d, i=part.index: d.parts[i].set(state=JOB_CANCELLED)
             )
             continue
         if room <= 0:
@@ -626,7 +627,7 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
             doc = store.update_ledger(
                 batch_id,
                 lambda d, i=part.index, e=str(exc)[:1000]: d.parts[i].set(
-                    state="JOB_STATE_FAILED",
+                    state=JOB_FAILED,
                     refused=True,
                     creating=None,
                     error={"code": 3, "message": e},

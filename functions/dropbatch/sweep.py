@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import batch, layout, logs, notify, split_outputs, vertex
 from .config import Config, get_config
+from .constants import JOB_FAILED, JOB_RUNNING, JOB_WAITING
 from .documents import Ledger
 from .errors import ConfigurationError, DropbatchError, PermanentError, TransientError
 from .events import PUBSUB, age_s, now
@@ -124,7 +125,7 @@ def _get_job(config, part) -> dict:
         )
         return {
             "name": part.job,
-            "state": "JOB_STATE_FAILED",
+            "state": JOB_FAILED,
             "completion_stats": None,
             "lost": True,
             "output_dir": part.output_dir,
@@ -157,7 +158,7 @@ def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
     ]
     for p in doc.parts:
         state = updates[p.index]["state"] if p.index in updates else p.state
-        if state in batch.JOB_QUEUED and age_s(p.created) > config.queue_limit_s:
+        if state in JOB_WAITING and age_s(p.created) > config.queue_limit_s:
             logs.warning(
                 "job queued past Vertex's queue limit",
                 event="job_no_progress",
@@ -217,7 +218,7 @@ def queue_partial_splits(store: Store, doc: Ledger) -> None:
     job ends. One in flight a part (re-sent after 2 split budgets and a minute, like a lost split
     task); the split function clears `partial_queued`."""
     for p in doc.parts:
-        if p.state != "JOB_STATE_RUNNING" or not p.output_dir or p.split == "done":
+        if p.state != JOB_RUNNING or not p.output_dir or p.split == "done":
             continue
         if p.partial_queued and age_s(p.partial_queued) < 2 * store.config.split_budget_s + 60:
             continue

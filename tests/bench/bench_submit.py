@@ -20,7 +20,7 @@ submit_cpu_s / validate_only_cpu_s is dropbatch's own cost (goal: at most 1.1, w
 cpu_ratio_floor on this machine).
 
 transport_cpu_s is what moving the bytes costs a process on this machine, measured here in the same
-run: the dropped object read through ledger.ObjectReader in 8 MB ranges and written back in 16 MB
+run: the dropped object read through store.ObjectReader in 8 MB ranges and written back in 16 MB
 objects, as the submit function reads and stages it, with no validation. Validation alone reads a
 local file and pays for neither, so (submit_cpu_s - transport_cpu_s) / validate_only_cpu_s is
 cpu_ratio_less_transport: validating and staging. cpu_ratio_floor = (validate_only_cpu_s +
@@ -35,7 +35,7 @@ BENCH_SUBMIT_CALLGRIND_MB (default 10) and four times that, each submitted and v
 ratio of the differences between the two sizes, so that what a submission costs whatever its size
 (the claim, the ledger, creating the jobs) is not charged per byte. User space only: the kernel's
 side of reading and sending is not counted. instructions_ratio_same_read is the same against
-validating the dropped object read as the function reads it (ledger.ObjectReader's ranged GETs, read
+validating the dropped object read as the function reads it (store.ObjectReader's ranged GETs, read
 ahead by lineio.Prefetch): what staging and writing the staged parts add to a validation that reads
 the same bytes.
 """
@@ -264,7 +264,7 @@ def under_callgrind(bucket: str, *files: str) -> None:
 
 
 def transport_cpu(store, name: str) -> float:
-    """CPU seconds of reading object `name` as the submit function does (ledger.ObjectReader, 8 MB
+    """CPU seconds of reading object `name` as the submit function does (store.ObjectReader, 8 MB
     ranges) and writing it again as it writes staged chunks (ledger.ObjectWriter, CHUNK_BYTES
     objects), with no validation."""
     from dropbatch.store import ObjectReader, ObjectWriter

@@ -94,10 +94,10 @@ def test_the_model_decides_the_family_and_its_resource_name(model, family, resou
 
 
 def test_job_limits_are_the_familys_unless_the_deployment_sets_lower():
-    assert families.GEMINI.job_limits(Config()) == (200_000, 1 << 30)
-    assert families.GEMINI_EMBEDDING.job_limits(Config()) == (1_000_000, 1 << 30)
-    assert families.TEXT_EMBEDDING.job_limits(Config()) == (30_000, 1 << 30)
-    assert families.ANTHROPIC.job_limits(Config(max_job_requests=40)) == (40, 256 << 20)
+    assert families.GEMINI.job_limits(Config()) == (200_000, 10**9)
+    assert families.GEMINI_EMBEDDING.job_limits(Config()) == (1_000_000, 10**9)
+    assert families.TEXT_EMBEDDING.job_limits(Config()) == (30_000, 10**9)
+    assert families.ANTHROPIC.job_limits(Config(max_job_requests=40)) == (40, 256 * 10**6)
     assert families.OPEN_MODELS.job_limits(Config(max_job_bytes=1000)) == (50_000, 1000)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import layout
 from ..config import Config
+from ..constants import ENDED_WELL
 from ..errors import UsageError
 from .common import format_cost, named_batch, parse_since, print_json, print_summary, target_config
 from .run import watch
@@ -120,7 +121,7 @@ def cmd_resume(args, config: Config) -> int:
         print_json(manifest)
     else:
         print_summary(manifest)
-    return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
+    return 0 if manifest["state"] in ENDED_WELL else 1
 
 
 def cmd_cancel(args, config: Config) -> int:

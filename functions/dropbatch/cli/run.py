@@ -10,6 +10,7 @@ import orjson
 
 from .. import layout
 from ..config import Config
+from ..constants import ENDED_WELL
 from ..documents import Ledger
 from ..errors import UsageError
 from .common import print_json, print_report_errors, print_summary, progress_bar, target_config
@@ -109,7 +110,7 @@ def cmd_run(args, config: Config) -> int:
                     else ""
                 )
             )
-    return 0 if manifest["state"] in ("succeeded", "partially_succeeded") else 1
+    return 0 if manifest["state"] in ENDED_WELL else 1
 
 
 STAGES = {
