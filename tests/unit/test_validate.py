@@ -345,6 +345,17 @@ def test_deep_nesting_is_an_error_not_a_crash(tmp_path):
     assert codes(run(tmp_path, None, raw=raw)) == [(1, "invalid_json")]
 
 
+@pytest.mark.parametrize("name", ["__name__", "__hook__", "__class__"])
+def test_a_field_named_like_the_schema_tables_own_keys_is_an_unknown_field(tmp_path, name):
+    """The compiled schema kept a message's name under "__name__" beside its fields: a request with
+    a field of that name was looked up as a field and crashed the validator (and so the submit
+    function, on every redelivery) instead of being an error of its line."""
+    content = {"role": "user", "parts": [{"text": "x", name: 1}], name: 1}
+    raw = orjson.dumps({"request": {"contents": [content], name: {"a": 1}}}) + b"\n"
+    report = run(tmp_path, None, raw=raw)
+    assert [(e["line"], e["code"]) for e in report["errors"]] == [(1, "schema")] * 3
+
+
 def test_iter_requests_gives_line_number_keys(tmp_path):
     path = tmp_path / "k.jsonl"
     lines = [req("a")] * 9 + [b""] + [{"key": "mine", **req("b")}]
