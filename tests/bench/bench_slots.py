@@ -87,8 +87,8 @@ def run(running, files: int, window: float) -> dict:
 
 def reads_for_a_new_batch(running) -> int:
     """The other ledgers a batch dropped now reads before it knows it must wait
-    (submit.slots_taken)."""
-    from dropbatch import batch, submit
+    (jobs.slots_taken)."""
+    from dropbatch import batch, jobs
     from dropbatch.store import Store
 
     store, reads = Store(running.config()), []
@@ -97,7 +97,7 @@ def reads_for_a_new_batch(running) -> int:
     doc = batch.new_claim(
         "b-new", "gs://x/incoming/new.jsonl", "incoming/new.jsonl", 1, "bench", 60
     )
-    submit.slots_taken(store, doc, enough=store.config.max_concurrent_jobs)
+    jobs.slots_taken(store, doc, enough=store.config.max_concurrent_jobs)
     return len(reads)
 
 

@@ -1,5 +1,5 @@
 """The submit function's own work on a file, in one process and no I/O: validating every line,
-against validating and staging it through the real submit.Stager (the line labels put after the
+against validating and staging it through the real staging.Stager (the line labels put after the
 request's bytes, the keys sidecar line, the chunk joined once per 16 MB), its uploads skipped.
 Prints one JSON line: {"bench": "stage", "bytes", "requests", "validate_cpu_s", "stage_cpu_s",
 "ratio", "instructions_ratio"}, ratio = stage / validate in CPU seconds, the best of two runs of
@@ -27,13 +27,13 @@ import counted  # noqa: E402
 def work(path: Path, stage: bool) -> None:
     import types
 
-    from dropbatch import submit
+    from dropbatch import staging
     from dropbatch.batch import new_claim
     from dropbatch.config import Config
     from dropbatch.lineio import Reader
     from dropbatch.validate import Validator
 
-    class Unsent(submit.Stager):
+    class Unsent(staging.Stager):
         def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
             pass
 

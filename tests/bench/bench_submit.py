@@ -265,10 +265,10 @@ def under_callgrind(bucket: str, *files: str) -> None:
 
 def transport_cpu(store, name: str) -> float:
     """CPU seconds of reading object `name` as the submit function does (store.ObjectReader, 8 MB
-    ranges) and writing it again as it writes staged chunks (ledger.ObjectWriter, CHUNK_BYTES
+    ranges) and writing it again as it writes staged chunks (store.ObjectWriter, CHUNK_BYTES
     objects), with no validation."""
+    from dropbatch.staging import CHUNK_BYTES
     from dropbatch.store import ObjectReader, ObjectWriter
-    from dropbatch.submit import CHUNK_BYTES
 
     reader, writer = ObjectReader(store.bucket.name, name), ObjectWriter(store.bucket.name)
     cpu, chunks, chunk = time.process_time(), 0, []

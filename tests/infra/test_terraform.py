@@ -411,7 +411,7 @@ def test_vertex_rights_are_exactly_the_calls_made():
     }
     package = ROOT / "functions" / "dropbatch"
     modules = {
-        "submit": ["submit.py"],
+        "submit": ["submit.py", "jobs.py", "staging.py"],
         "status": ["sweep.py"],
         "split": ["rounds.py", "split.py", "finish.py", "retry.py", "split_outputs.py"],
     }

@@ -91,19 +91,19 @@ def test_a_part_claimed_by_another_execution_between_read_and_write_is_not_won(s
     The claim's first write lost its precondition to the rival's claim, the retry saw the part
     taken, and the claim still counted the first try's win. Exactly one of two racing claims wins,
     and the ledger names the winner."""
-    from dropbatch import batch, submit
+    from dropbatch import batch, jobs
 
     config = stack.config()
     batch_id = "ledger-race-2222222222"
     doc = batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "first", 60)
     doc.parts = [batch.new_part(0, 0, 1, 1, 1, "gs://b/in.jsonl")]
     rival_won = []
-    store = racing_store(config, lambda other, b: rival_won.append(submit.claim_part(other, b, 0)))
+    store = racing_store(config, lambda other, b: rival_won.append(jobs.claim_part(other, b, 0)))
     store.write_json(store.ledger_path(batch_id), doc)
-    assert submit.claim_part(store, batch_id, 0) is False
+    assert jobs.claim_part(store, batch_id, 0) is False
     assert rival_won == [True]
     assert store.read_ledger(batch_id)[0].parts[0].creating["by"] != "", "the rival holds the claim"
-    assert submit.claim_part(store, batch_id, 0) is False, "and keeps it for its lease"
+    assert jobs.claim_part(store, batch_id, 0) is False, "and keeps it for its lease"
 
 
 def test_a_submission_taken_over_by_another_execution_first_is_not_taken_twice(stack, bucket):

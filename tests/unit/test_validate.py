@@ -419,12 +419,12 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
     import types
 
     from corpus import CORPUS
-    from dropbatch import keys, submit
+    from dropbatch import keys, staging
     from dropbatch.batch import new_claim
     from dropbatch.checks import as_lists
     from dropbatch.validate import Validator
 
-    class Recorded(submit.Stager):
+    class Recorded(staging.Stager):
         def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
             sent.append((name, data, sidecar))
 

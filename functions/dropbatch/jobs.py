@@ -1,0 +1,128 @@
+"""Creating a batch's jobs from its staged parts, within the cap on concurrent jobs
+(docs/contracts.md, "Job slots"): a part is claimed before its job is created, so no part gets
+two."""
+
+from __future__ import annotations
+
+from . import batch, layout, logs, notify, vertex
+from .constants import JOB_CANCELLED, JOB_FAILED
+from .documents import Ledger
+from .errors import PermanentError
+from .events import age_s, now
+from .store import Store, execution_id
+
+
+def submit_parts(store: Store, batch_id: str) -> Ledger | None:
+    """Create the jobs of the parts that have none, within the cap on concurrent jobs: the slots
+    other batches hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
+    config = store.config
+    doc, _ = store.read_ledger(batch_id)
+    mine = config.max_concurrent_jobs - batch.running_jobs(doc)
+    room = mine - slots_taken(store, doc, enough=mine)
+    for part in doc.parts:
+        if not batch.part_waiting(part):
+            continue
+        if doc.cancel_requested:  # never started: nothing to cancel at Vertex
+            doc = store.update_ledger(
+                batch_id, lambda d, i=part.index: d.parts[i].set(state=JOB_CANCELLED)
+            )
+            continue
+        if room <= 0:
+            continue
+        if not claim_part(store, batch_id, part.index):
+            continue  # another execution (an overlapping sweep, a redelivery) is creating this job
+        try:
+            job = vertex.create_job(
+                config,
+                batch_id=batch_id,
+                part=part.index,
+                round_=part.round,
+                input_uri=part.input,
+                model=doc.model,
+                output_prefix=store.uri(store.path(batch_id, layout.output(part))),
+            )
+        except PermanentError as exc:
+            if not any(p.job for p in doc.parts):
+                return notify.fail_batch(store, doc, f"Vertex AI refused the job: {exc}")
+            # Jobs of other parts run (and are paid for): keep tracking them; this part ends failed,
+            # its requests listed as missing and not retried, and the batch ends `failed` with what
+            # the others got.
+            logs.error(
+                "job refused; the batch's other jobs go on", part=part.index, error=str(exc)[:500]
+            )
+            doc = store.update_ledger(
+                batch_id,
+                lambda d, i=part.index, e=str(exc)[:1000]: d.parts[i].set(
+                    state=JOB_FAILED,
+                    refused=True,
+                    creating=None,
+                    error={"code": 3, "message": e},
+                ),
+            )
+            continue
+        # the next try looks for it by label first, once Vertex's list has settled
+        except BaseException:
+            store.update_ledger(batch_id, lambda d, i=part.index: batch.create_failed(d.parts[i]))
+            raise
+        room -= 1
+        logs.info("job created", job=job["name"], part=part.index)
+
+        def record(d, index=part.index, job=job):
+            d.parts[index].set(
+                job=job["name"], state=job["state"], created=job["create_time"], creating=None
+            )
+
+        doc = store.update_ledger(batch_id, record)
+
+    def submitted(d):
+        if d.state != batch.STAGED:
+            return False
+        batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
+        if not d.notified.get("submitted"):  # the first round's only: retry rounds are not news
+            d.notified["submitted"] = now()
+            notify.queue(
+                d,
+                notify.build(
+                    "submitted",
+                    batch_id=batch_id,
+                    source=d.source,
+                    counts={"total": d.requests},
+                    report=store.uri(store.path(batch_id, layout.REPORT)),
+                    results_prefix=store.uri(store.path(batch_id, layout.RESULTS)),
+                ),
+            )
+        return True
+
+    doc, moved = store.win_ledger(batch_id, submitted)
+    if moved:  # this call moved the batch (a retry round too): submit latency, from the claim
+        logs.info(
+            "batch submitted",
+            event="batch_submitted",
+            round=doc.round,
+            jobs=len(doc.parts),
+            requests=doc.requests or 0,
+            latency_s=round(age_s(doc.created), 3),
+            model=doc.model,
+        )
+    return notify.deliver(store, batch_id) if doc.outbox else doc
+
+
+def claim_part(store: Store, batch_id: str, index: int) -> bool:
+    """Win the right to create one part's job, so overlapping sweeps and redeliveries never create
+    two."""
+    me, settle = execution_id(), store.config.list_settle_s
+    return store.win_ledger(batch_id, lambda d: batch.claim_part(d.parts[index], me, settle))[1]
+
+
+def slots_taken(store: Store, doc: Ledger, enough: int) -> int:
+    """The job slots the other active batches hold or come first for: one read of each active
+    ledger, until `enough` are found taken (a batch dropped while many wait reads a few ledgers, not
+    all)."""
+    taken = 0
+    for other_id in store.active_batches():
+        if taken >= enough:
+            break
+        if other_id != doc.batch_id:
+            other, _ = store.read_ledger(other_id)
+            taken += batch.slots_ahead(doc, other) if other else 0
+    return taken
