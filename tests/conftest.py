@@ -248,7 +248,7 @@ def owner():
 @pytest.fixture
 def infra_copy(stack, tmp_path):
     """A copy of infra/ to break; the stack enforces it while the test runs, then infra/ again."""
-    from dropbatch.local import stack as local
+    from dropbatch.local.provision import write_policy
 
     copy = tmp_path / "infra"
     shutil.copytree(Path(__file__).resolve().parents[1] / "infra", copy)
@@ -258,7 +258,7 @@ def infra_copy(stack, tmp_path):
         text = path.read_text()
         assert old in text, old
         path.write_text(text.replace(old, new))
-        local.write_policy(stack, copy)
+        write_policy(stack, copy)
 
     yield apply
-    local.write_policy(stack)
+    write_policy(stack)

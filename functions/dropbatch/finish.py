@@ -31,7 +31,9 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
     """
     doc, _ = store.read_ledger(batch_id)
     if doc is None or doc.notified.get("terminal"):
-        notify.deliver(store, batch_id)  # its message may still be queued
+        # its message may still be queued: left to the execution that queued it while that one may
+        # be sending it (two senders would publish it twice), delivered here once it is older
+        notify.deliver(store, batch_id, store.config.outbox_retry_s)
         return
     dones = split_outputs.done_documents(store, doc)
     errors_of = functools.partial(split_outputs.part_errors, store, batch_id)

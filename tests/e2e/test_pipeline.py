@@ -273,6 +273,7 @@ def test_inline_data_request(stack, bucket, inbox, vertex):
 def test_separate_results_bucket(stack, bucket, inbox, vertex):
     """With DROPBATCH_RESULTS_BUCKET, everything dropbatch writes goes there; the drop bucket only
     receives."""
+    from dropbatch.local import provision
     from dropbatch.local import stack as local
     from dropbatch.store import storage_client
 
@@ -283,7 +284,7 @@ def test_separate_results_bucket(stack, bucket, inbox, vertex):
         json={"name": results_bucket},
     )
     # the grants infra/ makes with results_bucket_name
-    local.write_policy(stack, results_bucket=results_bucket)
+    provision.write_policy(stack, results_bucket=results_bucket)
     for name in ("submit", "status", "split"):
         local.restart_function(name, kill_signal=15, DROPBATCH_RESULTS_BUCKET=results_bucket)
     try:
@@ -292,7 +293,7 @@ def test_separate_results_bucket(stack, bucket, inbox, vertex):
     finally:
         for name in ("submit", "status", "split"):
             local.restart_function(name, kill_signal=15)
-        local.write_policy(stack)
+        provision.write_policy(stack)
     other = storage_client(stack.project).bucket(results_bucket)
     assert done["results_prefix"] == f"gs://{results_bucket}/batches/{batch_id}/results/"
     assert len(list(other.list_blobs(prefix=f"batches/{batch_id}/results/"))) == 2

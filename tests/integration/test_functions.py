@@ -381,3 +381,51 @@ def test_request_text_and_inline_data_never_reach_logs(
         secret not in orjson.dumps(inbox.of(batch_id)).decode()
         and message["counts"]["succeeded"] == 2
     )
+
+
+def test_a_second_finisher_leaves_a_fresh_message_to_the_execution_sending_it(stack, bucket, inbox):
+    """Under load (a full `make test` on 2 cores) a split task's finish found the batch already
+    ended with its terminal message queued, and published it while the execution that queued it
+    was publishing it too: two terminal messages. A message younger than DROPBATCH_OUTBOX_RETRY_S
+    is its owner's to send (as the sweep already waited); an older one is delivered once."""
+    import dataclasses
+
+    from dropbatch import batch, finish
+    from dropbatch.events import now
+    from dropbatch.store import Store
+
+    # as deployed (the test stack's 2 s would expire while the ten run)
+    store = Store(dataclasses.replace(stack.config(), outbox_retry_s=60.0))
+    batch_id = "finisher-test-5555555555"
+    message = {
+        "schema": "dropbatch.batch.v1",
+        "batch_id": batch_id,
+        "state": "succeeded",
+        "counts": {"total": 1, "succeeded": 1, "failed": 0},
+    }
+    store.create_json(
+        store.ledger_path(batch_id),
+        batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60),
+    )
+    # not in the active index: the stack's sweep (its retry period is 2 s) stays out of it
+    store.update_ledger(
+        batch_id,
+        lambda d: d.set(
+            state=batch.DONE,
+            notified={"terminal": now()},
+            outbox=[{"message": message, "tried": now()}],
+        ),
+    )
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda _: finish.finalize(store, batch_id), range(10)))
+    inbox.pull(timeout=3)
+    assert inbox.of(batch_id) == []
+    assert store.read_ledger(batch_id)[0].outbox[0]["message"] == message
+    # its owner died: once the message is older than the retry period, a finisher delivers it
+    store.update_ledger(batch_id, lambda d: d.outbox[0].update(tried="2020-01-01T00:00:00Z"))
+    for _ in range(10):
+        finish.finalize(store, batch_id)
+    inbox.wait_for(batch_id, ["succeeded"], timeout=30)
+    inbox.pull(timeout=2)
+    assert [m["state"] for m in inbox.of(batch_id)] == ["succeeded"]
+    assert store.read_ledger(batch_id)[0].outbox == []

