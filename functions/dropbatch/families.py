@@ -109,7 +109,7 @@ class Family:
     table: tuple = (("request",), (), "key")
     # What a result object takes beyond its request: an embedding's vector, twice (`embedding`, and
     # `response` as Vertex returned it), at about 12 bytes a value; results.jsonl buckets are cut by
-    # it (split.Index).
+    # it (matching.Index).
     result_bytes: int = 0
 
     def job_limits(self, config) -> tuple[int, int]:

@@ -136,7 +136,8 @@ def run(n: int, sample: int, latency: float, tmp: str) -> dict:
     import requests
     from dropbatch import ordered
     from dropbatch.keys import key_width
-    from dropbatch.split import GcsSink, Index, Matcher
+    from dropbatch.matching import Index, Matcher
+    from dropbatch.split import GcsSink
     from dropbatch.store import storage_client
 
     requests.post(

@@ -42,6 +42,7 @@ DEPLOYED = {
             "store",
             "lineio",
             "logs",
+            "matching",
             "notify",
             "ordered",
             "outcome",

@@ -413,7 +413,14 @@ def test_vertex_rights_are_exactly_the_calls_made():
     modules = {
         "submit": ["submit.py", "jobs.py", "staging.py"],
         "status": ["sweep.py"],
-        "split": ["rounds.py", "split.py", "finish.py", "retry.py", "split_outputs.py"],
+        "split": [
+            "rounds.py",
+            "split.py",
+            "matching.py",
+            "finish.py",
+            "retry.py",
+            "split_outputs.py",
+        ],
     }
     policy = compile_policy(INFRA, "p", "b")
     for account, files in modules.items():

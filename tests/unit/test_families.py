@@ -510,7 +510,7 @@ def test_results_jsonl_buckets_bound_an_embedding_parts_results_in_memory():
     about 370 MB, three times over while it is joined, in a 1 GiB function. A bucket's results now
     stay near ordered.BUCKET_BYTES."""
     from dropbatch import ordered
-    from dropbatch.split import Index
+    from dropbatch.matching import Index
 
     vector = [0.0123456] * 3072
     result = orjson.dumps(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from dropbatch.local import gateway, iam
+from dropbatch.local import iam, storage_front
 from dropbatch.local.terraform import Terraform
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,7 +168,7 @@ def test_denied_reads_as_googles_refusal():
 
 
 def test_storage_calls_map_to_their_permissions():
-    checks = gateway.storage_checks
+    checks = storage_front.storage_checks
     assert checks("GET", "/download/storage/v1/b/drop/o/batches%2Fx", {"alt": "media"}, b"") == [
         ("storage.objects.get", *obj("batches/x"))
     ]

@@ -14,8 +14,9 @@ import pytest
 from corpus import write_jsonl
 from dropbatch.config import Config
 from dropbatch.keys import line_labels
+from dropbatch.matching import canonical, fingerprint
 from dropbatch.outcome import build_result, parse_status
-from dropbatch.split import canonical, fingerprint, split_local
+from dropbatch.split import split_local
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -351,7 +352,7 @@ def test_a_float32_echo_still_matches():
 def test_many_identical_requests_match_one_each_in_linear_time():
     import time
 
-    from dropbatch.split import Index, Matcher
+    from dropbatch.matching import Index, Matcher
 
     def run(n):
         request = {"contents": [{"role": "user", "parts": [{"text": "same prompt"}]}]}

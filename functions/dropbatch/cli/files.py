@@ -66,7 +66,7 @@ def cmd_split(args, config: Config) -> int:
     for path in [args.input]:
         if not os.path.isfile(path):
             raise UsageError(f"{path}: no such file")
-    total = sum(os.path.getsize(f) for f in split._prediction_files(args.predictions))
+    total = sum(os.path.getsize(f) for f in split.prediction_files(args.predictions))
     with progress_bar(not args.json and total > 20_000_000, "splitting", total) as advance:
         manifest = split.split_local(
             args.input, args.predictions, args.out, config, progress=advance, model=args.model
