@@ -5,9 +5,9 @@ Pub/Sub.
                      files the stack writes (`authorized_user`, token_uri here) get access tokens
                      naming their principal
     storage front    (storage_front.py) every Cloud Storage JSON API call is checked against the
-                     grants of infra/ (iam.py) and passed to fake-gcs-server. Two ports: the public one (what
-                     `dropbatch local env` gives users, where a client without credentials is the
-                     project's owner, since google-cloud-storage sends none under
+                     grants of infra/ (iam.py) and passed to fake-gcs-server. Two ports: the public
+                     one (what `dropbatch local env` gives users, where a client without credentials
+                     is the project's owner, since google-cloud-storage sends none under
                      STORAGE_EMULATOR_HOST) and the workloads' one, where a call without a token is
                      refused 401 as Cloud Storage refuses it
     HTTPS proxy      what `dropbatch local env` sets as HTTPS_PROXY: a CONNECT to Vertex AI's host
