@@ -16,7 +16,7 @@ import functools
 import orjson
 
 from . import batch, cost, layout, logs, notify, ordered, split_outputs, table
-from .documents import RetryTask
+from .documents import Ledger, RetryTask
 from .errors import DropbatchError
 from .events import age_s, now
 from .store import Store
@@ -43,19 +43,57 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         notify.send_split_task(store.config, RetryTask(batch_id=batch_id, retry=doc.round + 1))
         logs.info("retry round asked for", round=doc.round + 1, requests=retryable)
         return
-    codes = collections.Counter()
-    with store.bucket.blob(store.path(batch_id, layout.ERRORS)).open(
-        "wb", chunk_size=8 << 20, content_type="application/jsonl"
-    ) as f:
-        for e in batch.merged_errors(doc.parts, dones, errors_of):
-            codes[e["status"], error_code(e)] += 1
-            f.write(orjson.dumps(e) + b"\n")
+    codes = _write_errors(store, doc, dones, errors_of)
     results_file = store.uri(
         ordered.compose_results(
             store.bucket, store.path(batch_id, ""), doc.parts, dones, batch.part_name
         )
     )
-    jobs = [
+    jobs, finished = job_records(doc), now()
+    # before the claim: the load replaces by line, so a second finish is harmless
+    table_error = _load_table(store, doc, jobs, finished) if store.config.results_table else None
+    manifest = _manifest(store, doc, (counts, usage), dones, jobs, results_file, finished)
+    if store.config.results_table:
+        manifest["results_table"] = store.config.results_table
+        manifest["results_table_error"] = table_error
+    manifest_path = store.path(batch_id, layout.MANIFEST)
+    first = store.create_json(manifest_path, manifest, replacing=doc.manifest_generation)
+    if not first:
+        if force_after_s is None:
+            return  # another task is finishing this batch
+        existing, _ = store.read_json(manifest_path)
+        if age_s(existing["timings"]["finished"]) < force_after_s:
+            return
+        manifest = existing
+    notify.end_batch(
+        store,
+        batch_id,
+        batch.DONE,
+        _message(store, doc, manifest, jobs),
+        final_state=manifest["state"],
+        counts=manifest["counts"],
+        usage=manifest["usage"],
+        cost=manifest.get("cost"),
+    )
+    if first:  # the manifest's creator counts the batch's requests and tokens, once
+        log_counts(doc.model, manifest["counts"]["succeeded"], codes, manifest["usage"])
+
+
+def _write_errors(store: Store, doc: Ledger, dones: dict, errors_of) -> collections.Counter:
+    """errors.jsonl, in line order; how many errors of each (status, code)."""
+    codes = collections.Counter()
+    with store.bucket.blob(store.path(doc.batch_id, layout.ERRORS)).open(
+        "wb", chunk_size=8 << 20, content_type="application/jsonl"
+    ) as f:
+        for e in batch.merged_errors(doc.parts, dones, errors_of):
+            codes[e["status"], error_code(e)] += 1
+            f.write(orjson.dumps(e) + b"\n")
+    return codes
+
+
+def job_records(doc: Ledger) -> list[dict]:
+    """The manifest's `jobs`: one per part of every round."""
+    return [
         {
             "name": p.job,
             "part": p.index,
@@ -70,6 +108,34 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         }
         for p in doc.parts
     ]
+
+
+def _load_table(store: Store, doc: Ledger, jobs: list[dict], finished: str) -> str | None:
+    """Load results.jsonl into the results table; why it could not, else None (results.jsonl
+    stays; the message says why the table has not got them)."""
+    try:
+        table.load(
+            store,
+            doc.batch_id,
+            store.config.results_table,
+            model=doc.model,
+            source=doc.source,
+            rounds={j["name"]: j["round"] for j in jobs},
+            finished=finished,
+        )
+    except DropbatchError as e:
+        logs.error(
+            "results table not loaded",
+            event="results_table_failed",
+            table=store.config.results_table,
+        )
+        return str(e)
+    return None
+
+
+def _manifest(store, doc: Ledger, totals: tuple, dones: dict, jobs, results_file, finished) -> dict:
+    """manifest.json (DESIGN.md) of a batch whose last round ended; `totals` is (counts, usage)."""
+    counts, usage = totals
     rounds = [
         {
             "round": r,
@@ -78,36 +144,13 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         }
         for r in range(doc.round + 1)
     ]
-    results_prefix = store.uri(store.path(batch_id, layout.RESULTS))
-    last_round = [p.state or "" for p in doc.parts if p.round == doc.round]
-    finished, table_error = now(), None
-    # before the claim: the load replaces by line, so a second finish is harmless
-    if store.config.results_table:
-        try:
-            table.load(
-                store,
-                batch_id,
-                store.config.results_table,
-                model=doc.model,
-                source=doc.source,
-                rounds={j["name"]: j["round"] for j in jobs},
-                finished=finished,
-            )
-        # results.jsonl stays; the message says why the table has not got them
-        except DropbatchError as e:
-            table_error = str(e)
-            logs.error(
-                "results table not loaded",
-                event="results_table_failed",
-                table=store.config.results_table,
-            )
     manifest = batch.build_manifest(
-        batch_id,
+        doc.batch_id,
         counts,
         usage,
         jobs,
         doc.source,
-        results_prefix,
+        store.uri(store.path(doc.batch_id, layout.RESULTS)),
         results_file=results_file,
         rounds=rounds,
         timings={
@@ -116,51 +159,35 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
             "split_seconds": round(sum(d.seconds for d in dones.values()), 3),
         },
     )
+    last_round = [p.state or "" for p in doc.parts if p.round == doc.round]
     manifest["state"] = batch.terminal_state(counts, last_round)
     manifest["cost"] = cost.estimate(doc.model, usage, cost.prices(store.config.prices))
-    if store.config.results_table:
-        manifest["results_table"] = store.config.results_table
-        manifest["results_table_error"] = table_error
-    manifest_path = store.path(batch_id, layout.MANIFEST)
-    first = store.create_json(manifest_path, manifest, replacing=doc.manifest_generation)
-    if not first:
-        if force_after_s is None:
-            return  # another task is finishing this batch
-        existing, _ = store.read_json(manifest_path)
-        if age_s(existing["timings"]["finished"]) < force_after_s:
-            return
-        manifest = existing
+    return manifest
+
+
+def _message(store: Store, doc: Ledger, manifest: dict, jobs: list[dict]) -> dict:
+    """The terminal message of the manifest; its error names the last round's failed jobs and a
+    results table that was not loaded."""
+    batch_id = doc.batch_id
     job_errors = [
         f"{j['name']}: {j['error']['message']}"
         for j in jobs
         if j.get("error") and j["round"] == doc.round
     ]
     job_errors += [manifest["results_table_error"]] * bool(manifest.get("results_table_error"))
-    message = notify.build(
+    return notify.build(
         manifest["state"],
         batch_id=batch_id,
         source=doc.source,
         counts=manifest["counts"],
-        manifest=store.uri(manifest_path),
-        results_prefix=results_prefix,
+        manifest=store.uri(store.path(batch_id, layout.MANIFEST)),
+        results_prefix=store.uri(store.path(batch_id, layout.RESULTS)),
         results_file=manifest.get("results_file"),
         report=store.uri(store.path(batch_id, layout.REPORT)),
         error="; ".join(job_errors) or None,
         cost=manifest.get("cost"),
         results_table=manifest.get("results_table"),
     )
-    notify.end_batch(
-        store,
-        batch_id,
-        batch.DONE,
-        message,
-        final_state=manifest["state"],
-        counts=manifest["counts"],
-        usage=manifest["usage"],
-        cost=manifest.get("cost"),
-    )
-    if first:  # the manifest's creator counts the batch's requests and tokens, once
-        log_counts(doc.model, manifest["counts"]["succeeded"], codes, manifest["usage"])
 
 
 MAX_CODE_LINES = 20

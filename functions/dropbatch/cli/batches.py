@@ -141,3 +141,39 @@ def cmd_cancel(args, config: Config) -> int:
             + "; partial results will still be split"
         )
     return 0
+
+
+def add_parsers(sub) -> None:
+    """The subcommands of this module on `sub` (build_parser's subparsers)."""
+    p = sub.add_parser("status", help="the state of one batch")
+    p.add_argument("batch_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("list", help="recent batches")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most this many, newest first (default 50; all with --since)",
+    )
+    p.add_argument(
+        "--since", help="only batches received in this window (90m, 24h, 7d), with their totals"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser(
+        "resume",
+        help="send a finished batch's requests without a succeeded result again (after "
+        "expired, cancelled or transient failures), as one more round of the same batch",
+    )
+    p.add_argument("batch_id")
+    p.add_argument("--wait", action="store_true", help="follow the round to the batch's new end")
+    p.add_argument(
+        "--json", action="store_true", help="print the manifest (or the round started) as JSON"
+    )
+    p.set_defaults(func=cmd_resume)
+    p = sub.add_parser(
+        "cancel", help="cancel the running jobs of a batch (partial results are still split)"
+    )
+    p.add_argument("batch_id")
+    p.set_defaults(func=cmd_cancel)

@@ -76,3 +76,34 @@ def cmd_split(args, config: Config) -> int:
     else:
         print_summary(manifest)
     return 1 if manifest["state"] == "failed" else 0
+
+
+def add_parsers(sub) -> None:
+    """The subcommands of this module on `sub` (build_parser's subparsers)."""
+    p = sub.add_parser("validate", help="check a batch file: every problem, by line")
+    p.add_argument("file")
+    p.add_argument(
+        "--model",
+        help="check the file for this model's family: Gemini, embeddings (gemini-embedding-*, "
+        "text-embedding-*), Claude (claude-*), open models (meta/llama-*); default DROPBATCH_MODEL",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser(
+        "split", help="split a job's prediction files into one result per request (local files)"
+    )
+    p.add_argument("--input", required=True, help="the JSONL file the job was given")
+    p.add_argument(
+        "--predictions", required=True, nargs="+", help="prediction JSONL files or directories"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="directory for KEY.json, results.jsonl, errors.jsonl, manifest.json",
+    )
+    p.add_argument(
+        "--model",
+        help="the model the job ran (its family decides the formats; default DROPBATCH_MODEL)",
+    )
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_split)

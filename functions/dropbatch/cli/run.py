@@ -280,3 +280,49 @@ def download_results(store, batch_id: str, out: str, per_key: bool = False) -> N
                 if result["status"] != "missing":
                     with open(os.path.join(out, "results", f"{result['key']}.json"), "wb") as dest:
                         dest.write(raw.rstrip(b"\n"))
+
+
+def add_parsers(sub) -> None:
+    """The subcommands of this module on `sub` (build_parser's subparsers)."""
+    p = sub.add_parser(
+        "run",
+        help="upload a file (or point at a BigQuery table) on the running stack (or start "
+        "one) and follow it",
+    )
+    p.add_argument(
+        "file",
+        help="a .jsonl or .jsonl.gz file, or bq://PROJECT.DATASET.TABLE with a request column",
+    )
+    p.add_argument(
+        "--key-column",
+        help="with bq://: the column whose value keys each row (default: the row number)",
+    )
+    p.add_argument(
+        "--model",
+        help="the model for this file, any family `validate --model` names (default: "
+        "DROPBATCH_MODEL)",
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="wait for the results, not only the submission"
+    )
+    p.add_argument(
+        "--out", help="download results.jsonl, errors.jsonl and the manifest here (implies --wait)"
+    )
+    p.add_argument(
+        "--per-key", action="store_true", help="with --out: also write results/KEY.json per request"
+    )
+    p.add_argument(
+        "--format",
+        choices=("dropbatch", "openai"),
+        default="dropbatch",
+        help="with --out: openai also "
+        "writes DIR/results.openai.jsonl, the results as an OpenAI Batch output file",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --out: keep DIR/results.jsonl current while the batch "
+        "runs (every request's line, marked final or pending); the end replaces it",
+    )
+    p.add_argument("--json", action="store_true", help="print the manifest (or report) as JSON")
+    p.set_defaults(func=cmd_run)

@@ -102,3 +102,30 @@ def cmd_local_env(args, config: Config) -> int:
     for key, value in local.require().client_env().items():
         print(f"export {key}={value}")
     return 0
+
+
+def add_parsers(sub) -> None:
+    """The subcommands of this module on `sub` (build_parser's subparsers)."""
+    p = sub.add_parser("local", help="start, stop or describe the embedded local stack")
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.add_argument(
+        "--json", action="store_true", help="print what a client needs to reach the stack, as JSON"
+    )
+    p.add_argument(
+        "--responder-url",
+        default="",
+        help="up: answer with any OpenAI-compatible endpoint "
+        "(e.g. http://127.0.0.1:8000/v1) instead of the deterministic local responder",
+    )
+    p.add_argument(
+        "--responder-model", default="local", help="up: the model name sent to --responder-url"
+    )
+    p.add_argument("--wipe", action="store_true", help="down: also delete the local bucket's files")
+    p.add_argument(
+        "--iam",
+        choices=("on", "off"),
+        default="on",
+        help="up: refuse (403) what infra/'s grants do not "
+        "allow each function's service account (default on; off for debugging)",
+    )
+    p.set_defaults(func=lambda a, c: cmd_local_env(a, c) if a.action == "env" else cmd_local(a, c))
