@@ -4,6 +4,8 @@ two."""
 
 from __future__ import annotations
 
+import functools
+
 from . import batch, layout, logs, notify, vertex
 from .constants import JOB_CANCELLED, JOB_FAILED
 from .documents import Ledger
@@ -31,69 +33,12 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
             continue
         if not claim_part(store, batch_id, part.index):
             continue  # another execution (an overlapping sweep, a redelivery) is creating this job
-        try:
-            job = vertex.create_job(
-                config,
-                batch_id=batch_id,
-                part=part.index,
-                round_=part.round,
-                input_uri=part.input,
-                model=doc.model,
-                output_prefix=store.uri(store.path(batch_id, layout.output(part))),
-            )
-        except PermanentError as exc:
-            if not any(p.job for p in doc.parts):
-                return notify.fail_batch(store, doc, f"Vertex AI refused the job: {exc}")
-            # Jobs of other parts run (and are paid for): keep tracking them; this part ends failed,
-            # its requests listed as missing and not retried, and the batch ends `failed` with what
-            # the others got.
-            logs.error(
-                "job refused; the batch's other jobs go on", part=part.index, error=str(exc)[:500]
-            )
-            doc = store.update_ledger(
-                batch_id,
-                lambda d, i=part.index, e=str(exc)[:1000]: d.parts[i].set(
-                    state=JOB_FAILED,
-                    refused=True,
-                    creating=None,
-                    error={"code": 3, "message": e},
-                ),
-            )
-            continue
-        # the next try looks for it by label first, once Vertex's list has settled
-        except BaseException:
-            store.update_ledger(batch_id, lambda d, i=part.index: batch.create_failed(d.parts[i]))
-            raise
-        room -= 1
-        logs.info("job created", job=job["name"], part=part.index)
+        doc, created = _create(store, doc, part)
+        if created is None:
+            return doc  # the batch failed: its first job was refused
+        room -= created
 
-        def record(d, index=part.index, job=job):
-            d.parts[index].set(
-                job=job["name"], state=job["state"], created=job["create_time"], creating=None
-            )
-
-        doc = store.update_ledger(batch_id, record)
-
-    def submitted(d):
-        if d.state != batch.STAGED:
-            return False
-        batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
-        if not d.notified.get("submitted"):  # the first round's only: retry rounds are not news
-            d.notified["submitted"] = now()
-            notify.queue(
-                d,
-                notify.build(
-                    "submitted",
-                    batch_id=batch_id,
-                    source=d.source,
-                    counts={"total": d.requests},
-                    report=store.uri(store.path(batch_id, layout.REPORT)),
-                    results_prefix=store.uri(store.path(batch_id, layout.RESULTS)),
-                ),
-            )
-        return True
-
-    doc, moved = store.win_ledger(batch_id, submitted)
+    doc, moved = store.win_ledger(batch_id, functools.partial(_submitted, store))
     if moved:  # this call moved the batch (a retry round too): submit latency, from the claim
         logs.info(
             "batch submitted",
@@ -105,6 +50,72 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
             model=doc.model,
         )
     return notify.deliver(store, batch_id) if doc.outbox else doc
+
+
+def _create(store: Store, doc: Ledger, part) -> tuple[Ledger | None, int | None]:
+    """Create the job of a claimed part: (ledger, 1) when it was created, (ledger, 0) when Vertex
+    refused it and other jobs of the batch exist (this part ends failed, its requests listed as
+    missing and not retried, and the batch ends `failed` with what the others got: those jobs run
+    and are paid for), (ledger of the failed batch, None) when the batch has no other job."""
+    batch_id, config = doc.batch_id, store.config
+    try:
+        job = vertex.create_job(
+            config,
+            batch_id=batch_id,
+            part=part.index,
+            round_=part.round,
+            input_uri=part.input,
+            model=doc.model,
+            output_prefix=store.uri(store.path(batch_id, layout.output(part))),
+        )
+    except PermanentError as exc:
+        if not any(p.job for p in doc.parts):
+            return notify.fail_batch(store, doc, f"Vertex AI refused the job: {exc}"), None
+        logs.error(
+            "job refused; the batch's other jobs go on", part=part.index, error=str(exc)[:500]
+        )
+        doc = store.update_ledger(
+            batch_id,
+            lambda d, i=part.index, e=str(exc)[:1000]: d.parts[i].set(
+                state=JOB_FAILED, refused=True, creating=None, error={"code": 3, "message": e}
+            ),
+        )
+        return doc, 0
+    # the next try looks for it by label first, once Vertex's list has settled
+    except BaseException:
+        store.update_ledger(batch_id, lambda d, i=part.index: batch.create_failed(d.parts[i]))
+        raise
+    logs.info("job created", job=job["name"], part=part.index)
+
+    def record(d, index=part.index, job=job):
+        d.parts[index].set(
+            job=job["name"], state=job["state"], created=job["create_time"], creating=None
+        )
+
+    return store.update_ledger(batch_id, record), 1
+
+
+def _submitted(store: Store, d: Ledger) -> bool:
+    """The ledger move of a batch whose parts all have jobs, with its `submitted` message queued the
+    first time (the first round's only: retry rounds are not news)."""
+    batch_id = d.batch_id
+    if d.state != batch.STAGED:
+        return False
+    batch.move(d, batch.SUBMITTED, owner=None, lease_until=None)
+    if not d.notified.get("submitted"):
+        d.notified["submitted"] = now()
+        notify.queue(
+            d,
+            notify.build(
+                "submitted",
+                batch_id=batch_id,
+                source=d.source,
+                counts={"total": d.requests},
+                report=store.uri(store.path(batch_id, layout.REPORT)),
+                results_prefix=store.uri(store.path(batch_id, layout.RESULTS)),
+            ),
+        )
+    return True
 
 
 def claim_part(store: Store, batch_id: str, index: int) -> bool:

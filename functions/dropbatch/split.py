@@ -177,15 +177,12 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
     checkpoint = store.read_json(ckpt_path)[0] or {}
     if "files" not in checkpoint:  # none yet (a checkpoint always records its files)
         checkpoint = {}
-    family = families.family_of(doc.model)
-    index = load_index(store, doc, part, family)
-    matcher = Matcher(index, batch_id, part.job, checkpoint.get("state"), family)
+    index, matcher = _matcher(store, doc, part, checkpoint.get("state"))
     collector = ordered.Collector(
         store.bucket, store.path(batch_id, layout.ordered(part)), index.starts
     )
     files = split_outputs.output_files(store, doc, part)
-    # output file -> [generation, offset read up to]
-    positions: dict = checkpoint.get("files") or {}
+    positions: dict = checkpoint.get("files") or {}  # output file -> [generation, offset read]
     # from here: every task gets its budget of work
     deadline = time.monotonic() + config.split_budget_s
 
@@ -215,17 +212,42 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
             return False
         sink.flush()
         logs.info("results written", part=part.index, retries=sink.retries)
-        left = collector.order(
-            index.lines(),
-            index.key,
-            lambda key: ordered.missing_result(key, batch_id, part.job),
-            first_bucket=checkpoint.get("order_from", 0),
-            stop=lambda: time.monotonic() > deadline,
-        )
+        left = _order(collector, index, doc, part, (checkpoint.get("order_from", 0), deadline))
         if left is not None and stop(order_from=left):
             return False
+    _write_done(store, doc, part, (index, matcher), files, started)
+    return True
+
+
+def _order(collector, index: Index, doc: Ledger, part: Part, span: tuple) -> int | None:
+    """The part's results in line order (ordered buckets, a missing result for each request without
+    one) from bucket span[0]; the bucket to go on from when the clock passed span[1]."""
+    first_bucket, deadline = span
+    return collector.order(
+        index.lines(),
+        index.key,
+        lambda key: ordered.missing_result(key, doc.batch_id, part.job),
+        first_bucket=first_bucket,
+        stop=lambda: time.monotonic() > deadline,
+    )
+
+
+def _matcher(store, doc: Ledger, part: Part, state: dict | None) -> tuple[Index, Matcher]:
+    """The part's index of staged lines and a matcher over it, from a checkpoint's `state`."""
+    family = families.family_of(doc.model)
+    index = load_index(store, doc, part, family)
+    return index, Matcher(index, doc.batch_id, part.job, state, family)
+
+
+def _write_done(
+    store, doc: Ledger, part: Part, matched: tuple, files: list, started: float
+) -> None:
+    """The part's errors (the matcher's failures and the requests without an output, in line
+    order: one part's, within the per-job limits) and its done document, which the finishing steps
+    add up."""
+    batch_id, (index, matcher) = doc.batch_id, matched
+    done_path = store.path(batch_id, layout.split_done(part))
     missing = list(matcher.missing(retryable=not ended_for_good(part)))
-    # one part's: within the per-job limits
     errors = sorted(matcher.failures + missing, key=lambda e: e["line"])
     store.bucket.blob(store.path(batch_id, layout.split_errors(part))).upload_from_string(
         b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl"
@@ -247,7 +269,6 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
         ),
     )
     logs.info("part split", part=part.index, counts=matcher.counts, missing=len(missing))
-    return True
 
 
 def _match_file(
