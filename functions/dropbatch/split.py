@@ -374,41 +374,11 @@ def split_local(
     sink = LocalSink(out_dir)
     started = time.monotonic()
     for path in files:
-        with open(path, "rb") as f:
-            for raw, size in bounded_lines(f, 2 * config.max_line_bytes):
-                if raw is None:
-                    matcher.counts["unmatched_outputs"] += 1
-                elif raw.strip():
-                    hit = matcher.match(raw)
-                    if hit:
-                        sink.put(f"{hit[1]}.json", hit[2])
-                if progress:
-                    progress(size)
+        _match_local(path, matcher, sink, config.max_line_bytes, progress)
     write_ordered(Path(out_dir), index, matcher)
-    missing = 0
-    tmp = Path(out_dir) / ".errors.jsonl.tmp"
-    # streamed: a mostly-missing million-request split must not hold its errors
-    with open(tmp, "wb") as f:
-        for e in heapq.merge(
-            sorted(matcher.failures, key=lambda e: e["line"]),
-            matcher.missing(),
-            key=lambda e: e["line"],
-        ):
-            missing += e["status"] == "missing"
-            f.write(orjson.dumps(e) + b"\n")
-    tmp.replace(Path(out_dir) / layout.ERRORS)
+    missing = _write_local_errors(Path(out_dir), matcher)
     counts = {"total": index.total, **matcher.counts, "missing": missing}
-    counts = {
-        k: counts[k]
-        for k in (
-            "total",
-            "succeeded",
-            "failed",
-            "missing",
-            "duplicate_outputs",
-            "unmatched_outputs",
-        )
-    }
+    counts = {k: counts[k] for k in LOCAL_COUNTS}
     manifest = build_manifest(
         None,
         counts,
@@ -421,3 +391,37 @@ def split_local(
     )
     sink.put(layout.MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return manifest
+
+
+LOCAL_COUNTS = ("total", "succeeded", "failed", "missing", "duplicate_outputs", "unmatched_outputs")
+
+
+def _match_local(path, matcher: Matcher, sink: LocalSink, max_line_bytes: int, progress) -> None:
+    """One local prediction file's lines through the matcher, each result into the sink."""
+    with open(path, "rb") as f:
+        for raw, size in bounded_lines(f, 2 * max_line_bytes):
+            if raw is None:
+                matcher.counts["unmatched_outputs"] += 1
+            elif raw.strip():
+                hit = matcher.match(raw)
+                if hit:
+                    sink.put(f"{hit[1]}.json", hit[2])
+            if progress:
+                progress(size)
+
+
+def _write_local_errors(out: Path, matcher: Matcher) -> int:
+    """OUT/errors.jsonl in line order, streamed (a mostly-missing million-request split must not
+    hold its errors); how many requests had no output."""
+    missing = 0
+    tmp = out / ".errors.jsonl.tmp"
+    with open(tmp, "wb") as f:
+        for e in heapq.merge(
+            sorted(matcher.failures, key=lambda e: e["line"]),
+            matcher.missing(),
+            key=lambda e: e["line"],
+        ):
+            missing += e["status"] == "missing"
+            f.write(orjson.dumps(e) + b"\n")
+    tmp.replace(out / layout.ERRORS)
+    return missing
