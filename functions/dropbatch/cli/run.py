@@ -37,27 +37,15 @@ def _run_source(args) -> str | None:
 
 
 def cmd_run(args, config: Config) -> int:
-    from .. import keys, tablesource
+    from .. import keys
     from ..store import Store
 
-    path = args.file
-    table = _run_source(args)
+    table = _run_source(args)  # before the stack is started: a bad argument is only that
     args.wait = args.wait or bool(args.out)
     config = target_config(start=True)
     store = Store(config)
-    name = config.incoming_prefix + (
-        table.rsplit(".", 2)[-1] + tablesource.POINTER_SUFFIX if table else os.path.basename(path)
-    )
-    blob = store.client.bucket(config.bucket).blob(name)
-    if args.model:
-        blob.metadata = {"model": args.model}
     started = time.monotonic()
-    # a pointer file: the submit function reads the table (docs/contracts.md, Tables as input)
-    if table:
-        pointer = {"table": path, **({"key_column": args.key_column} if args.key_column else {})}
-        blob.upload_from_string(orjson.dumps(pointer), content_type="application/json")
-    else:
-        blob.upload_from_filename(path, content_type="application/jsonl")
+    name, blob = _upload(store, args, table)
     batch_id = keys.batch_id(config.bucket, name, blob.generation)
     if not args.json:
         print(f"uploaded gs://{config.bucket}/{name} -> batch {batch_id}")
@@ -66,30 +54,8 @@ def cmd_run(args, config: Config) -> int:
     )
     seconds = time.monotonic() - started
     state = doc.final_state or doc.state
-    if state == "rejected":
-        report, _ = store.read_json(store.path(batch_id, layout.REPORT))
-        if args.json:
-            print_json({"batch_id": batch_id, "state": state, "report": report})
-        else:
-            print(
-                f"rejected: {report['error_count']:,} error(s) in {report['requests']:,} requests"
-            )
-            print_report_errors(report)
-        return 1
-    if not args.wait or doc.state not in ("done",):
-        if args.json:
-            print_json({"batch_id": batch_id, "state": state, "error": doc.error})
-        else:
-            print(
-                f"{state}: batch {batch_id}"
-                + (f" ({doc.error})" if doc.error else "")
-                + (
-                    "; follow it with `dropbatch status " + batch_id + "`"
-                    if state == "submitted"
-                    else ""
-                )
-            )
-        return 1 if state == "failed" else 0
+    if state == "rejected" or not args.wait or doc.state != "done":
+        return _print_unfinished(store, doc, state, args.json)
     manifest, _ = store.read_json(store.path(batch_id, layout.MANIFEST))
     if args.out:
         download_results(store, batch_id, args.out, per_key=args.per_key)
@@ -100,17 +66,70 @@ def cmd_run(args, config: Config) -> int:
     else:
         print_summary(manifest, seconds)
         if args.out:
-            print(
-                f"  downloaded to {os.path.join(args.out, layout.RESULTS_FILE)} (one line per "
-                f"request, in input order)"
-                + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else "")
-                + (
-                    f"; as an OpenAI Batch output file: {os.path.join(args.out, OPENAI_OUTPUT)}"
-                    if args.format == "openai"
-                    else ""
-                )
-            )
+            _print_downloaded(args)
     return 0 if manifest["state"] in ENDED_WELL else 1
+
+
+def _upload(store, args, table: str | None):
+    """Upload the file (or, for bq://, a pointer to the table: the submit function reads it,
+    docs/contracts.md, Tables as input) under the incoming prefix; (its name, its blob)."""
+    from .. import tablesource
+
+    config, path = store.config, args.file
+    name = config.incoming_prefix + (
+        table.rsplit(".", 2)[-1] + tablesource.POINTER_SUFFIX if table else os.path.basename(path)
+    )
+    blob = store.client.bucket(config.bucket).blob(name)
+    if args.model:
+        blob.metadata = {"model": args.model}
+    if table:
+        pointer = {"table": path, **({"key_column": args.key_column} if args.key_column else {})}
+        blob.upload_from_string(orjson.dumps(pointer), content_type="application/json")
+    else:
+        blob.upload_from_filename(path, content_type="application/jsonl")
+    return name, blob
+
+
+def _print_unfinished(store, doc: Ledger, state: str, as_json: bool) -> int:
+    """A batch that was rejected, or that `run` did not wait for (or that ended before its jobs
+    did): what it is; the exit status."""
+    batch_id = doc.batch_id
+    if state == "rejected":
+        report, _ = store.read_json(store.path(batch_id, layout.REPORT))
+        if as_json:
+            print_json({"batch_id": batch_id, "state": state, "report": report})
+        else:
+            print(
+                f"rejected: {report['error_count']:,} error(s) in {report['requests']:,} requests"
+            )
+            print_report_errors(report)
+        return 1
+    if as_json:
+        print_json({"batch_id": batch_id, "state": state, "error": doc.error})
+    else:
+        print(
+            f"{state}: batch {batch_id}"
+            + (f" ({doc.error})" if doc.error else "")
+            + (
+                "; follow it with `dropbatch status " + batch_id + "`"
+                if state == "submitted"
+                else ""
+            )
+        )
+    return 1 if state == "failed" else 0
+
+
+def _print_downloaded(args) -> None:
+    print(
+        f"  downloaded to {os.path.join(args.out, layout.RESULTS_FILE)} (one line per "
+        f"request, in input order)"
+        + (f" and {os.path.join(args.out, 'results')}/KEY.json" if args.per_key else "")
+        + (
+            f"; as an OpenAI Batch output file: {os.path.join(args.out, OPENAI_OUTPUT)}"
+            if args.format == "openai"
+            else ""
+        )
+    )
 
 
 STAGES = {
@@ -137,18 +156,7 @@ def watch(
     next_partial = next_count = 0.0
     finished = 0
     if not quiet and sys.stderr.isatty():
-        import rich.progress
-
-        progress = rich.progress.Progress(
-            rich.progress.SpinnerColumn(),
-            rich.progress.TextColumn("{task.description}"),
-            rich.progress.BarColumn(),
-            rich.progress.MofNCompleteColumn(),
-            rich.progress.TimeElapsedColumn(),
-            transient=True,
-        )
-        progress.start()
-        task = progress.add_task("waiting for the upload event", total=None)
+        progress, task = _live_bar()
     try:
         while time.monotonic() < deadline:
             doc, _ = store.read_ledger(batch_id)
@@ -176,25 +184,7 @@ def watch(
                     got = arrived(store, doc)
                     finished, next_count = got["succeeded"] + got["failed"], time.monotonic() + 2
                 if progress:
-                    jobs = (
-                        ", ".join(
-                            sorted(
-                                {
-                                    (p.state or "waiting").replace("JOB_STATE_", "").lower()
-                                    for p in doc.parts
-                                    if p.round == doc.round
-                                }
-                            )
-                        )
-                        or "-"
-                    )
-                    round_ = f" (retry round {doc.round})" if doc.round else ""
-                    progress.update(
-                        task,
-                        description=f"{STAGES.get(state, state)}{round_}: jobs {jobs}",
-                        total=sum(p.requests for p in doc.parts if p.round == doc.round) or None,
-                        completed=finished,
-                    )
+                    progress.update(task, **_bar_fields(doc, finished))
             time.sleep(0.3)
     finally:
         if progress:
@@ -203,6 +193,38 @@ def watch(
         f"batch {batch_id} did not finish within {timeout:.0f} s; follow it with "
         f"`dropbatch status {batch_id}`"
     )
+
+
+def _live_bar():
+    """A live progress bar on stderr: (progress, its task)."""
+    import rich.progress
+
+    progress = rich.progress.Progress(
+        rich.progress.SpinnerColumn(),
+        rich.progress.TextColumn("{task.description}"),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TimeElapsedColumn(),
+        transient=True,
+    )
+    progress.start()
+    return progress, progress.add_task("waiting for the upload event", total=None)
+
+
+def _bar_fields(doc: Ledger, finished: int) -> dict:
+    """What the bar shows of a batch: its stage, its jobs' states, results written of the total."""
+    jobs = {
+        (p.state or "waiting").replace("JOB_STATE_", "").lower()
+        for p in doc.parts
+        if p.round == doc.round
+    }
+    round_ = f" (retry round {doc.round})" if doc.round else ""
+    stage = STAGES.get(doc.state, doc.state)
+    return {
+        "description": f"{stage}{round_}: jobs {', '.join(sorted(jobs)) or '-'}",
+        "total": sum(p.requests for p in doc.parts if p.round == doc.round) or None,
+        "completed": finished,
+    }
 
 
 PARTIAL_EVERY_S = 5.0

@@ -11,39 +11,54 @@ from .common import print_json
 
 
 def cmd_local(args, config: Config) -> int:
-    from ..local import stack as local
-    from ..local.iam import OWNER
-
+    """`dropbatch local up|down|status` (env is cmd_local_env)."""
     if args.action == "up":
-        start = time.monotonic()
-        try:
-            running = local.up(
-                config,
-                responder_url=args.responder_url,
-                responder_model=args.responder_model,
-                iam=args.iam == "on",
-            )
-        except local.StackError as exc:
-            raise UsageError(str(exc)) from None
-        if args.json:
-            print_json(running.public())
-        else:
-            print(
-                f"local stack up in {time.monotonic() - start:.1f} s: bucket gs://{running.bucket} "
-                f"(storage {running.storage}), logs in {running.logs}"
-            )
-        return 0
+        return _local_up(args, config)
     if args.action == "down":
-        stopped = local.down(wipe=args.wipe)
-        if not args.json:
-            kept = (
-                "the local bucket's files were deleted"
-                if args.wipe
-                else "the local bucket's files are kept for the next `up` (`down --wipe` deletes "
-                "them)"
-            )
-            print(("local stack stopped; " if stopped else "no local stack was running; ") + kept)
-        return 0
+        return _local_down(args)
+    return _local_status(args)
+
+
+def _local_up(args, config: Config) -> int:
+    from ..local import stack as local
+
+    start = time.monotonic()
+    try:
+        running = local.up(
+            config,
+            responder_url=args.responder_url,
+            responder_model=args.responder_model,
+            iam=args.iam == "on",
+        )
+    except local.StackError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print_json(running.public())
+    else:
+        print(
+            f"local stack up in {time.monotonic() - start:.1f} s: bucket gs://{running.bucket} "
+            f"(storage {running.storage}), logs in {running.logs}"
+        )
+    return 0
+
+
+def _local_down(args) -> int:
+    from ..local import stack as local
+
+    stopped = local.down(wipe=args.wipe)
+    if not args.json:
+        kept = (
+            "the local bucket's files were deleted"
+            if args.wipe
+            else "the local bucket's files are kept for the next `up` (`down --wipe` deletes them)"
+        )
+        print(("local stack stopped; " if stopped else "no local stack was running; ") + kept)
+    return 0
+
+
+def _local_status(args) -> int:
+    from ..local import stack as local
+
     running = local.status()
     if running is None:
         if args.json:
@@ -54,46 +69,50 @@ def cmd_local(args, config: Config) -> int:
     if args.json:
         print_json(running.public())
     else:
-        print(f"local stack: project {running.project}, bucket gs://{running.bucket}")
-        print(
-            f"  storage   {running.storage}\n  pubsub    {running.pubsub}\n  vertex    "
-            f"{running.vertex}"
-        )
-        for name, port in running.ports.items():
-            if name in local.FUNCTIONS:
-                print(f"  function  {local.FUNCTIONS[name]:<14} http://127.0.0.1:{port}")
-        print(f"  topics    {', '.join(f'{k}={v}' for k, v in running.topics.items())}")
-        print(
-            f"  iam       "
-            f"{'enforced: the grants of infra/' if running.iam else 'off (--iam off)'}; "
-            f"you are {OWNER}"
-        )
-        print(f"  logs      {running.logs}")
-        print('  to use it: eval "$(dropbatch local env)"')
-        from ..local.overview import overview
-
-        os.environ.update(running.client_env())
-        seen = overview(running)
-        print(
-            "  batches   "
-            + (
-                ", ".join(f"{n} {state}" for state, n in sorted(seen["batches"].items()))
-                or "none yet"
-            )
-        )
-        print(
-            "  backlog   "
-            + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in seen["backlog"].items())
-        )
-        print(
-            "  dead letters "
-            + ", ".join(
-                f"{key} {d['messages']}"
-                + (f" (batches {', '.join(d['batch_ids'])})" if d["batch_ids"] else "")
-                for key, d in seen["dead_letters"].items()
-            )
-        )
+        _print_stack(running)
     return 0
+
+
+def _print_stack(running) -> None:
+    """The running stack for people: its endpoints, functions, topics, identity, and what it holds
+    now (batches by state, backlog, dead letters)."""
+    from ..local import stack as local
+    from ..local.iam import OWNER
+    from ..local.overview import overview
+
+    print(f"local stack: project {running.project}, bucket gs://{running.bucket}")
+    print(
+        f"  storage   {running.storage}\n  pubsub    {running.pubsub}\n  vertex    {running.vertex}"
+    )
+    for name, port in running.ports.items():
+        if name in local.FUNCTIONS:
+            print(f"  function  {local.FUNCTIONS[name]:<14} http://127.0.0.1:{port}")
+    print(f"  topics    {', '.join(f'{k}={v}' for k, v in running.topics.items())}")
+    print(
+        f"  iam       "
+        f"{'enforced: the grants of infra/' if running.iam else 'off (--iam off)'}; "
+        f"you are {OWNER}"
+    )
+    print(f"  logs      {running.logs}")
+    print('  to use it: eval "$(dropbatch local env)"')
+    os.environ.update(running.client_env())
+    seen = overview(running)
+    print(
+        "  batches   "
+        + (", ".join(f"{n} {state}" for state, n in sorted(seen["batches"].items())) or "none yet")
+    )
+    print(
+        "  backlog   "
+        + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in seen["backlog"].items())
+    )
+    print(
+        "  dead letters "
+        + ", ".join(
+            f"{key} {d['messages']}"
+            + (f" (batches {', '.join(d['batch_ids'])})" if d["batch_ids"] else "")
+            for key, d in seen["dead_letters"].items()
+        )
+    )
 
 
 def cmd_local_env(args, config: Config) -> int:
