@@ -123,23 +123,7 @@ def anthropic_check(obj):
             None,
             None,
         )
-    only_fields(
-        obj,
-        {"custom_id", "request"},
-        "",
-        problems,
-        "a Claude line holds custom_id (its key) and request",
-    )
-    if obj.get("custom_id") is None:
-        problems.append(
-            (
-                "missing_key",
-                "custom_id",
-                "custom_id is missing; each Claude request needs a "
-                "custom_id (1-128 characters of A-Z a-z 0-9 . _ -), unique in the file",
-            )
-        )
-    key = user_key(obj, "custom_id", problems)
+    key = _custom_id(obj, problems)
     request = obj.get("request")
     if not isinstance(request, dict):
         problems.append(
@@ -177,6 +161,34 @@ def anthropic_check(obj):
             )
         )
         return problems, key, request
+    _claude_messages(messages, problems)
+    return problems, key, request
+
+
+def _custom_id(obj: dict, problems: list):
+    """The line's fields (custom_id and request) and its custom_id, which every Claude line has."""
+    only_fields(
+        obj,
+        {"custom_id", "request"},
+        "",
+        problems,
+        "a Claude line holds custom_id (its key) and request",
+    )
+    if obj.get("custom_id") is None:
+        problems.append(
+            (
+                "missing_key",
+                "custom_id",
+                "custom_id is missing; each Claude request needs a "
+                "custom_id (1-128 characters of A-Z a-z 0-9 . _ -), unique in the file",
+            )
+        )
+    key = user_key(obj, "custom_id", problems)
+    return key
+
+
+def _claude_messages(messages: list, problems: list) -> None:
+    """Each message an object of role and content, user and assistant taking turns, user first."""
     before = None
     for i, message in enumerate(messages):
         where = f"request.messages[{i}]"
@@ -208,7 +220,6 @@ def anthropic_check(obj):
             problems.append(("role_order", f"{where}.role", "the first message must be the user's"))
         before = role
         _claude_blocks(message.get("content"), f"{where}.content", problems)
-    return problems, key, request
 
 
 def anthropic_stage(request, line: int) -> bytes:

@@ -42,6 +42,35 @@ def open_check(obj):
             None,
             None,
         )
+    key = _line_fields(obj, problems)
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        problems.append(
+            (
+                "missing_request",
+                "body",
+                "body must be a Chat Completions request: "
+                '{"messages": [{"role": "user", "content": "..."}]}',
+            )
+        )
+        return problems, key, None
+    _body_fields(body, problems)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        problems.append(
+            (
+                "empty_messages",
+                "body.messages",
+                'body.messages must be a non-empty list of {"role", "content"}',
+            )
+        )
+        return problems, key, body
+    _open_messages(messages, problems)
+    return problems, key, body
+
+
+def _line_fields(obj: dict, problems: list):
+    """An OpenAI Batch line's own fields (custom_id, method, url, body); its custom_id."""
     only_fields(
         obj,
         {"custom_id", "method", "url", "body"},
@@ -65,17 +94,11 @@ def open_check(obj):
         problems.append(
             ("schema", "url", f'url must be "{openai_batch.CHAT_URL}" for a chat model')
         )
-    body = obj.get("body")
-    if not isinstance(body, dict):
-        problems.append(
-            (
-                "missing_request",
-                "body",
-                "body must be a Chat Completions request: "
-                '{"messages": [{"role": "user", "content": "..."}]}',
-            )
-        )
-        return problems, key, None
+    return key
+
+
+def _body_fields(body: dict, problems: list) -> None:
+    """The Chat Completions fields a batch request may not hold or must hold in range."""
     if body.get("stream"):
         problems.append(
             ("schema", "body.stream", "batch requests are not streamed; remove body.stream")
@@ -85,18 +108,6 @@ def open_check(obj):
     number_field(body, "temperature", "body", problems, 0, 2)
     number_field(body, "top_p", "body", problems, 0, 1)
     number_field(body, "n", "body", problems, 1, 128, whole=True)
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        problems.append(
-            (
-                "empty_messages",
-                "body.messages",
-                'body.messages must be a non-empty list of {"role", "content"}',
-            )
-        )
-        return problems, key, body
-    _open_messages(messages, problems)
-    return problems, key, body
 
 
 def _open_messages(messages: list, problems: list) -> None:
