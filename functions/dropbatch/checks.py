@@ -119,6 +119,36 @@ def check_message(value, message: str, path: str) -> list[tuple[str, str, str]]:
     return [(code, path_of(node), text) for code, node, text in out.problems]
 
 
+def _top_field_hint(obj: dict, name: str) -> str:
+    """What to do about a field at the top of a line that is neither request nor key: most are
+    another shape (a bare request, another family's line, an OpenAI request)."""
+    if name in _ONLINE_SHAPE or name == "model":
+        return (
+            'this looks like a bare request; wrap it as {"request": {"contents": [...], ...}}'
+            if "request" not in obj
+            else f"move '{name}' inside request"
+        )
+    if name == "content":
+        return (
+            "this looks like a text-embedding instance; send the file to an embedding "
+            "model (object "
+            "metadata model, or `dropbatch run --model text-embedding-005`)"
+        )
+    if name == "custom_id":
+        return (
+            "this looks like a Claude line; send the file to a Claude model (object "
+            "metadata model, "
+            "or `dropbatch run --model claude-...`)"
+        )
+    if name == "messages":
+        return (
+            'this looks like an OpenAI chat request; write {"request": {"contents": '
+            '[{"role": '
+            '"user", "parts": [{"text": "..."}]}]}}'
+        )
+    return 'a line holds only "request" and an optional "key"'
+
+
 def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object, bool]:
     """Problems of one parsed line, its explicit key (or None), and whether its request's contents
     and parts are lists as written (as_lists would change nothing)."""
@@ -138,33 +168,7 @@ def check_line(obj) -> tuple[list[tuple[str, str | None, str]], object, bool]:
     problems: list = []
     for name in obj:
         if name not in ("request", "key"):
-            if name in _ONLINE_SHAPE or name == "model":
-                hint = (
-                    'this looks like a bare request; wrap it as {"request": {"contents": [...], '
-                    "...}}"
-                    if "request" not in obj
-                    else f"move '{name}' inside request"
-                )
-            elif name == "content":
-                hint = (
-                    "this looks like a text-embedding instance; send the file to an embedding "
-                    "model (object "
-                    "metadata model, or `dropbatch run --model text-embedding-005`)"
-                )
-            elif name == "custom_id":
-                hint = (
-                    "this looks like a Claude line; send the file to a Claude model (object "
-                    "metadata model, "
-                    "or `dropbatch run --model claude-...`)"
-                )
-            elif name == "messages":
-                hint = (
-                    'this looks like an OpenAI chat request; write {"request": {"contents": '
-                    '[{"role": '
-                    '"user", "parts": [{"text": "..."}]}]}}'
-                )
-            else:
-                hint = 'a line holds only "request" and an optional "key"'
+            hint = _top_field_hint(obj, name)
             problems.append(
                 (
                     "schema",
