@@ -156,17 +156,7 @@ def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
         and p.index not in updates
         and age_s(p.created) > config.job_deadline_s
     ]
-    for p in doc.parts:
-        state = updates[p.index]["state"] if p.index in updates else p.state
-        if state in JOB_WAITING and age_s(p.created) > config.queue_limit_s:
-            logs.warning(
-                "job queued past Vertex's queue limit",
-                event="job_no_progress",
-                job=p.job,
-                state=state,
-                part=p.index,
-                queued_s=round(age_s(p.created)),
-            )
+    _warn_queued(config, doc, updates)
 
     def record(d):
         for index, job in updates.items():
@@ -184,31 +174,51 @@ def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
     if updates or stalled:
         doc = store.update_ledger(batch_id, record)
     for p in stalled:
-        if not p.stalled:
-            logs.error(
-                "job stuck past its deadline",
-                event="batch_stalled",
-                stage="job",
-                job=p.job,
-                state=p.state,
-                deadline_s=config.job_deadline_s,
-            )
-            notify.send_once(
-                config,
-                notify.build(
-                    "stalled",
-                    batch_id=batch_id,
-                    source=doc.source,
-                    counts={"total": doc.requests},
-                    error=f"job {p.job} is still {p.state} after {config.job_deadline_s} s",
-                ),
-            )
+        if not p.stalled:  # news once
+            _report_stalled(config, doc, p)
     if not batch.all_ended(doc):
         queue_partial_splits(store, doc)
         send_progress(store, doc)
     if batch.all_ended(doc):
         queue_tasks(store, doc)
     return doc
+
+
+def _warn_queued(config, doc: Ledger, updates: dict) -> None:
+    """Log the jobs still queued past Vertex's queue limit (infra/monitoring.tf counts them)."""
+    for p in doc.parts:
+        state = updates[p.index]["state"] if p.index in updates else p.state
+        if state in JOB_WAITING and age_s(p.created) > config.queue_limit_s:
+            logs.warning(
+                "job queued past Vertex's queue limit",
+                event="job_no_progress",
+                job=p.job,
+                state=state,
+                part=p.index,
+                queued_s=round(age_s(p.created)),
+            )
+
+
+def _report_stalled(config, doc: Ledger, part) -> None:
+    """A job stuck past DROPBATCH_JOB_DEADLINE_S: logged as a stalled batch and told once."""
+    logs.error(
+        "job stuck past its deadline",
+        event="batch_stalled",
+        stage="job",
+        job=part.job,
+        state=part.state,
+        deadline_s=config.job_deadline_s,
+    )
+    notify.send_once(
+        config,
+        notify.build(
+            "stalled",
+            batch_id=doc.batch_id,
+            source=doc.source,
+            counts={"total": doc.requests},
+            error=f"job {part.job} is still {part.state} after {config.job_deadline_s} s",
+        ),
+    )
 
 
 def queue_partial_splits(store: Store, doc: Ledger) -> None:
