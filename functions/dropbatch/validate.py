@@ -158,24 +158,8 @@ class Validator:
             report.add(lineno, code, field, message, limit, key)
         if key is None:
             self.keyless[lineno - 1] = 1
-        else:
-            h = _key_hash(key)
-            first = self.seen_keys.get(h)
-            if first is not None:
-                report.add(
-                    lineno,
-                    "duplicate_key",
-                    "key",
-                    f"key {shown(key)} is already used on line {first}; "
-                    "keys must be unique in a file",
-                    limit,
-                    key,
-                )
-                problems = True
-            else:
-                self.seen_keys[h] = lineno
-            if key.isdigit():
-                self.digit_keys.append((key, lineno))
+        elif self._duplicate(lineno, key):
+            problems = True
         self._plan(lineno, len(raw))
         if problems:
             return None
@@ -190,6 +174,25 @@ class Validator:
                 and raw[-3:] == b"}}\n"
             ),
         )
+
+    def _duplicate(self, lineno: int, key: str) -> bool:
+        """Record an explicit key; whether an earlier line has it (an error of this line)."""
+        h = _key_hash(key)
+        first = self.seen_keys.get(h)
+        if key.isdigit():
+            self.digit_keys.append((key, lineno))
+        if first is None:
+            self.seen_keys[h] = lineno
+            return False
+        self.report.add(
+            lineno,
+            "duplicate_key",
+            "key",
+            f"key {shown(key)} is already used on line {first}; keys must be unique in a file",
+            self.config.max_errors,
+            key,
+        )
+        return True
 
     def _plan(self, lineno: int, size: int) -> None:
         """Cut the file into jobs within the per-job limits, by line ranges (report.jobs)."""
