@@ -105,14 +105,46 @@ class TableReader:
         self.report.add(None, code, None, message, self.config.max_errors)
 
     def lines(self):
+        """(line number, row as a line) for each row of the table from start_line, in the table's
+        order; nothing when the table cannot be read as a batch (the problem is the report's)."""
         from google.api_core import exceptions
 
         from .table import client as bigquery_client
 
-        cfg, key_column = self.config, self.pointer.get("key_column")
-        required, optional, key_field = self.shape
+        cfg = self.config
         shown = f"bq://{self.table}"
         client = bigquery_client(cfg.project)
+        table = self._open(client, shown)
+        shape = None if table is None else self._columns(table, shown)
+        if not shape:
+            return
+        names, fields, key_column = shape
+        required, _, key_field = self.shape
+        lineno = self.start_line
+        try:
+            rows = client.list_rows(
+                table, selected_fields=fields, start_index=lineno or None, page_size=PAGE_ROWS
+            )
+            for row in rows:
+                lineno += 1
+                raw = row_line(row, names, required, key_column, key_field)
+                self.report.bytes += len(raw)
+                yield lineno, None if len(raw) > cfg.max_line_bytes else raw
+        except exceptions.GoogleAPICallError as exc:
+            self.report.add(
+                lineno + 1,
+                "read_error",
+                None,
+                f"{shown} could not be read past row {lineno}: {exc.code} {exc.message[:200]}",
+                cfg.max_errors,
+            )
+        finally:
+            self.report.lines = lineno
+
+    def _open(self, client, shown: str):
+        """The table, unchanged since an earlier call read it; None when it is not (a problem)."""
+        from google.api_core import exceptions
+
         try:
             table = client.get_table(self.table)
         except exceptions.NotFound:
@@ -135,6 +167,13 @@ class TableReader:
                 "pointer again once the table stays as it is",
             )
         self.modified = modified
+        return table
+
+    def _columns(self, table, shown: str) -> tuple | None:
+        """(column names read, the fields to select, the key column) for this model's family; None
+        when a column it needs is not there (a problem)."""
+        key_column = self.pointer.get("key_column")
+        required, optional, key_field = self.shape
         columns = {f.name: f for f in table.schema}
         for name in required:
             column = columns.get(name)
@@ -160,26 +199,7 @@ class TableReader:
             key_column = key_field  # Claude's and open models' tables carry their custom_id column
         names = [*required, *(n for n in optional if n in columns)]
         fields = [columns[n] for n in names] + ([columns[key_column]] if key_column else [])
-        lineno = self.start_line
-        try:
-            rows = client.list_rows(
-                table, selected_fields=fields, start_index=lineno or None, page_size=PAGE_ROWS
-            )
-            for row in rows:
-                lineno += 1
-                raw = row_line(row, names, required, key_column, key_field)
-                self.report.bytes += len(raw)
-                yield lineno, None if len(raw) > cfg.max_line_bytes else raw
-        except exceptions.GoogleAPICallError as exc:
-            self.report.add(
-                lineno + 1,
-                "read_error",
-                None,
-                f"{shown} could not be read past row {lineno}: {exc.code} {exc.message[:200]}",
-                cfg.max_errors,
-            )
-        finally:
-            self.report.lines = lineno
+        return names, fields, key_column
 
 
 def row_line(row, names: list, required: tuple, key_column: str | None, key_field: str) -> bytes:
