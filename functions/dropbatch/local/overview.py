@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 
 from .. import batch
+from ..constants import JOB_WAITING
 from ..store import Store
 from .processes import PUSH
 from .provision import dead_letter_hold
@@ -34,7 +35,7 @@ def overview(stack: Stack) -> dict:
             continue
         for p in d.parts:
             backlog["parts_waiting_for_a_job"] += batch.part_waiting(p)
-            backlog["jobs_queued"] += p.state in batch.JOB_QUEUED
+            backlog["jobs_queued"] += p.state in JOB_WAITING
             backlog["jobs_running"] += p.state == "JOB_STATE_RUNNING"
             backlog["parts_to_split"] += d.state == batch.SPLITTING and p.split != "done"
     return {
