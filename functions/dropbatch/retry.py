@@ -177,33 +177,8 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
     manifest = store.bucket.get_blob(store.path(batch_id, layout.MANIFEST))
     store.mark_active(batch_id)  # first: a batch must never be open without the sweep knowing of it
 
-    def reopen(d):
-        if d.state != batch.DONE or d.round != round_ - 1:
-            return False  # another resume won
-        batch.move(
-            d,
-            batch.STAGED,
-            round=round_,
-            parts=d.parts + parts,
-            cancel_requested=False,
-            final_state=None,
-            counts=None,
-            owner=None,
-            lease_until=None,
-            notified={k: v for k, v in d.notified.items() if k != "terminal"},
-            manifest_generation=manifest.generation if manifest is not None else 0,
-            resumed=[
-                *d.resumed,
-                {
-                    "round": round_,
-                    "at": now(),
-                    "requests": sum(p.requests for p in parts),
-                    "after": d.final_state,
-                },
-            ],
-        )
-        return True
-
+    generation = manifest.generation if manifest is not None else 0
+    reopen = functools.partial(_reopen, round_=round_, parts=parts, manifest_generation=generation)
     if not store.win_ledger(batch_id, reopen)[1]:
         logs.info("resume task ignored: another resume reopened the batch", round=round_)
         return
@@ -216,6 +191,36 @@ def resume(store: Store, batch_id: str, round_: int) -> None:
         seconds=round(time.monotonic() - started, 3),
     )
     notify.ask_submit(store.config, batch_id)
+
+
+def _reopen(d, round_: int, parts: list, manifest_generation: int) -> bool:
+    """The ledger move of a resume: finished -> staged for round `round_` with its new parts; False
+    when another resume won."""
+    if d.state != batch.DONE or d.round != round_ - 1:
+        return False
+    batch.move(
+        d,
+        batch.STAGED,
+        round=round_,
+        parts=d.parts + parts,
+        cancel_requested=False,
+        final_state=None,
+        counts=None,
+        owner=None,
+        lease_until=None,
+        notified={k: v for k, v in d.notified.items() if k != "terminal"},
+        manifest_generation=manifest_generation,
+        resumed=[
+            *d.resumed,
+            {
+                "round": round_,
+                "at": now(),
+                "requests": sum(p.requests for p in parts),
+                "after": d.final_state,
+            },
+        ],
+    )
+    return True
 
 
 def request_resume(store: Store, doc: Ledger) -> int:
