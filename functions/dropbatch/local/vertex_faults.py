@@ -83,3 +83,27 @@ def _status_text(code: int, message: str, shape: int = 0) -> str:
     if shape % 4 == 2:
         return orjson.dumps(body["error"]).decode()
     return "Internal error occurred." if code == 500 else f"{name}: {message}"
+
+
+OUTCOME_ERRORS = {
+    "FAILED": {"code": 13, "message": "Emulated job outcome FAILED."},
+    "EXPIRED": {
+        "code": 4,
+        "message": "Batch prediction job expired: it did not finish within 24 hours.",
+    },
+    "CANCELLED": {"code": 1, "message": "CANCELED"},
+}
+
+
+def input_forbidden(uri: str) -> dict:
+    """The error of a job whose service agent may not read its input (Vertex's own words)."""
+    sa = "service-PROJECT_NUMBER@gcp-sa-aiplatform.iam.gserviceaccount.com"
+    return {
+        "code": 7,
+        "message": (
+            f"Failed to read {uri}: {sa} does not have storage.objects.get access "
+            f"to the Google Cloud "
+            "Storage object. Permission 'storage.objects.get' denied on resource (or "
+            "it may not exist)."
+        ),
+    }

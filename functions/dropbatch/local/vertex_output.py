@@ -13,7 +13,7 @@ import orjson
 
 from . import vertex_families
 from .vertex_answers import _echo, _prompt_text
-from .vertex_faults import _share, _status_text
+from .vertex_faults import OUTCOME_ERRORS, _share, _status_text, input_forbidden
 from .vertex_judge import _request_problem
 from .vertex_tables import TableWriter, _stats
 
@@ -56,7 +56,6 @@ class OutputWriter(TableWriter):
 
     def _predict(self, name: str) -> None:
         job = self.jobs[name]
-        f = self.faults
         if job["outputConfig"].get("predictionsFormat") == "bigquery":
             return self._predict_to_table(name, job)
         uris = job["inputConfig"].get("gcsSource", {}).get("uris", []) or [
@@ -70,26 +69,29 @@ class OutputWriter(TableWriter):
                 "inputConfig.gcsSource.uris and outputConfig.gcsDestination.outputUriPrefix are "
                 "required"
             )
-        if f.input_forbidden:
-            sa = "service-PROJECT_NUMBER@gcp-sa-aiplatform.iam.gserviceaccount.com"
-            return self._finish(
-                name,
-                "JOB_STATE_FAILED",
-                error={
-                    "code": 7,
-                    "message": (
-                        f"Failed to read {uris[0]}: {sa} does not have storage.objects.get access "
-                        f"to the Google Cloud "
-                        "Storage object. Permission 'storage.objects.get' denied on resource (or "
-                        "it may not exist)."
-                    ),
-                },
-            )
+        if self.faults.input_forbidden:
+            return self._finish(name, "JOB_STATE_FAILED", error=input_forbidden(uris[0]))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         out_dir = f"{prefix}/prediction-model-{stamp}"
         self._set(name, outputInfo={"gcsOutputDirectory": out_dir})
-        lines: list[tuple[bytes, bool, str]] = []  # (output line, succeeded, which request)
-        total = 0
+        lines, total = self._answer_all(job)
+        # best effort: it may still finish
+        cancel_ignored = _share(self.faults.seed, "cancel", name, 1 - self.faults.cancel_wins)
+        written = self._write_outputs(name, out_dir, lines, total, cancel_ignored)
+        if written is None:
+            return None  # forgotten (deleted behind the client's back): it writes no more
+        ok, failed = written
+        stats = _stats(ok, failed, max(0, total - ok - failed))
+        if self._state(name) == "JOB_STATE_CANCELLING":
+            if cancel_ignored and ok + failed == len({label for _, _, label in lines}):
+                return self._finish(name, "JOB_STATE_SUCCEEDED", completionStats=stats)
+            return self._cancelled(name, stats)
+        return self._end(name, stats, ok, failed)
+
+    def _answer_all(self, job: dict) -> tuple[list[tuple[bytes, bool, str]], int]:
+        """(output line, succeeded, which request) for each request, in a shuffled order, with the
+        faults' drops and duplicates; and how many requests there were."""
+        f, lines, total = self.faults, [], 0
         for raw, label, _ in self._inputs(job):
             total += 1
             line, good = self._predict_line(raw, label, job["model"])
@@ -100,23 +102,27 @@ class OutputWriter(TableWriter):
             if _share(f.seed, "dup", label, f.duplicate_rate):
                 lines.append((line, good, label))
         random.Random(f.seed).shuffle(lines)
+        return lines, total
+
+    def _write_outputs(self, name, out_dir, lines, total, cancel_ignored) -> tuple[int, int] | None:
+        """Write the output files, lines_per_file lines each, the job's stats updated as it goes;
+        (succeeded, failed) requests written, or None when the job was forgotten meanwhile. A job
+        whose outcome is a failure stops after partial_share of its files; a cancelled one stops
+        unless the cancel is ignored."""
+        f = self.faults
         per_file = max(1, f.lines_per_file)
         chunks = [lines[i : i + per_file] for i in range(0, len(lines), per_file)] or [[]]
-        outcome = f.job_outcome
         stop_after = (
             len(chunks)
-            if outcome in ("", "PARTIALLY_SUCCEEDED")
+            if f.job_outcome in ("", "PARTIALLY_SUCCEEDED")
             else int(len(chunks) * f.partial_share)
         )
         bucket, _, base = out_dir[5:].partition("/")
         done: dict[str, bool] = {}  # request -> succeeded: stats count requests, not output lines
         ok = failed = 0
-        # best effort: it may still finish
-        cancel_ignored = _share(f.seed, "cancel", name, 1 - f.cancel_wins)
         for i, chunk in enumerate(chunks):
-            # forgotten (deleted behind the client's back): it writes no more
             if name not in self.jobs:
-                return
+                return None
             if i >= stop_after or (
                 self._state(name) == "JOB_STATE_CANCELLING" and not cancel_ignored
             ):
@@ -130,7 +136,11 @@ class OutputWriter(TableWriter):
             # updated while running
             self._set(name, completionStats=_stats(ok, failed, total - ok - failed))
             self._sleep(name, f.running_s / len(chunks))
-        stats = _stats(ok, failed, max(0, total - ok - failed))
+        return ok, failed
+
+    def _end(self, name: str, stats: dict, ok: int, failed: int) -> None:
+        """The job's end state: the faults' outcome, else succeeded unless every request failed."""
+        outcome = self.faults.job_outcome
         partial = (
             [
                 {
@@ -141,24 +151,12 @@ class OutputWriter(TableWriter):
             if failed
             else []
         )
-        if self._state(name) == "JOB_STATE_CANCELLING":
-            if cancel_ignored and ok + failed == len({label for _, _, label in lines}):
-                return self._finish(name, "JOB_STATE_SUCCEEDED", completionStats=stats)
-            return self._cancelled(name, stats)
         if outcome in ("FAILED", "EXPIRED", "CANCELLED"):
-            error = {
-                "FAILED": {"code": 13, "message": "Emulated job outcome FAILED."},
-                "EXPIRED": {
-                    "code": 4,
-                    "message": "Batch prediction job expired: it did not finish within 24 hours.",
-                },
-                "CANCELLED": {"code": 1, "message": "CANCELED"},
-            }[outcome]
             return self._finish(
                 name,
                 f"JOB_STATE_{outcome}",
                 completionStats=stats,
-                error=error,
+                error=OUTCOME_ERRORS[outcome],
                 partialFailures=partial,
             )
         if outcome == "PARTIALLY_SUCCEEDED":
@@ -169,7 +167,7 @@ class OutputWriter(TableWriter):
                 partialFailures=partial,
             )
         state = "JOB_STATE_SUCCEEDED" if not failed or ok else "JOB_STATE_FAILED"
-        self._finish(
+        return self._finish(
             name, state, completionStats=stats, **({"partialFailures": partial} if partial else {})
         )
 
@@ -194,7 +192,6 @@ class OutputWriter(TableWriter):
             return vertex_families.predict(
                 kind, raw, self.responder.answer_text, self._fault(label, raw)
             )
-        f = self.faults
         model = resource.rsplit("/", 1)[-1]
         processed = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         try:
@@ -222,6 +219,15 @@ class OutputWriter(TableWriter):
             return orjson.dumps(
                 {"status": status, "processed_time": processed, "request": echo}
             ) + b"\n", False
+        response = self._gemini_response(req, label, model)
+        return orjson.dumps(
+            {"status": "", "processed_time": processed, "request": echo, "response": response}
+        ) + b"\n", True
+
+    def _gemini_response(self, req: dict, label: str, model: str) -> dict:
+        """A GenerateContentResponse for a good request: blocked (BLOCKME), an empty finish (the
+        faults' empty_finish_rate), else the responder's answer, with usage in tokens."""
+        f = self.faults
         prompt = _prompt_text(req)
         usage = {"promptTokenCount": vertex_families.tokens(prompt)}
         response = {
@@ -267,6 +273,4 @@ class OutputWriter(TableWriter):
                 }
             ]
         response["usageMetadata"] = usage
-        return orjson.dumps(
-            {"status": "", "processed_time": processed, "request": echo, "response": response}
-        ) + b"\n", True
+        return response
