@@ -36,20 +36,7 @@ class TableWriter:
         output table. No `processed_time`: no public source shows one in a BigQuery output."""
         from google.cloud import bigquery
 
-        uri = (job["outputConfig"].get("bigqueryDestination") or {}).get("outputUri", "")
-        names = uri[5:].split(".") if uri.startswith("bq://") else []
-        if not 1 <= len(names) <= 3 or not all(names):
-            raise ValueError(
-                "outputConfig.bigqueryDestination.outputUri must be bq://PROJECT[.DATASET[.TABLE]]"
-            )
-        model = job["model"].rsplit("/", 1)[-1]
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y_%m_%dT%H_%M_%S_%fZ")
-        project, dataset, table = (
-            names
-            + [f"prediction_{re.sub(r'[^A-Za-z0-9_]', '_', model)}_{stamp}", "predictions"][
-                len(names) - 1 :
-            ]
-        )[:3]
+        project, dataset, table = _destination(job)
         client = bigquery.Client(project=project)
         client.create_dataset(f"{project}.{dataset}", exists_ok=True)
         self._set(
@@ -59,20 +46,7 @@ class TableWriter:
                 "bigqueryOutputTable": table,
             },
         )
-        source = job["inputConfig"]
-        schema = (
-            [
-                f
-                for f in client.get_table(source["bigquerySource"]["inputUri"][5:]).schema
-                if f.name not in ("response", "status")
-            ]
-            if source.get("instancesFormat") == "bigquery"
-            else [bigquery.SchemaField("request", "JSON")]
-        )
-        schema += [
-            bigquery.SchemaField("response", "JSON"),
-            bigquery.SchemaField("status", "STRING"),
-        ]
+        schema = _output_schema(client, job)
         rows, ok, failed = [], 0, 0
         for raw, label, columns in self._inputs(job):
             line, good = self._predict_line(raw, label, job["model"])
@@ -104,3 +78,44 @@ class TableWriter:
             "JOB_STATE_SUCCEEDED" if ok or not failed else "JOB_STATE_FAILED",
             completionStats=stats,
         )
+
+
+def _destination(job: dict) -> tuple[str, str, str]:
+    """(project, dataset, table) of a job's bigqueryDestination: a dataset
+    prediction_<model>_<time> and a table `predictions` when not given."""
+    uri = (job["outputConfig"].get("bigqueryDestination") or {}).get("outputUri", "")
+    names = uri[5:].split(".") if uri.startswith("bq://") else []
+    if not 1 <= len(names) <= 3 or not all(names):
+        raise ValueError(
+            "outputConfig.bigqueryDestination.outputUri must be bq://PROJECT[.DATASET[.TABLE]]"
+        )
+    model = job["model"].rsplit("/", 1)[-1]
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y_%m_%dT%H_%M_%S_%fZ")
+    project, dataset, table = (
+        names
+        + [f"prediction_{re.sub(r'[^A-Za-z0-9_]', '_', model)}_{stamp}", "predictions"][
+            len(names) - 1 :
+        ]
+    )[:3]
+    return project, dataset, table
+
+
+def _output_schema(client, job: dict) -> list:
+    """The output table's columns: the input table's (or `request`), then response and status."""
+    from google.cloud import bigquery
+
+    source = job["inputConfig"]
+    schema = (
+        [
+            f
+            for f in client.get_table(source["bigquerySource"]["inputUri"][5:]).schema
+            if f.name not in ("response", "status")
+        ]
+        if source.get("instancesFormat") == "bigquery"
+        else [bigquery.SchemaField("request", "JSON")]
+    )
+    schema += [
+        bigquery.SchemaField("response", "JSON"),
+        bigquery.SchemaField("status", "STRING"),
+    ]
+    return schema
