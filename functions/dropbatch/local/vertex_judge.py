@@ -22,6 +22,31 @@ def _field_errors(fields: list[str]) -> str:
 def create_problem(body: dict) -> str | None:
     """Why create refuses a job (400 INVALID_ARGUMENT), or None: required fields, label rules, the
     model."""
+    missing = _missing_fields(body)
+    if missing:
+        return _field_errors(missing)
+    problem = _label_problem(body.get("labels") or {})
+    if problem:
+        return problem
+    model = body.get("model") or ""
+    if not vertex_families.MODEL.match(model):
+        return (
+            f"Invalid model: {str(model)[:200]}; use publishers/google/models/gemini-... "
+            "(or another publisher's)"
+        )
+    if vertex_families.family(model) == "gemini_embedding" and "bigquery" in (
+        (body.get("inputConfig") or {}).get("instancesFormat"),
+        (body.get("outputConfig") or {}).get("predictionsFormat"),
+    ):
+        return (
+            "BigQuery tables are not supported for Gemini embedding models; "
+            "use JSONL files in Cloud Storage."
+        )
+    return None
+
+
+def _missing_fields(body: dict) -> list[str]:
+    """The required fields a create body lacks (a BigQuery side needs its bq:// URI)."""
     missing = [
         f
         for f, ok in (
@@ -59,9 +84,11 @@ def create_problem(body: dict) -> str | None:
             (config.get(key) or {}).get(field, "")
         ).startswith("bq://"):
             missing.append(path)
-    if missing:
-        return _field_errors(missing)
-    labels = body.get("labels") or {}
+    return missing
+
+
+def _label_problem(labels: dict) -> str | None:
+    """Why a job's labels are refused, or None (at most 64; lowercase keys and values)."""
     if len(labels) > 64:
         return "At most 64 labels are allowed."
     for k, v in labels.items():
@@ -77,20 +104,6 @@ def create_problem(body: dict) -> str | None:
                 f"contain "
                 f"lowercase letters, numeric characters, underscores and dashes (key {k[:70]!r})."
             )
-    model = body.get("model") or ""
-    if not vertex_families.MODEL.match(model):
-        return (
-            f"Invalid model: {str(model)[:200]}; use publishers/google/models/gemini-... "
-            "(or another publisher's)"
-        )
-    if vertex_families.family(model) == "gemini_embedding" and "bigquery" in (
-        (body.get("inputConfig") or {}).get("instancesFormat"),
-        (body.get("outputConfig") or {}).get("predictionsFormat"),
-    ):
-        return (
-            "BigQuery tables are not supported for Gemini embedding models; "
-            "use JSONL files in Cloud Storage."
-        )
     return None
 
 
