@@ -307,6 +307,21 @@ def compile_policy(
         }
         for name in PUBLIC_BUCKETS
     ]
+    bindings += terraform_bindings(tf, terraform)
+    accounts = {
+        name: terraform.resource("google_service_account", name)["member"]
+        for name in tf["resource"].get("google_service_account", {})
+    }
+    accounts["vertex_agent"] = vertex_agent()
+    return Policy(
+        project=project, roles=roles, bindings=bindings, accounts=accounts, enforce=enforce
+    )
+
+
+def terraform_bindings(tf: dict, terraform: Terraform) -> list[dict]:
+    """Every IAM member resource of the module as a binding, each instance of a for_each or count
+    its own, with where it came from."""
+    bindings = []
     for rtype in sorted(IAM_RESOURCES & set(tf["resource"])):
         for name in tf["resource"][rtype]:
             for key, grant in terraform.instances(rtype, name).items():
@@ -332,14 +347,7 @@ def compile_policy(
                         "source": address,
                     }
                 )
-    accounts = {
-        name: terraform.resource("google_service_account", name)["member"]
-        for name in tf["resource"].get("google_service_account", {})
-    }
-    accounts["vertex_agent"] = vertex_agent()
-    return Policy(
-        project=project, roles=roles, bindings=bindings, accounts=accounts, enforce=enforce
-    )
+    return bindings
 
 
 # ---------------------------------------------------------------- what every enforcing process
