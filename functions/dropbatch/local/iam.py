@@ -384,6 +384,23 @@ class Enforcer:
         )
 
 
+def _certificate(subject, issuer, key, now):
+    """A certificate builder for a year's certificate of `key` (x509), to be signed by `issuer`."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+    )
+
+
 def tls_files(folder: Path, hosts: list[str]) -> None:
     """A certificate authority of the stack's and a certificate for Google's API host names, signed
     by it: `ca.pem` (the machine's and certifi's bundles with the stack's CA added, so that
@@ -402,14 +419,9 @@ def tls_files(folder: Path, hosts: list[str]) -> None:
         ec.generate_private_key(ec.SECP256R1()),
     )
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dropbatch local stack CA")])
+
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
+        _certificate(ca_name, ca_name, ca_key, now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
@@ -421,13 +433,9 @@ def tls_files(folder: Path, hosts: list[str]) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     host = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name)
-        .public_key(host_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
+        _certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]), ca_name, host_key, now
+        )
         .add_extension(
             x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False
         )

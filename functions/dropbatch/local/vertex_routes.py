@@ -54,6 +54,15 @@ def create_app(emulator: Emulator) -> Flask:
             emulator.faults.create_lost -= lost
         return error(503, "The service is currently unavailable.") if lost else out(job)
 
+    add_reading_routes(app, emulator)
+    add_ending_routes(app, emulator)
+    add_test_hooks(app, emulator)
+    return app
+
+
+def add_reading_routes(app: Flask, emulator: Emulator) -> None:
+    """list (with its filter and pages) and get."""
+
     @app.get(JOBS)
     def list_jobs(version, project, location):
         emulator.calls["list"] += 1
@@ -80,10 +89,6 @@ def create_app(emulator: Emulator) -> Flask:
         emulator.calls["get"] += 1
         job = emulator.jobs.get(job_name(project, location, job_id))
         return out(dict(job)) if job else error(404, f"BatchPredictionJob {job_id} not found.")
-
-    add_ending_routes(app, emulator)
-    add_test_hooks(app, emulator)
-    return app
 
 
 def add_ending_routes(app: Flask, emulator: Emulator) -> None:
