@@ -169,12 +169,6 @@ def _message(store: Store, doc: Ledger, manifest: dict, jobs: list[dict]) -> dic
     """The terminal message of the manifest; its error names the last round's failed jobs and a
     results table that was not loaded."""
     batch_id = doc.batch_id
-    job_errors = [
-        f"{j['name']}: {j['error']['message']}"
-        for j in jobs
-        if j.get("error") and j["round"] == doc.round
-    ]
-    job_errors += [manifest["results_table_error"]] * bool(manifest.get("results_table_error"))
     return notify.build(
         manifest["state"],
         batch_id=batch_id,
@@ -184,10 +178,21 @@ def _message(store: Store, doc: Ledger, manifest: dict, jobs: list[dict]) -> dic
         results_prefix=store.uri(store.path(batch_id, layout.RESULTS)),
         results_file=manifest.get("results_file"),
         report=store.uri(store.path(batch_id, layout.REPORT)),
-        error="; ".join(job_errors) or None,
+        error=end_error(jobs, doc.round, manifest.get("results_table_error")),
         cost=manifest.get("cost"),
         results_table=manifest.get("results_table"),
     )
+
+
+def end_error(jobs: list[dict], last_round: int, table_error: str | None) -> str | None:
+    """The terminal message's `error`: each failed job of the last round (NAME: message), then why
+    the results table was not loaded; None when there is neither."""
+    errors = [
+        f"{j['name']}: {j['error']['message']}"
+        for j in jobs
+        if j.get("error") and j["round"] == last_round
+    ]
+    return "; ".join(errors + [table_error] * bool(table_error)) or None
 
 
 MAX_CODE_LINES = 20

@@ -47,6 +47,23 @@ def handle_event(event) -> None:
         logs.reset(token)
 
 
+def route(doc, task: SplitTask) -> str:
+    """What a split task does to the batch's ledger as it is (pure): "split" the part, "partial"
+    (split what a running job wrote so far), "skip_partial" (its job is no longer running, or the
+    part is split), "wait" (the task overtook the sweep's ledger write: raise to be redelivered), or
+    "ignore: why"."""
+    if doc is None or doc.state not in (batch.SUBMITTED, batch.SPLITTING):
+        return "ignore: the batch is not splitting"
+    if task.part >= len(doc.parts):
+        return "ignore: no such part"
+    part = doc.parts[task.part]
+    if part.round != task.round:
+        return "ignore: an older round"
+    if task.partial:  # what a running job has written so far; its end is the final task's
+        return "partial" if part.state == JOB_RUNNING and part.split != "done" else "skip_partial"
+    return "split" if part.state in JOB_TERMINAL else "wait"
+
+
 def run_task(store: Store, task: SplitTask | RetryTask | ResumeTask) -> None:
     batch_id = task.batch_id
     if isinstance(task, RetryTask):
@@ -56,18 +73,18 @@ def run_task(store: Store, task: SplitTask | RetryTask | ResumeTask) -> None:
         retry.resume(store, batch_id, task.resume_round)
         return
     doc, _ = store.read_ledger(batch_id)
-    if doc is None or doc.state not in (batch.SUBMITTED, batch.SPLITTING):
-        logs.info("split task ignored: the batch is not splitting", state=doc and doc.state)
-        return
-    if task.part >= len(doc.parts):
-        logs.warning("split task ignored: no such part", part=task.part)
+    action = route(doc, task)
+    if action.startswith("ignore: "):
+        log = logs.warning if action == "ignore: no such part" else logs.info
+        log(
+            f"split task ignored: {action[len('ignore: ') :]}",
+            state=doc and doc.state,
+            part=task.part,
+        )
         return
     part = doc.parts[task.part]
-    if part.round != task.round:
-        logs.info("split task ignored: an older round")
-        return
-    if task.partial:  # what a running job has written so far; its end is the final task's
-        if part.state == JOB_RUNNING and part.split != "done":
+    if action in ("partial", "skip_partial"):
+        if action == "partial":
             split.split_part(store, doc, part, task)
         store.update_ledger(
             batch_id,
@@ -78,8 +95,7 @@ def run_task(store: Store, task: SplitTask | RetryTask | ResumeTask) -> None:
             ),
         )
         return
-    # the task overtook the sweep's ledger write: not ours to ack yet
-    if part.state not in JOB_TERMINAL:
+    if action == "wait":
         raise TransientError(f"part {part.index} is still {part.state} in the ledger")
     if not split.split_part(store, doc, part, task):
         return  # checkpointed: a new task continues

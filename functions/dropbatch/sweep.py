@@ -149,13 +149,7 @@ def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
                 updates[part.index] = job
                 if job["state"] != part.state:
                     logs.info("job state", job=job["name"], state=job["state"], part=part.index)
-    stalled = [
-        p
-        for p in doc.parts
-        if batch.part_running(p)
-        and p.index not in updates
-        and age_s(p.created) > config.job_deadline_s
-    ]
+    stalled = stalled_parts(doc, updates, config.job_deadline_s)
     _warn_queued(config, doc, updates)
 
     def record(d):
@@ -184,19 +178,36 @@ def refresh_jobs(store: Store, doc: Ledger) -> Ledger:
     return doc
 
 
+def stalled_parts(doc: Ledger, updates: dict, deadline_s: float) -> list:
+    """The parts whose jobs run, changed nothing in this tick (`updates`: part index -> job as
+    read now) and are older than `deadline_s` (DROPBATCH_JOB_DEADLINE_S)."""
+    return [
+        p
+        for p in doc.parts
+        if batch.part_running(p) and p.index not in updates and age_s(p.created) > deadline_s
+    ]
+
+
+def queued_too_long(doc: Ledger, updates: dict, limit_s: float) -> list:
+    """(part, state) of the jobs still queued or pending, as read now, past `limit_s` from their
+    creation (DROPBATCH_QUEUE_LIMIT_S: Vertex's queue limit)."""
+    states = ((p, updates[p.index]["state"] if p.index in updates else p.state) for p in doc.parts)
+    return [
+        (p, state) for p, state in states if state in JOB_WAITING and age_s(p.created) > limit_s
+    ]
+
+
 def _warn_queued(config, doc: Ledger, updates: dict) -> None:
     """Log the jobs still queued past Vertex's queue limit (infra/monitoring.tf counts them)."""
-    for p in doc.parts:
-        state = updates[p.index]["state"] if p.index in updates else p.state
-        if state in JOB_WAITING and age_s(p.created) > config.queue_limit_s:
-            logs.warning(
-                "job queued past Vertex's queue limit",
-                event="job_no_progress",
-                job=p.job,
-                state=state,
-                part=p.index,
-                queued_s=round(age_s(p.created)),
-            )
+    for p, state in queued_too_long(doc, updates, config.queue_limit_s):
+        logs.warning(
+            "job queued past Vertex's queue limit",
+            event="job_no_progress",
+            job=p.job,
+            state=state,
+            part=p.index,
+            queued_s=round(age_s(p.created)),
+        )
 
 
 def _report_stalled(config, doc: Ledger, part) -> None:
