@@ -277,8 +277,8 @@ def merged_errors(parts: list[Part], dones: dict[str, SplitDone], errors_of) -> 
     for the lines it retried (done.lines), unless the later round got no output line for it (then
     the earlier failure, and its result object, stand). `dones` maps part_name(part) to that part's
     split outcome; errors_of(part, done) gives that part's errors in line order. Holds one entry per
-    part, whatever the batch's size (a million failed requests held as a list took 1.2 GB, more than
-    the split function has)."""
+    part, whatever the batch's size (a list of a million failed requests would not fit the split
+    function's memory)."""
 
     def tagged(items, round_: int, is_error: int):
         for item in items:

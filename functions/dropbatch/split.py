@@ -52,8 +52,8 @@ class GcsSink:
 
     A result is one media upload of a few KB through the public JSON API: the storage client's
     per-blob machinery, or a requests Session, costs several times the CPU of the request itself
-    (bench-split). Writes are idempotent (a re-run writes the same bytes). Close it (or use it as a
-    context manager).
+    (docs/benchmarks.md, split). Writes are idempotent (a re-run writes the same bytes). Close it
+    (or use it as a context manager).
     """
 
     def __init__(self, bucket_name: str, prefix: str, workers: int = 32):

@@ -79,7 +79,7 @@ class ObjectReader(io.RawIOBase):
     """One object (one generation of it, when given) read from `offset` in ranged GETs through the
     public JSON API, over a single kept-alive connection (google-auth AuthorizedHttp on urllib3),
     each retried as the storage client retries. The storage client's reader hands a body over 8 KB
-    at a time: 3.6 s of client CPU per GB read, the largest cost of a submission (bench-submit). The
+    at a time, which made reading the largest cost of a submission (docs/benchmarks.md). The
     stored bytes are read as they are (no decompressive transcoding: a gzip file is dropbatch's to
     decompress). A generation that is gone raises NotFound."""
 

@@ -1,7 +1,7 @@
 """Restaging a retry round: CPU to stage a BENCH_RETRY_MB (default 96) MB part whose every request
 failed again, against downloading it.
 
-tests/integration/test_rounds.py checks the round's correctness and memory; this measures its CPU in
+tests/integration/test_retry.py checks the round's correctness and memory; this measures its CPU in
 one run on a local stack of its own (these machines are noisy: a ratio, not a time). The part is
 read in chunks: the storage client's BlobReader, iterated alone, reads one byte per call (41 s of
 CPU for these 96 MB against 0.3 s to download them whole, measured when the round was written).
@@ -29,7 +29,7 @@ def main() -> None:
     from dropbatch import retry
     from dropbatch.local import stack as local
     from dropbatch.store import Store
-    from test_rounds import failed_part
+    from test_retry import failed_part
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["DROPBATCH_STATE_DIR"] = str(Path(tmp) / "state")
