@@ -109,3 +109,19 @@ def usage_fields(prompt, completion) -> dict | None:
         "candidatesTokenCount": completion,
         "totalTokenCount": prompt + completion,
     }
+
+
+def custom_id_line(obj: dict, problems: list, fields: set, hint: str, who: str = "") -> object:
+    """The fields of a line keyed by custom_id (Claude, open models: `fields`, `hint` when there are
+    others) and its custom_id, which such a line must have; `who` names the family in messages."""
+    only_fields(obj, fields, "", problems, hint)
+    if obj.get("custom_id") is None:
+        problems.append(
+            (
+                "missing_key",
+                "custom_id",
+                f"custom_id is missing; each {who}request needs a custom_id "
+                "(1-128 characters of A-Z a-z 0-9 . _ -), unique in the file",
+            )
+        )
+    return user_key(obj, "custom_id", problems)

@@ -8,6 +8,7 @@ import binascii
 
 from . import openai_batch
 from .family_base import (
+    custom_id_line,
     failed_result,
     line_bytes,
     line_id,
@@ -15,7 +16,6 @@ from .family_base import (
     only_fields,
     status_error,
     usage_fields,
-    user_key,
 )
 from .keys import shown
 from .outcome import result_object
@@ -123,7 +123,13 @@ def anthropic_check(obj):
             None,
             None,
         )
-    key = _custom_id(obj, problems)
+    key = custom_id_line(
+        obj,
+        problems,
+        {"custom_id", "request"},
+        "a Claude line holds custom_id (its key) and request",
+        "Claude ",
+    )
     request = obj.get("request")
     if not isinstance(request, dict):
         problems.append(
@@ -163,28 +169,6 @@ def anthropic_check(obj):
         return problems, key, request
     _claude_messages(messages, problems)
     return problems, key, request
-
-
-def _custom_id(obj: dict, problems: list):
-    """The line's fields (custom_id and request) and its custom_id, which every Claude line has."""
-    only_fields(
-        obj,
-        {"custom_id", "request"},
-        "",
-        problems,
-        "a Claude line holds custom_id (its key) and request",
-    )
-    if obj.get("custom_id") is None:
-        problems.append(
-            (
-                "missing_key",
-                "custom_id",
-                "custom_id is missing; each Claude request needs a "
-                "custom_id (1-128 characters of A-Z a-z 0-9 . _ -), unique in the file",
-            )
-        )
-    key = user_key(obj, "custom_id", problems)
-    return key
 
 
 def _claude_messages(messages: list, problems: list) -> None:

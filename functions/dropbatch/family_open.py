@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from . import openai_batch
 from .family_base import (
+    custom_id_line,
     failed_result,
     line_bytes,
     line_id,
     number_field,
-    only_fields,
     status_error,
     usage_fields,
-    user_key,
 )
 from .keys import shown
 from .outcome import result_object
@@ -71,23 +70,12 @@ def open_check(obj):
 
 def _line_fields(obj: dict, problems: list):
     """An OpenAI Batch line's own fields (custom_id, method, url, body); its custom_id."""
-    only_fields(
+    key = custom_id_line(
         obj,
-        {"custom_id", "method", "url", "body"},
-        "",
         problems,
+        {"custom_id", "method", "url", "body"},
         "an OpenAI Batch line holds custom_id, method, url and body",
     )
-    if obj.get("custom_id") is None:
-        problems.append(
-            (
-                "missing_key",
-                "custom_id",
-                "custom_id is missing; each request needs a custom_id "
-                "(1-128 characters of A-Z a-z 0-9 . _ -), unique in the file",
-            )
-        )
-    key = user_key(obj, "custom_id", problems)
     if obj.get("method", "POST") != "POST":
         problems.append(("schema", "method", 'method must be "POST"'))
     if obj.get("url", openai_batch.CHAT_URL) != openai_batch.CHAT_URL:
