@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 from . import checks, family_claude, keys
 from .constants import GB, MB
@@ -93,6 +94,12 @@ FIELD_NAMES = frozenset(
 )
 
 
+class TableShape(NamedTuple):
+    required: tuple  # the columns that must be there
+    optional: tuple  # the columns read when they are there
+    key_field: str  # the field a key column fills (key, or custom_id)
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
     name: str
@@ -104,9 +111,8 @@ class Family:
     marked_line: Callable  # an output line -> the line number it carries, or None
     result: Callable  # (key, output line, batch id, job) -> result object
     example: str  # one line of the format, for messages
-    # A table as input: (columns that must be there, columns read when there, the field a key column
-    # fills), as each family's batch page describes its BigQuery input.
-    table: tuple = (("request",), (), "key")
+    # A table as input, as each family's batch page describes its BigQuery input
+    table: TableShape = TableShape(required=("request",), optional=(), key_field="key")
     # What a result object takes beyond its request: an embedding's vector, twice (`embedding`, and
     # `response` as Vertex returned it), at about 12 bytes a value; results.jsonl buckets are cut by
     # it (matching.Index).
@@ -191,64 +197,65 @@ def _request_of(obj: dict):
 
 
 GEMINI = Family(
-    "gemini",
-    200_000,
-    1 * GB,
-    _gemini_check,
-    _gemini_stage,
-    _request_of,
-    _gemini_line,
-    build_result,
-    '{"key": "k1", "request": {"contents": [{"role": "user", "parts": [{"text": "..."}]}]}}',
+    name="gemini",
+    max_requests=200_000,
+    max_bytes=1 * GB,
+    check=_gemini_check,
+    stage=_gemini_stage,
+    payload=_request_of,
+    marked_line=_gemini_line,
+    result=build_result,
+    example='{"key": "k1", "request": {"contents": [{"role": "user", "parts": [{"text": "..."}]}]}'
+    "}",
 )
 GEMINI_EMBEDDING = Family(
-    "embeddings",
-    1_000_000,
-    1 * GB,
-    gemini_embedding_check,
-    gemini_embedding_stage,
-    _request_of,
-    embedding_line,
-    embedding_result,
-    '{"key": "k1", "request": {"content": {"parts": [{"text": "..."}]}, '
+    name="embeddings",
+    max_requests=1_000_000,
+    max_bytes=1 * GB,
+    check=gemini_embedding_check,
+    stage=gemini_embedding_stage,
+    payload=_request_of,
+    marked_line=embedding_line,
+    result=embedding_result,
+    example='{"key": "k1", "request": {"content": {"parts": [{"text": "..."}]}, '
     '"embed_content_config": {"task_type": "RETRIEVAL_DOCUMENT"}}}',
     result_bytes=2 * 3072 * 12,
 )
 TEXT_EMBEDDING = Family(
-    "embeddings",
-    30_000,
-    1 * GB,
-    text_embedding_check,
-    text_embedding_stage,
-    instance_of,
-    lambda out: None,
-    embedding_result,
-    '{"content": "...", "task_type": "RETRIEVAL_DOCUMENT"}',
-    (("content",), ("task_type", "title"), "key"),
+    name="embeddings",
+    max_requests=30_000,
+    max_bytes=1 * GB,
+    check=text_embedding_check,
+    stage=text_embedding_stage,
+    payload=instance_of,
+    marked_line=lambda out: None,
+    result=embedding_result,
+    example='{"content": "...", "task_type": "RETRIEVAL_DOCUMENT"}',
+    table=TableShape(required=("content",), optional=("task_type", "title"), key_field="key"),
     result_bytes=2 * 768 * 12,
 )
 ANTHROPIC = Family(
-    "anthropic",
-    100_000,
-    256 * MB,
-    anthropic_check,
-    anthropic_stage,
-    _request_of,
-    custom_line,
-    anthropic_result,
-    family_claude.EXAMPLE,
-    (("request",), (), "custom_id"),
+    name="anthropic",
+    max_requests=100_000,
+    max_bytes=256 * MB,
+    check=anthropic_check,
+    stage=anthropic_stage,
+    payload=_request_of,
+    marked_line=custom_line,
+    result=anthropic_result,
+    example=family_claude.EXAMPLE,
+    table=TableShape(required=("request",), optional=(), key_field="custom_id"),
 )
 OPEN_MODELS = Family(
-    "open_models",
-    50_000,
-    200 * MB,
-    open_check,
-    open_stage,
-    body_of,
-    custom_line,
-    open_result,
-    '{"custom_id": "k1", "method": "POST", "url": "/v1/chat/completions", '
+    name="open_models",
+    max_requests=50_000,
+    max_bytes=200 * MB,
+    check=open_check,
+    stage=open_stage,
+    payload=body_of,
+    marked_line=custom_line,
+    result=open_result,
+    example='{"custom_id": "k1", "method": "POST", "url": "/v1/chat/completions", '
     '"body": {"messages": [{"role": "user", "content": "..."}], "max_tokens": 256}}',
-    (("body",), ("method", "url"), "custom_id"),
+    table=TableShape(required=("body",), optional=("method", "url"), key_field="custom_id"),
 )

@@ -90,7 +90,7 @@ class TableReader:
         report,
         start_line: int = 0,
         modified: str | None = None,
-        columns: tuple = families.GEMINI.table,
+        columns: families.TableShape = families.GEMINI.table,
     ):
         self.config, self.pointer, self.report = config, pointer, report
         # the model family's (required columns, optional columns, the key's field)
@@ -119,7 +119,7 @@ class TableReader:
         if not shape:
             return
         names, fields, key_column = shape
-        required, _, key_field = self.shape
+        required, key_field = self.shape.required, self.shape.key_field
         lineno = self.start_line
         try:
             rows = client.list_rows(
@@ -173,7 +173,11 @@ class TableReader:
         """(column names read, the fields to select, the key column) for this model's family; None
         when a column it needs is not there (a problem)."""
         key_column = self.pointer.get("key_column")
-        required, optional, key_field = self.shape
+        required, optional, key_field = (
+            self.shape.required,
+            self.shape.optional,
+            self.shape.key_field,
+        )
         columns = {f.name: f for f in table.schema}
         for name in required:
             column = columns.get(name)
