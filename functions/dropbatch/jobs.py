@@ -49,7 +49,11 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
             latency_s=round(age_s(doc.created), 3),
             model=doc.model,
         )
-    return notify.deliver(store, batch_id) if doc.outbox else doc
+    if not doc.outbox:
+        return doc
+    # the message is this call's to send at once only if this call queued it (moved): another
+    # execution's may be on its way right now (two senders would publish it twice)
+    return notify.deliver(store, batch_id, 0.0 if moved else store.config.outbox_retry_s)
 
 
 def _create(store: Store, doc: Ledger, part) -> tuple[Ledger | None, int | None]:

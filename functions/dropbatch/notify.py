@@ -231,7 +231,8 @@ def end_batch(store, batch_id: str, to: str, message: dict, **fields) -> Ledger 
             rounds=d.round + 1,
             cost_usd=(message.get("cost") or {}).get("estimated"),
         )
-    return deliver(store, batch_id)
+    # only the call that queued the message sends it at once (jobs.submit_parts says why)
+    return deliver(store, batch_id, 0.0 if moved else store.config.outbox_retry_s)
 
 
 def fail_batch(store, doc: Ledger, reason: str) -> Ledger | None:

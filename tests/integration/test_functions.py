@@ -429,3 +429,44 @@ def test_a_second_finisher_leaves_a_fresh_message_to_the_execution_sending_it(st
     inbox.pull(timeout=2)
     assert [m["state"] for m in inbox.of(batch_id)] == ["succeeded"]
     assert store.read_ledger(batch_id)[0].outbox == []
+
+
+def test_a_second_submitter_leaves_a_fresh_submitted_message_to_the_execution_sending_it(
+    stack, bucket, inbox
+):
+    """A submission killed after its claim and redelivered ran submit_parts twice at once: the
+    execution that lost the move to `submitted` published the message the winner had just queued
+    and was publishing (two `submitted` messages in test_submit_killed_after_claim_then_redelivered
+    on a fresh clone). Only the execution that queued it sends it at once; the others leave it to
+    it for DROPBATCH_OUTBOX_RETRY_S."""
+    import dataclasses
+
+    from dropbatch import batch, jobs
+    from dropbatch.events import now
+    from dropbatch.store import Store
+
+    store = Store(dataclasses.replace(stack.config(), outbox_retry_s=60.0))
+    batch_id = "submitter-test-6666666666"
+    message = {
+        "schema": "dropbatch.batch.v1",
+        "batch_id": batch_id,
+        "state": "submitted",
+        "counts": {"total": 1},
+    }
+    store.create_json(
+        store.ledger_path(batch_id),
+        batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60),
+    )
+    store.update_ledger(
+        batch_id,
+        lambda d: d.set(
+            state=batch.SUBMITTED,
+            notified={"submitted": now()},
+            outbox=[{"message": message, "tried": now()}],
+        ),
+    )
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda _: jobs.submit_parts(store, batch_id), range(10)))
+    inbox.pull(timeout=3)
+    assert inbox.of(batch_id) == []
+    assert store.read_ledger(batch_id)[0].outbox[0]["message"] == message
