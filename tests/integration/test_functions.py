@@ -383,39 +383,48 @@ def test_request_text_and_inline_data_never_reach_logs(
     )
 
 
-def test_a_second_finisher_leaves_a_fresh_message_to_the_execution_sending_it(stack, bucket, inbox):
-    """Under load (a full `make test` on 2 cores) a split task's finish found the batch already
-    ended with its terminal message queued, and published it while the execution that queued it
-    was publishing it too: two terminal messages. A message younger than DROPBATCH_OUTBOX_RETRY_S
-    is its owner's to send (as the sweep already waited); an older one is delivered once."""
+def queued_message(stack, batch_id: str, state: str, message_state: str, counts: dict):
+    """A Store as deployed (a 60 s outbox retry period: the test stack's 2 s would expire while a
+    test runs) and a batch in `state` whose `message_state` message was just queued, not yet sent.
+    Not in the active index: the stack's sweep stays out of it."""
     import dataclasses
 
-    from dropbatch import batch, finish
+    from dropbatch import batch
     from dropbatch.events import now
     from dropbatch.store import Store
 
-    # as deployed (the test stack's 2 s would expire while the ten run)
     store = Store(dataclasses.replace(stack.config(), outbox_retry_s=60.0))
-    batch_id = "finisher-test-5555555555"
     message = {
         "schema": "dropbatch.batch.v1",
         "batch_id": batch_id,
-        "state": "succeeded",
-        "counts": {"total": 1, "succeeded": 1, "failed": 0},
+        "state": message_state,
+        "counts": counts,
     }
     store.create_json(
         store.ledger_path(batch_id),
         batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60),
     )
-    # not in the active index: the stack's sweep (its retry period is 2 s) stays out of it
     store.update_ledger(
         batch_id,
         lambda d: d.set(
-            state=batch.DONE,
-            notified={"terminal": now()},
+            state=state,
+            notified={"terminal" if message_state != "submitted" else "submitted": now()},
             outbox=[{"message": message, "tried": now()}],
         ),
     )
+    return store, message
+
+
+def test_a_second_finisher_leaves_a_fresh_message_to_the_execution_sending_it(stack, bucket, inbox):
+    """Under load (a full `make test` on 2 cores) a split task's finish found the batch already
+    ended with its terminal message queued, and published it while the execution that queued it
+    was publishing it too: two terminal messages. A message younger than DROPBATCH_OUTBOX_RETRY_S
+    is its owner's to send (as the sweep already waited); an older one is delivered once."""
+    from dropbatch import batch, finish
+
+    batch_id = "finisher-test-5555555555"
+    counts = {"total": 1, "succeeded": 1, "failed": 0}
+    store, message = queued_message(stack, batch_id, batch.DONE, "succeeded", counts)
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         list(pool.map(lambda _: finish.finalize(store, batch_id), range(10)))
     inbox.pull(timeout=3)
@@ -439,32 +448,10 @@ def test_a_second_submitter_leaves_a_fresh_submitted_message_to_the_execution_se
     and was publishing (two `submitted` messages in test_submit_killed_after_claim_then_redelivered
     on a fresh clone). Only the execution that queued it sends it at once; the others leave it to
     it for DROPBATCH_OUTBOX_RETRY_S."""
-    import dataclasses
-
     from dropbatch import batch, jobs
-    from dropbatch.events import now
-    from dropbatch.store import Store
 
-    store = Store(dataclasses.replace(stack.config(), outbox_retry_s=60.0))
     batch_id = "submitter-test-6666666666"
-    message = {
-        "schema": "dropbatch.batch.v1",
-        "batch_id": batch_id,
-        "state": "submitted",
-        "counts": {"total": 1},
-    }
-    store.create_json(
-        store.ledger_path(batch_id),
-        batch.new_claim(batch_id, "gs://b/o.jsonl", "o.jsonl", 1, "me", 60),
-    )
-    store.update_ledger(
-        batch_id,
-        lambda d: d.set(
-            state=batch.SUBMITTED,
-            notified={"submitted": now()},
-            outbox=[{"message": message, "tried": now()}],
-        ),
-    )
+    store, message = queued_message(stack, batch_id, batch.SUBMITTED, "submitted", {"total": 1})
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         list(pool.map(lambda _: jobs.submit_parts(store, batch_id), range(10)))
     inbox.pull(timeout=3)
