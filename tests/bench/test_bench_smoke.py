@@ -22,7 +22,9 @@ TINY = {
     "bench-split": {"BENCH_N": "300", "BENCH_SEQ": "20"},
     "bench-split-memory": {"BENCH_INDEX_N": "10000", "BENCH_PRED_MB": "5"},
     "bench-stage": {"BENCH_STAGE_MB": "2", "BENCH_STAGE_CALLGRIND_MB": "0.2"},
-    "bench-submit": {"BENCH_SUBMIT_GB": "0.01", "BENCH_SUBMIT_CALLGRIND_MB": "0.2"},
+    # its callgrind half imports the storage client under valgrind: minutes of both cores in a
+    # loaded run, so it is left to the full-size run; bench-stage keeps its counted half
+    "bench-submit": {"BENCH_SUBMIT_GB": "0.01", "BENCH_CALLGRIND": "off"},
     "bench-e2e": {"BENCH_N": "50"},
     "bench-retry": {"BENCH_RETRY_MB": "2"},
     "bench-iam": {"BENCH_IAM_OBJECTS": "100"},
