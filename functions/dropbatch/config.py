@@ -55,6 +55,9 @@ class Config:
     # results.jsonl is ordered in buckets of this many lines (ordered.py)
     results_bucket_lines: int = 5_000
     workers: int = 32
+    # a batch whose cost bound (cost.bound) is above this is rejected before any job; empty: none.
+    # Object metadata max_cost sets a batch's own cap.
+    max_batch_cost: str = ""
     prices: str = ""  # the price table's override (cost.py): a JSON object or a path to one
     # PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (table.py)
     results_table: str = ""

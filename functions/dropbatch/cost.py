@@ -83,3 +83,59 @@ def estimate(model: str, usage: dict, table: dict) -> dict:
         (tokens_in * p["input"] + tokens_out * p["output"]) / MILLION, 6
     )
     return cost
+
+
+# Google's token page: "a token is equivalent to about 4 characters for Gemini models"
+# (https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/get-token-count). A request's
+# staged JSON bytes over 4 counts its field names and quotes as text too, so for text the estimate
+# is above the real count; media referred to by fileData is not in it (then it is a lower bound).
+BYTES_PER_TOKEN = 4
+# Gemini 2.5 models' largest output, the model pages' "Maximum output tokens": the bound of a
+# request that does not set its own (generationConfig.maxOutputTokens, or max_tokens).
+DEFAULT_MAX_OUTPUT_TOKENS = 65_536
+
+
+def output_bound(family: str, payload) -> int:
+    """The most output tokens one request may bill: its own limit, else the model's largest;
+    embeddings bill no output."""
+    if family == "embeddings":
+        return 0
+    if isinstance(payload, dict):
+        body = payload.get("body") if isinstance(payload.get("body"), dict) else payload
+        limit = (body.get("generationConfig") or {}).get("maxOutputTokens") or body.get(
+            "max_tokens"
+        )
+        if isinstance(limit, int) and limit > 0:
+            return limit
+    return DEFAULT_MAX_OUTPUT_TOKENS
+
+
+def bound(model: str, input_bytes: int, output_tokens: int, table: dict) -> dict:
+    """The most a batch can cost before it runs: {"currency", "bound", "input_tokens",
+    "output_tokens", "model", "price_source", "price_date"}; "bound" is None for a model with no
+    price."""
+    tokens_in = -(-input_bytes // BYTES_PER_TOKEN)
+    key = model_key(model, table["models"])
+    p = table["models"].get(key) if key else None
+    return {
+        "currency": table["currency"],
+        "bound": None
+        if p is None
+        else round((tokens_in * p["batch_input"] + output_tokens * p["batch_output"]) / MILLION, 6),
+        "input_tokens": tokens_in,
+        "output_tokens": output_tokens,
+        "model": key,
+        "price_source": table["source"],
+        "price_date": table["as_of"],
+    }
+
+
+def parse_cap(raw) -> float | None:
+    """A cost cap as written in metadata or the environment: a number of the price table's currency,
+    0 or empty for none. Raises ValueError for anything else."""
+    if raw in (None, ""):
+        return None
+    value = float(str(raw).strip().lstrip("$"))
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(raw)
+    return value or None

@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 
-from . import batch, families, keys, layout, logs, notify, tablesource
+from . import batch, cost, families, keys, layout, logs, notify, tablesource
 from .config import Config, get_config
 from .documents import Ledger
 from .errors import ConfigurationError, PermanentError, Replaced
@@ -19,7 +19,7 @@ from .jobs import submit_parts
 from .lineio import Prefetch, Reader
 from .staging import Stager
 from .store import ObjectReader, Store, execution_id
-from .validate import Report, Validator
+from .validate import Report, Validator, price
 
 SUFFIXES = (".jsonl", ".jsonl.gz", tablesource.POINTER_SUFFIX)  # in any letter case
 
@@ -211,7 +211,7 @@ def _open_source(store: Store, doc: Ledger, offset: int = 0):
     return blob, ObjectReader(bucket_name, name, doc.generation, offset)
 
 
-def reject(store: Store, doc: Ledger, report) -> Ledger | None:
+def reject(store: Store, doc: Ledger, report: Report) -> Ledger | None:
     """Write the report and end the batch `rejected`: one small message, the user's object
     untouched."""
     batch_id = doc.batch_id
@@ -224,8 +224,64 @@ def reject(store: Store, doc: Ledger, report) -> Ledger | None:
         counts={"total": report.requests, "errors": report.error_count},
         report=store.uri(store.path(batch_id, layout.REPORT)),
         error=summary,
+        cost=report.cost_bound if (report.cost_bound or {}).get("over") else None,
     )
     return notify.end_batch(store, batch_id, batch.REJECTED, message, error=summary)
+
+
+METADATA_KEYS = ("model", "max_cost")  # what dropbatch reads from a dropped object's metadata
+
+
+def check_metadata(config: Config, report: Report, metadata: dict) -> None:
+    """Unknown metadata keys and the cost cap, as errors of the report (docs/contracts.md, Spending
+    cap): a batch whose bound is over its cap is rejected before any job. Keys gcloud writes itself
+    (goog-reserved-*) are not the user's."""
+    limit = config.max_errors
+    for name in sorted(metadata):
+        if name not in METADATA_KEYS and not name.startswith("goog-reserved-"):
+            report.add(
+                None,
+                "unknown_metadata",
+                f"metadata.{name[:64]}",
+                f"dropbatch reads only the metadata keys {', '.join(METADATA_KEYS)}; remove this "
+                "key (a misspelt max_cost would not cap anything) and upload the file again",
+                limit,
+            )
+    for field, raw in (
+        ("metadata.max_cost", metadata.get("max_cost")),
+        ("DROPBATCH_MAX_BATCH_COST", config.max_batch_cost),
+    ):
+        try:
+            cap = cost.parse_cap(raw)
+        except ValueError:
+            report.add(
+                None,
+                "bad_cost_cap",
+                field,
+                "a cost cap is a number of the price table's currency, like 25 or 7.5 (0: none)",
+                limit,
+            )
+            return
+        if cap is not None:
+            break
+    bound = report.cost_bound
+    bound["cap"] = cap
+    bound["over"] = cap is not None and (bound["bound"] is None or bound["bound"] > cap)
+    if bound["over"]:
+        what = (
+            "no price for this model in the price table, so no bound"
+            if bound["bound"] is None
+            else f"the batch can cost up to {bound['bound']:,.4f} {bound['currency']}"
+        )
+        report.add(
+            None,
+            "over_cost_cap",
+            field,
+            f"{what}, over its cap of {cap:,.4f} ({bound['input_tokens']:,} input tokens "
+            f"estimated, at most {bound['output_tokens']:,} output tokens); set generationConfig."
+            "maxOutputTokens lower, split the file, or raise the cap",
+            limit,
+        )
 
 
 def validate_and_stage(store: Store, doc: Ledger) -> Ledger | None:
@@ -257,9 +313,9 @@ def validate_and_stage(store: Store, doc: Ledger) -> Ledger | None:
 
 @contextlib.contextmanager
 def _open_lines(store: Store, doc: Ledger, report: Report, checkpoint: dict):
-    """(reader, model) of the dropped object from where the last call stopped: a file's lines (a
-    plain file goes on from its byte offset, a gzip file is decompressed again up to it), or a
-    .bq.json pointer's table rows (tablesource). The model is the pointer's, else the object's
+    """(reader, model, metadata) of the dropped object from where the last call stopped: a file's
+    lines (a plain file goes on from its byte offset, a gzip file is decompressed again up to it),
+    or a .bq.json pointer's table rows (tablesource). The model is the pointer's, else the object's
     metadata `model`, else the default."""
     config = store.config
     if tablesource.is_pointer(doc.object):
@@ -285,6 +341,7 @@ def _open_lines(store: Store, doc: Ledger, report: Report, checkpoint: dict):
                 else Reader(io.BytesIO(), doc.object, config, report)
             ),
             model,
+            blob.metadata or {},
         )
         return
     blob, stream = _open_source(
@@ -302,6 +359,7 @@ def _open_lines(store: Store, doc: Ledger, report: Report, checkpoint: dict):
                 compressed=checkpoint.get("compressed"),
             ),
             (blob.metadata or {}).get("model") or config.model,
+            blob.metadata or {},
         )
 
 
@@ -312,7 +370,7 @@ def _validate_and_stage(
 
     config, batch_id = store.config, doc.batch_id
     try:
-        with _open_lines(store, doc, validator.report, checkpoint) as (reader, model):
+        with _open_lines(store, doc, validator.report, checkpoint) as (reader, model, metadata):
             validator.family = stager.family = families.family_of(model)
             validator.report.family = validator.family.name
             # the budget is for reading: a call that is slow to set up still moves on
@@ -336,7 +394,8 @@ def _validate_and_stage(
         report.add(None, "replaced", None, reason, config.max_errors)
         stager.abandon()
         return reject(store, doc, report)
-    report = validator.finish()
+    report = price(validator.finish(), model, config)
+    check_metadata(config, report, metadata)
     logs.info(
         "validated",
         requests=report.requests,

@@ -17,7 +17,7 @@ from typing import IO
 
 import orjson
 
-from . import families, openai_batch
+from . import cost, families, openai_batch
 from .checks import safe_field
 from .config import Config
 from .keys import key_width, line_key, shown
@@ -38,6 +38,10 @@ class Report:
     # line formats seen: "gemini", "openai", ...
     formats: list = dataclasses.field(default_factory=list)
     family: str | None = None  # the model family the file was checked for (families.py)
+    # what the cost bound is made of (cost.bound): the valid requests' bytes and output limits
+    request_bytes: int = 0
+    output_tokens: int = 0
+    cost_bound: dict | None = None  # cost.bound for the file's model, once it is known
 
     @property
     def valid(self) -> bool:
@@ -96,6 +100,7 @@ class Report:
             "jobs": self.jobs,
             "format": "+".join(self.formats) or None,
             "family": self.family,
+            "cost_bound": self.cost_bound,
         }
 
 
@@ -163,6 +168,8 @@ class Validator:
         self._plan(lineno, len(raw))
         if problems:
             return None
+        report.request_bytes += len(raw)
+        report.output_tokens += cost.output_bound(self.family.name, payload)
         return (
             key,
             payload,
@@ -341,9 +348,18 @@ def _json_message(detail: str) -> str:
     return f"the line is not valid JSON ({detail}); each line must be one complete JSON object"
 
 
+def price(report: Report, model: str, config: Config) -> Report:
+    """Put the file's cost bound in its report (cost.bound at the model's batch price)."""
+    report.cost_bound = cost.bound(
+        model, report.request_bytes, report.output_tokens, cost.prices(config.prices)
+    )
+    return report
+
+
 def validate_path(path: str | os.PathLike, config: Config, model: str | None = None) -> Report:
     with open_source(path) as stream:
-        return validate_stream(stream, os.fspath(path), config, model=model)
+        report = validate_stream(stream, os.fspath(path), config, model=model)
+    return price(report, model or config.model, config)
 
 
 def iter_requests(

@@ -85,3 +85,47 @@ def test_a_deployment_overrides_and_adds_prices(tmp_path):
         )
     with pytest.raises(UsageError, match="DROPBATCH_PRICES"):
         cost.prices(str(tmp_path / "missing.json"))
+
+
+def test_the_bound_prices_estimated_input_and_the_output_limits():
+    from dropbatch import cost
+
+    table = cost.prices()
+    b = cost.bound("gemini-2.5-flash-001", 4001, 1000, table)
+    assert b["input_tokens"] == 1001  # 4 bytes a token, rounded up
+    assert b["bound"] == round((1001 * 0.15 + 1000 * 1.25) / 1e6, 6)
+    assert cost.bound("no-such-model", 10, 10, table)["bound"] is None
+
+
+@pytest.mark.parametrize(
+    "family, payload, tokens",
+    [
+        ("gemini", {"contents": [], "generationConfig": {"maxOutputTokens": 512}}, 512),
+        ("gemini", {"contents": []}, 65_536),
+        ("anthropic", {"messages": [], "max_tokens": 300}, 300),
+        ("open_models", {"body": {"max_tokens": 40}}, 40),
+        ("embeddings", {"content": "x"}, 0),
+        ("gemini", {"generationConfig": {"maxOutputTokens": "9"}}, 65_536),
+    ],
+)
+def test_output_bound(family, payload, tokens):
+    from dropbatch import cost
+
+    assert cost.output_bound(family, payload) == tokens
+
+
+@pytest.mark.parametrize(
+    "raw, cap", [(None, None), ("", None), ("0", None), ("7.5", 7.5), (" $25 ", 25.0)]
+)
+def test_parse_cap(raw, cap):
+    from dropbatch import cost
+
+    assert cost.parse_cap(raw) == cap
+
+
+@pytest.mark.parametrize("raw", ["ten", "-1", "nan", "inf"])
+def test_a_malformed_cap_raises(raw):
+    from dropbatch import cost
+
+    with pytest.raises(ValueError):
+        cost.parse_cap(raw)

@@ -24,7 +24,11 @@ def cmd_validate(args, config: Config) -> int:
             import rich.progress
 
             with rich.progress.open(path, "rb", description="validating", transient=True) as stream:
-                report = validate.validate_stream(stream, path, config, model=args.model).to_dict()
+                report = validate.price(
+                    validate.validate_stream(stream, path, config, model=args.model),
+                    args.model or config.model,
+                    config,
+                ).to_dict()
         else:
             report = validate.validate_path(path, config, model=args.model).to_dict()
     except PermissionError:
@@ -57,7 +61,25 @@ def cmd_validate(args, config: Config) -> int:
                 f"({report['lines']:,} lines)"
             )
             print_report_errors(report)
+    if args.cost and not args.json:
+        print_cost_bound(report["cost_bound"])
     return 0 if report["valid"] else 1
+
+
+def print_cost_bound(bound: dict) -> None:
+    """The line `dropbatch validate --cost` prints: the most the file can cost at the batch
+    price."""
+    tokens = (
+        f"{bound['input_tokens']:,} input tokens (estimated) and at most "
+        f"{bound['output_tokens']:,} output tokens"
+    )
+    if bound["bound"] is None:
+        print(f"cost  no price for this model in the price table (set DROPBATCH_PRICES); {tokens}")
+    else:
+        print(
+            f"cost  at most {bound['bound']:,.4f} {bound['currency']} at {bound['model']}'s "
+            f"batch price: {tokens}"
+        )
 
 
 def cmd_split(args, config: Config) -> int:
@@ -88,6 +110,12 @@ def add_parsers(sub) -> None:
         "text-embedding-*), Claude (claude-*), open models (meta/llama-*); default DROPBATCH_MODEL",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--cost",
+        action="store_true",
+        help="also print the most the file can cost (input tokens estimated at 4 bytes a token, "
+        "each request's output limit); --json always has it as cost_bound",
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser(
         "split", help="split a job's prediction files into one result per request (local files)"
