@@ -19,6 +19,7 @@ locals {
     DROPBATCH_SUBMIT_BUDGET_S     = "480"             # likewise for the submit function
     DROPBATCH_PRICES              = var.prices_json   # "" keeps the price table shipped with the code (cost.py)
     DROPBATCH_RESULTS_TABLE       = var.results_table # "" loads no table (bigquery.tf)
+    DROPBATCH_MAX_BATCH_COST      = var.max_batch_cost == 0 ? "" : tostring(var.max_batch_cost)
   }
   functions = {
     submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi", max = var.function_max_instances }

@@ -153,6 +153,16 @@ variable "error_ratio_threshold" {
   }
 }
 
+variable "max_batch_cost" {
+  type        = number
+  description = "A batch whose cost bound (docs/contracts.md, Spending cap) is above this many USD is rejected before any job; 0: no cap. Object metadata max_cost sets a batch's own."
+  default     = 0
+  validation {
+    condition     = var.max_batch_cost >= 0
+    error_message = "max_batch_cost is 0 (no cap) or a positive amount."
+  }
+}
+
 variable "prices_json" {
   type        = string
   description = "Prices laid over the table shipped in functions/dropbatch/prices.json (same shape: {\"models\": {MODEL: {input, output, batch_input, batch_output}}}, USD per 1M tokens); empty keeps it."
