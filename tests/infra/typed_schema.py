@@ -8,6 +8,7 @@ attributes one may read).
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
 import tarfile
@@ -34,10 +35,17 @@ def snake(name: str) -> str:
 def fetch_types() -> Path | None:
     """The package's lib/ with its index.d.ts files, fetched once with npm (None when npm is not
     there)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers fetch at once on a fresh clone: one fetches, the others wait for it
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_types()
+
+
+def _fetch_types() -> Path | None:
     lib = CACHE / "package" / "lib"
     if (lib / "pubsub-subscription" / "index.d.ts").exists():
         return lib
-    CACHE.mkdir(parents=True, exist_ok=True)
     try:
         out = subprocess.run(
             ["npm", "pack", PACKAGE, "--silent"],
