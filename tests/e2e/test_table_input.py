@@ -153,7 +153,7 @@ def test_a_table_that_cannot_be_run_is_rejected_with_the_reason(
 
 
 def test_a_table_read_checkpoints_and_continues_in_new_calls(stack, bucket, inbox, vertex):
-    """A submit budget of 10 ms: the rows are read over several calls, each going on from the row
+    """A submit budget of 50 ms: the rows are read over several calls, each going on from the row
     the last one stopped at (tabledata.list's startIndex); every row once, in order."""
     from dropbatch.local import stack as local
 
@@ -162,12 +162,12 @@ def test_a_table_read_checkpoints_and_continues_in_new_calls(stack, bucket, inbo
         {"request": req(f"c{i} " + "pad " * 20)["request"], "id": f"k{i:04d}"} for i in range(n)
     ]
     table_id = make_table(stack, "continued", rows)
-    local.restart_function("submit", kill_signal=15, DROPBATCH_SUBMIT_BUDGET_S="0.01")
+    local.restart_function("submit", kill_signal=15, DROPBATCH_SUBMIT_BUDGET_S="0.05")
     try:
         _, batch_id = drop_pointer(
             bucket, "continued", {"table": f"bq://{table_id}", "key_column": "id"}
         )
-        done = inbox.wait_for(batch_id, "succeeded", timeout=240)
+        done = inbox.wait_for(batch_id, "succeeded", timeout=360)
     finally:
         local.restart_function("submit", kill_signal=15)
     assert done["counts"]["total"] == n and done["counts"]["succeeded"] == n
