@@ -58,6 +58,11 @@ def model_key(model: str, models) -> str | None:
     return max(matches, key=len) if matches else None
 
 
+def _priced_by(table: dict, key: str | None) -> dict:
+    """Where an estimate's prices come from: the price table's source, date and model entry."""
+    return {"price_source": table["source"], "price_date": table["as_of"], "model": key}
+
+
 def estimate(model: str, usage: dict, table: dict) -> dict:
     """{"currency", "estimated", "online_equivalent", "price_source", "price_date", "model"} for a
     batch's usage (manifest["usage"]); rounded to a millionth of the currency."""
@@ -66,9 +71,7 @@ def estimate(model: str, usage: dict, table: dict) -> dict:
         "currency": table["currency"],
         "estimated": None,
         "online_equivalent": None,
-        "price_source": table["source"],
-        "price_date": table["as_of"],
-        "model": key,
+        **_priced_by(table, key),
     }
     if key is None:
         cost["note"] = "no price for this model in the price table (set DROPBATCH_PRICES)"
@@ -124,9 +127,7 @@ def bound(model: str, input_bytes: int, output_tokens: int, table: dict) -> dict
         else round((tokens_in * p["batch_input"] + output_tokens * p["batch_output"]) / MILLION, 6),
         "input_tokens": tokens_in,
         "output_tokens": output_tokens,
-        "model": key,
-        "price_source": table["source"],
-        "price_date": table["as_of"],
+        **_priced_by(table, key),
     }
 
 

@@ -234,7 +234,7 @@ METADATA_KEYS = ("model", "max_cost")  # what dropbatch reads from a dropped obj
 
 def check_metadata(config: Config, report: Report, metadata: dict) -> None:
     """Unknown metadata keys and the cost cap, as errors of the report (docs/contracts.md, Spending
-    cap): a batch whose bound is over its cap is rejected before any job. Keys gcloud writes itself
+    cap): a batch with either is rejected before any job. Keys gcloud writes itself
     (goog-reserved-*) are not the user's."""
     limit = config.max_errors
     for name in sorted(metadata):
@@ -247,8 +247,15 @@ def check_metadata(config: Config, report: Report, metadata: dict) -> None:
                 "key (a misspelt max_cost would not cap anything) and upload the file again",
                 limit,
             )
+    check_cap(config, report, metadata.get("max_cost"))
+
+
+def check_cap(config: Config, report: Report, own_cap) -> None:
+    """The batch's cap (metadata max_cost, else DROPBATCH_MAX_BATCH_COST) against its cost bound:
+    `cap` and `over` go into report.cost_bound, an error into the report when it is over."""
+    limit = config.max_errors
     for field, raw in (
-        ("metadata.max_cost", metadata.get("max_cost")),
+        ("metadata.max_cost", own_cap),
         ("DROPBATCH_MAX_BATCH_COST", config.max_batch_cost),
     ):
         try:
