@@ -31,9 +31,12 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install -q --upgrade pip
 	.venv-checkov/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
 
-test: $(STAMP) $(CHECKOV) lint docs ## run the whole test suite (gates, layers, unit, integration, e2e on the local stack, infra checks)
+# The two venvs are built side by side (each is mostly waiting on pip), then the gates, then pytest.
+test: ## run the whole test suite (gates, layers, unit, integration, e2e on the local stack, infra checks)
+	@$(MAKE) --no-print-directory -j2 $(STAMP) $(CHECKOV)
+	@$(MAKE) --no-print-directory lint docs
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist load
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 lint: $(STAMP) ## the gates: ruff's format check, its lint rules and complexity ceiling (pyproject.toml)
 	$(VENV)/bin/ruff format --check --quiet .
