@@ -30,3 +30,11 @@ def split_results(event):
     from dropbatch import rounds
 
     rounds.handle_event(event)
+
+
+@functions_framework.cloud_event
+def deliver_webhook(event):
+    """A message on the notifications topic: POST it, signed, to the batch's webhook endpoints."""
+    from dropbatch import deliver
+
+    deliver.handle_event(event)

@@ -25,18 +25,25 @@ output "topics" {
 }
 
 output "functions" {
-  description = "The three functions: name and URI (reached only by their push subscriptions)."
-  value       = { for k, fn in google_cloudfunctions2_function.fn : k => { name = fn.name, uri = fn.service_config[0].uri } }
+  description = "The four functions: name and URI (reached only by their push subscriptions)."
+  value = merge({ for k, fn in google_cloudfunctions2_function.fn : k => { name = fn.name, uri = fn.service_config[0].uri } },
+  { webhook = { name = google_cloudfunctions2_function.webhook.name, uri = google_cloudfunctions2_function.webhook.service_config[0].uri } })
 }
 
 output "service_accounts" {
   description = "The identities: one per function, and the one Pub/Sub pushes with."
   value = {
-    submit = google_service_account.submit.email
-    status = google_service_account.status.email
-    split  = google_service_account.split.email
-    pusher = google_service_account.pusher.email
+    submit  = google_service_account.submit.email
+    status  = google_service_account.status.email
+    split   = google_service_account.split.email
+    pusher  = google_service_account.pusher.email
+    webhook = google_service_account.webhook.email
   }
+}
+
+output "webhook_secret_command" {
+  description = "How a webhook receiver gets the signing secret (whsec_...)."
+  value       = "gcloud secrets versions access latest --project ${var.project_id} --secret ${google_secret_manager_secret.webhook.secret_id}"
 }
 
 output "subscribe_command" {

@@ -163,6 +163,16 @@ variable "max_batch_cost" {
   }
 }
 
+variable "webhook_urls" {
+  type        = list(string)
+  description = "HTTPS endpoints every batch's running and terminal messages are POSTed to, signed (docs/contracts.md, Webhooks); object metadata webhook adds a batch's own."
+  default     = []
+  validation {
+    condition     = alltrue([for u in var.webhook_urls : startswith(u, "https://")])
+    error_message = "webhook_urls are https:// URLs."
+  }
+}
+
 variable "prices_json" {
   type        = string
   description = "Prices laid over the table shipped in functions/dropbatch/prices.json (same shape: {\"models\": {MODEL: {input, output, batch_input, batch_output}}}, USD per 1M tokens); empty keeps it."

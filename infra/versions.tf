@@ -15,6 +15,10 @@ terraform {
       source  = "hashicorp/time"
       version = ">= 0.9.0, < 1.0.0"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.6.0, < 4.0.0"
+    }
     archive = {
       source  = "hashicorp/archive"
       version = ">= 2.4.0, < 3.0.0"

@@ -61,6 +61,14 @@ class Config:
     prices: str = ""  # the price table's override (cost.py): a JSON object or a path to one
     # PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (table.py)
     results_table: str = ""
+    # webhooks (deliver.py): endpoints every batch's messages go to (comma-separated; object
+    # metadata `webhook` adds a batch's own), the signing secret (whsec_...), loopback allowed (the
+    # local stack), one POST's time, and how long a failing delivery is retried
+    webhook_urls: str = ""
+    webhook_secret: str = ""
+    webhook_loopback: int = 0
+    webhook_timeout_s: float = 10.0
+    webhook_retry_s: int = 25 * 3600
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> Config:

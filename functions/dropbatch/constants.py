@@ -30,4 +30,7 @@ PARTIALLY_SUCCEEDED = "partially_succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
+REJECTED = "rejected"
+# every message state that ends a batch (a webhook receives these and `running`)
+TERMINAL = (REJECTED, SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELLED, EXPIRED)
 ENDED_WELL = (SUCCEEDED, PARTIALLY_SUCCEEDED)  # a command that waited for these exits 0

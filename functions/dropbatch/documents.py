@@ -78,6 +78,7 @@ class Ledger(Document):
     outbox_attempts: int = 0
     undelivered: list[dict] = []  # messages given up: {"state", "error", "at"}
     split_queued: str | None = None
+    webhook: str | None = None  # the batch's own endpoint (object metadata `webhook`, deliver.py)
     finalize_queued: str | None = None
     progress_sent: dict | None = None  # the last `running` message: {"at", "counts"}
     final_state: str | None = None

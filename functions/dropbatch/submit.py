@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 
-from . import batch, cost, families, keys, layout, logs, notify, tablesource
+from . import batch, cost, families, keys, layout, logs, notify, tablesource, webhooks
 from .config import Config, get_config
 from .documents import Ledger
 from .errors import ConfigurationError, PermanentError, Replaced
@@ -211,9 +211,9 @@ def _open_source(store: Store, doc: Ledger, offset: int = 0):
     return blob, ObjectReader(bucket_name, name, doc.generation, offset)
 
 
-def reject(store: Store, doc: Ledger, report: Report) -> Ledger | None:
-    """Write the report and end the batch `rejected`: one small message, the user's object
-    untouched."""
+def reject(store: Store, doc: Ledger, report: Report, webhook: str | None = None) -> Ledger | None:
+    """Write the report and end the batch `rejected`: one small message (to the batch's webhook
+    too, when it has a good one), the user's object untouched."""
     batch_id = doc.batch_id
     store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     summary = report.summary()
@@ -226,16 +226,20 @@ def reject(store: Store, doc: Ledger, report: Report) -> Ledger | None:
         error=summary,
         cost=report.cost_bound if (report.cost_bound or {}).get("over") else None,
     )
-    return notify.end_batch(store, batch_id, batch.REJECTED, message, error=summary)
+    return notify.end_batch(
+        store, batch_id, batch.REJECTED, message, error=summary, webhook=webhook
+    )
 
 
-METADATA_KEYS = ("model", "max_cost")  # what dropbatch reads from a dropped object's metadata
+# what dropbatch reads from a dropped object's metadata
+METADATA_KEYS = ("model", "max_cost", "webhook")
 
 
-def check_metadata(config: Config, report: Report, metadata: dict) -> None:
-    """Unknown metadata keys and the cost cap, as errors of the report (docs/contracts.md, Spending
-    cap): a batch with either is rejected before any job. Keys gcloud writes itself
-    (goog-reserved-*) are not the user's."""
+def check_metadata(config: Config, report: Report, metadata: dict) -> str | None:
+    """Unknown metadata keys, the cost cap and the webhook URL, as errors of the report
+    (docs/contracts.md, Spending cap and Webhooks): a batch with any is rejected before any job.
+    Keys gcloud writes itself (goog-reserved-*) are not the user's. Returns the batch's own webhook
+    endpoint when it has a good one."""
     limit = config.max_errors
     for name in sorted(metadata):
         if name not in METADATA_KEYS and not name.startswith("goog-reserved-"):
@@ -248,6 +252,18 @@ def check_metadata(config: Config, report: Report, metadata: dict) -> None:
                 limit,
             )
     check_cap(config, report, metadata.get("max_cost"))
+    url = metadata.get("webhook")
+    problem = url is not None and webhooks.url_problem(url, bool(config.webhook_loopback))
+    if problem:
+        report.add(
+            None,
+            "bad_webhook",
+            "metadata.webhook",
+            f"{problem}; give an https URL of a public host, like https://hooks.example.com/x",
+            limit,
+        )
+        return None
+    return url
 
 
 def check_cap(config: Config, report: Report, own_cap) -> None:
@@ -402,7 +418,7 @@ def _validate_and_stage(
         stager.abandon()
         return reject(store, doc, report)
     report = price(validator.finish(), model, config)
-    check_metadata(config, report, metadata)
+    webhook = check_metadata(config, report, metadata)
     logs.info(
         "validated",
         requests=report.requests,
@@ -412,13 +428,19 @@ def _validate_and_stage(
     )
     if not report.valid:
         stager.abandon()
-        return reject(store, doc, report)
+        return reject(store, doc, report, webhook)
     store.write_json(store.path(batch_id, layout.REPORT), report.to_dict())
     parts = stager.finish(report.jobs)
     return store.update_ledger(
         batch_id,
         lambda d: batch.move(
-            d, batch.STAGED, model=model, requests=report.requests, lines=report.lines, parts=parts
+            d,
+            batch.STAGED,
+            model=model,
+            requests=report.requests,
+            lines=report.lines,
+            parts=parts,
+            webhook=webhook,
         ),
     )
 

@@ -65,6 +65,8 @@ DEPLOYED = {
             "tablesource",
             "validate",
             "vertex",
+            "deliver",
+            "webhooks",
         )
     ),
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 import hcl2
 import pytest
 import yaml
+from dropbatch.config import Config
 from dropbatch.local.terraform import clean_hcl as clean
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,7 +134,15 @@ def test_provider_versions_bounded(tf, bucket_module):
 
 def test_one_service_account_per_function(tf):
     functions = tf["resource"]["google_cloudfunctions2_function"]
-    assert set(functions) == {"fn"} and functions["fn"]["for_each"] == "${local.functions}"
+    assert (
+        set(functions) == {"fn", "webhook"} and functions["fn"]["for_each"] == "${local.functions}"
+    )
+    # the webhook function (webhooks.tf): its own identity, the secret from Secret Manager
+    hook = functions["webhook"]["service_config"][0]
+    assert hook["service_account_email"] == "${google_service_account.webhook.email}"
+    assert hook["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert hook["secret_environment_variables"][0]["key"] == "DROPBATCH_WEBHOOK_SECRET"
+    assert "environment_variables" in hook and "event_trigger" not in functions["webhook"]
     table = next(l["functions"] for l in tf["locals"] if "functions" in l)
     assert set(table) == {"submit", "status", "split"}
     accounts = [spec["sa"] for spec in table.values()]
@@ -223,6 +232,12 @@ def test_every_push_path_has_dead_letter_and_bounded_retry(tf):
     subs = tf["resource"]["google_pubsub_subscription"]
     push = {n: s for n, s in subs.items() if s.get("push_config")}
     assert push, "no push subscriptions"
+    # the webhook push keeps no dead letter: the function gives a message up past 25 h
+    # (deliver.py), and the subscription holds messages two days, longer than that
+    hooks = push.pop("webhooks")
+    assert hooks["retry_policy"][0]["maximum_backoff"] == "600s"
+    assert int(hooks["message_retention_duration"].rstrip("s")) > Config().webhook_retry_s
+    assert hooks["push_config"][0].get("oidc_token") and "dead_letter_policy" not in hooks
     for name, sub in push.items():
         assert sub.get("dead_letter_policy"), name
         assert sub["dead_letter_policy"][0]["max_delivery_attempts"] <= 20
@@ -328,9 +343,9 @@ GOOGLE_BETA_ONLY = {"google_project_service_identity"}
 
 
 def not_google(rtype: str) -> bool:
-    """Types of other providers (archive, time, google-beta-only), which the google 6.50 schema
-    cannot judge."""
-    return rtype.startswith(("archive_", "time_")) or rtype in GOOGLE_BETA_ONLY
+    """Types of other providers (archive, time, random, google-beta-only), which the google 6.50
+    schema cannot judge."""
+    return rtype.startswith(("archive_", "time_", "random_")) or rtype in GOOGLE_BETA_ONLY
 
 
 def check_config(tf, schema, check) -> int:

@@ -142,3 +142,28 @@ def test_up_with_an_openai_compatible_responder(tmp_path, stack):
     finally:
         dropbatch(env, "local", "down")
         server.shutdown()
+
+
+@pytest.mark.timeout(60)
+def test_topics_are_made_in_the_stacks_own_emulator_whatever_the_environment_names(stack):
+    """`dropbatch local up` from a shell (or a test worker) whose PUBSUB_EMULATOR_HOST names another
+    emulator made its topics there: the bench smoke runs, started on a worker whose e2e stack was
+    up, failed with "404 Subscription topic does not exist"."""
+    import dataclasses
+
+    from conftest import free_port
+    from dropbatch.local import provision
+    from google.cloud import pubsub_v1
+
+    theirs = dataclasses.replace(stack, project=f"other-{os.getpid()}")
+    saved = os.environ["PUBSUB_EMULATOR_HOST"]
+    os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{free_port()}"  # nothing answers there
+    try:
+        provision._create_topics(theirs)
+    finally:
+        os.environ["PUBSUB_EMULATOR_HOST"] = saved
+    topics = {
+        t.name
+        for t in pubsub_v1.PublisherClient().list_topics(project=f"projects/{theirs.project}")
+    }
+    assert f"projects/{theirs.project}/topics/{stack.topics['notifications']}" in topics

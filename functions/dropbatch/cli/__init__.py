@@ -9,7 +9,7 @@ import sys
 
 from ..config import Config
 from ..errors import DropbatchError, UsageError
-from . import batches, files, run, stack
+from . import batches, files, run, stack, webhook
 from .common import err
 
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drop a JSONL file of Gemini requests; get one result per request.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (files, run, batches, stack):
+    for module in (files, run, batches, stack, webhook):
         module.add_parsers(sub)
     return parser
 

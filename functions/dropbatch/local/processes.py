@@ -19,12 +19,20 @@ from ..errors import DropbatchError
 if TYPE_CHECKING:
     from .stack import Stack
 
-FUNCTIONS = {"submit": "submit_batch", "status": "on_job_event", "split": "split_results"}
+FUNCTIONS = {
+    "submit": "submit_batch",
+    "status": "on_job_event",
+    "split": "split_results",
+    "webhook": "deliver_webhook",
+}
 MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
 # the grants the stack enforces (DROPBATCH_INFRA_DIR overrides)
 INFRA = MAIN_PY.parents[1] / "infra"
-# topic key -> the function it pushes to
+# topic key -> the function it pushes to (with a dead-letter topic, as infra/pubsub.tf)
 PUSH = {"uploads": "submit", "sweep": "status", "split": "split"}
+# the notifications topic's push to the webhook function: no dead letter, the function gives a
+# message up by its age (deliver.py)
+WEBHOOK_PUSH = ("notifications", "webhook")
 MAX_DELIVERY_ATTEMPTS = 10  # infra/pubsub.tf's dead_letter_policy
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from .processes import INFRA, MAX_DELIVERY_ATTEMPTS, PUSH, StackError
+from .processes import INFRA, MAX_DELIVERY_ATTEMPTS, PUSH, WEBHOOK_PUSH, StackError
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -48,6 +48,10 @@ def _write_identities(stack: Stack) -> None:
     (stack.iam_dir / "credentials").mkdir(parents=True, exist_ok=True)
     (stack.iam_dir / "gcloud").mkdir(exist_ok=True)
     (stack.iam_dir / "secret").write_bytes(os.urandom(32))
+    from ..webhooks import new_secret
+
+    # what Secret Manager holds in the cloud (infra/webhooks.tf): the webhook signing secret
+    (stack.iam_dir / "webhook-secret").write_text(new_secret())
     write_policy(stack)
     accounts = {
         **orjson.loads((stack.iam_dir / "policy.json").read_bytes())["accounts"],
@@ -98,8 +102,16 @@ def _create_topics(stack: Stack) -> None:
     from google.api_core.exceptions import AlreadyExists
     from google.cloud import pubsub_v1
 
-    os.environ.setdefault("PUBSUB_EMULATOR_HOST", stack.pubsub)
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    # this stack's emulator, whatever the caller's environment names (the clients read it once)
+    saved = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = stack.pubsub
+    try:
+        publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    finally:
+        if saved is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST")
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = saved
     for key, topic in stack.topics.items():
         path = publisher.topic_path(stack.project, topic)
         with contextlib.suppress(AlreadyExists):
@@ -132,6 +144,19 @@ def _create_topics(stack: Stack) -> None:
                         },
                     }
                 )
+
+    key, function = WEBHOOK_PUSH
+    with contextlib.suppress(AlreadyExists):
+        subscriber.create_subscription(
+            request={
+                "name": subscriber.subscription_path(
+                    stack.project, f"{stack.topics[key]}-webhooks"
+                ),
+                "topic": publisher.topic_path(stack.project, stack.topics[key]),
+                "push_config": {"push_endpoint": f"http://127.0.0.1:{stack.ports[function]}/"},
+                "ack_deadline_seconds": 60,
+            }
+        )
 
 
 def dead_letter_hold(topic: str) -> str:

@@ -57,6 +57,8 @@ LOCAL_DEFAULTS = {
     "DROPBATCH_CLAIM_LEASE_S": "60",
     "DROPBATCH_MAX_EVENT_AGE_S": "3600",
     "DROPBATCH_PROGRESS_S": "3",
+    # webhooks may go to loopback (a receiver in a test, on this machine), over http too
+    "DROPBATCH_WEBHOOK_LOOPBACK": "1",
 }
 
 
@@ -80,6 +82,11 @@ class Stack:
         """The credentials file a principal's programs use (owner, submit, status, split,
         vertex_agent)."""
         return str(self.iam_dir / "credentials" / f"{who}.json")
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret the webhook function signs with (Secret Manager's, in the cloud)."""
+        return (self.iam_dir / "webhook-secret").read_text()
 
     @property
     def storage(self) -> str:
@@ -113,6 +120,7 @@ class Stack:
             "vertex": self.vertex,
             "bigquery": self.bigquery,
             "topics": self.topics,
+            "webhook_secret": self.webhook_secret,
         }
 
     def client_env(self) -> dict:
@@ -253,6 +261,8 @@ def _workload_env(stack: Stack, who: str) -> dict:
     }
     if f"pubsub_{who}" in stack.ports:
         env["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{stack.ports[f'pubsub_{who}']}"
+    if who == "webhook":
+        env["DROPBATCH_WEBHOOK_SECRET"] = stack.webhook_secret
     return env
 
 
