@@ -36,7 +36,7 @@ test: ## run the whole test suite (gates, layers, unit, integration, e2e on the 
 	@$(MAKE) --no-print-directory -j2 $(STAMP) $(CHECKOV)
 	@$(MAKE) --no-print-directory lint docs
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist load
 
 lint: $(STAMP) ## the gates: ruff's format check, its lint rules and complexity ceiling (pyproject.toml)
 	$(VENV)/bin/ruff format --check --quiet .

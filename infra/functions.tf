@@ -20,6 +20,8 @@ locals {
     DROPBATCH_PRICES              = var.prices_json   # "" keeps the price table shipped with the code (cost.py)
     DROPBATCH_RESULTS_TABLE       = var.results_table # "" loads no table (bigquery.tf)
     DROPBATCH_MAX_BATCH_COST      = var.max_batch_cost == 0 ? "" : tostring(var.max_batch_cost)
+    DROPBATCH_MAX_DAILY_COST      = var.max_daily_cost == 0 ? "" : tostring(var.max_daily_cost)
+    DROPBATCH_OVER_DAILY_COST     = var.over_daily_cost
   }
   functions = {
     submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi", max = var.function_max_instances }

@@ -163,6 +163,26 @@ variable "max_batch_cost" {
   }
 }
 
+variable "max_daily_cost" {
+  type        = number
+  description = "The project's cap a UTC day, in USD (docs/contracts.md, Spending cap): running batches' bounds plus the cost of batches ended that day; 0: no cap."
+  default     = 0
+  validation {
+    condition     = var.max_daily_cost >= 0
+    error_message = "max_daily_cost is 0 (no cap) or a positive amount."
+  }
+}
+
+variable "over_daily_cost" {
+  type        = string
+  description = "What a batch past the daily cap does: wait (for batches to end, or the next day) or reject."
+  default     = "wait"
+  validation {
+    condition     = contains(["wait", "reject"], var.over_daily_cost)
+    error_message = "over_daily_cost is wait or reject."
+  }
+}
+
 variable "webhook_urls" {
   type        = list(string)
   description = "HTTPS endpoints every batch's running and terminal messages are POSTed to, signed (docs/contracts.md, Webhooks); object metadata webhook adds a batch's own."

@@ -31,18 +31,6 @@ STACK_ENV = {
 }
 
 
-def pytest_collection_modifyitems(items):
-    """Tests marked slow are handed out first, longest first (`seconds`: what each took in a loaded
-    full run), so xdist's workers are not left waiting on one of them at the end of the run
-    (`make test` hands tests out one at a time: --maxschedchunk 1). The rest keep their order."""
-
-    def seconds(item) -> int:
-        marker = item.get_closest_marker("slow")
-        return marker.kwargs["seconds"] if marker else 0
-
-    items.sort(key=lambda item: -seconds(item))
-
-
 @pytest.fixture
 def config() -> Config:
     return Config()

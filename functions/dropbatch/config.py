@@ -58,6 +58,9 @@ class Config:
     # a batch whose cost bound (cost.bound) is above this is rejected before any job; empty: none.
     # Object metadata max_cost sets a batch's own cap.
     max_batch_cost: str = ""
+    # the project's cap a UTC day (budget.py); a batch past it waits, or with "reject" is rejected
+    max_daily_cost: str = ""
+    over_daily_cost: str = "wait"
     prices: str = ""  # the price table's override (cost.py): a JSON object or a path to one
     # PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (table.py)
     results_table: str = ""

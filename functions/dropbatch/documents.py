@@ -79,6 +79,8 @@ class Ledger(Document):
     undelivered: list[dict] = []  # messages given up: {"state", "error", "at"}
     split_queued: str | None = None
     webhook: str | None = None  # the batch's own endpoint (object metadata `webhook`, deliver.py)
+    cost_bound: float | None = None  # the most it can cost (cost.bound), for the daily cap
+    waiting: dict | None = None  # its first job waits for the day's budget (budget.over)
     finalize_queued: str | None = None
     progress_sent: dict | None = None  # the last `running` message: {"at", "counts"}
     final_state: str | None = None

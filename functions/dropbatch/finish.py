@@ -15,7 +15,7 @@ import functools
 
 import orjson
 
-from . import batch, cost, layout, logs, notify, ordered, split_outputs, table
+from . import batch, budget, cost, layout, logs, notify, ordered, split_outputs, table
 from .documents import Ledger, RetryTask
 from .errors import DropbatchError
 from .events import age_s, now
@@ -65,6 +65,7 @@ def finalize(store: Store, batch_id: str, force_after_s: float | None = None) ->
         if age_s(existing["timings"]["finished"]) < force_after_s:
             return
         manifest = existing
+    budget.record(store, batch_id, (manifest.get("cost") or {}).get("estimated"))
     notify.end_batch(
         store,
         batch_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 
-from . import batch, layout, logs, notify, vertex
+from . import batch, budget, layout, logs, notify, vertex
 from .constants import JOB_CANCELLED, JOB_FAILED
 from .documents import Ledger
 from .errors import PermanentError
@@ -19,8 +19,9 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
     other batches hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
     config = store.config
     doc, _ = store.read_ledger(batch_id)
+    waiting = budget.over(store, doc) if config.max_daily_cost else None
     mine = config.max_concurrent_jobs - batch.running_jobs(doc)
-    room = mine - slots_taken(store, doc, enough=mine)
+    room = 0 if waiting else mine - slots_taken(store, doc, enough=mine)
     for part in doc.parts:
         if not batch.part_waiting(part):
             continue
@@ -49,11 +50,42 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
             latency_s=round(age_s(doc.created), 3),
             model=doc.model,
         )
-    if not doc.outbox:
+    if doc.outbox:
+        # the message is this call's to send at once only if this call queued it (moved): another
+        # execution's may be on its way right now (two senders would publish it twice)
+        doc = notify.deliver(store, batch_id, 0.0 if moved else store.config.outbox_retry_s)
+    return note_waiting(store, doc, waiting) if doc is not None else None
+
+
+def note_waiting(store: Store, doc: Ledger, waiting: dict | None) -> Ledger:
+    """Record in the ledger that the batch's first job waits for the day's budget, with a
+    `running` message that says so (once: the ledger decides), or that it waits no longer."""
+    if (doc.waiting is None) == (waiting is None):
         return doc
-    # the message is this call's to send at once only if this call queued it (moved): another
-    # execution's may be on its way right now (two senders would publish it twice)
-    return notify.deliver(store, batch_id, 0.0 if moved else store.config.outbox_retry_s)
+    doc, first = store.win_ledger(
+        doc.batch_id, lambda d: (d.waiting is None) != (waiting is None) and d.set(waiting=waiting)
+    )
+    if first and waiting:
+        logs.info("the batch waits for the day's budget", event="batch_waiting", **waiting)
+        notify.send_once(
+            store.config,
+            notify.build(
+                "running",
+                batch_id=doc.batch_id,
+                source=doc.source,
+                counts={
+                    "total": doc.requests,
+                    "succeeded": 0,
+                    "failed": 0,
+                    "pending": doc.requests,
+                    "round": doc.round,
+                },
+                jobs=[],
+                results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS)),
+                waiting=waiting,
+            ),
+        )
+    return doc
 
 
 def _create(store: Store, doc: Ledger, part) -> tuple[Ledger | None, int | None]:

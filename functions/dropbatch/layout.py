@@ -19,6 +19,7 @@ TABLE_ROWS = "table/rows.jsonl"  # results.jsonl as the results table's rows (ta
 ORDERED_FINAL = "ordered/final/"  # results.jsonl's composed intermediates
 SUBMIT_CHECKPOINT = "submit/checkpoint.json"
 ACTIVE = "_active/"  # batches/_active/BATCH_ID: the active index, beside the batches' folders
+SPEND = "_spend/"  # batches/_spend/DAY/BATCH_ID: what each batch ended that day cost (budget.py)
 
 
 def part_name(part: Part) -> str:

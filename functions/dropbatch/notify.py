@@ -59,6 +59,7 @@ def build(
     cost: dict | None = None,
     jobs: list | None = None,
     results_table: str | None = None,
+    waiting: dict | None = None,
 ) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown batch state {state!r}")
@@ -83,6 +84,8 @@ def build(
         message["results_table"] = results_table
     if jobs is not None:  # `running` messages: each job's own completion stats
         message["jobs"] = jobs
+    if waiting is not None:  # a `running` batch whose first job waits for the day's budget
+        message["waiting"] = waiting
     if len(orjson.dumps(message)) > MAX_MESSAGE_BYTES:  # only a pathological source name gets here
         message["source"] = source[:1000]
     return message

@@ -474,6 +474,23 @@ class Store:
         )
         return sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
 
+    # ------------------------------------------------------------ the day's spend (budget.py)
+
+    def record_spend(self, day: str, batch_id: str, amount: float) -> None:
+        """An empty object whose metadata is the cost: one list call reads a day's."""
+        blob = self.bucket.blob(f"{self.prefix}{layout.SPEND}{day}/{batch_id}")
+        blob.metadata = {"cost": repr(float(amount))}
+        _gcs_call(blob.upload_from_string, b"", content_type="text/plain")
+
+    def spend(self, day: str) -> dict[str, float]:
+        """{batch id: cost} of the batches that ended on `day`."""
+        blobs = _gcs_call(
+            self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{layout.SPEND}{day}/"
+        )
+        return {
+            b.name.rsplit("/", 1)[-1]: float((b.metadata or {}).get("cost") or 0) for b in blobs
+        }
+
     def ledgers(self, since_s: float | None = None, limit: int | None = None) -> list[Ledger]:
         """Batches' ledgers, newest first: those received in the last `since_s` seconds, at most
         `limit`."""

@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 
-from . import batch, cost, families, keys, layout, logs, notify, tablesource, webhooks
+from . import batch, budget, cost, families, keys, layout, logs, notify, tablesource, webhooks
 from .config import Config, get_config
 from .documents import Ledger
 from .errors import ConfigurationError, PermanentError, Replaced
@@ -307,6 +307,49 @@ def check_cap(config: Config, report: Report, own_cap) -> None:
         )
 
 
+def check_daily(store: Store, report: Report, batch_id: str) -> None:
+    """The project's daily cap (budget.py): a batch that can never fit it (its bound alone over it,
+    or no price) is rejected; with DROPBATCH_OVER_DAILY_COST=reject, one that does not fit beside
+    what today has committed too. Otherwise its first job waits (jobs.submit_parts)."""
+    config = store.config
+    try:
+        limit = budget.cap(config)
+        if config.over_daily_cost not in budget.MODES:
+            raise ValueError(config.over_daily_cost)
+    except ValueError:
+        report.add(
+            None,
+            "bad_cost_cap",
+            "DROPBATCH_MAX_DAILY_COST",
+            "the daily cap is a number of the price table's currency (0: none), and "
+            "DROPBATCH_OVER_DAILY_COST is wait or reject; fix the deployment's settings",
+            config.max_errors,
+        )
+        return
+    bound = report.cost_bound["bound"]
+    if limit is None or not report.valid:
+        return
+    fits = bound is not None and bound <= limit
+    spent = budget.committed(store, batch_id) if fits and config.over_daily_cost == "reject" else 0
+    if fits and spent + bound <= limit:
+        return
+    report.cost_bound.update(daily_cap=limit, committed=round(spent, 6), over=True)
+    if bound is None:
+        what = "no price for this model in the price table, so no bound"
+    elif not fits:
+        what = f"the batch can cost up to {bound:,.4f}, more than the whole day's cap"
+    else:
+        what = f"the batch can cost up to {bound:,.4f} and today has committed {spent:,.4f}"
+    report.add(
+        None,
+        "over_daily_cap",
+        "DROPBATCH_MAX_DAILY_COST",
+        f"{what}, over the project's daily cap of {limit:,.4f} {report.cost_bound['currency']}; "
+        "set generationConfig.maxOutputTokens lower, split the file, or drop it again later",
+        config.max_errors,
+    )
+
+
 def validate_and_stage(store: Store, doc: Ledger) -> Ledger | None:
     """One streaming pass: each line is validated and, while the file has no error, staged into its
     job's part. Before DROPBATCH_SUBMIT_BUDGET_S the pass stops at a line, saves where it is, and a
@@ -419,6 +462,7 @@ def _validate_and_stage(
         return reject(store, doc, report)
     report = price(validator.finish(), model, config)
     webhook = check_metadata(config, report, metadata)
+    check_daily(store, report, batch_id)
     logs.info(
         "validated",
         requests=report.requests,
@@ -441,6 +485,7 @@ def _validate_and_stage(
             lines=report.lines,
             parts=parts,
             webhook=webhook,
+            cost_bound=report.cost_bound["bound"],
         ),
     )
 

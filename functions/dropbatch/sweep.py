@@ -303,6 +303,7 @@ def send_progress(store: Store, doc: Ledger) -> None:
                 counts=counts,
                 jobs=jobs,
                 results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS)),
+                waiting=doc.waiting,
             ),
         )
 

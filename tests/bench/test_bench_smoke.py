@@ -42,7 +42,6 @@ def test_every_bench_target_has_a_tiny_size():
     assert sorted(bench_targets()) == sorted(TINY)
 
 
-@pytest.mark.slow(seconds=40)
 @pytest.mark.parametrize("target", sorted(TINY))
 def test_bench_runs_to_the_end(target, tmp_path):
     env = {**os.environ, **TINY[target], "DROPBATCH_STATE_DIR": str(tmp_path / "state")}

@@ -97,7 +97,6 @@ def test_partially_succeeded_job(stack, bucket, inbox, vertex):
     assert 0 < done["counts"]["failed"] < 30 and len(results(bucket, batch_id)) == 30
 
 
-@pytest.mark.slow(seconds=100)
 def test_split_killed_at_random_points_and_redelivered(stack, bucket, inbox, vertex):
     from dropbatch.local import stack as local
 
@@ -169,7 +168,6 @@ def test_gcs_503s_during_result_writes(stack, bucket, inbox, vertex):
     assert written and sum(l["retries"] for l in written) > 0, "the proxy's 503s were not met"
 
 
-@pytest.mark.slow(seconds=114)
 def test_split_checkpoints_and_continues_in_new_tasks(stack, bucket, inbox, vertex):
     """A split task that reaches its time budget checkpoints and publishes its continuation; the
     chain of tasks ends with exact results and one message (budget 50 ms here, so it happens many
@@ -209,7 +207,6 @@ def test_split_checkpoints_and_continues_in_new_tasks(stack, bucket, inbox, vert
     assert len(terminal_messages(bucket, inbox, batch_id)) == 1
 
 
-@pytest.mark.slow(seconds=57)
 def test_submit_killed_after_claim_then_redelivered(stack, bucket, inbox, vertex):
     """SIGKILL the submit function while it validates and stages (after the claim, before any
     create): the redelivered event (or the sweep) takes the claim over once its lease runs out; one
@@ -266,7 +263,6 @@ def test_a_create_whose_answer_was_lost_makes_one_job_under_list_lag(stack, buck
     assert len(jobs_of(stack, batch_id)) == 1
 
 
-@pytest.mark.slow(seconds=59)
 @pytest.mark.parametrize("gz", [False, True])
 def test_submit_checkpoints_and_continues_in_new_calls(stack, bucket, inbox, vertex, gz):
     """One streaming pass that stops before its budget (10 ms here), saves where it is, and goes on

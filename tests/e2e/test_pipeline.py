@@ -270,7 +270,6 @@ def test_inline_data_request(stack, bucket, inbox, vertex):
     assert result["status"] == "succeeded"
 
 
-@pytest.mark.slow(seconds=42)
 def test_separate_results_bucket(stack, bucket, inbox, vertex):
     """With DROPBATCH_RESULTS_BUCKET, everything dropbatch writes goes there; the drop bucket only
     receives."""

@@ -63,3 +63,50 @@ def test_bad_metadata_is_a_clear_rejection(stack, bucket, inbox, vertex, metadat
     assert [(e["code"], e["field"]) for e in report["errors"]] == [(code, field)]
     assert code in done["error"]
     assert jobs_of(stack, batch_id) == []
+
+
+def committed_now(stack) -> float:
+    """What today has committed on this stack before a test's batches (other tests' batches)."""
+    from dropbatch import budget
+    from dropbatch.store import Store
+
+    return budget.committed(Store(stack.config()), "")
+
+
+def test_the_daily_cap_makes_a_third_batch_wait_until_one_ends(stack, bucket, inbox, vertex):
+    """Each batch is one request with no output limit: a bound of 65,536 output tokens, $0.082 at
+    gemini-2.5-flash's batch price. Two fit under the cap beside what today committed; the third
+    waits, with a `running` message that says so, and gets its job once one of the two ended."""
+    from dropbatch.local import stack as local
+
+    vertex.faults(running_s=6)
+    cap = committed_now(stack) + 0.2
+    local.restart_function("submit", DROPBATCH_MAX_DAILY_COST=f"{cap:.6f}")
+    try:
+        ids = []
+        for n in range(3):
+            ids.append(drop(bucket, f"daily-{n}.jsonl", [req(f"d{n}")])[1])
+            inbox.wait_for(ids[-1], "submitted", timeout=60)
+        waiting = inbox.wait_for(ids[2], "running", timeout=30)
+        assert waiting["waiting"]["for"] == "budget" and waiting["waiting"]["cap"] == round(cap, 6)
+        assert waiting["waiting"]["bound"] == pytest.approx(0.08192, abs=1e-4)
+        assert waiting["counts"]["pending"] == 1 and waiting["jobs"] == []
+        assert jobs_of(stack, ids[2]) == [] and all(jobs_of(stack, i) for i in ids[:2])
+        done = [inbox.wait_for(i, "succeeded", timeout=120) for i in ids]
+        assert all(d["counts"]["succeeded"] == 1 for d in done)
+        first_end = min(
+            read_json(bucket, f"batches/{i}/manifest.json")["timings"]["finished"] for i in ids[:2]
+        )
+        third = read_json(bucket, f"batches/{ids[2]}/ledger.json")
+        assert third["parts"][0]["created"] >= first_end and third["waiting"] is None
+        # a batch that does not fit, with DROPBATCH_OVER_DAILY_COST=reject: rejected, no job
+        cap = committed_now(stack) + 0.1
+        local.restart_function(
+            "submit", DROPBATCH_MAX_DAILY_COST=f"{cap:.6f}", DROPBATCH_OVER_DAILY_COST="reject"
+        )
+        _, batch_id = drop(bucket, "daily-rejected.jsonl", [req("r1"), req("r2")])
+        rejected = inbox.wait_for(batch_id, "rejected", timeout=60)
+        assert "over_daily_cap" in rejected["error"] and rejected["cost"]["daily_cap"] > 0
+        assert jobs_of(stack, batch_id) == []
+    finally:
+        local.restart_function("submit")

@@ -152,13 +152,12 @@ def test_a_table_that_cannot_be_run_is_rejected_with_the_reason(
     assert report["errors"][0]["code"] == code and code in done["error"]
 
 
-@pytest.mark.slow(seconds=214)
 def test_a_table_read_checkpoints_and_continues_in_new_calls(stack, bucket, inbox, vertex):
     """A submit budget of 50 ms: the rows are read over several calls, each going on from the row
     the last one stopped at (tabledata.list's startIndex); every row once, in order."""
     from dropbatch.local import stack as local
 
-    n = 600
+    n = 200
     rows = [
         {"request": req(f"c{i} " + "pad " * 20)["request"], "id": f"k{i:04d}"} for i in range(n)
     ]

@@ -46,6 +46,7 @@ def test_up_status_down(tmp_path, stack):
             "vertex",
             "bigquery",
             "topics",
+            "webhook_secret",  # what the webhook function signs with (docs/contracts.md, Webhooks)
         }
         assert set(info["topics"]) == {"uploads", "notifications", "sweep", "split"}
         assert (
@@ -60,6 +61,7 @@ def test_up_status_down(tmp_path, stack):
             "submit",
             "status",
             "split",
+            "webhook",
             "ticker",
             "gateway",
             "bigquery",
