@@ -67,6 +67,7 @@ DEPLOYED = {
             "vertex",
             "deliver",
             "webhooks",
+            "budget",
         )
     ),
 }

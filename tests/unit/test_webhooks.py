@@ -177,3 +177,20 @@ def test_nothing_is_posted_to_loopback_outside_the_local_stack(receiver):
     assert deliver.deliver(_config(url), "", "succeeded", BODY, age=0) == 0
     assert deliver.deliver(_config(url, webhook_loopback=1, secret=""), "", "x", BODY, 0) == 0
     assert got.got == []
+
+
+def test_the_cli_verifies_from_flags_and_says_what_is_missing(tmp_path, capsys, monkeypatch):
+    from dropbatch.cli import main
+
+    secret = webhooks.new_secret()
+    (tmp_path / "body").write_bytes(BODY)
+    h = webhooks.sign(secret, "msg_9", BODY)
+    flags = ["--id", h["webhook-id"], "--timestamp", h["webhook-timestamp"]]
+    monkeypatch.delenv("DROPBATCH_WEBHOOK_SECRET", raising=False)
+    assert main(["webhook", "verify", str(tmp_path / "body"), *flags]) == 2
+    assert "no secret" in capsys.readouterr().err
+    monkeypatch.setenv("DROPBATCH_WEBHOOK_SECRET", secret)
+    argv = ["webhook", "verify", str(tmp_path / "body"), *flags]
+    assert main([*argv, "--signature", h["webhook-signature"]]) == 0
+    assert capsys.readouterr().out == "verified: msg_9\n"
+    assert main(argv) == 1 and "unsigned" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,10 +80,51 @@ def _identity(pid: int) -> str | None:
     return f"{start}:{command}"
 
 
-def _free_port() -> int:
+# Ports are claimed below the kernel's ephemeral range (which client connections and bind(0) draw
+# from: a port bind(0) gave one stack and released went to the next stack starting beside it, whose
+# Pub/Sub emulator then answered the first one's topic calls), one claim file each, held while a
+# stack starts: by then its parts have bound them.
+PORT_CLAIMS = Path("/tmp") / f"dropbatch-port-claims-{os.getuid()}"
+CLAIM_S = 120
+LOWEST_PORT = 20_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _claim(port: int) -> bool:
+    claim = PORT_CLAIMS / str(port)
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - claim.stat().st_mtime < CLAIM_S:
+            return False
+        claim.unlink()  # a stale claim: its stack started long ago (or never did)
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False  # another stack claimed it this moment
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False  # in use: left claimed, so nobody tries it for a while
+    return True
+
+
+def _free_port() -> int:
+    """A port no other process uses or is about to use (see PORT_CLAIMS)."""
+    import random
+
+    PORT_CLAIMS.mkdir(exist_ok=True)
+    high = _ephemeral_low()
+    for _ in range(10_000):
+        port = random.randrange(LOWEST_PORT, high if high > LOWEST_PORT + 1000 else 32_768)
+        if _claim(port):
+            return port
+    raise StackError("no free port to claim (is something holding thousands?)")
 
 
 def _answers(port: int) -> bool:
