@@ -11,7 +11,7 @@ or a model with no price) is rejected either way.
 
 from __future__ import annotations
 
-from . import cost
+from . import cost, layout
 from .config import Config
 from .documents import Ledger
 from .events import utcnow
@@ -29,15 +29,25 @@ def day() -> str:
 
 
 def record(store, batch_id: str, amount: float | None) -> None:
-    """A batch's cost counts for the day it ended (written again, the same)."""
+    """A batch's cost counts for the day it ended (written again, the same): a small object whose
+    metadata is the cost, so that one list call reads a day's."""
     if amount is not None:
-        store.record_spend(day(), batch_id, amount)
+        path = store.path(f"{layout.SPEND}{day()}", batch_id)
+        store.write_json(path, {"batch_id": batch_id}, metadata={"cost": repr(float(amount))})
+
+
+def spent(store, day_: str) -> dict[str, float]:
+    """{batch id: cost} of the batches that ended on `day_`."""
+    return {
+        b.name.rsplit("/", 1)[-1]: float((b.metadata or {}).get("cost") or 0)
+        for b in store.objects(f"{layout.SPEND}{day_}/")
+    }
 
 
 def committed(store, batch_id: str) -> float:
     """What today has committed besides `batch_id`: ended batches' costs and the bounds of the
     active batches that have a job."""
-    ended = store.spend(day())
+    ended = spent(store, day())
     running = 0.0
     for other_id in store.active_batches():
         if other_id == batch_id or other_id in ended:

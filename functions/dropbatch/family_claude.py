@@ -104,25 +104,18 @@ def _claude_blocks(content, path: str, problems: list) -> None:
                 )
 
 
+OPENAI_LINE = (
+    'this is an OpenAI Batch line; a Claude model reads {"custom_id": "...", "request": '
+    '{"messages": [...], "anthropic_version": "vertex-2023-10-16", "max_tokens": N}} lines'
+)
+
+
 def anthropic_check(obj):
     if not isinstance(obj, dict):
         return [("not_object", None, "each line must be a JSON object")], None, None
     problems: list = []
     if openai_batch.is_openai_line(obj):
-        return (
-            [
-                (
-                    "wrong_family",
-                    None,
-                    'this is an OpenAI Batch line; a Claude model reads {"custom_id": '
-                    '"...", "request": {"messages": [...], "anthropic_version": '
-                    '"vertex-2023-10-16", '
-                    '"max_tokens": N}} lines',
-                )
-            ],
-            None,
-            None,
-        )
+        return [("wrong_family", None, OPENAI_LINE)], None, None
     key = custom_id_line(
         obj,
         problems,

@@ -274,14 +274,10 @@ def gcs_error(exc: Exception, what: str = "Cloud Storage") -> Exception:
 def _gcs_call(fn, *args, **kwargs):
     from google.api_core import exceptions
 
+    caught = (exceptions.GoogleAPICallError, exceptions.RetryError, ConnectionError, TimeoutError)
     try:
         return fn(*args, **kwargs)
-    except (
-        exceptions.GoogleAPICallError,
-        exceptions.RetryError,
-        ConnectionError,
-        TimeoutError,
-    ) as exc:
+    except caught as exc:
         mapped = gcs_error(exc)
         if mapped is exc:
             raise
@@ -334,16 +330,19 @@ class Store:
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             raise PermanentError(f"{path} is not a valid {type.__name__}: {exc}") from exc
 
-    def write_json(self, path: str, doc, if_generation_match: int | None = None) -> int:
-        """Write a document, under a generation precondition when given. A conditional write whose
-        response was lost is retried by the client and then answered 412; when the object holds
-        exactly our bytes, that 412 is our own write succeeding, not someone else's (compared by
-        content, which carries a timestamp)."""
+    def write_json(
+        self, path: str, doc, if_generation_match: int | None = None, metadata: dict | None = None
+    ) -> int:
+        """Write a document (and object metadata), under a generation precondition when given. A
+        conditional write whose response was lost is retried by the client and then answered 412;
+        when the object holds exactly our bytes, that 412 is our own write succeeding, not someone
+        else's (compared by content, which carries a timestamp)."""
         from google.api_core.exceptions import NotFound
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         data = orjson.dumps(doc, default=plain, option=orjson.OPT_INDENT_2)
         blob = self.bucket.blob(path)
+        blob.metadata = metadata
         try:
             _gcs_call(
                 blob.upload_from_string,
@@ -469,27 +468,11 @@ class Store:
         return None if marker is None else marker.get("since") or ""
 
     def active_batches(self) -> list[str]:
-        blobs = _gcs_call(
-            self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{layout.ACTIVE}"
-        )
-        return sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
+        return sorted(b.name.rsplit("/", 1)[-1] for b in self.objects(layout.ACTIVE))
 
-    # ------------------------------------------------------------ the day's spend (budget.py)
-
-    def record_spend(self, day: str, batch_id: str, amount: float) -> None:
-        """An empty object whose metadata is the cost: one list call reads a day's."""
-        blob = self.bucket.blob(f"{self.prefix}{layout.SPEND}{day}/{batch_id}")
-        blob.metadata = {"cost": repr(float(amount))}
-        _gcs_call(blob.upload_from_string, b"", content_type="text/plain")
-
-    def spend(self, day: str) -> dict[str, float]:
-        """{batch id: cost} of the batches that ended on `day`."""
-        blobs = _gcs_call(
-            self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{layout.SPEND}{day}/"
-        )
-        return {
-            b.name.rsplit("/", 1)[-1]: float((b.metadata or {}).get("cost") or 0) for b in blobs
-        }
+    def objects(self, prefix: str):
+        """The objects under batches/PREFIX, as listed (names and metadata)."""
+        return _gcs_call(self.client.list_blobs, self.bucket, prefix=f"{self.prefix}{prefix}")
 
     def ledgers(self, since_s: float | None = None, limit: int | None = None) -> list[Ledger]:
         """Batches' ledgers, newest first: those received in the last `since_s` seconds, at most

@@ -68,6 +68,7 @@ DEPLOYED = {
             "deliver",
             "webhooks",
             "budget",
+            "admit",
         )
     ),
 }

@@ -363,11 +363,13 @@ def test_many_identical_requests_match_one_each_in_linear_time():
         )
         matcher = Matcher(index, None, None)
         line = orjson.dumps(ok(request, "x"))
-        start = time.perf_counter()
+        # this process's CPU time, not the wall clock: a loaded machine (a full test run beside it)
+        # made the small run look slow and the ratio fail
+        start = time.process_time()
         keys = [matcher.match(line)[1] for _ in range(n)]
         assert matcher.match(line) is None and matcher.counts["duplicate_outputs"] == 1
         assert keys == [f"k{i}" for i in range(1, n + 1)]
-        return time.perf_counter() - start
+        return time.process_time() - start
 
-    small, large = run(2_000), run(20_000)
+    small, large = min(run(2_000), run(2_000)), run(20_000)
     assert large < small * 30, (small, large)  # linear: ~10x; quadratic would be ~100x
