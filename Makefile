@@ -17,11 +17,10 @@ TEST_WORKERS ?= 4
 help: ## list every target
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-# --no-compile: modules are byte-compiled when first imported (most of aiplatform's never are):
-# a fresh venv in 40 s instead of 64 here
 $(STAMP): requirements.txt functions/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --no-compile -r requirements.txt -e .
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -e .
 	@touch $@
 
 install: $(STAMP) ## create .venv and install the project and its test dependencies
@@ -29,7 +28,8 @@ install: $(STAMP) ## create .venv and install the project and its test dependenc
 # checkov lives in a venv of its own so its many pins cannot disturb the project's.
 $(CHECKOV):
 	$(PYTHON) -m venv .venv-checkov
-	.venv-checkov/bin/python -m pip install -q --no-compile checkov==$(CHECKOV_VERSION)
+	.venv-checkov/bin/python -m pip install -q --upgrade pip
+	.venv-checkov/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
 
 # The two venvs are built side by side (each is mostly waiting on pip), then the gates, then pytest.
 test: ## run the whole test suite (gates, layers, unit, integration, e2e on the local stack, infra checks)
