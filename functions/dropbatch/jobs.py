@@ -67,24 +67,9 @@ def note_waiting(store: Store, doc: Ledger, waiting: dict | None) -> Ledger:
     )
     if first and waiting:
         logs.info("the batch waits for the day's budget", event="batch_waiting", **waiting)
-        notify.send_once(
-            store.config,
-            notify.build(
-                "running",
-                batch_id=doc.batch_id,
-                source=doc.source,
-                counts={
-                    "total": doc.requests,
-                    "succeeded": 0,
-                    "failed": 0,
-                    "pending": doc.requests,
-                    "round": doc.round,
-                },
-                jobs=[],
-                results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS)),
-                waiting=waiting,
-            ),
-        )
+        total = doc.requests
+        counts = {"total": total, "succeeded": 0, "failed": 0, "pending": total, "round": doc.round}
+        notify.send_once(store.config, notify.running(store, doc, counts, []))
     return doc
 
 

@@ -91,6 +91,20 @@ def build(
     return message
 
 
+def running(store, doc: Ledger, counts: dict, jobs: list) -> dict:
+    """A `running` message: the round's results so far, each job's stats, and what its first job
+    waits for (the ledger's `waiting`), if anything."""
+    return build(
+        "running",
+        batch_id=doc.batch_id,
+        source=doc.source,
+        counts=counts,
+        jobs=jobs,
+        results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS)),
+        waiting=doc.waiting,
+    )
+
+
 def publish_json(config: Config, topic: str, body, **attributes) -> None:
     from google.api_core import exceptions
 

@@ -8,7 +8,7 @@ never finished.
 
 from __future__ import annotations
 
-from . import batch, layout, logs, notify, split_outputs, vertex
+from . import batch, logs, notify, split_outputs, vertex
 from .config import Config, get_config
 from .constants import JOB_FAILED, JOB_RUNNING, JOB_WAITING
 from .documents import Ledger
@@ -294,18 +294,7 @@ def send_progress(store: Store, doc: Ledger) -> None:
             for p in parts
             if p.job
         ][:MAX_PROGRESS_JOBS]
-        notify.send_once(
-            store.config,
-            notify.build(
-                "running",
-                batch_id=doc.batch_id,
-                source=doc.source,
-                counts=counts,
-                jobs=jobs,
-                results_prefix=store.uri(store.path(doc.batch_id, layout.RESULTS)),
-                waiting=doc.waiting,
-            ),
-        )
+        notify.send_once(store.config, notify.running(store, doc, counts, jobs))
 
 
 # ---------------------------------------------------------------- split tasks
