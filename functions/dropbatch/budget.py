@@ -24,6 +24,11 @@ def cap(config: Config) -> float | None:
     return cost.parse_cap(config.max_daily_cost)
 
 
+def waits(config: Config) -> bool:
+    """Does a batch past the daily cap wait for it before its first job (not rejected at once)?"""
+    return bool(config.max_daily_cost) and config.over_daily_cost == "wait"
+
+
 def day() -> str:
     return utcnow().date().isoformat()
 

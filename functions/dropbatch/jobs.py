@@ -19,7 +19,8 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
     other batches hold or come first for are not this batch's (docs/contracts.md, "Job slots")."""
     config = store.config
     doc, _ = store.read_ledger(batch_id)
-    waiting = budget.over(store, doc) if config.max_daily_cost else None
+    # with over_daily_cost=reject the submission's check (admit.check_daily) already decided
+    waiting = budget.over(store, doc) if budget.waits(config) else None
     mine = config.max_concurrent_jobs - batch.running_jobs(doc)
     room = 0 if waiting else mine - slots_taken(store, doc, enough=mine)
     for part in doc.parts:
