@@ -33,6 +33,11 @@ TINY = {
 }
 
 
+# targets whose recipe runs another target's scripts with other sizes: their dry run is checked, the
+# scripts run once (bench-soak is bench_e2e.py with BENCH_FILES)
+SAME_SCRIPTS = {"bench-soak": "bench-e2e"}
+
+
 def bench_targets() -> list[str]:
     makefile = (ROOT / "Makefile").read_text()
     return re.findall(r"^(bench-[a-z0-9-]+):", makefile, flags=re.M)
@@ -42,7 +47,30 @@ def test_every_bench_target_has_a_tiny_size():
     assert sorted(bench_targets()) == sorted(TINY)
 
 
-@pytest.mark.parametrize("target", sorted(TINY))
+def dry_run(target: str, env: dict | None = None) -> str:
+    return subprocess.run(
+        ["make", "-n", target],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.mark.parametrize(("target", "runs_as"), sorted(SAME_SCRIPTS.items()))
+def test_a_target_that_runs_another_targets_scripts(target, runs_as):
+    """Its scripts are the other target's, and its sizes reach them (bench-soak's SOAK_FILES is
+    bench_e2e.py's BENCH_FILES)."""
+
+    def scripts(t):
+        return re.findall(r"tests/bench/\w+\.py", dry_run(t))
+
+    assert scripts(target) == scripts(runs_as)
+    assert "BENCH_FILES=7 " in dry_run(target, {"SOAK_FILES": "7"})
+    assert all("BENCH_FILES" in (ROOT / s).read_text() for s in scripts(target))
+
+
+@pytest.mark.parametrize("target", sorted(set(TINY) - set(SAME_SCRIPTS)))
 def test_bench_runs_to_the_end(target, tmp_path):
     env = {**os.environ, **TINY[target], "DROPBATCH_STATE_DIR": str(tmp_path / "state")}
     done = subprocess.run(

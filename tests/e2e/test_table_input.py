@@ -157,12 +157,16 @@ def test_a_table_read_checkpoints_and_continues_in_new_calls(stack, bucket, inbo
     the last one stopped at (tabledata.list's startIndex); every row once, in order."""
     from dropbatch.local import stack as local
 
-    n = 120  # three parts of 40; a 50 ms budget still stops it several times
+    # three parts of 10; a 50 ms budget stops it after a row or a few (a call is a row when the
+    # machine is loaded: each costs a continuation's round trip, so the table is small)
+    n = 30
     rows = [
         {"request": req(f"c{i} " + "pad " * 20)["request"], "id": f"k{i:04d}"} for i in range(n)
     ]
     table_id = make_table(stack, "continued", rows)
-    local.restart_function("submit", kill_signal=15, DROPBATCH_SUBMIT_BUDGET_S="0.05")
+    local.restart_function(
+        "submit", kill_signal=15, DROPBATCH_SUBMIT_BUDGET_S="0.05", DROPBATCH_MAX_JOB_REQUESTS="10"
+    )
     try:
         _, batch_id = drop_pointer(
             bucket, "continued", {"table": f"bq://{table_id}", "key_column": "id"}
@@ -172,7 +176,7 @@ def test_a_table_read_checkpoints_and_continues_in_new_calls(stack, bucket, inbo
         local.restart_function("submit", kill_signal=15)
     assert done["counts"]["total"] == n and done["counts"]["succeeded"] == n
     ledger = read_json(bucket, f"batches/{batch_id}/ledger.json")
-    assert ledger["progress"]["continuations"] >= 2
+    assert ledger["progress"]["continuations"] >= 2 and len(ledger["parts"]) == 3
     results = read_results(bucket, batch_id)
     assert sorted(r["key"] for r in results) == [r["id"] for r in rows]
 
