@@ -22,6 +22,8 @@ locals {
     DROPBATCH_MAX_BATCH_COST      = var.max_batch_cost == 0 ? "" : tostring(var.max_batch_cost)
     DROPBATCH_MAX_DAILY_COST      = var.max_daily_cost == 0 ? "" : tostring(var.max_daily_cost)
     DROPBATCH_OVER_DAILY_COST     = var.over_daily_cost
+    DROPBATCH_REUSE               = var.reuse ? "on" : "off" # answers re-dropped requests from earlier batches
+    DROPBATCH_REUSE_MAX           = tostring(var.reuse_max)
   }
   functions = {
     submit = { entry = "submit_batch", sa = google_service_account.submit.email, timeout = 540, memory = "1Gi", max = var.function_max_instances }

@@ -183,6 +183,22 @@ variable "over_daily_cost" {
   }
 }
 
+variable "reuse" {
+  type        = bool
+  description = "Answer a request an earlier batch in the bucket already answered from that answer, not Vertex (docs/contracts.md, Reuse)."
+  default     = false
+}
+
+variable "reuse_max" {
+  type        = number
+  description = "Fingerprints the reuse index keeps (the newest), across its 256 shards."
+  default     = 1000000
+  validation {
+    condition     = var.reuse_max >= 256
+    error_message = "reuse_max is at least 256 (one a shard)."
+  }
+}
+
 variable "webhook_urls" {
   type        = list(string)
   description = "HTTPS endpoints every batch's running and terminal messages are POSTed to, signed (docs/contracts.md, Webhooks); object metadata webhook adds a batch's own."

@@ -234,6 +234,15 @@ def req(text: str, **extra) -> dict:
     return {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **extra}}
 
 
+def jobs_of(stack, batch_id: str) -> list:
+    """The batch's jobs as Vertex lists them (by the label dropbatch gives each)."""
+    r = owner().get(
+        f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
+        params={"filter": f'labels.dropbatch_batch="{batch_id}"'},
+    )
+    return r.json().get("batchPredictionJobs", [])
+
+
 def owner():
     """An HTTP session with the project owner's credentials, what `dropbatch local env` gives a
     user: the stack refuses calls to Vertex AI without a token (401), as Google does."""

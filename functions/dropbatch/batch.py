@@ -332,6 +332,10 @@ def merge_rounds(
         counts[e["status"]] += 1
         retryable += bool(e.get("retryable"))
     counts["succeeded"] = counts["total"] - counts["failed"] - counts["missing"]
+    # answered from earlier batches (reuse.py), among the succeeded: counted only when there are any
+    reused = sum(dones[part_name(p)].counts.get("reused", 0) for p in parts)
+    if reused:
+        counts["reused"] = reused
     return counts, usage, retryable
 
 

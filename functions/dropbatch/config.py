@@ -72,6 +72,10 @@ class Config:
     webhook_loopback: int = 0
     webhook_timeout_s: float = 10.0
     webhook_retry_s: int = 25 * 3600
+    # re-drops pay only for what changed (reuse.py): "on" answers a request another batch in the
+    # bucket already answered from that answer; the index keeps at most reuse_max fingerprints
+    reuse: str = "off"
+    reuse_max: int = 1_000_000
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> Config:

@@ -29,8 +29,10 @@ class Part(Document):
     round: int
     first_line: int
     last_line: int
-    requests: int
+    requests: int  # the requests its job is sent
     input: str | None
+    # the requests of its lines answered from earlier batches instead (reuse.py): not sent
+    reused: int = 0
     job: str | None = None  # the BatchPredictionJob's resource name, once created
     state: str | None = None  # the job's JobState, from the sweep's last GET
     output_dir: str | None = None
@@ -146,6 +148,8 @@ class SplitDone(msgspec.Struct, kw_only=True):
     buckets: list[int] = []  # the first line of each ordered bucket
     # a retry round's lines, which replace the earlier rounds' answers
     lines: list[int] | None = None
+    # the token usage of the answers reused from earlier batches (not paid again; reuse.py)
+    reused_usage: dict | None = None
 
 
 def plain(value):

@@ -108,6 +108,7 @@ def job_records(doc: Ledger) -> list[dict]:
             "ended": p.ended,
         }
         for p in doc.parts
+        if p.job or not p.reused  # a part answered wholly from earlier batches had no job
     ]
 
 
@@ -141,10 +142,13 @@ def _manifest(store, doc: Ledger, totals: tuple, dones: dict, jobs, results_file
         {
             "round": r,
             "requests": sum(p.requests for p in doc.parts if p.round == r),
-            "jobs": sum(1 for p in doc.parts if p.round == r),
+            "jobs": sum(1 for p in doc.parts if p.round == r and (p.job or not p.reused)),
         }
         for r in range(doc.round + 1)
     ]
+    reused = sum(p.reused for p in doc.parts)
+    if reused:  # the requests answered from earlier batches instead (reuse.py)
+        rounds[0]["reused"] = reused
     manifest = batch.build_manifest(
         doc.batch_id,
         counts,
@@ -162,7 +166,12 @@ def _manifest(store, doc: Ledger, totals: tuple, dones: dict, jobs, results_file
     )
     last_round = [p.state or "" for p in doc.parts if p.round == doc.round]
     manifest["state"] = batch.terminal_state(counts, last_round)
-    manifest["cost"] = cost.estimate(doc.model, usage, cost.prices(store.config.prices))
+    table = cost.prices(store.config.prices)
+    manifest["cost"] = cost.estimate(doc.model, usage, table)
+    reused = [d.reused_usage for d in dones.values() if d.reused_usage]
+    if reused:  # what the answers reused from earlier batches would have cost again (reuse.py)
+        spared = {k: sum(u.get(k, 0) for u in reused) for k in usage}
+        manifest["cost"]["saved_by_reuse"] = cost.estimate(doc.model, spared, table)["estimated"]
     return manifest
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 
 from . import batch, budget, layout, logs, notify, vertex
-from .constants import JOB_CANCELLED, JOB_FAILED
+from .constants import JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED
 from .documents import Ledger
 from .errors import PermanentError
 from .events import age_s, now
@@ -25,6 +25,15 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
     room = 0 if waiting else mine - slots_taken(store, doc, enough=mine)
     for part in doc.parts:
         if not batch.part_waiting(part):
+            continue
+        if not part.requests:  # every request of its lines answered by earlier batches (reuse.py)
+            doc = store.update_ledger(
+                batch_id,
+                lambda d, i=part.index: (
+                    batch.part_waiting(d.parts[i])
+                    and d.parts[i].set(state=JOB_SUCCEEDED, ended=now())
+                ),
+            )
             continue
         if doc.cancel_requested:  # never started: nothing to cancel at Vertex
             doc = store.update_ledger(

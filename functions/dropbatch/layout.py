@@ -19,12 +19,18 @@ TABLE_ROWS = "table/rows.jsonl"  # results.jsonl as the results table's rows (ta
 ORDERED_FINAL = "ordered/final/"  # results.jsonl's composed intermediates
 SUBMIT_CHECKPOINT = "submit/checkpoint.json"
 ACTIVE = "_active/"  # batches/_active/BATCH_ID: the active index, beside the batches' folders
+REUSE = "_reuse/"  # batches/_reuse/SHARD.json: fingerprints of answered requests (reuse.py)
 SPEND = "_spend/"  # batches/_spend/DAY/BATCH_ID: what each batch ended that day cost (budget.py)
 
 
 def part_name(part: Part) -> str:
     """A part's name in a round: rR-pPPPPP."""
     return f"r{part.round}-p{part.index:05d}"
+
+
+# a staged part's objects: what its job is sent and its keys sidecar; the reused sidecar (reuse.py)
+STAGED = (".jsonl", ".keys.jsonl")
+REUSED = ".reused.jsonl"
 
 
 def staged(part: Part) -> str:

@@ -84,6 +84,10 @@ class Index:
         self.present = present  # per line from first: 1 where a request stands
         self._factory = requests_factory  # () -> iterable of (line, request)
         self._fingerprints: dict[int, list[int] | int] | None = None
+        # with reuse on (reuse.py): line -> the request's reuse fingerprint, and the lines answered
+        # by earlier batches, as (line, batch_id, key answered under)
+        self.reuse_fingerprints: dict[int, str] = {}
+        self.reused: list[tuple[int, str, str]] = []
 
     @classmethod
     def from_keys(
@@ -95,9 +99,15 @@ class Index:
         explicit: dict[int, str] = {}
         lines = []
         buckets = ordered.Buckets(bucket_lines)
+        fingerprints, reused = {}, []
         for entry in entries:
             line, key = entry[0], entry[1]
             lines.append(line)
+            if len(entry) > 4:  # a reused sidecar row
+                fingerprints[line] = entry[5]
+                reused.append((line, entry[3], entry[4]))
+            elif len(entry) > 3:
+                fingerprints[line] = entry[3]
             buckets.add(line, (entry[2] if len(entry) > 2 else 0) + result_bytes)
             if key is not None and key != line_key(line, width):  # null: the line-number key
                 explicit[line] = key
@@ -105,7 +115,9 @@ class Index:
         present = bytearray(last - first + 1)
         for line in lines:
             present[line - first] = 1
-        return cls(first, last, width, explicit, present, requests_factory, buckets.starts)
+        index = cls(first, last, width, explicit, present, requests_factory, buckets.starts)
+        index.reuse_fingerprints, index.reused = fingerprints, reused
+        return index
 
     @property
     def total(self) -> int:
@@ -184,6 +196,10 @@ class Matcher:
             "unmatched_outputs": 0,
         }
         self.usage = {name: 0 for name, *_ in USAGE_FIELDS} | (state.get("usage") or {})
+        # what the answers reused from earlier batches used (not paid again)
+        self.reused_usage = {name: 0 for name, *_ in USAGE_FIELDS} | (
+            state.get("reused_usage") or {}
+        )
         self.failures = state.get("failures") or []  # errors.jsonl lines for failed requests
 
     def state(self) -> dict:
@@ -191,6 +207,7 @@ class Matcher:
             "seen": base64.b64encode(zlib.compress(bytes(self.seen))).decode(),
             "counts": self.counts,
             "usage": self.usage,
+            "reused_usage": self.reused_usage,
             "failures": self.failures,
         }
 
@@ -225,10 +242,7 @@ class Matcher:
         key = self.index.key(line)
         result = self.family.result(key, out, self.batch_id, self.job)
         self.counts[result["status"]] += 1
-        for name, camel, snake in USAGE_FIELDS:
-            value = get_field(result["usage"] or {}, camel, snake)
-            if isinstance(value, int):
-                self.usage[name] += value
+        _add_usage(self.usage, result)
         if result["error"]:
             self.failures.append(
                 {
@@ -240,6 +254,29 @@ class Matcher:
                 }
             )
         return line, key, orjson.dumps(result)
+
+    def reuse(self, line: int, data: bytes | None, answered_by: str) -> bytes | None:
+        """The result of a line an earlier batch answered (reuse.py), from that batch's result
+        object: its key and batch become this one's, `reused_from` names the batch that asked
+        Vertex. None, and the line stays unanswered, when that object is gone or not a succeeded
+        result."""
+        try:
+            result = orjson.loads(data) if data is not None else None
+        except orjson.JSONDecodeError:
+            result = None
+        slot = line - self.index.first
+        if not isinstance(result, dict) or result.get("status") != "succeeded" or self.seen[slot]:
+            return None
+        self.seen[slot] = 1
+        result.update(
+            key=self.index.key(line),
+            batch_id=self.batch_id,
+            reused_from=result.get("reused_from") or answered_by,
+        )
+        self.counts["succeeded"] += 1
+        self.counts["reused"] = self.counts.get("reused", 0) + 1
+        _add_usage(self.reused_usage, result)
+        return orjson.dumps(result)
 
     def missing(self, retryable: bool = True):
         """errors.jsonl entries of the requests no output line answered, in line order (a
@@ -255,3 +292,10 @@ class Matcher:
             for line in self.index.lines()
             if not self.seen[line - self.index.first]
         )
+
+
+def _add_usage(usage: dict, result: dict) -> None:
+    for name, camel, snake in USAGE_FIELDS:
+        value = get_field(result.get("usage") or {}, camel, snake)
+        if isinstance(value, int):
+            usage[name] += value

@@ -9,7 +9,10 @@ sent again, and one results.jsonl and one manifest still cover the whole file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import heapq
+import operator
 import time
 
 import orjson
@@ -17,6 +20,7 @@ import orjson
 from . import batch, families, layout, logs, notify, split_outputs
 from .documents import Ledger, Part
 from .events import now
+from .layout import REUSED, STAGED
 from .store import Store, open_lines
 
 
@@ -54,6 +58,19 @@ class _PartWriter:
         return self.part
 
 
+def _staged_lines(files: contextlib.ExitStack, bucket, path: str, reused: int):
+    """(line, staged request) of a first-round part in line order: what its job was sent (the keys
+    sidecar says each one's line) and, with `reused`, the lines answered from earlier batches,
+    whose staged requests the reused sidecar keeps (reuse.py)."""
+    data, keys = (files.enter_context(open_lines(bucket.blob(path + s))) for s in STAGED)
+    sent = ((orjson.loads(entry)[0], raw) for raw, entry in zip(data, keys))
+    if not reused:
+        return sent
+    rows = map(orjson.loads, files.enter_context(open_lines(bucket.blob(path + REUSED))))
+    kept = ((row[0], orjson.dumps(row[6]) + b"\n") for row in rows)
+    return heapq.merge(sent, kept, key=operator.itemgetter(0))
+
+
 def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
     """Stage the requests that failed for a transient reason (or never came back) as the next
     round's parts. `retry` gives them in line order; the staged input is read part by part alongside
@@ -69,15 +86,11 @@ def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
         if nxt["line"] > original.last_line:
             continue
         path = store.path(doc.batch_id, layout.staged(original))
-        with (
-            open_lines(store.bucket.blob(path + ".jsonl")) as f,
-            open_lines(store.bucket.blob(path + ".keys.jsonl")) as sidecar,
-        ):
-            # staged in line order, as the errors come; the sidecar says the line
-            for raw, entry in zip(f, sidecar):
+        with contextlib.ExitStack() as files:
+            # staged in line order, as the errors come
+            for line, raw in _staged_lines(files, store.bucket, path, original.reused):
                 if nxt is None or nxt["line"] > original.last_line:
                     break
-                line = orjson.loads(entry)[0]
                 # not in the staged input: nothing to retry
                 while nxt is not None and nxt["line"] < line:
                     nxt = next(wanted, None)

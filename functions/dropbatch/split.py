@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from . import families, layout, logs, notify, ordered, split_outputs
+from . import families, layout, logs, notify, ordered, reuse, split_outputs
 from .batch import build_manifest, ended_for_good
 from .documents import Ledger, Part, SplitDone, SplitTask
 from .keys import key_width
@@ -142,18 +142,21 @@ def load_index(store, doc: Ledger, part: Part, family: families.Family) -> Index
     name = store.path(doc.batch_id, layout.staged(part))
     width = key_width(doc.lines)
 
-    def entries():
-        with open_lines(store.bucket.blob(name + ".keys.jsonl")) as f:
+    def rows(suffix):
+        with open_lines(store.bucket.blob(name + suffix)) as f:
             for raw in f:
                 yield orjson.loads(raw)
 
     def requests():  # the staged lines, in the order of their keys sidecar
         with open_lines(store.bucket.blob(name + ".jsonl")) as f:
-            for raw, entry in zip(f, entries()):
+            for raw, entry in zip(f, rows(".keys.jsonl")):
                 yield entry[0], family.payload(orjson.loads(raw))
 
+    entries = rows(".keys.jsonl")
+    if part.reused:  # and the lines answered by earlier batches, in line order with them
+        entries = heapq.merge(entries, rows(layout.REUSED), key=lambda row: row[0])
     return Index.from_keys(
-        entries(), width, requests, store.config.results_bucket_lines, family.result_bytes
+        entries, width, requests, store.config.results_bucket_lines, family.result_bytes
     )
 
 
@@ -162,12 +165,10 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
     True when the part is split, False when it stopped first (docs/contracts.md): at
     DROPBATCH_SPLIT_BUDGET_S, checkpointed and continued in a new task; or, for a `partial` task
     while the job runs, at the end of what the job has written so far, checkpointed for the next
-    task. The budget counts from when the task holds its part (index loaded, output files listed),
-    so a chain of tasks moves however slow that setup is. The outputs are read first, then the
-    buckets are ordered; both phases checkpoint. Every task goes on from the part's checkpoint,
-    which records for each output file the generation and the byte offset read up to: a new file is
-    read from its start, a file with a new generation again from its start (what was matched is not
-    counted twice), and a partial task stops before a last line the job has not finished writing."""
+    task. The budget counts from when the task holds its part (index loaded, files listed). Outputs
+    are read, then buckets ordered; both checkpoint, with each output file's generation and offset
+    read up to: a new file, or a new generation (what was matched is not counted twice), is read
+    from its start, and a partial task stops before a last line the job is still writing."""
     config, batch_id = store.config, doc.batch_id
     done_path = store.path(batch_id, layout.split_done(part))
     ckpt_path = store.path(batch_id, layout.split_checkpoint(part))
@@ -201,6 +202,8 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
         return True
 
     with GcsSink(store.bucket.name, store.path(batch_id, ""), config.workers) as sink:
+        if _reuse_results(store, (index, matcher), sink, collector, stop):
+            return False  # the lines earlier batches answered (reuse.py) come first
         for blob in files:
             if _match_file(blob, positions, matcher, sink, collector, partial, config, stop):
                 return False
@@ -217,6 +220,49 @@ def split_part(store, doc: Ledger, part: Part, task: SplitTask) -> bool:
             return False
     _write_done(store, doc, part, (index, matcher), files, started)
     return True
+
+
+# earlier results read at once (then the budget is looked at)
+REUSE_CHUNK = 512
+
+
+def _reuse_results(store, matched: tuple, sink, collector, stop) -> bool:
+    """The results of the part's lines answered by earlier batches (reuse.py), copied from their
+    result objects before any output is read; True when `stop` said to stop (it checkpointed). A
+    line whose earlier result cannot be read stays unanswered: `missing`, and retried."""
+    index, matcher = matched
+    todo = [r for r in index.reused if not matcher.seen[r[0] - index.first]]
+    if not todo:
+        return False
+    from google.api_core.exceptions import NotFound
+
+    def earlier(row):
+        try:
+            return store.bucket.blob(store.path(row[1], layout.result(row[2]))).download_as_bytes()
+        except NotFound:
+            return None
+
+    lost = 0
+    with concurrent.futures.ThreadPoolExecutor(store.config.workers) as pool:
+        for at in range(0, len(todo), REUSE_CHUNK):
+            chunk = todo[at : at + REUSE_CHUNK]
+            for (line, batch_id, _), data in zip(chunk, pool.map(earlier, chunk)):
+                raw = matcher.reuse(line, data, batch_id)
+                if raw is None:
+                    lost += 1
+                    continue
+                sink.put(layout.result(index.key(line)), raw)
+                collector.add(line, raw)
+            if stop():
+                return True
+    logs.info("earlier results reused", event="results_reused", requests=len(todo) - lost)
+    if lost:
+        logs.warning(
+            "earlier results could not be read; their requests are missing and retried",
+            event="reuse_lost",
+            requests=lost,
+        )
+    return False
 
 
 def _order(collector, index: Index, doc: Ledger, part: Part, span: tuple) -> int | None:
@@ -249,6 +295,17 @@ def _write_done(
     done_path = store.path(batch_id, layout.split_done(part))
     missing = list(matcher.missing(retryable=not ended_for_good(part)))
     errors = sorted(matcher.failures + missing, key=lambda e: e["line"])
+    if index.reuse_fingerprints and reuse.enabled(store.config):
+        failed = {e["line"] for e in matcher.failures}
+        reuse.record(
+            store,
+            batch_id,
+            (
+                (fp, index.key(line))
+                for line, fp in index.reuse_fingerprints.items()
+                if matcher.seen[line - index.first] and line not in failed
+            ),
+        )
     store.bucket.blob(store.path(batch_id, layout.split_errors(part))).upload_from_string(
         b"".join(orjson.dumps(e) + b"\n" for e in errors), content_type="application/jsonl"
     )
@@ -266,6 +323,7 @@ def _write_done(
             seconds=round(time.monotonic() - started, 3),
             buckets=index.starts,
             lines=list(index.lines()) if part.round else None,
+            reused_usage=matcher.reused_usage if index.reused else None,
         ),
     )
     logs.info("part split", part=part.index, counts=matcher.counts, missing=len(missing))

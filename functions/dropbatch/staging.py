@@ -10,7 +10,7 @@ import time
 
 import orjson
 
-from . import batch, families, keys, layout, ordered
+from . import batch, families, keys, layout, ordered, reuse
 from .documents import Ledger, Part
 from .store import ObjectWriter, Store
 
@@ -25,7 +25,12 @@ class Stager:
     Consecutive lines that are staged as written (Validator.feed's as_is) are kept as they were read
     and labelled a run at a time; any other line is re-serialised by its family. A part is written
     as chunk objects of about CHUNK_BYTES, uploaded by a small pool while reading goes on (a
-    checkpoint waits for them), and composed into input/part-NNNNN.jsonl once complete."""
+    checkpoint waits for them), and composed into input/part-NNNNN.jsonl once complete.
+
+    With DROPBATCH_REUSE=on every line is staged one at a time: each keys row carries the request's
+    fingerprint, and a request the reuse index has an answer to goes in the part's reused sidecar
+    instead ([line, key, staged bytes, batch_id, key answered under, fingerprint, staged request]),
+    not in what Vertex is sent (reuse.py)."""
 
     def __init__(self, store: Store, doc: Ledger, state: dict | None = None):
         import concurrent.futures
@@ -41,6 +46,11 @@ class Stager:
         self.run_first = self.run_end = 0
         self.size = 0
         self.keys = bytearray()
+        self.model = ""  # the file's model, set once the file is open
+        self.lookup = reuse.Lookup(store) if reuse.enabled(store.config) else None
+        self.reused = bytearray()  # the open chunk's reused sidecar rows
+        # part -> requests answered from earlier batches
+        self.reused_counts: dict[str, int] = (state or {}).get("reused", {})
         self.pool = concurrent.futures.ThreadPoolExecutor(
             UPLOADS_IN_FLIGHT, thread_name_prefix="stage"
         )
@@ -63,7 +73,12 @@ class Stager:
         for lineno, raw in lines:
             fed = feed(lineno, raw)
             if fed is not None and not report.error_count:
-                if fed[2] and lineno == self.run_end and validator.job_index == self.part:
+                if (
+                    fed[2]
+                    and lineno == self.run_end
+                    and validator.job_index == self.part
+                    and self.lookup is None
+                ):
                     run.append(raw)
                     self.run_end = lineno + 1
                     self.size += len(raw)
@@ -83,7 +98,9 @@ class Stager:
             self._flush()
             self.part = part
         self._close_run()
-        if as_is:  # a run starts
+        if self.lookup is not None:
+            self._add_fingerprinted(line, key, request)
+        elif as_is:  # a run starts
             self.run_first, self.run_end = line, line + 1
             self.run.append(raw)
             self.size += len(raw)
@@ -94,6 +111,22 @@ class Stager:
             self.keys += orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
         if self.size >= CHUNK_BYTES:
             self._flush()
+
+    def _add_fingerprinted(self, line: int, key: str | None, request) -> None:
+        """Stage one line with its fingerprint, or put it in the reused sidecar when an earlier
+        batch answered the same request."""
+        fp = reuse.fingerprint(self.model, request)  # first: staging adds the line's labels to it
+        staged = self.family.stage(request, line)
+        earlier = self.lookup.find(fp)
+        if earlier is not None and earlier[0] != self.batch_id:
+            row = [line, key, len(staged), *earlier, fp, orjson.Fragment(staged.rstrip(b"\n"))]
+            self.reused += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+            part = str(self.part)
+            self.reused_counts[part] = self.reused_counts.get(part, 0) + 1
+            return
+        self.data.append(staged)
+        self.size += len(staged)
+        self.keys += orjson.dumps([line, key, len(staged), fp], option=orjson.OPT_APPEND_NEWLINE)
 
     def _close_run(self) -> None:
         """Stage the open run of lines that are exactly {"request": {...}} from their own bytes, all
@@ -122,17 +155,18 @@ class Stager:
         """Hand the open chunk to the upload pool (waiting while UPLOADS_IN_FLIGHT are on their
         way)."""
         self._close_run()
-        if self.part is None or not self.data:
+        if self.part is None or not (self.data or self.reused):
             return
         chunk = self.chunks.get(str(self.part), 0)
         self.chunks[str(self.part)] = chunk + 1
         # a slot is taken before the chunk is joined and given back once its bytes are dropped, so
         # at most UPLOADS_IN_FLIGHT joined chunks exist besides the open one
         self.slots.acquire()
-        bodies = [b"".join(self.data), bytes(self.keys)]
+        bodies = [b"".join(self.data), bytes(self.keys), bytes(self.reused)]
         self.data.clear()
         self.size = 0
         self.keys.clear()
+        self.reused.clear()
         self.pending.append(self.pool.submit(self._send, self._name(self.part, chunk), bodies))
 
     def _writer(self) -> ObjectWriter:
@@ -145,13 +179,16 @@ class Stager:
         """Upload a chunk and its sidecar, then give its slot back once its bytes are dropped (the
         pool's work item keeps its arguments until the next one starts: the emptied list)."""
         try:
-            self._upload(name, bodies.pop(0), bodies.pop(0))
+            self._upload(name, *bodies)
         finally:
             bodies.clear()
             self.slots.release()
 
-    def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
-        for suffix, body in ((".jsonl", data), (".keys.jsonl", sidecar)):
+    def _suffixes(self) -> tuple[str, ...]:
+        return layout.STAGED + ((layout.REUSED,) if self.lookup else ())
+
+    def _upload(self, name: str, data: bytes, sidecar: bytes, reused: bytes) -> None:
+        for suffix, body in zip(self._suffixes(), (data, sidecar, reused)):
             self._writer().write(name + suffix, body, "application/jsonl")
 
     def _wait(self) -> None:
@@ -168,7 +205,7 @@ class Stager:
 
     def checkpoint(self) -> dict:
         self._wait()
-        return {"chunks": self.chunks}
+        return {"chunks": self.chunks, "reused": self.reused_counts}
 
     def finish(self, jobs: list[dict]) -> list[Part]:
         """Compose each part from its chunks; the ledger's parts, one per planned job."""
@@ -176,21 +213,21 @@ class Stager:
         parts = []
         for i, job in enumerate(jobs):
             chunks = [self._name(i, c) for c in range(self.chunks.get(str(i), 0))]
-            for suffix in (".jsonl", ".keys.jsonl"):
+            for suffix in self._suffixes():
                 ordered.compose(
                     self.store.bucket, [c + suffix for c in chunks], self._name(i) + suffix
                 )
             self._delete(chunks)
-            parts.append(
-                batch.new_part(
-                    i,
-                    0,
-                    job["first_line"],
-                    job["last_line"],
-                    job["requests"],
-                    self.store.uri(self._name(i) + ".jsonl"),
-                )
+            reused = self.reused_counts.get(str(i), 0)
+            part = batch.new_part(
+                i,
+                0,
+                job["first_line"],
+                job["last_line"],
+                job["requests"] - reused,
+                self.store.uri(self._name(i) + ".jsonl"),
             )
+            parts.append(part.set(reused=reused))
         return parts
 
     def abandon(self) -> None:
@@ -203,5 +240,5 @@ class Stager:
 
     def _delete(self, chunks: list[str]) -> None:
         for chunk in chunks:
-            for suffix in (".jsonl", ".keys.jsonl"):
+            for suffix in self._suffixes():
                 self._writer().delete(chunk + suffix)

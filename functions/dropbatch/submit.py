@@ -319,6 +319,7 @@ def _validate_and_stage(
     try:
         with _open_lines(store, doc, validator.report, checkpoint) as (reader, model, metadata):
             validator.family = stager.family = families.family_of(model)
+            stager.model = model
             validator.report.family = validator.family.name
             # the budget is for reading: a call that is slow to set up still moves on
             stopped = stager.stage(

@@ -265,7 +265,7 @@ def send_progress(store: Store, doc: Ledger) -> None:
     overlapping sweeps send it once; a publish that fails is not repeated (the next change sends a
     newer one)."""
     parts = [p for p in doc.parts if p.round == doc.round]
-    total = sum(p.requests for p in parts)
+    total = sum(p.requests + p.reused for p in parts)
     got = split_outputs.arrived(store, doc)
     counts = {
         "total": total,

@@ -11,18 +11,19 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import NOT_TERMINAL, drop, free_port, owner, read_json, req, settled, wait_port
+from conftest import (
+    NOT_TERMINAL,
+    drop,
+    free_port,
+    jobs_of,
+    read_json,
+    req,
+    settled,
+    wait_port,
+)
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def jobs_of(stack, batch_id):
-    r = owner().get(
-        f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-        params={"filter": f'labels.dropbatch_batch="{batch_id}"'},
-    )
-    return r.json().get("batchPredictionJobs", [])
 
 
 def results(bucket, batch_id) -> dict:

@@ -4,19 +4,7 @@ cap it ends `rejected` with the bound in report.json and the message, and Vertex
 from __future__ import annotations
 
 import pytest
-from conftest import drop, owner, read_json, req
-
-
-def jobs_of(stack, batch_id: str) -> list:
-    return (
-        owner()
-        .get(
-            f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-            params={"filter": f'labels.dropbatch_batch="{batch_id}"'},
-        )
-        .json()
-        .get("batchPredictionJobs", [])
-    )
+from conftest import drop, jobs_of, read_json, req
 
 
 def test_a_batch_over_its_cap_is_rejected_before_any_job(stack, bucket, inbox, vertex):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import owner, req
+from conftest import jobs_of, req
 from dropbatch import batch
 from dropbatch.documents import plain
 
@@ -92,14 +92,6 @@ def ledger_of(bucket, blob):
     bid = batch_id(bucket.name, blob.name, blob.generation)
     doc = bucket.blob(f"batches/{bid}/ledger.json")
     return bid, (orjson.loads(doc.download_as_bytes()) if doc.exists() else None)
-
-
-def jobs_of(stack, batch_id):
-    r = owner().get(
-        f"{stack.vertex}/v1/projects/{stack.project}/locations/us-central1/batchPredictionJobs",
-        params={"filter": f'labels.dropbatch_batch="{batch_id}"'},
-    )
-    return r.json().get("batchPredictionJobs", [])
 
 
 def test_ignored_events_create_nothing(stack, bucket, functions, capfd):

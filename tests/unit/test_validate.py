@@ -425,12 +425,15 @@ def test_staging_from_the_line_bytes_equals_staging_the_parsed_request():
     from dropbatch.validate import Validator
 
     class Recorded(staging.Stager):
-        def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
+        def _upload(self, name: str, data: bytes, sidecar: bytes, reused: bytes) -> None:
+            assert not reused  # reuse is off
             sent.append((name, data, sidecar))
 
     sent: list = []
     stager = Recorded(
-        types.SimpleNamespace(path=lambda batch_id, name: f"batches/{batch_id}/{name}"),
+        types.SimpleNamespace(
+            path=lambda batch_id, name: f"batches/{batch_id}/{name}", config=Config()
+        ),
         new_claim("b", "gs://b/o", "o", 1, "me", 60),
     )
     # a part ends every 50 requests, in a run or not

@@ -71,6 +71,12 @@ def print_summary(manifest: dict, seconds: float | None = None) -> None:
         f"{c['failed']:,} failed, "
         f"{c['missing']:,} missing"
     )
+    if c.get("reused"):
+        spared = (manifest.get("cost") or {}).get("saved_by_reuse")
+        print(
+            f"  {c['reused']:,} answered from earlier batches, not sent again"
+            + (f" (saved about {spared:,.4f} {manifest['cost']['currency']})" if spared else "")
+        )
     if c.get("duplicate_outputs") or c.get("unmatched_outputs"):
         print(
             f"  {c['duplicate_outputs']:,} duplicate and {c['unmatched_outputs']:,} unmatched "
