@@ -202,8 +202,9 @@ resource "google_project_iam_custom_role" "batch_jobs" {
   project     = var.project_id
   role_id     = "dropbatchBatchJobs"
   title       = "dropbatch batch prediction job creation"
-  description = "Create and list Vertex AI batch prediction jobs; nothing else."
-  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.list"]
+  description = "Create and list Vertex AI batch prediction jobs, and count a file's tokens before (countTokens); nothing else."
+  # countTokens needs aiplatform.endpoints.predict (the Count Tokens API page); no prediction is made with it
+  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.list", "aiplatform.endpoints.predict"]
   depends_on  = [google_project_service.apis]
 }
 

@@ -5,13 +5,58 @@ report, so the batch is rejected with the others."""
 
 from __future__ import annotations
 
-from . import budget, cost, webhooks
+import time
+
+import orjson
+
+from . import budget, cost, logs, vertex, webhooks
 from .config import Config
+from .errors import DropbatchError
 from .store import Store
 from .validate import Report
 
 # what dropbatch reads from a dropped object's metadata
 METADATA_KEYS = ("model", "max_cost", "webhook")
+
+
+# countTokens calls for one file stop after this long; what was counted by then is the sample
+COUNT_TOKENS_S = 20.0
+
+
+def count_tokens(config: Config, report: Report, model: str, sample: list) -> Report:
+    """The input tokens of the cost bound by Vertex's countTokens, before any cap is checked, for
+    the file's first requests (validate.Validator.sample): all of a file that small, else the
+    per-character estimate scaled by what the sample measured against its own estimate, and never
+    scaled down (the bound stays a bound; media counted by countTokens, not by characters, raise
+    it). An error, a denial or the time limit leaves the estimate, with the reason in the report's
+    cost_bound (`count_tokens_error`)."""
+    if not sample or report.cost_bound is None or report.error_count:
+        return report
+    counted, tokens, deadline = 0, 0, time.monotonic() + COUNT_TOKENS_S
+    try:
+        for _, request in sample:
+            if time.monotonic() > deadline:
+                break
+            tokens += vertex.count_tokens(config, model, orjson.loads(request))
+            counted += 1
+    except DropbatchError as exc:
+        logs.warning("countTokens failed; the per-character estimate stands", error=str(exc)[:200])
+        report.cost_bound["count_tokens_error"] = type(exc).__name__
+        if not counted:
+            return report
+    estimated = sum(-(-size // cost.BYTES_PER_TOKEN) for size, _ in sample[:counted])
+    bound_in = report.cost_bound["input_tokens"]
+    if counted == report.requests:
+        bound_in = tokens  # every request counted
+    elif tokens > estimated:
+        bound_in = -(-bound_in * tokens // estimated)
+    error = report.cost_bound.get("count_tokens_error")
+    report.cost_bound = cost.bound(
+        model, report.request_bytes, report.output_tokens, cost.prices(config.prices), bound_in
+    ) | {"input_tokens_source": "countTokens", "counted_requests": counted}
+    if error:
+        report.cost_bound["count_tokens_error"] = error
+    return report
 
 
 def check_metadata(config: Config, report: Report, metadata: dict) -> str | None:

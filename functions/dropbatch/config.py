@@ -61,6 +61,9 @@ class Config:
     # the project's cap a UTC day (budget.py); a batch past it waits, or with "reject" is rejected
     max_daily_cost: str = ""
     over_daily_cost: str = "wait"
+    # requests of a file whose input tokens Vertex's countTokens counts before any job (0: none; the
+    # rest are estimated per character, scaled by what the sample measured: admit.count_tokens)
+    count_tokens_sample: int = 20
     prices: str = ""  # the price table's override (cost.py): a JSON object or a path to one
     # PROJECT.DATASET.TABLE: every ended batch's results are loaded into it (table.py)
     results_table: str = ""

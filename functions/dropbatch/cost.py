@@ -113,11 +113,14 @@ def output_bound(family: str, payload) -> int:
     return DEFAULT_MAX_OUTPUT_TOKENS
 
 
-def bound(model: str, input_bytes: int, output_tokens: int, table: dict) -> dict:
+def bound(
+    model: str, input_bytes: int, output_tokens: int, table: dict, input_tokens: int | None = None
+) -> dict:
     """The most a batch can cost before it runs: {"currency", "bound", "input_tokens",
     "output_tokens", "model", "price_source", "price_date"}; "bound" is None for a model with no
-    price."""
-    tokens_in = -(-input_bytes // BYTES_PER_TOKEN)
+    price. The input tokens are `input_tokens` when counted (admit.count_tokens), else estimated
+    from the bytes."""
+    tokens_in = -(-input_bytes // BYTES_PER_TOKEN) if input_tokens is None else input_tokens
     key = model_key(model, table["models"])
     p = table["models"].get(key) if key else None
     return {

@@ -336,13 +336,13 @@ def _validate_and_stage(
             str(exc)
             if isinstance(exc, Replaced)
             else f"generation {doc.generation} of {doc.source} was replaced or deleted while it "
-            f"was read; a newer "
-            "upload is a batch of its own"
+            "was read; a newer upload is a batch of its own"
         )
         report.add(None, "replaced", None, reason, config.max_errors)
         stager.abandon()
         return reject(store, doc, report)
     report = price(validator.finish(), model, config)
+    report = admit.count_tokens(config, report, model, validator.sample)
     webhook = admit.check_metadata(config, report, metadata)
     admit.check_daily(store, report, batch_id)
     logs.info(

@@ -23,6 +23,9 @@ from .config import Config
 from .keys import key_width, line_key, shown
 from .lineio import Reader, open_source
 
+# a sampled line is at most this long (the sample is kept in the submission checkpoint)
+SAMPLE_LINE_BYTES = 65_536
+
 
 @dataclasses.dataclass
 class Report:
@@ -124,6 +127,9 @@ class Validator:
         self.keyless = bytearray()  # per line: 1 when the line is a request without an explicit key
         self.part = {"first": None, "requests": 0, "bytes": 0}
         self.job_index = 0  # the job the last request fed belongs to
+        # [line bytes, request JSON] of the file's first Gemini requests: what countTokens counts
+        # (admit.count_tokens); lines over SAMPLE_LINE_BYTES are left to the estimate
+        self.sample: list[list] = []
         if state:
             self._restore(state)
         self.report.family = self.family.name
@@ -170,6 +176,12 @@ class Validator:
             return None
         report.request_bytes += len(raw)
         report.output_tokens += cost.output_bound(self.family.name, payload)
+        if (
+            self.family is families.GEMINI
+            and len(self.sample) < self.config.count_tokens_sample
+            and len(raw) <= SAMPLE_LINE_BYTES
+        ):
+            self.sample.append([len(raw), orjson.dumps(payload).decode()])
         return (
             key,
             payload,
@@ -290,6 +302,7 @@ class Validator:
             "part": self.part,
             "seen_keys": base64.b64encode(zlib.compress(hashes)).decode(),
             "keyless": base64.b64encode(zlib.compress(bytes(self.keyless))).decode(),
+            "sample": self.sample,
         }
 
     def _restore(self, state: dict) -> None:
@@ -305,6 +318,7 @@ class Validator:
             for i in range(0, len(packed), 16)
         }
         self.keyless = bytearray(zlib.decompress(base64.b64decode(state["keyless"])))
+        self.sample = state.get("sample") or []
 
 
 def parse_line(obj, family: families.Family) -> tuple[list, str | None, object, str]:

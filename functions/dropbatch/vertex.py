@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 
+import orjson
+
 from . import families
 from .config import Config
 from .errors import PermanentError, TransientError, denied
@@ -25,6 +27,35 @@ def job_client(endpoint: str, location: str):
     return aiplatform_v1.JobServiceClient(
         client_options={"api_endpoint": endpoint or api_endpoint(location)}
     )
+
+
+@functools.cache
+def token_client(endpoint: str, location: str):
+    from google.cloud import aiplatform_v1
+
+    if endpoint.startswith("http://"):
+        return aiplatform_v1.LlmUtilityServiceClient(
+            transport="rest", client_options={"api_endpoint": endpoint}
+        )
+    return aiplatform_v1.LlmUtilityServiceClient(
+        client_options={"api_endpoint": endpoint or api_endpoint(location)}
+    )
+
+
+def count_tokens(config: Config, model: str, request: dict, timeout: float = 10.0) -> int:
+    """A Gemini request's input tokens as Vertex counts them: countTokens on the publisher model
+    (POST v1/{endpoint=projects/*/locations/*/publishers/*/models/*}:countTokens, the REST
+    reference's projects.locations.publishers.models.countTokens), with its contents, system
+    instruction and tools; permission aiplatform.endpoints.predict."""
+    from google.cloud import aiplatform_v1
+
+    name = families.resource_name(model, config.project, config.location)
+    fields = {k: request[k] for k in ("contents", "systemInstruction", "tools") if k in request}
+    body = aiplatform_v1.CountTokensRequest.from_json(
+        orjson.dumps({"endpoint": name, "model": name, **fields}), ignore_unknown_fields=True
+    )
+    client = token_client(config.vertex_endpoint, config.location)
+    return int(_call(client.count_tokens, request=body, timeout=timeout).total_tokens)
 
 
 def api_endpoint(location: str) -> str:

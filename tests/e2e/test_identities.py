@@ -205,8 +205,8 @@ def test_without_the_submit_accounts_create_the_batch_fails_naming_it(
     stack, bucket, inbox, vertex, infra_copy
 ):
     infra_copy(
-        """  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.list"]""",
-        """  permissions = ["aiplatform.batchPredictionJobs.list"]""",
+        """  permissions = ["aiplatform.batchPredictionJobs.create", "aiplatform.batchPredictionJobs.list", "aiplatform.endpoints.predict"]""",
+        """  permissions = ["aiplatform.batchPredictionJobs.list", "aiplatform.endpoints.predict"]""",
     )
     _, batch_id = drop(bucket, "no-create.jsonl", [req(f"q{i}") for i in range(5)])
     message = failed_message(bucket, inbox, batch_id)

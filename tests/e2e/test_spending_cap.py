@@ -3,6 +3,7 @@ cap it ends `rejected` with the bound in report.json and the message, and Vertex
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from conftest import drop, jobs_of, read_json, req
 
@@ -98,3 +99,54 @@ def test_the_daily_cap_makes_a_third_batch_wait_until_one_ends(stack, bucket, in
         assert jobs_of(stack, batch_id) == []
     finally:
         local.restart_function("submit")
+
+
+JOBS_ROLE = (
+    '  permissions = ["aiplatform.batchPredictionJobs.create", '
+    '"aiplatform.batchPredictionJobs.list"'
+)
+PREDICT = JOBS_ROLE + ', "aiplatform.endpoints.predict"]'
+
+
+def estimated(lines) -> int:
+    """The per-character estimate of the lines' input tokens: their bytes as dropped / 4."""
+    return -(-sum(len(orjson.dumps(line)) + 1 for line in lines) // 4)
+
+
+def test_a_small_files_input_tokens_are_counted_by_count_tokens(stack, bucket, inbox, vertex):
+    """A file of at most DROPBATCH_COUNT_TOKENS_SAMPLE (20) requests is counted whole by Vertex's
+    countTokens before any cap is checked, one call a request: the bound's input tokens are what the
+    job then bills as prompt tokens, not the estimate from the lines' bytes."""
+    texts = [f"count me {i} " + "word " * i for i in range(5)]
+    _, batch_id = drop(bucket, "counted.jsonl", [req(t) for t in texts])
+    inbox.wait_for(batch_id, "succeeded", timeout=90)
+    bound = read_json(bucket, f"batches/{batch_id}/report.json")["cost_bound"]
+    assert bound["input_tokens_source"] == "countTokens" and bound["counted_requests"] == 5
+    assert vertex.stats()["calls"]["count_tokens"] == 5
+    manifest = read_json(bucket, f"batches/{batch_id}/manifest.json")
+    assert bound["input_tokens"] == manifest["usage"]["prompt_tokens"] > 0
+
+
+def test_a_larger_file_keeps_the_estimate_when_the_sample_counts_less(stack, bucket, inbox, vertex):
+    """25 requests: the first 20 are counted; they hold fewer tokens than their bytes / 4, so the
+    estimate stands (a bound is scaled up by a sample, never down)."""
+    lines = [req(f"sample {i}") for i in range(25)]
+    _, batch_id = drop(bucket, "sampled.jsonl", lines)
+    inbox.wait_for(batch_id, "succeeded", timeout=90)
+    bound = read_json(bucket, f"batches/{batch_id}/report.json")["cost_bound"]
+    assert bound["counted_requests"] == 20 and vertex.stats()["calls"]["count_tokens"] == 20
+    assert bound["input_tokens"] == estimated(lines)
+
+
+def test_without_endpoints_predict_the_estimate_stands(stack, bucket, inbox, vertex, infra_copy):
+    """countTokens refused (the submit account without aiplatform.endpoints.predict): the batch
+    runs on the per-character estimate, and the report says why it was not counted."""
+    infra_copy(PREDICT, JOBS_ROLE + "]")
+    lines = [req(f"u{i}") for i in range(3)]
+    _, batch_id = drop(bucket, "uncounted.jsonl", lines)
+    assert inbox.wait_for(batch_id, "succeeded", timeout=90)["counts"]["succeeded"] == 3
+    report = read_json(bucket, f"batches/{batch_id}/report.json")
+    assert report["cost_bound"]["count_tokens_error"] == "ConfigurationError"
+    assert "input_tokens_source" not in report["cost_bound"]
+    assert report["cost_bound"]["input_tokens"] == estimated(lines)
+    assert vertex.stats()["calls"]["refused"] == 1, "refused once, not once a request"

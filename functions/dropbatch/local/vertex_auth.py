@@ -15,6 +15,7 @@ PERMISSIONS = {
     "cancel": "aiplatform.batchPredictionJobs.cancel",
     "delete": "aiplatform.batchPredictionJobs.delete",
     "operation": "aiplatform.batchPredictionJobs.get",
+    "count_tokens": "aiplatform.endpoints.predict",
 }
 
 

@@ -42,7 +42,15 @@ class Emulator(OutputWriter):
         self.operations: dict[str, dict] = {}
         self.slots: set[str] = set()  # jobs holding one of the project's max_running slots
         self.lock = threading.Lock()
-        self.calls = {"create": 0, "get": 0, "list": 0, "cancel": 0, "delete": 0, "refused": 0}
+        self.calls = {
+            "create": 0,
+            "get": 0,
+            "list": 0,
+            "cancel": 0,
+            "delete": 0,
+            "refused": 0,
+            "count_tokens": 0,
+        }
         self._storage = None
         # the stack's IAM (DROPBATCH_IAM_DIR): who may call, checked against infra/
         self.enforcer = None

@@ -8,7 +8,9 @@ import uuid
 
 from flask import Flask, request
 
+from .vertex_answers import _prompt_text
 from .vertex_auth import add_authorization
+from .vertex_families import tokens
 from .vertex_faults import Faults
 from .vertex_jobs import STATES, TERMINAL, Emulator
 from .vertex_judge import create_problem
@@ -56,8 +58,27 @@ def create_app(emulator: Emulator) -> Flask:
 
     add_reading_routes(app, emulator)
     add_ending_routes(app, emulator)
+    add_token_routes(app, emulator)
     add_test_hooks(app, emulator)
     return app
+
+
+def add_token_routes(app: Flask, emulator: Emulator) -> None:
+    """LlmUtilityService.CountTokens on a publisher model (the REST reference's
+    projects.locations.publishers.models.countTokens): totalTokens as the emulator's batch answers
+    count promptTokenCount (about 4 characters a token, text parts only)."""
+
+    @app.post(
+        "/<version>/projects/<project>/locations/<location>/publishers/<publisher>/models/"
+        "<model>:countTokens"
+    )
+    def count_tokens(version, project, location, publisher, model):
+        emulator.calls["count_tokens"] += 1
+        body = request.get_json(force=True, silent=True) or {}
+        if not isinstance(body.get("contents"), list) or not body["contents"]:
+            return error(400, "Invalid request: contents must not be empty.")
+        text = _prompt_text(body)
+        return out({"totalTokens": tokens(text), "totalBillableCharacters": len(text)})
 
 
 def add_reading_routes(app: Flask, emulator: Emulator) -> None:
