@@ -32,7 +32,7 @@ def count_tokens(config: Config, report: Report, model: str, sample: list) -> Re
     cost_bound (`count_tokens_error`)."""
     if not sample or report.cost_bound is None or report.error_count:
         return report
-    counted, tokens, deadline = 0, 0, time.monotonic() + COUNT_TOKENS_S
+    counted, tokens, deadline, error = 0, 0, time.monotonic() + COUNT_TOKENS_S, None
     try:
         for _, request in sample:
             if time.monotonic() > deadline:
@@ -41,19 +41,17 @@ def count_tokens(config: Config, report: Report, model: str, sample: list) -> Re
             counted += 1
     except DropbatchError as exc:
         logs.warning("countTokens failed; the per-character estimate stands", error=str(exc)[:200])
-        report.cost_bound["count_tokens_error"] = type(exc).__name__
-        if not counted:
-            return report
-    estimated = sum(-(-size // cost.BYTES_PER_TOKEN) for size, _ in sample[:counted])
-    bound_in = report.cost_bound["input_tokens"]
-    if counted == report.requests:
-        bound_in = tokens  # every request counted
-    elif tokens > estimated:
-        bound_in = -(-bound_in * tokens // estimated)
-    error = report.cost_bound.get("count_tokens_error")
-    report.cost_bound = cost.bound(
-        model, report.request_bytes, report.output_tokens, cost.prices(config.prices), bound_in
-    ) | {"input_tokens_source": "countTokens", "counted_requests": counted}
+        error = type(exc).__name__
+    if counted:
+        estimated = sum(-(-size // cost.BYTES_PER_TOKEN) for size, _ in sample[:counted])
+        bound_in = report.cost_bound["input_tokens"]
+        if counted == report.requests:
+            bound_in = tokens  # every request counted
+        elif tokens > estimated:
+            bound_in = -(-bound_in * tokens // estimated)
+        report.cost_bound = cost.bound(
+            model, report.request_bytes, report.output_tokens, cost.prices(config.prices), bound_in
+        ) | {"input_tokens_source": "countTokens", "counted_requests": counted}
     if error:
         report.cost_bound["count_tokens_error"] = error
     return report

@@ -98,35 +98,32 @@ class Stager:
             self._flush()
             self.part = part
         self._close_run()
-        if self.lookup is not None:
-            self._add_fingerprinted(line, key, request)
-        elif as_is:  # a run starts
+        if as_is and self.lookup is None:  # a run starts
             self.run_first, self.run_end = line, line + 1
             self.run.append(raw)
             self.size += len(raw)
         else:  # re-serialised as the family stages it (Gemini: labels merged, parts made lists)
+            # with reuse on, fingerprinted first: staging adds the line's labels to the request
+            fp = reuse.fingerprint(self.model, request) if self.lookup is not None else None
             staged = self.family.stage(request, line)
-            self.data.append(staged)
-            self.size += len(staged)
-            self.keys += orjson.dumps([line, key, len(staged)], option=orjson.OPT_APPEND_NEWLINE)
+            if fp is None or not self._reused(line, key, staged, fp):
+                self.data.append(staged)
+                self.size += len(staged)
+                row = [line, key, len(staged)] if fp is None else [line, key, len(staged), fp]
+                self.keys += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
         if self.size >= CHUNK_BYTES:
             self._flush()
 
-    def _add_fingerprinted(self, line: int, key: str | None, request) -> None:
-        """Stage one line with its fingerprint, or put it in the reused sidecar when an earlier
-        batch answered the same request."""
-        fp = reuse.fingerprint(self.model, request)  # first: staging adds the line's labels to it
-        staged = self.family.stage(request, line)
+    def _reused(self, line: int, key: str | None, staged: bytes, fp: str) -> bool:
+        """Put the line in the reused sidecar when an earlier batch answered the same request."""
         earlier = self.lookup.find(fp)
-        if earlier is not None and earlier[0] != self.batch_id:
-            row = [line, key, len(staged), *earlier, fp, orjson.Fragment(staged.rstrip(b"\n"))]
-            self.reused += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-            part = str(self.part)
-            self.reused_counts[part] = self.reused_counts.get(part, 0) + 1
-            return
-        self.data.append(staged)
-        self.size += len(staged)
-        self.keys += orjson.dumps([line, key, len(staged), fp], option=orjson.OPT_APPEND_NEWLINE)
+        if earlier is None or earlier[0] == self.batch_id:
+            return False
+        row = [line, key, len(staged), *earlier, fp, orjson.Fragment(staged.rstrip(b"\n"))]
+        self.reused += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        part = str(self.part)
+        self.reused_counts[part] = self.reused_counts.get(part, 0) + 1
+        return True
 
     def _close_run(self) -> None:
         """Stage the open run of lines that are exactly {"request": {...}} from their own bytes, all

@@ -17,29 +17,15 @@ PART_LABEL = "dropbatch_part"
 
 
 @functools.cache
-def job_client(endpoint: str, location: str):
+def _service(name: str, endpoint: str, location: str):
+    """An aiplatform_v1 client (JobServiceClient, LlmUtilityServiceClient) for the endpoint: the
+    local emulator over plain HTTP with the default credentials, else Vertex AI over gRPC."""
     from google.cloud import aiplatform_v1
 
-    if endpoint.startswith("http://"):  # the local emulator: plain HTTP, the default credentials
-        return aiplatform_v1.JobServiceClient(
-            transport="rest", client_options={"api_endpoint": endpoint}
-        )
-    return aiplatform_v1.JobServiceClient(
-        client_options={"api_endpoint": endpoint or api_endpoint(location)}
-    )
-
-
-@functools.cache
-def token_client(endpoint: str, location: str):
-    from google.cloud import aiplatform_v1
-
+    cls = getattr(aiplatform_v1, name)
     if endpoint.startswith("http://"):
-        return aiplatform_v1.LlmUtilityServiceClient(
-            transport="rest", client_options={"api_endpoint": endpoint}
-        )
-    return aiplatform_v1.LlmUtilityServiceClient(
-        client_options={"api_endpoint": endpoint or api_endpoint(location)}
-    )
+        return cls(transport="rest", client_options={"api_endpoint": endpoint})
+    return cls(client_options={"api_endpoint": endpoint or api_endpoint(location)})
 
 
 def count_tokens(config: Config, model: str, request: dict, timeout: float = 10.0) -> int:
@@ -54,7 +40,7 @@ def count_tokens(config: Config, model: str, request: dict, timeout: float = 10.
     body = aiplatform_v1.CountTokensRequest.from_json(
         orjson.dumps({"endpoint": name, "model": name, **fields}), ignore_unknown_fields=True
     )
-    client = token_client(config.vertex_endpoint, config.location)
+    client = _service("LlmUtilityServiceClient", config.vertex_endpoint, config.location)
     return int(_call(client.count_tokens, request=body, timeout=timeout).total_tokens)
 
 
@@ -70,7 +56,7 @@ def api_endpoint(location: str) -> str:
 
 
 def client(config: Config):
-    return job_client(config.vertex_endpoint, config.location)
+    return _service("JobServiceClient", config.vertex_endpoint, config.location)
 
 
 def _call(fn, *args, **kwargs):
