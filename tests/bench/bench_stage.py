@@ -34,14 +34,16 @@ def work(path: Path, stage: bool) -> None:
     from dropbatch.validate import Validator
 
     class Unsent(staging.Stager):
-        def _upload(self, name: str, data: bytes, sidecar: bytes) -> None:
+        def _upload(self, name: str, *bodies: bytes) -> None:
             pass
 
     config = Config()
     validator = Validator(config, path.name)
     stager = (
         Unsent(
-            types.SimpleNamespace(path=lambda batch_id, name: f"batches/{batch_id}/{name}"),
+            types.SimpleNamespace(
+                config=config, path=lambda batch_id, name: f"batches/{batch_id}/{name}"
+            ),
             new_claim("bench", "gs://b/o", "o", 1, "bench", 60),
         )
         if stage

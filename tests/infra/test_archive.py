@@ -47,6 +47,7 @@ DEPLOYED = {
             "ordered",
             "outcome",
             "retry",
+            "reuse",
             "rounds",
             "families",
             "family_base",

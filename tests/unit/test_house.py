@@ -33,3 +33,12 @@ def test_no_function_over_60_lines():
                 if lines > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(FUNCTIONS)}:{node.name}"] = lines
     assert long == {}
+
+
+def test_test_files_have_one_basename_each():
+    """pytest imports test files by basename (rootdir conftest, no packages): two test_x.py in
+    different folders fail collection with "import file mismatch" in whichever worker meets both."""
+    seen = {}
+    for path in sorted((FUNCTIONS.parent / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(FUNCTIONS.parent)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
