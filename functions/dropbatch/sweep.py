@@ -236,15 +236,18 @@ def queue_partial_splits(store: Store, doc: Ledger) -> None:
     """While a job runs, Vertex writes its finished rows to the output directory (Google's batch
     prediction pages): when a running part's output files changed (a new file, or a new generation
     of one), a `partial` split task splits what is there, so results/KEY.json appear long before the
-    job ends. One in flight a part (re-sent after 2 split budgets and a minute, like a lost split
-    task); the split function clears `partial_queued`."""
+    job ends. A part with reused lines gets its first one before any file, so the earlier answers
+    are copied while the job runs, not after it (reuse.py). One in flight a part (re-sent after 2
+    split budgets and a minute, like a lost split task); the split function clears
+    `partial_queued`."""
     for p in doc.parts:
         if p.state != JOB_RUNNING or not p.output_dir or p.split == "done":
             continue
         if p.partial_queued and age_s(p.partial_queued) < 2 * store.config.split_budget_s + 60:
             continue
         seen = [[b.name, b.generation] for b in split_outputs.output_files(store, doc, p)]
-        if not seen or seen == p.partial_seen:
+        first = p.reused and p.partial_seen is None
+        if not (seen or first) or seen == p.partial_seen:
             continue
         notify.send_split_task(store.config, notify.split_task(doc, p, partial=True))
         store.update_ledger(

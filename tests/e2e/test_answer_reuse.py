@@ -4,6 +4,7 @@ sent to Vertex, and results.jsonl comes out as a fresh run's."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import orjson
@@ -108,3 +109,31 @@ def test_a_re_drop_sends_only_the_changed_lines(stack, bucket, inbox, vertex, re
     assert [r["text"] for r in third] == [r["text"] for r in again]
     assert [i for i, r in enumerate(third) if "reused_from" not in r] == [0, 1000, N - 1]
     assert third[1]["reused_from"] == a, "the batch that asked Vertex, not the one it came through"
+
+
+def test_earlier_answers_are_written_while_the_job_runs(stack, bucket, inbox, vertex, reusing):
+    """A re-drop's reused results do not wait for its job: the sweep queues a partial split for a
+    running part with reused lines before the job writes anything, so a `running` message counts
+    them succeeded while the job for the changed lines still runs; the end is as without."""
+    run = uuid.uuid4().hex[:8]
+    first = [req(f"{run} early {i}") for i in range(40)]
+    _, a = drop(bucket, f"early-{run}-a.jsonl", first)
+    assert inbox.wait_for(a, "succeeded", timeout=120)["counts"]["succeeded"] == 40
+    vertex.faults(running_s=120, output_at_end=True)  # no output file to queue a split for
+    _, b = drop(bucket, f"early-{run}-b.jsonl", [req(f"{run} new {i}") for i in range(2)] + first)
+
+    def copied(m):
+        c = m["counts"]
+        return m["state"] == "running" and c["succeeded"] == 40 and c["pending"] == 2
+
+    deadline = time.monotonic() + 90
+    while not any(copied(m) for m in inbox.of(b)) and time.monotonic() < deadline:
+        inbox.pull()
+    assert any(copied(m) for m in inbox.of(b)), [m["counts"] for m in inbox.of(b)]
+    assert [j["state"] for j in jobs_of(stack, b)] == ["JOB_STATE_RUNNING"]
+    vertex.faults(output_at_end=False)
+    done = inbox.wait_for(b, "succeeded", timeout=120)
+    assert done["counts"]["succeeded"] == 42 and done["counts"]["reused"] == 40
+    assert sent(stack, b) == 2
+    again = results_file(bucket, b)
+    assert [r.get("reused_from") for r in again] == [None, None] + [a] * 40

@@ -15,13 +15,14 @@ JobService.CancelBatchPredictionJob ("best effort": the job may still succeed; a
 writes completed rows to its output location while it runs, and keeps them when it is cancelled or
 expires). Modelled worst cases (not confirmed from a public source, so chosen to be hard on
 clients): while a job runs its output appears file by file (`lines_per_file` lines each, shuffled,
-completionStats updated after each); a FAILED, EXPIRED or CANCELLED job leaves partial output. A
-file that grows (rewritten as a new generation with more lines, a half-written line at its end) is
-not made here: the Vertex service agent may only create objects under the output prefix
-(infra/iam.tf, as Google's pages grant it), and the stack refused exactly that when this emulator
-tried it; the split still handles it (tests/integration/ test_incremental_split.py, against real
-Cloud Storage streams); echoed float fields come back at float32 precision; failed lines use several
-status shapes; list results lag behind creates when `list_lag_s` is set.
+completionStats updated after each; with `output_at_end`, none before running_s is over); a FAILED,
+EXPIRED or CANCELLED job leaves partial output. A file that grows (rewritten as a new generation
+with more lines, a half-written line at its end) is not made here: the Vertex service agent may only
+create objects under the output prefix (infra/iam.tf, as Google's pages grant it), and the stack
+refused exactly that when this emulator tried it; the split still handles it (tests/integration/
+test_incremental_split.py, against real Cloud Storage streams); echoed float fields come back at
+float32 precision; failed lines use several status shapes; list results lag behind creates when
+`list_lag_s` is set.
 
 Models other than Gemini generation (embeddings, Claude, open models) are answered in their
 families' shapes by vertex_families.py, whose docstring names each shape's page and what is

@@ -33,6 +33,9 @@ class Faults:
     duplicate_rate: float = 0.0  # share of requests written twice (Vertex has been seen doing it)
     drop_rate: float = 0.0  # share of requests with no output line at all
     lines_per_file: int = 5000
+    # no output until running_s is over (or this is lifted): a job writes its completed rows as it
+    # goes (the batch-prediction-resume page), and one slow to complete any writes nothing for long
+    output_at_end: bool = False
     seed: int = 7
     # per project; more jobs wait in QUEUED or PENDING (batch quotas page), never a 429
     max_running: int = 8

@@ -103,10 +103,10 @@ class Emulator(OutputWriter):
     def _state(self, name: str) -> str:
         return (self.jobs.get(name) or {}).get("state", "JOB_STATE_CANCELLED")
 
-    def _sleep(self, name: str, seconds: float) -> None:
-        """Wait out a state, but wake up at once when the job is being cancelled."""
+    def _sleep(self, name: str, seconds: float, hold=lambda: True) -> None:
+        """Wait out a state while `hold()`, but wake up at once when the job is being cancelled."""
         end = time.monotonic() + seconds
-        while time.monotonic() < end and self._state(name) != "JOB_STATE_CANCELLING":
+        while time.monotonic() < end and hold() and self._state(name) != "JOB_STATE_CANCELLING":
             time.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
     def _take_slot(self, name: str) -> bool:

@@ -120,6 +120,10 @@ class OutputWriter(TableWriter):
         bucket, _, base = out_dir[5:].partition("/")
         done: dict[str, bool] = {}  # request -> succeeded: stats count requests, not output lines
         ok = failed = 0
+        pause = f.running_s / len(chunks)
+        if f.output_at_end:
+            self._sleep(name, f.running_s, lambda: self.faults.output_at_end)
+            pause = 0
         for i, chunk in enumerate(chunks):
             if name not in self.jobs:
                 return None
@@ -135,7 +139,7 @@ class OutputWriter(TableWriter):
             ok, failed = sum(done.values()), len(done) - sum(done.values())
             # updated while running
             self._set(name, completionStats=_stats(ok, failed, total - ok - failed))
-            self._sleep(name, f.running_s / len(chunks))
+            self._sleep(name, pause)
         return ok, failed
 
     def _end(self, name: str, stats: dict, ok: int, failed: int) -> None:
