@@ -30,7 +30,7 @@ TINY = {
     "bench-iam": {"BENCH_IAM_OBJECTS": "100"},
     "bench-soak": {"SOAK_FILES": "2", "BENCH_N": "50"},
     "bench-slots": {"BENCH_SLOTS_FILES": "4", "BENCH_SLOTS_S": "3"},
-    "bench-reuse": {"BENCH_N": "100", "BENCH_CHANGED": "2"},
+    "bench-reuse": {"BENCH_N": "100", "BENCH_CHANGED": "2", "BENCH_JOB_S": "0.2"},
 }
 
 
