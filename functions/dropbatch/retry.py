@@ -44,9 +44,11 @@ class _PartWriter:
             self.part.requests < limits[0] and self.bytes + size <= limits[1]
         )
 
-    def add(self, line: int, key: str, raw: bytes) -> None:
+    def add(self, line: int, key: str, raw: bytes, fp: str | None) -> None:
+        """`fp`: the request's reuse fingerprint when the first round had one, so that the split
+        indexes a retried answer as it does a first-round one (reuse.py)."""
         self.data.write(raw)
-        self.keys.write(orjson.dumps([line, key, len(raw)]) + b"\n")
+        self.keys.write(orjson.dumps([line, key, len(raw), *([fp] if fp else [])]) + b"\n")
         self.part.first_line = self.part.first_line or line
         self.part.last_line = line
         self.part.requests += 1
@@ -59,15 +61,16 @@ class _PartWriter:
 
 
 def _staged_lines(files: contextlib.ExitStack, bucket, path: str, reused: int):
-    """(line, staged request) of a first-round part in line order: what its job was sent (the keys
-    sidecar says each one's line) and, with `reused`, the lines answered from earlier batches,
-    whose staged requests the reused sidecar keeps (reuse.py)."""
+    """(line, staged request, reuse fingerprint or None) of a first-round part in line order: what
+    its job was sent (the keys sidecar says each one's line) and, with `reused`, the lines answered
+    from earlier batches, whose staged requests the reused sidecar keeps (reuse.py)."""
     data, keys = (files.enter_context(open_lines(bucket.blob(path + s))) for s in STAGED)
-    sent = ((orjson.loads(entry)[0], raw) for raw, entry in zip(data, keys))
+    rows = (orjson.loads(entry) for entry in keys)
+    sent = ((row[0], raw, row[3] if len(row) > 3 else None) for raw, row in zip(data, rows))
     if not reused:
         return sent
     rows = map(orjson.loads, files.enter_context(open_lines(bucket.blob(path + REUSED))))
-    kept = ((row[0], orjson.dumps(row[6]) + b"\n") for row in rows)
+    kept = ((row[0], orjson.dumps(row[6]) + b"\n", row[5]) for row in rows)
     return heapq.merge(sent, kept, key=operator.itemgetter(0))
 
 
@@ -88,7 +91,7 @@ def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
         path = store.path(doc.batch_id, layout.staged(original))
         with contextlib.ExitStack() as files:
             # staged in line order, as the errors come
-            for line, raw in _staged_lines(files, store.bucket, path, original.reused):
+            for line, raw, fp in _staged_lines(files, store.bucket, path, original.reused):
                 if nxt is None or nxt["line"] > original.last_line:
                     break
                 # not in the staged input: nothing to retry
@@ -102,7 +105,7 @@ def stage_retry(store: Store, doc: Ledger, retry) -> list[Part]:
                     writer = None
                 if writer is None:
                     writer = _PartWriter(store, doc, len(doc.parts) + len(parts), round_)
-                writer.add(line, nxt["key"], raw)
+                writer.add(line, nxt["key"], raw, fp)
                 nxt = next(wanted, None)
     if writer is not None:
         parts.append(writer.close())

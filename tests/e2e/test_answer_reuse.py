@@ -137,3 +137,22 @@ def test_earlier_answers_are_written_while_the_job_runs(stack, bucket, inbox, ve
     assert sent(stack, b) == 2
     again = results_file(bucket, b)
     assert [r.get("reused_from") for r in again] == [None, None] + [a] * 40
+
+
+def test_answers_from_a_retry_round_are_reused_too(stack, bucket, inbox, vertex, reusing):
+    """A request that failed for a transient reason and was answered in a retry round is indexed
+    like one answered at once: dropped again, only the requests that never succeeded go to
+    Vertex."""
+    run = uuid.uuid4().hex[:8]
+    lines = [req(f"{run} retried {i}") for i in range(30)]
+    vertex.faults(fail_rate=0.4, fail_code=429)
+    _, a = drop(bucket, f"retried-{run}-a.jsonl", lines)
+    first = inbox.wait_for(a, ["succeeded", "partially_succeeded", "failed"], timeout=120)
+    manifest = read_json(bucket, f"batches/{a}/manifest.json")
+    retried = sum(r["requests"] for r in manifest["rounds"][1:])
+    assert retried > first["counts"]["failed"], "some answers came in a retry round"
+    vertex.faults(fail_rate=0.0)
+    _, b = drop(bucket, f"retried-{run}-b.jsonl", lines)
+    done = inbox.wait_for(b, "succeeded", timeout=120)
+    assert done["counts"]["reused"] == first["counts"]["succeeded"]
+    assert sent(stack, b) == first["counts"]["failed"]
