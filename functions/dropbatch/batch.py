@@ -161,6 +161,11 @@ def part_waiting(part: Part) -> bool:
     return not part.job and part.state not in JOB_TERMINAL
 
 
+def wholly_reused(part: Part) -> bool:
+    """Every request of its lines answered by earlier batches (reuse.py): the part has no job."""
+    return not part.requests and part.reused > 0
+
+
 def running_jobs(doc: Ledger) -> int:
     return sum(1 for p in doc.parts if part_running(p))
 

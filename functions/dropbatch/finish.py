@@ -108,7 +108,7 @@ def job_records(doc: Ledger) -> list[dict]:
             "ended": p.ended,
         }
         for p in doc.parts
-        if p.job or not p.reused  # a part answered wholly from earlier batches had no job
+        if not batch.wholly_reused(p)
     ]
 
 
@@ -142,7 +142,7 @@ def _manifest(store, doc: Ledger, totals: tuple, dones: dict, jobs, results_file
         {
             "round": r,
             "requests": sum(p.requests for p in doc.parts if p.round == r),
-            "jobs": sum(1 for p in doc.parts if p.round == r and (p.job or not p.reused)),
+            "jobs": sum(1 for p in doc.parts if p.round == r and not batch.wholly_reused(p)),
         }
         for r in range(doc.round + 1)
     ]

@@ -26,7 +26,7 @@ def submit_parts(store: Store, batch_id: str) -> Ledger | None:
     for part in doc.parts:
         if not batch.part_waiting(part):
             continue
-        if not part.requests:  # every request of its lines answered by earlier batches (reuse.py)
+        if batch.wholly_reused(part):
             doc = store.update_ledger(
                 batch_id,
                 lambda d, i=part.index: (

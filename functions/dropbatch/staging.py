@@ -109,7 +109,7 @@ class Stager:
             if fp is None or not self._reused(line, key, staged, fp):
                 self.data.append(staged)
                 self.size += len(staged)
-                row = [line, key, len(staged)] if fp is None else [line, key, len(staged), fp]
+                row = [line, key, len(staged), *([fp] if fp else [])]
                 self.keys += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
         if self.size >= CHUNK_BYTES:
             self._flush()
